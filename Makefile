@@ -1,0 +1,36 @@
+# mnist_assets: the contract commands (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+PORT ?= 3000
+APP_PORT ?= 5151
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: setup run test ui app bench clean
+
+setup: $(STAMP)
+
+# Re-run the installer only when what it installs changed.
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m mnist_assets.run_all
+
+test: setup
+	$(PY) -m pytest
+
+ui: setup
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+
+app: setup
+	$(PY) -m mnist_assets.app --port $(APP_PORT)
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf .mnist_assets .dagster_home/storage .dagster_home/history .dagster_home/logs .dagster_home/schedules

@@ -1,0 +1,229 @@
+"""The series' step 7 and its exercises: targeted augmentation, fine-tuning, and the comparison of models."""
+
+import hashlib
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix
+
+import dagster as dg
+from mnist_assets import checks
+from mnist_assets.assets.clip import zero_shot_predictions
+from mnist_assets.assets.common import HEAVY_POOL, checkpoint_path, per_class_recall, split_tensors
+from mnist_assets.assets.lenet import lenet_checkpoint, lenet_predictions, training_metadata
+from mnist_assets.assets.quality import hardness_scores
+from mnist_assets.metadata import class_counts, markdown_table, png
+from mnist_assets.ml import plots
+from mnist_assets.ml.augmentation import augment_images
+from mnist_assets.ml.checkpoints import load_model, save_checkpoint
+from mnist_assets.ml.fiftyone_store import (
+    evaluate,
+    get_dataset,
+    replace_split,
+    split_view,
+    write_classifications,
+    write_pngs,
+)
+from mnist_assets.ml.selection import STRATEGIES, select_samples
+from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
+from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
+from mnist_assets.partitions import split_partitions
+from mnist_assets.resources import MnistSettings
+
+AUGMENTED_SPLIT = "augmented"
+TRAIN_ONLY = dg.SpecificPartitionsPartitionMapping(["train"])
+
+
+class AugmentationConfig(dg.Config):
+    """Which training samples to augment, how many, and how many copies of each."""
+
+    strategy: str = "misclassified"  # misclassified, hardest, most_unique, least_confident, active
+    budget: int = 512
+    copies: int = 10
+    seed: int = 51
+
+
+def augmented_dataset(settings: MnistSettings):
+    """Augmented samples live in their own dataset, `<dataset>-augmented`, linked to their sources."""
+    return get_dataset(f"{settings.dataset_name}-augmented")
+
+
+@dg.asset(
+    deps=[
+        dg.AssetDep(hardness_scores, partition_mapping=TRAIN_ONLY),
+        dg.AssetDep(lenet_predictions, partition_mapping=TRAIN_ONLY),
+    ],
+    group_name="augmentation",
+    kinds={"pytorch", "fiftyone"},
+    check_specs=[dg.AssetCheckSpec("sample_count", asset="augmented_set")],
+)
+def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig, settings: MnistSettings):
+    """Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples."""
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"unknown selection strategy {config.strategy!r}; choose one of {STRATEGIES}")
+    if config.budget <= 0 or config.copies <= 0:
+        raise ValueError("budget and copies must be positive integers")
+    _, view, train = split_tensors(settings, "train")
+    predicted, confidence, hardness, uniqueness = view.values(
+        ["lenet_predictions.label", "lenet_predictions.confidence", "hardness", "uniqueness"]
+    )
+    if any(v is None for v in hardness) or any(v is None for v in predicted):
+        raise ValueError("train samples lack lenet_predictions or hardness; materialize hardness_scores[train] first.")
+    correct = np.array([int(p) for p in predicted]) == train.labels.numpy()
+    chosen = select_samples(
+        config.strategy, config.budget, correct=correct, hardness=hardness, uniqueness=uniqueness, confidence=confidence
+    )
+    context.log.info(f"{config.strategy}: chose {len(chosen)} of {len(train)} training samples ({(~correct).sum()} misclassified)")
+    images, sources = augment_images(train.images[chosen], config.copies, config.seed)
+    source_positions = chosen[sources.numpy()]
+
+    source_index = np.asarray(view.values("source_index"))[source_positions]
+    # Name the folder by what determines the pixels, so existing files are never stale.
+    key = hashlib.sha1(f"{config.strategy}|{config.seed}|{config.copies}|{chosen.tolist()}".encode()).hexdigest()[:12]
+    folder = settings.artifact_path("augmented", f"{config.strategy}-{key}")
+    copy_number = np.tile(np.arange(config.copies), len(chosen))
+    paths = [folder / f"{int(i):05d}-{int(k)}.png" for i, k in zip(source_index, copy_number)]
+    write_pngs(images.numpy(), paths)
+    labels = train.labels.numpy()[source_positions]
+    dataset = augmented_dataset(settings)
+    links = {
+        "source_sample_id": [train.sample_ids[p] for p in source_positions],
+        "copy": [int(k) for k in copy_number],
+        "strategy": [config.strategy] * len(paths),
+    }
+    count = replace_split(dataset, AUGMENTED_SPLIT, paths, labels, source_index, extra_fields=links)
+    dataset.info["augmented_set"] = {"strategy": config.strategy, "budget": config.budget, "copies": config.copies, "seed": config.seed}
+    dataset.save()
+
+    shown = list(range(min(10, len(chosen))))
+    before = train.images[chosen[shown]].numpy()
+    after = images[[i * config.copies for i in shown]].numpy()
+    yield dg.MaterializeResult(
+        metadata={
+            "count": count,
+            "strategy": config.strategy,
+            "selected": len(chosen),
+            "misclassified_in_train": int((~correct).sum()),
+            "dataset": dataset.name,
+            "class_counts": markdown_table([class_counts(labels)]),
+            "before_after": png(
+                plots.image_grid(np.concatenate([before, after]), [f"src {labels[i * config.copies]}" for i in shown] + ["augmented"] * len(shown))
+            ),
+        }
+    )
+    yield dg.AssetCheckResult(
+        asset_key="augmented_set",
+        check_name="sample_count",
+        passed=count == len(chosen) * config.copies,
+        metadata={"count": count, "expected": len(chosen) * config.copies},
+    )
+
+
+class FinetuneConfig(dg.Config):
+    """The series' fine-tuning: Adam at a constant 1e-4 for 15 epochs from the LeNet checkpoint."""
+
+    epochs: int = 15
+    lr: float = 1e-4
+    batch_size: int = 64
+    seed: int = 51
+    accuracy_threshold: float = 0.98
+
+
+def concatenate(first: SplitTensors, second: SplitTensors) -> SplitTensors:
+    return SplitTensors(
+        images=torch.cat([first.images, second.images]),
+        labels=torch.cat([first.labels, second.labels]),
+        sample_ids=first.sample_ids + second.sample_ids,
+    )
+
+
+@dg.asset(
+    deps=[lenet_checkpoint, augmented_set],
+    group_name="augmentation",
+    kinds={"pytorch", "fiftyone"},
+    pool=HEAVY_POOL,
+    check_specs=[dg.AssetCheckSpec("accuracy_gate", asset="finetuned_model", blocking=True)],
+)
+def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, settings: MnistSettings):
+    """LeNet fine-tuned on train plus the augmented set; writes finetuned_predictions on every split."""
+    settings.configure_torch()
+    device = settings.torch_device()
+    model, payload = load_model(checkpoint_path(settings, "lenet_checkpoint"))
+    train_cfg = TrainConfig(
+        arch=payload["arch"], recipe="series", epochs=settings.epochs or config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed
+    ).validate()
+    _, _, train = split_tensors(settings, "train")
+    _, _, validation = split_tensors(settings, "validation")
+    extra = load_view_tensors(split_view(augmented_dataset(settings), AUGMENTED_SPLIT), settings.tensor_cache_dir)
+    context.log.info(f"fine-tuning on {len(train)} + {len(extra)} augmented samples, {train_cfg.epochs} epochs")
+    result = fit(
+        model,
+        concatenate(train, extra),
+        validation,
+        train_cfg,
+        device,
+        on_epoch=lambda row: context.log.info(f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"),
+    )
+    path = checkpoint_path(settings, "finetuned_model")
+    save_checkpoint(
+        path,
+        arch=train_cfg.arch,
+        model=result.best_state,
+        optimizer=result.best_optimizer_state,
+        epoch=result.best_epoch,
+        metrics=result.best_metrics,
+        settings={**config_dict(train_cfg), "augmented_count": len(extra)},
+    )
+    accuracies = {}
+    for split in split_partitions.get_partition_keys():
+        dataset, view, tensors = split_tensors(settings, split)
+        logits, _ = predict(model, tensors.images, device)
+        write_classifications(view, "finetuned_predictions", logits, tensors.sample_ids)
+        accuracies[split] = float(evaluate(dataset, view, "finetuned_predictions", f"eval_finetuned_{split}").metrics()["accuracy"])
+    yield dg.MaterializeResult(
+        metadata={**training_metadata(result, train_cfg, path), **{f"{s}_accuracy": a for s, a in accuracies.items()}}
+    )
+    limited = settings.limit is not None or settings.epochs is not None
+    yield checks.check_accuracy_gate("finetuned_model", result.best_metrics["val_accuracy"], config.accuracy_threshold, limited)
+
+
+MODEL_FIELDS = {"clip_zero_shot": "CLIP zero-shot", "lenet_predictions": "LeNet", "finetuned_predictions": "fine-tuned LeNet"}
+
+
+@dg.asset(
+    deps=[
+        finetuned_model,
+        dg.AssetDep(lenet_predictions, partition_mapping=dg.SpecificPartitionsPartitionMapping(["test"])),
+        dg.AssetDep(zero_shot_predictions, partition_mapping=dg.SpecificPartitionsPartitionMapping(["test"])),
+    ],
+    group_name="augmentation",
+    kinds={"fiftyone"},
+)
+def model_comparison(context: dg.AssetExecutionContext, settings: MnistSettings):
+    """Test-split accuracy and per-class recall of every model, and what fine-tuning fixed and broke."""
+    dataset = settings.dataset()
+    view = split_view(dataset, "test")
+    truth = np.array(view.values("ground_truth.label"))
+    schema = dataset.get_field_schema()
+    rows, recalls, predictions = [], {}, {}
+    for field, name in MODEL_FIELDS.items():
+        values = view.values(f"{field}.label") if field in schema else [None] * len(truth)
+        if any(v is None for v in values):
+            context.log.warning(f"{field} missing on test samples; {name} left out of the comparison")
+            continue
+        predicted = np.array(values)
+        predictions[field] = predicted
+        recall = per_class_recall(confusion_matrix(truth, predicted, labels=[str(d) for d in range(10)]))
+        recalls[name] = recall
+        rows.append({"model": name, "accuracy": float((predicted == truth).mean()), **{f"recall_{d}": r for d, r in enumerate(recall)}})
+    metadata = {"table": markdown_table(rows)}
+    if "lenet_predictions" in predictions and "finetuned_predictions" in predictions:
+        before = predictions["lenet_predictions"] == truth
+        after = predictions["finetuned_predictions"] == truth
+        metadata["fixed"] = int((~before & after).sum())
+        metadata["broken"] = int((before & ~after).sum())
+    for row in rows:
+        metadata[f"accuracy_{row['model'].replace(' ', '_').replace('-', '_').lower()}"] = row["accuracy"]
+    if recalls:
+        metadata["recall_plot"] = png(plots.grouped_bars([str(d) for d in range(10)], recalls, "per-class recall, test", "recall"))
+    yield dg.MaterializeResult(metadata=metadata)

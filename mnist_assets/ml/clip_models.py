@@ -1,0 +1,183 @@
+"""open_clip models: load with real weights (a tag or a file) or, when asked, random ones; embed digits in batches.
+
+No CLIP weights ship with any package, so a missing download is the common case
+offline; it is reported with both ways to provide weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+TINY_MODEL = "mnist-tiny"
+RANDOM_WEIGHTS = "none"
+
+
+class ClipWeightsError(RuntimeError):
+    """No usable CLIP weights could be had for the requested model."""
+
+
+CONFIG_DIR = Path(__file__).with_name("clip_configs")  # mnist-tiny.json
+
+
+def register_tiny_model() -> None:
+    """Make `mnist-tiny` (3.4 M parameters) an open_clip architecture, for tests and smoke runs."""
+    import open_clip
+
+    if TINY_MODEL not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG_DIR)
+
+
+def known_architectures() -> list[str]:
+    """open_clip's architecture names plus mnist-tiny, read from config files without importing open_clip."""
+    spec = importlib.util.find_spec("open_clip")
+    names = {TINY_MODEL}
+    if spec and spec.submodule_search_locations:
+        names.update(p.stem for p in (Path(spec.submodule_search_locations[0]) / "model_configs").glob("*.json"))
+    return sorted(names)
+
+
+def looks_like_path(pretrained: str) -> bool:
+    return "/" in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def weights_label(pretrained: str) -> str:
+    """A short, file-name-safe name for the weights: the tag, `random`, or `file-<hash>`."""
+    if pretrained.lower() == RANDOM_WEIGHTS:
+        return "random"
+    if looks_like_path(pretrained):
+        return "file-" + hashlib.sha1(str(Path(pretrained).resolve()).encode()).hexdigest()[:10]
+    return pretrained
+
+
+def weights_help(model_name: str) -> str:
+    return (
+        "Provide weights in one of two ways: (1) run once on a machine with internet access so open_clip "
+        f"downloads the tag into the Hugging Face cache (~/.cache/huggingface; copy that folder here), or "
+        f"(2) set MNIST_ASSETS_CLIP_PRETRAINED to a local checkpoint file for {model_name} "
+        "(for example open_clip_pytorch_model.bin or .safetensors). "
+        "MNIST_ASSETS_CLIP_PRETRAINED=none builds random weights, for tests and smoke runs only."
+    )
+
+
+def validate_clip_settings(model_name: str, pretrained: str) -> None:
+    """Refuse an unknown architecture or a missing checkpoint file before any work starts."""
+    if model_name not in known_architectures():
+        raise ValueError(
+            f"MNIST_ASSETS_CLIP_MODEL={model_name!r} is not an open_clip architecture; "
+            f"use one of open_clip.list_models() such as ViT-B-32, or {TINY_MODEL}."
+        )
+    if looks_like_path(pretrained) and not Path(pretrained).is_file():
+        raise ValueError(
+            f"MNIST_ASSETS_CLIP_PRETRAINED={pretrained!r} looks like a checkpoint path but no such file exists; "
+            "fix the path, or use an open_clip pretrained tag."
+        )
+
+
+@dataclass
+class LoadedClip:
+    model: torch.nn.Module
+    tokenizer: object
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    name: str
+    weights: str  # the weights label (tag, "random" or "file-...")
+
+
+def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedClip:
+    """Build an open_clip model with weights from a tag, a local file, or `none` (random)."""
+    import open_clip
+
+    register_tiny_model()
+    validate_clip_settings(model_name, pretrained)
+    random_weights = pretrained.lower() == RANDOM_WEIGHTS
+    if not random_weights and not looks_like_path(pretrained):
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if pretrained not in tags:
+            raise ClipWeightsError(
+                f"{pretrained!r} is not a pretrained tag of {model_name} (known: {', '.join(tags) or 'none'}). "
+                + weights_help(model_name)
+            )
+    try:
+        model = open_clip.create_model(
+            model_name, pretrained=None if random_weights else pretrained, device=device, weights_only=True
+        )
+    except Exception as error:  # noqa: BLE001 - any download or load failure means "no weights"
+        raise ClipWeightsError(
+            f"could not load CLIP weights {pretrained!r} for {model_name}: {type(error).__name__}: {str(error)[:300]}. "
+            + weights_help(model_name)
+        ) from error
+    model.eval()
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", 224)
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return LoadedClip(
+        model=model,
+        tokenizer=open_clip.get_tokenizer(model_name),
+        image_size=int(size),
+        mean=tuple(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
+        std=tuple(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))),
+        interpolation=cfg.get("interpolation", "bicubic"),
+        name=model_name,
+        weights=weights_label(pretrained),
+    )
+
+
+def preprocess_batch(
+    images_uint8: torch.Tensor, clip: LoadedClip, invert: bool = False, pad: int = 0
+) -> torch.Tensor:
+    """uint8 [B, 28, 28] -> normalized float [B, 3, S, S], as open_clip's transform does it, on tensors.
+
+    The model's own transform resizes (bicubic) to S, center-crops (a no-op for
+    square digits), repeats the gray channel and standardizes. `invert` gives a
+    dark digit on a light ground and `pad` adds a margin, closer to the photos
+    CLIP learned from.
+    """
+    x = images_uint8.float().unsqueeze(1) / 255.0
+    if invert:
+        x = 1.0 - x
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), value=1.0 if invert else 0.0)
+    mode = "bilinear" if clip.interpolation == "bilinear" else "bicubic"
+    x = F.interpolate(x, size=(clip.image_size, clip.image_size), mode=mode, align_corners=False).clamp_(0.0, 1.0)
+    x = x.expand(-1, 3, -1, -1)
+    mean = torch.tensor(clip.mean).view(1, 3, 1, 1)
+    std = torch.tensor(clip.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.inference_mode()
+def embed_images(
+    clip: LoadedClip,
+    images_uint8: torch.Tensor,
+    batch_size: int = 256,
+    device: str = "cpu",
+    invert: bool = False,
+    pad: int = 0,
+    on_progress=None,
+) -> tuple[np.ndarray, float]:
+    """L2-normalized image embeddings [N, D] and the images per second achieved."""
+    started = time.perf_counter()
+    chunks = []
+    bar = tqdm(total=len(images_uint8), desc="clip", mininterval=2.0, leave=False, disable=not sys.stderr.isatty())
+    for start in range(0, len(images_uint8), batch_size):
+        batch = preprocess_batch(images_uint8[start : start + batch_size], clip, invert, pad).to(device)
+        features = clip.model.encode_image(batch)
+        chunks.append(F.normalize(features.float(), dim=-1).cpu())
+        bar.update(len(batch))
+        if on_progress is not None:
+            on_progress(start + len(batch), len(images_uint8))
+    bar.close()
+    embeddings = torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
+    return embeddings, len(images_uint8) / max(time.perf_counter() - started, 1e-9)

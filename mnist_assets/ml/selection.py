@@ -1,0 +1,52 @@
+"""Which training samples to augment: the series' misclassified ones, or an active-learning style choice."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+STRATEGIES = ("misclassified", "hardest", "most_unique", "least_confident", "active")
+
+
+def percentile_rank(values: np.ndarray) -> np.ndarray:
+    """Ranks scaled to [0, 1], so scores of different units can be averaged."""
+    if len(values) <= 1:
+        return np.zeros(len(values))
+    return (rankdata(values) - 1) / (len(values) - 1)
+
+
+def active_score(hardness: np.ndarray, uniqueness: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """The mean percentile rank of hardness, uniqueness and (1 - confidence): hard, rare, uncertain first."""
+    return (percentile_rank(hardness) + percentile_rank(uniqueness) + percentile_rank(1 - confidence)) / 3
+
+
+def select_samples(
+    strategy: str,
+    budget: int,
+    *,
+    correct: np.ndarray,
+    hardness: np.ndarray,
+    uniqueness: np.ndarray,
+    confidence: np.ndarray,
+) -> np.ndarray:
+    """Positions of the chosen samples, most wanted first.
+
+    `misclassified` takes the misclassified samples, hardest first, up to the
+    budget (a better model misclassifies fewer than the series' 512, so it may
+    return fewer). The others rank every sample by their score and take `budget`.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
+    if budget <= 0:
+        raise ValueError(f"budget must be positive, got {budget}")
+    hardness, uniqueness, confidence = (np.asarray(a, dtype=float) for a in (hardness, uniqueness, confidence))
+    if strategy == "misclassified":
+        wrong = np.flatnonzero(~np.asarray(correct, dtype=bool))
+        return wrong[np.argsort(-hardness[wrong], kind="stable")][:budget]
+    score = {
+        "hardest": hardness,
+        "most_unique": uniqueness,
+        "least_confident": 1 - confidence,
+        "active": active_score(hardness, uniqueness, confidence),
+    }[strategy]
+    return np.argsort(-score, kind="stable")[:budget]

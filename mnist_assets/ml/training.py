@@ -1,0 +1,181 @@
+"""Training and inference loops over in-memory tensors, in the style of torchvision's references."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize
+
+RECIPES = ("onecycle", "series")
+RECIPE_WEIGHT_DECAY = {"onecycle": 0.05, "series": 0.0}
+
+
+@dataclass
+class TrainConfig:
+    """How to train. `series` is the series' recipe: Adam at a constant 3e-3.
+
+    `onecycle` (the default) keeps architecture, batch size, epochs and peak
+    learning rate but warms the rate up and anneals it with a cosine, so the
+    last epochs settle instead of wandering, and decouples weight decay (AdamW,
+    0.05) so the small network stops overfitting in those last epochs.
+    `weight_decay=None` means the recipe's own value.
+    """
+
+    arch: str = "lenet5"
+    recipe: str = "onecycle"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float | None = None
+    label_smoothing: float = 0.0
+    seed: int = 51
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return RECIPE_WEIGHT_DECAY[self.recipe]
+
+    def validate(self) -> "TrainConfig":
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {RECIPES}")
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs}")
+        if self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError("batch_size and lr must be positive")
+        return self
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_optimizer_state: dict
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def best_metrics(self) -> dict:
+        return self.history[self.best_epoch - 1]
+
+
+def _progress(total: int, description: str):
+    return tqdm(total=total, desc=description, leave=False, mininterval=2.0, disable=not sys.stderr.isatty())
+
+
+def train_one_epoch(
+    model, data: SplitTensors, optimizer, scheduler, batch_size, generator, device, description="train", label_smoothing=0.0
+):
+    model.train()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    total_loss, correct = 0.0, 0
+    with _progress(len(data), description) as bar:
+        for images, labels in iterate_batches(data, batch_size, shuffle=True, generator=generator):
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_loss += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            bar.update(len(labels))
+    return total_loss / len(data), correct / len(data)
+
+
+@torch.inference_mode()
+def evaluate(model, data: SplitTensors, device, batch_size: int = 1024) -> tuple[float, float]:
+    model.eval()
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    total_loss, correct = 0.0, 0
+    for images, labels in iterate_batches(data, batch_size):
+        images, labels = images.to(device), labels.to(device)
+        logits = model(images)
+        total_loss += loss_fn(logits, labels).item()
+        correct += (logits.argmax(1) == labels).sum().item()
+    return total_loss / len(data), correct / len(data)
+
+
+def fit(
+    model: nn.Module,
+    train: SplitTensors,
+    validation: SplitTensors,
+    config: TrainConfig,
+    device: str = "cpu",
+    optimizer_state: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train for `config.epochs`, keeping the state with the lowest validation loss."""
+    config.validate()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.resolved_weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+    steps = int(np.ceil(len(train) / config.batch_size))
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps)
+        if config.recipe == "onecycle"
+        else None
+    )
+    history, best = [], None
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        train_loss, train_accuracy = train_one_epoch(
+            model, train, optimizer, scheduler, config.batch_size, generator, device, f"epoch {epoch}/{config.epochs}",
+            config.label_smoothing,
+        )
+        val_loss, val_accuracy = evaluate(model, validation, device)
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "seconds": round(time.perf_counter() - epoch_started, 2),
+        }
+        history.append(row)
+        if best is None or val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+        if on_epoch is not None:
+            on_epoch(row)
+    _, best_epoch, best_state, best_optimizer = best
+    model.load_state_dict(best_state)
+    return FitResult(best_state, best_optimizer, best_epoch, history, time.perf_counter() - started)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images_uint8: torch.Tensor, device: str = "cpu", batch_size: int = 2048):
+    """Logits [N, 10] and fc1 embeddings [N, 84] in input order (fc1 read through a forward hook)."""
+    model.to(device).eval()
+    captured = []
+    hook = model.fc1.register_forward_hook(lambda _module, _inputs, output: captured.append(output.cpu()))
+    logits = []
+    try:
+        for start in range(0, len(images_uint8), batch_size):
+            batch = normalize(images_uint8[start : start + batch_size]).to(device)
+            logits.append(model(batch).cpu())
+    finally:
+        hook.remove()
+    if not logits:
+        return np.zeros((0, 10), np.float32), np.zeros((0, 84), np.float32)
+    return torch.cat(logits).numpy(), torch.cat(captured).numpy()
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)

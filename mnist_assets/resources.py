@@ -1,0 +1,136 @@
+"""Settings and handles shared by the assets: folders, the FiftyOne dataset, the device.
+
+Every setting comes from an environment variable (documented in README.md) and
+is validated when the code location loads, so a bad value is refused before any
+work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+from pydantic import field_validator
+
+from mnist_assets.environment import assets_home
+
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "openai"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the project cannot use."""
+
+
+def _positive_int(name: str, raw: str | None) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number; set it to a positive integer or unset it.") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={value} must be a positive integer; set it to 1 or more, or unset it.")
+    return value
+
+
+class MnistSettings(dg.ConfigurableResource):
+    """Where data lives and how much of it to use; see README.md for each variable."""
+
+    home: str
+    source_dir: Optional[str] = None
+    limit: Optional[int] = None
+    dataset_name: str = "mnist"
+    epochs: Optional[int] = None
+    clip_model: str = DEFAULT_CLIP_MODEL
+    clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
+    device: str = "auto"
+    threads: Optional[int] = None
+
+    @field_validator("limit", "epochs", "threads")
+    @classmethod
+    def _must_be_positive(cls, value):
+        if value is not None and value <= 0:
+            raise SettingsError(f"must be a positive integer, got {value}; use 1 or more, or leave it unset")
+        return value
+
+    @field_validator("dataset_name")
+    @classmethod
+    def _safe_dataset_name(cls, value):
+        from mnist_assets.ml.names import check_safe_name
+
+        return check_safe_name(value, "MNIST_ASSETS_DATASET")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value):
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise SettingsError(f"MNIST_ASSETS_DEVICE={value!r}: use auto, cpu, cuda or cuda:N")
+        return value
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> "MnistSettings":
+        env = os.environ if environ is None else environ
+        return cls(
+            home=str(Path(env["MNIST_ASSETS_HOME"]).resolve()) if env.get("MNIST_ASSETS_HOME") else str(assets_home()),
+            source_dir=env.get("MNIST_ASSETS_SOURCE_DIR") or None,
+            limit=_positive_int("MNIST_ASSETS_LIMIT", env.get("MNIST_ASSETS_LIMIT")),
+            dataset_name=env.get("MNIST_ASSETS_DATASET") or "mnist",
+            epochs=_positive_int("MNIST_ASSETS_EPOCHS", env.get("MNIST_ASSETS_EPOCHS")),
+            clip_model=env.get("MNIST_ASSETS_CLIP_MODEL") or DEFAULT_CLIP_MODEL,
+            clip_pretrained=env.get("MNIST_ASSETS_CLIP_PRETRAINED") or DEFAULT_CLIP_PRETRAINED,
+            device=env.get("MNIST_ASSETS_DEVICE") or "auto",
+            threads=_positive_int("MNIST_ASSETS_THREADS", env.get("MNIST_ASSETS_THREADS")),
+        )
+
+    # Folders. Images are shared (named by source content); everything derived
+    # from a dataset lives under that dataset's own folder.
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home_path / "images"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.home_path / "downloads"
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.home_path / "datasets" / self.dataset_name
+
+    @property
+    def tensor_cache_dir(self) -> Path:
+        return self.dataset_dir / "tensors"
+
+    def artifact_path(self, *parts: str) -> Path:
+        from mnist_assets.ml.names import check_safe_name
+
+        for part in parts:
+            check_safe_name(part.replace(".", "_"), "artifact name")
+        return self.dataset_dir.joinpath(*parts)
+
+    def torch_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise SettingsError(f"MNIST_ASSETS_DEVICE={self.device} but no CUDA device is available; use cpu or auto.")
+        return self.device
+
+    def configure_torch(self) -> None:
+        """Match torch's threads to the setting (or leave torch's default: all cores)."""
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+    def dataset(self):
+        from mnist_assets.ml.fiftyone_store import get_dataset
+
+        return get_dataset(self.dataset_name)

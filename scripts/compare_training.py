@@ -1,0 +1,64 @@
+"""Train each (architecture, recipe) with the same code and data and print test accuracy.
+
+Reads the splits that raw_mnist put in the FiftyOne dataset (MNIST_ASSETS_HOME,
+MNIST_ASSETS_DATASET), so materialize raw_mnist for all three splits first.
+
+    .venv/bin/python scripts/compare_training.py --runs lenet5:onecycle lenet5:series resnet_small:onecycle
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+from mnist_assets.ml.fiftyone_store import get_dataset, split_view
+from mnist_assets.ml.models import build_model
+from mnist_assets.ml.tensors import load_view_tensors
+from mnist_assets.ml.training import TrainConfig, evaluate, fit
+from mnist_assets.resources import MnistSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", default=["lenet5:onecycle", "lenet5:series"], help="arch:recipe pairs")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=51)
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+
+    settings = MnistSettings.from_env()
+    settings.configure_torch()
+    dataset = get_dataset(settings.dataset_name)
+    data = {split: load_view_tensors(split_view(dataset, split), settings.tensor_cache_dir) for split in ("train", "validation", "test")}
+    rows = []
+    for run in args.runs:
+        arch, recipe = run.split(":")
+        config = TrainConfig(arch=arch, recipe=recipe, epochs=args.epochs, seed=args.seed)
+        started = time.perf_counter()
+        result = fit(build_model(arch), data["train"], data["validation"], config, on_epoch=lambda r, run=run: print(run, r, flush=True))
+        model = build_model(arch)
+        model.load_state_dict(result.best_state)
+        _, test_accuracy = evaluate(model, data["test"], "cpu")
+        rows.append(
+            {
+                "arch": arch,
+                "recipe": recipe,
+                "best_epoch": result.best_epoch,
+                "val_accuracy": round(result.best_metrics["val_accuracy"], 4),
+                "test_accuracy": round(test_accuracy, 4),
+                "seconds_per_epoch": round((time.perf_counter() - started) / args.epochs, 1),
+                "threads": torch.get_num_threads(),
+            }
+        )
+        print(rows[-1], flush=True)
+    print("\n| arch | recipe | best epoch | val acc | test acc | s/epoch |\n|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['arch']} | {row['recipe']} | {row['best_epoch']} | {row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} | {row['seconds_per_epoch']} |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
