@@ -37,13 +37,13 @@ def stages(splits):
     yield FINETUNE_ASSETS, None
 
 
-def materialize_stage(instance, keys, partition):
+def materialize_stage(instance, keys, partition, resources):
     return dg.materialize(
         all_assets,
         selection=keys,
         partition_key=partition,
         instance=instance,
-        resources=defs.resources,
+        resources=resources,
         run_config=RUN_CONFIG,
         raise_on_error=False,
         tags={"mnist_assets/launched_by": "make run"},
@@ -72,19 +72,25 @@ def summarize(result, partition) -> tuple[list[str], list[str]]:
     return lines, failures
 
 
+def run_graph(instance, resources, splits=SPLITS) -> tuple[list[str], list[str]]:
+    """Materialize every stage; returns the summary lines and the failures."""
+    summary, failures = [], []
+    for keys, partition in stages(splits):
+        print(f"\n=== materializing {', '.join(keys)}{f' [{partition}]' if partition else ''}", flush=True)
+        result = materialize_stage(instance, keys, partition, resources)
+        lines, failed = summarize(result, partition)
+        summary += lines
+        failures += failed
+    return summary, failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     args = parser.parse_args()
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
-    summary, failures = [], []
-    for keys, partition in stages(args.splits):
-        print(f"\n=== materializing {', '.join(keys)}{f' [{partition}]' if partition else ''}", flush=True)
-        result = materialize_stage(instance, keys, partition)
-        lines, failed = summarize(result, partition)
-        summary += lines
-        failures += failed
+    summary, failures = run_graph(instance, defs.resources, args.splits)
     print(f"\n=== mnist_assets: whole graph in {time.perf_counter() - started:.0f} s")
     print("\n".join(summary))
     if failures:

@@ -36,7 +36,7 @@ def main() -> None:
         arch, recipe = run.split(":")
         config = TrainConfig(arch=arch, recipe=recipe, epochs=args.epochs, seed=args.seed)
         started = time.perf_counter()
-        result = fit(build_model(arch), data["train"], data["validation"], config, on_epoch=lambda r, run=run: print(run, r, flush=True))
+        result = fit(build_model(arch, args.seed), data["train"], data["validation"], config, on_epoch=lambda r, run=run: print(run, r, flush=True))
         model = build_model(arch)
         model.load_state_dict(result.best_state)
         _, test_accuracy = evaluate(model, data["test"], "cpu")

@@ -198,6 +198,7 @@ MODEL_FIELDS = {"clip_zero_shot": "CLIP zero-shot", "lenet_predictions": "LeNet"
     ],
     group_name="augmentation",
     kinds={"fiftyone"},
+    check_specs=[dg.AssetCheckSpec("models_compared", asset="model_comparison")],
 )
 def model_comparison(context: dg.AssetExecutionContext, settings: MnistSettings):
     """Test-split accuracy and per-class recall of every model, and what fine-tuning fixed and broke."""
@@ -227,3 +228,10 @@ def model_comparison(context: dg.AssetExecutionContext, settings: MnistSettings)
     if recalls:
         metadata["recall_plot"] = png(plots.grouped_bars([str(d) for d in range(10)], recalls, "per-class recall, test", "recall"))
     yield dg.MaterializeResult(metadata=metadata)
+    compared = [row["model"] for row in rows]
+    yield dg.AssetCheckResult(
+        asset_key="model_comparison",
+        check_name="models_compared",
+        passed={"LeNet", "fine-tuned LeNet"} <= set(compared),
+        metadata={"models": ", ".join(compared)},
+    )

@@ -9,6 +9,7 @@ from mnist_assets.assets.dataset import raw_mnist
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.checkpoints import load_model, save_checkpoint
+from mnist_assets.ml.models import build_model
 from mnist_assets.ml.fiftyone_store import evaluate, write_classifications, write_vectors
 from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
 from mnist_assets.ml.visualization import compute_umap
@@ -78,9 +79,7 @@ def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, 
             f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} ({row['seconds']} s)"
         )
 
-    from mnist_assets.ml.models import build_model
-
-    result = fit(build_model(train_cfg.arch), train, validation, train_cfg, device, on_epoch=log_epoch)
+    result = fit(build_model(train_cfg.arch, train_cfg.seed), train, validation, train_cfg, device, on_epoch=log_epoch)
     path = checkpoint_path(settings, "lenet_checkpoint")
     save_checkpoint(
         path,

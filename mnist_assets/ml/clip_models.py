@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -83,6 +86,46 @@ def validate_clip_settings(model_name: str, pretrained: str) -> None:
         )
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _resolve_tag(model_name: str, tag: str) -> tuple[str, dict]:
+    """Where a tag's weights come from: the local cache (no network needed), else a download.
+
+    Offline with nothing cached fails at once instead of after the hub client's retries.
+    """
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if tag not in tags:
+        raise ClipWeightsError(
+            f"{tag!r} is not a pretrained tag of {model_name} (known: {', '.join(tags) or 'none'}). " + weights_help(model_name)
+        )
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    hub = cfg.get("hf_hub", "").rstrip("/")
+    repo_parts = hub.split("/")
+    repo_id, named_file = "/".join(repo_parts[:2]), "/".join(repo_parts[2:])
+    candidates = [named_file] if named_file else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    for filename in candidates if repo_id else []:
+        cached = try_to_load_from_cache(repo_id, filename)
+        if isinstance(cached, str):
+            preprocess = {key: cfg[key] for key in ("mean", "std", "interpolation", "resize_mode") if key in cfg}
+            return cached, {"force_quick_gelu": bool(cfg.get("quick_gelu")), "force_preprocess_cfg": preprocess}
+    if not _hub_reachable():
+        raise ClipWeightsError(
+            f"no CLIP weights for {model_name} {tag!r}: this machine is offline and they are not in the local "
+            "Hugging Face cache. " + weights_help(model_name)
+        )
+    return tag, {}
+
+
 @dataclass
 class LoadedClip:
     model: torch.nn.Module
@@ -102,17 +145,15 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
     register_tiny_model()
     validate_clip_settings(model_name, pretrained)
     random_weights = pretrained.lower() == RANDOM_WEIGHTS
-    if not random_weights and not looks_like_path(pretrained):
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        if pretrained not in tags:
-            raise ClipWeightsError(
-                f"{pretrained!r} is not a pretrained tag of {model_name} (known: {', '.join(tags) or 'none'}). "
-                + weights_help(model_name)
-            )
+    options = {}
+    if random_weights:
+        source = None
+    elif looks_like_path(pretrained):
+        source = pretrained
+    else:
+        source, options = _resolve_tag(model_name, pretrained)
     try:
-        model = open_clip.create_model(
-            model_name, pretrained=None if random_weights else pretrained, device=device, weights_only=True
-        )
+        model = open_clip.create_model(model_name, pretrained=source, device=device, weights_only=True, **options)
     except Exception as error:  # noqa: BLE001 - any download or load failure means "no weights"
         raise ClipWeightsError(
             f"could not load CLIP weights {pretrained!r} for {model_name}: {type(error).__name__}: {str(error)[:300]}. "

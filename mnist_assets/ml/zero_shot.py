@@ -56,5 +56,5 @@ def text_classifier(clip: LoadedClip, class_names: list[str], templates: list[st
 
 def zero_shot_logits(clip: LoadedClip, image_embeddings: np.ndarray, classifier: torch.Tensor) -> np.ndarray:
     """[N, C] logits: logit scale times cosine similarity (image embeddings must be normalized)."""
-    scale = float(clip.model.logit_scale.exp().item())
+    scale = clip.model.logit_scale.detach().exp().item()
     return scale * (torch.from_numpy(image_embeddings).float() @ classifier).numpy()

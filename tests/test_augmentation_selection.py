@@ -1,0 +1,55 @@
+"""Augmentation and sample selection on real digits (no Dagster)."""
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_assets.ml.augmentation import GridDistortion, augment_images
+from mnist_assets.ml.selection import STRATEGIES, active_score, select_samples
+
+
+def test_augmentations_are_seeded_shaped_and_change_pixels(mnist):
+    images = torch.from_numpy(mnist.train_images[:20].copy())
+    first, sources = augment_images(images, copies=3, seed=5)
+    again, _ = augment_images(images, copies=3, seed=5)
+    other, _ = augment_images(images, copies=3, seed=6)
+    assert first.shape == (60, 28, 28) and first.dtype == torch.uint8
+    assert sources.tolist() == [i for i in range(20) for _ in range(3)]
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    changed = (first.float() - images[sources].float()).abs().mean(dim=(1, 2)) > 1
+    assert changed.float().mean() > 0.7  # p(no transform at all) = 0.2 * 0.4 * 0.7 = 0.056
+    # Digits stay digits: the ink is still there.
+    assert (first.float().mean(dim=(1, 2)) > 10).all()
+
+
+def test_grid_distortion_keeps_shape_and_mostly_the_image(mnist):
+    image = torch.from_numpy(mnist.train_images[0].copy()).unsqueeze(0)
+    torch.manual_seed(0)
+    warped = GridDistortion(3, 0.1)(image)
+    assert warped.shape == image.shape and warped.dtype == torch.uint8
+    assert 0 < (warped.float() - image.float()).abs().mean() < 30
+
+
+SCORES = dict(
+    correct=np.array([True, False, True, False, True]),
+    hardness=np.array([0.1, 0.9, 0.5, 0.3, 0.2]),
+    uniqueness=np.array([0.9, 0.1, 0.2, 0.3, 0.4]),
+    confidence=np.array([0.99, 0.4, 0.6, 0.5, 0.97]),
+)
+
+
+def test_each_strategy_picks_what_it_says():
+    assert select_samples("misclassified", 10, **SCORES).tolist() == [1, 3]  # hardest first
+    assert select_samples("hardest", 2, **SCORES).tolist() == [1, 2]
+    assert select_samples("most_unique", 1, **SCORES).tolist() == [0]
+    assert select_samples("least_confident", 2, **SCORES).tolist() == [1, 3]
+    active = select_samples("active", 5, **SCORES)
+    assert sorted(active.tolist()) == [0, 1, 2, 3, 4]
+    score = active_score(SCORES["hardness"], SCORES["uniqueness"], SCORES["confidence"])
+    assert np.all(np.diff(score[active]) <= 0) and score.min() >= 0 and score.max() <= 1
+    assert set(STRATEGIES) == {"misclassified", "hardest", "most_unique", "least_confident", "active"}
+
+
+def test_unknown_strategy_is_refused():
+    with pytest.raises(ValueError, match="unknown selection strategy 'random'"):
+        select_samples("random", 5, **SCORES)

@@ -1,0 +1,87 @@
+"""CLIP code with the tiny architecture and random weights: shapes, normalization, determinism, errors.
+
+Random weights give chance accuracy, so nothing here asserts accuracy.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mnist_assets.ml.clip_models import ClipWeightsError, embed_images, load_clip, preprocess_batch, validate_clip_settings
+from mnist_assets.ml.zero_shot import OFFICIAL_TEMPLATES, text_classifier, validate_templates, zero_shot_logits
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return load_clip("mnist-tiny", "none")
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    return torch.from_numpy(mnist.test_images[:70].copy())
+
+
+def test_preprocessing_matches_model_input(tiny, digits):
+    batch = preprocess_batch(digits, tiny)
+    assert batch.shape == (70, 3, 32, 32)
+    # A black pixel maps to (0 - mean) / std, channel by channel.
+    corner = batch[0, :, 0, 0]
+    assert torch.allclose(corner, (0 - torch.tensor(tiny.mean)) / torch.tensor(tiny.std), atol=1e-5)
+    inverted = preprocess_batch(digits, tiny, invert=True, pad=4)
+    assert torch.allclose(inverted[0, :, 0, 0], (1 - torch.tensor(tiny.mean)) / torch.tensor(tiny.std), atol=1e-5)
+
+
+def test_embeddings_are_normalized_and_deterministic(tiny, digits):
+    first, speed = embed_images(tiny, digits, batch_size=32)
+    again, _ = embed_images(tiny, digits, batch_size=7)  # batching must not change results
+    assert first.shape == (70, 64) and speed > 0
+    assert np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    assert np.allclose(first, again, atol=1e-5)
+
+
+def test_ensemble_of_one_template_equals_single_template(tiny):
+    template = OFFICIAL_TEMPLATES[0]
+    names = [str(d) for d in range(10)]
+    ensemble = text_classifier(tiny, names, [template])
+    with torch.inference_mode():
+        single = F.normalize(tiny.model.encode_text(tiny.tokenizer([template.format(n) for n in names])).float(), dim=-1)
+    assert torch.allclose(ensemble, single.T, atol=1e-5)
+    two = text_classifier(tiny, names, [template, "a digit {}."])
+    assert two.shape == (64, 10) and torch.allclose(two.norm(dim=0), torch.ones(10), atol=1e-5)
+    assert not torch.allclose(two, ensemble)
+
+
+def test_zero_shot_logits_are_scaled_cosines(tiny, digits):
+    embeddings, _ = embed_images(tiny, digits)
+    classifier = text_classifier(tiny, [str(d) for d in range(10)], OFFICIAL_TEMPLATES)
+    logits = zero_shot_logits(tiny, embeddings, classifier)
+    scale = tiny.model.logit_scale.exp().item()
+    assert logits.shape == (70, 10) and np.all(np.abs(logits) <= scale + 1e-3)
+
+
+def test_local_checkpoint_file_is_loaded(tiny, tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny.model.state_dict(), path)
+    loaded = load_clip("mnist-tiny", str(path))
+    assert loaded.weights.startswith("file-")
+    assert all(torch.equal(v, loaded.model.state_dict()[k]) for k, v in tiny.model.state_dict().items())
+
+
+def test_missing_weights_fail_fast_with_both_fixes():
+    with pytest.raises(ClipWeightsError) as error:
+        load_clip("ViT-B-32", "openai")  # no network and nothing cached on test machines
+    message = str(error.value)
+    assert "Hugging Face cache" in message and "MNIST_ASSETS_CLIP_PRETRAINED" in message
+
+
+def test_bad_clip_settings_are_refused():
+    with pytest.raises(ValueError, match="not an open_clip architecture"):
+        validate_clip_settings("ViT-Z-99", "none")
+    with pytest.raises(ValueError, match="no such file"):
+        validate_clip_settings("mnist-tiny", "/nowhere/clip.pt")
+    with pytest.raises(ClipWeightsError, match="not a pretrained tag"):
+        load_clip("ViT-B-32", "no-such-tag")
+    with pytest.raises(ValueError, match="exactly one"):
+        validate_templates(["a photo of a digit"])

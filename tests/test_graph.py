@@ -1,0 +1,180 @@
+"""The whole asset graph materialized in process on 1,000 real samples per split, then inspected."""
+
+import dagster as dg
+import numpy as np
+import pytest
+import torch
+
+from mnist_assets.assets.augmentation import augmented_dataset
+from mnist_assets.assets.dataset import raw_mnist
+from mnist_assets.definitions import defs
+from mnist_assets.ml.checkpoints import load_checkpoint
+from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.resources import MnistSettings
+from mnist_assets.run_all import materialize_stage, stages
+
+LIMIT = 1000
+SPLITS = ("train", "validation", "test")
+NINE = [
+    "raw_mnist", "mnist_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
+    "lenet_checkpoint", "hardness_scores", "augmented_set", "finetuned_model",
+]
+
+
+def test_definitions_load_with_every_asset_check_job_and_schedule():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert set(NINE) | {"lenet_predictions", "lenet_embeddings", "model_comparison"} == keys
+    checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
+    assert checked == keys  # at least one check on every asset
+    node = lambda key: graph.get(dg.AssetKey(key))  # noqa: E731
+    assert node("raw_mnist").partitions_def.get_partition_keys() == list(SPLITS)
+    assert node("lenet_checkpoint").partitions_def is None
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"ingest_and_clip_job", "clip_job", "lenet_training_job", "lenet_scoring_job", "finetune_job"} <= jobs
+    schedule = defs.resolve_schedule_def("weekly_split_refresh")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert defs.resolve_sensor_def("mnist_source_sensor")
+    for key in keys:
+        assert node(key).description, f"{key} needs a description"
+    # Lineage as drawn in design.md.
+    parents = {key: {p.to_user_string() for p in node(key).parent_keys} for key in keys}
+    assert parents["clip_embeddings"] == {"raw_mnist"}
+    assert {"clip_embeddings"} == parents["umap_projection"] == parents["zero_shot_predictions"]
+    assert parents["hardness_scores"] == {"lenet_predictions", "lenet_embeddings"}
+    assert parents["finetuned_model"] == {"lenet_checkpoint", "augmented_set"}
+
+
+def test_weekly_schedule_requests_one_run_per_split():
+    schedule = defs.resolve_schedule_def("weekly_split_refresh")
+    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 11, 30, 3))
+    requests = list(schedule(context))
+    assert sorted(r.partition_key for r in requests) == sorted(SPLITS)
+
+
+@pytest.fixture(scope="module")
+def graph_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("graph")
+    settings = MnistSettings(
+        home=str(home), dataset_name="graph-test", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    results = {}
+    for keys, partition in stages(SPLITS):
+        result = materialize_stage(instance, keys, partition, {"settings": settings})
+        assert result.success, f"stage {keys} [{partition}] failed"
+        results[(tuple(keys), partition)] = result
+    return settings, instance, results
+
+
+def materializations(results, asset):
+    found = {}
+    for (_, partition), result in results.items():
+        for event in result.get_asset_materialization_events():
+            materialization = event.event_specific_data.materialization
+            if materialization.asset_key.to_user_string() == asset:
+                found[partition] = {k: v.value for k, v in materialization.metadata.items()}
+    return found
+
+
+def test_every_check_passed(graph_run):
+    _, _, results = graph_run
+    evaluations = [
+        event.event_specific_data
+        for result in results.values()
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert len(evaluations) >= 30
+    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
+    assert not failed
+
+
+def test_each_split_holds_its_samples_with_every_field(graph_run):
+    settings, _, _ = graph_run
+    dataset = settings.dataset()
+    assert len(dataset) == 3 * LIMIT
+    for split in SPLITS:
+        view = split_view(dataset, split)
+        assert len(view) == LIMIT
+        sample = view.first()
+        assert sample.split == split and sample.tags == [split]
+        assert sample.ground_truth.label in [str(d) for d in range(10)]
+        assert np.asarray(sample.clip_embeddings).shape == (64,)
+        assert np.asarray(sample.lenet_embeddings).shape == (84,)
+        for field in ("clip_zero_shot", "lenet_predictions", "finetuned_predictions"):
+            prediction = sample[field]
+            assert len(prediction.logits) == 10 and 0.1 <= prediction.confidence <= 1
+            assert prediction.label == str(int(np.argmax(prediction.logits)))
+        for field in ("hardness", "mistakenness", "uniqueness"):
+            values = np.asarray(view.values(field), dtype=float)
+            assert values.shape == (LIMIT,) and np.isfinite(values).all()
+    brain_runs = set(dataset.list_brain_runs())
+    for split in SPLITS:
+        assert {f"clip_umap_{split}", f"clip_pca_{split}", f"lenet_umap_{split}"} <= brain_runs
+    assert {"hardness", "mistakenness", "uniqueness"} <= brain_runs
+    assert {"hardest-test", "likely-mislabeled-test", "most-unique-test"} <= set(dataset.list_saved_views())
+
+
+def test_source_indices_match_real_mnist(graph_run, mnist):
+    settings, _, _ = graph_run
+    view = split_view(settings.dataset(), "test")
+    indices, labels = view.values(["source_index", "ground_truth.label"])
+    assert indices == list(range(LIMIT))
+    assert [int(label) for label in labels] == mnist.test_labels[:LIMIT].tolist()
+
+
+def test_metadata_values_agree_with_the_dataset(graph_run):
+    settings, _, results = graph_run
+    raw = materializations(results, "raw_mnist")
+    assert all(raw[split]["count"] == LIMIT for split in SPLITS)
+    meta = materializations(results, "mnist_metadata")["test"]
+    assert 50 < meta["size_bytes_min"] <= meta["size_bytes_mean"] <= meta["size_bytes_max"] < 2000
+    assert 0.10 < meta["pixel_mean"] < 0.16 and 0.28 < meta["pixel_std"] < 0.34  # MNIST: 0.13, 0.31
+    clip = materializations(results, "clip_embeddings")["test"]
+    assert clip["weights"] == "random" and clip["shape"] == f"({LIMIT}, 64)"
+    assert materializations(results, "zero_shot_predictions")["test"]["weights"] == "random"
+    view = split_view(settings.dataset(), "test")
+    truth, predicted = view.values(["ground_truth.label", "lenet_predictions.label"])
+    accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
+    assert materializations(results, "lenet_predictions")["test"]["accuracy"] == pytest.approx(accuracy)
+    assert accuracy > 0.2  # one epoch on 1,000 digits; chance is 0.1
+    comparison = materializations(results, "model_comparison")[None]
+    assert comparison["accuracy_lenet"] == pytest.approx(accuracy)
+    assert isinstance(comparison["fixed"], int) and isinstance(comparison["broken"], int)
+
+
+def test_checkpoints_are_complete_and_safe(graph_run):
+    settings, _, _ = graph_run
+    for name in ("lenet_checkpoint", "finetuned_model"):
+        payload = load_checkpoint(settings.artifact_path("checkpoints", f"{name}.pt"))
+        assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
+        assert payload["settings"]["seed"] == 51
+
+
+def test_augmented_samples_link_to_their_sources(graph_run):
+    settings, _, results = graph_run
+    meta = materializations(results, "augmented_set")[None]
+    dataset = augmented_dataset(settings)
+    assert len(dataset) == meta["count"] == meta["selected"] * 10 > 0
+    main = settings.dataset()
+    source_ids, labels, strategies = dataset.values(["source_sample_id", "ground_truth.label", "strategy"])
+    sources = main.select(list(set(source_ids)))
+    source_labels = dict(zip(sources.values("id"), sources.values("ground_truth.label")))
+    assert all(source_labels[s] == label for s, label in zip(source_ids, labels))
+    assert set(strategies) == {"misclassified"}
+
+
+def test_rematerializing_a_split_replaces_only_that_split(graph_run):
+    settings, instance, _ = graph_run
+    dataset = settings.dataset()
+    train_ids = set(split_view(dataset, "train").values("id"))
+    result = dg.materialize(
+        [raw_mnist],
+        partition_key="test",
+        instance=instance,
+        resources={"settings": settings},
+    )
+    assert result.success
+    assert len(split_view(dataset, "test")) == LIMIT and len(dataset) == 3 * LIMIT
+    assert set(split_view(dataset, "train").values("id")) == train_ids

@@ -1,0 +1,43 @@
+"""Settings are read from the environment and bad values are refused before any work starts."""
+
+import subprocess
+import sys
+
+import pytest
+
+from mnist_assets.ml.names import check_safe_name
+from mnist_assets.resources import MnistSettings, SettingsError
+
+
+def test_defaults_and_values_from_the_environment(tmp_path):
+    settings = MnistSettings.from_env({"MNIST_ASSETS_HOME": str(tmp_path), "MNIST_ASSETS_LIMIT": "500", "MNIST_ASSETS_EPOCHS": "2"})
+    assert settings.home == str(tmp_path) and settings.limit == 500 and settings.epochs == 2
+    assert settings.dataset_name == "mnist" and settings.clip_model == "ViT-B-32" and settings.clip_pretrained == "openai"
+    assert settings.artifact_path("checkpoints", "lenet_checkpoint.pt") == tmp_path / "datasets" / "mnist" / "checkpoints" / "lenet_checkpoint.pt"
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"MNIST_ASSETS_LIMIT": "lots"}, "MNIST_ASSETS_LIMIT='lots' is not a whole number"),
+        ({"MNIST_ASSETS_EPOCHS": "0"}, "MNIST_ASSETS_EPOCHS=0 must be a positive integer"),
+        ({"MNIST_ASSETS_EPOCHS": "-3"}, "MNIST_ASSETS_EPOCHS=-3 must be a positive integer"),
+    ],
+)
+def test_bad_numbers_are_refused(environ, message):
+    with pytest.raises(SettingsError, match=message):
+        MnistSettings.from_env(environ)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x" * 65])
+def test_names_cannot_escape_their_folder(name, tmp_path):
+    with pytest.raises(ValueError, match="not allowed"):
+        check_safe_name(name, "name")
+    with pytest.raises(Exception, match="not allowed"):
+        MnistSettings(home=str(tmp_path), dataset_name=name)
+
+
+def test_code_location_refuses_a_bad_setting_at_load():
+    env = {"MNIST_ASSETS_LIMIT": "ten", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", "import mnist_assets.definitions"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "MNIST_ASSETS_LIMIT='ten' is not a whole number" in result.stderr

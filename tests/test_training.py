@@ -1,0 +1,88 @@
+"""Models, training loop, inference and checkpoints on real MNIST digits (no Dagster)."""
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_assets.ml.checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from mnist_assets.ml.models import ModernLeNet5, SmallResNet, build_model
+from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize
+from mnist_assets.ml.training import TrainConfig, evaluate, fit, predict
+
+
+def tensors(images, labels):
+    return SplitTensors(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), [str(i) for i in range(len(labels))])
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist):
+    return (
+        tensors(mnist.train_images[:3000], mnist.train_labels[:3000]),
+        tensors(mnist.train_images[3000:4000], mnist.train_labels[3000:4000]),
+        tensors(mnist.test_images[:1000], mnist.test_labels[:1000]),
+    )
+
+
+@pytest.mark.parametrize("model_class", [ModernLeNet5, SmallResNet])
+def test_models_give_logits_and_84d_fc1(model_class):
+    model = model_class().eval()
+    images = torch.zeros(5, 28, 28, dtype=torch.uint8)
+    logits, embeddings = predict(model, images)
+    assert logits.shape == (5, 10) and embeddings.shape == (5, 84)
+
+
+def test_batches_are_normalized_seeded_and_cover_everything(small_mnist):
+    train, _, _ = small_mnist
+    first = [labels for _, labels in iterate_batches(train, 64, shuffle=True, generator=torch.Generator().manual_seed(1))]
+    again = [labels for _, labels in iterate_batches(train, 64, shuffle=True, generator=torch.Generator().manual_seed(1))]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert sorted(torch.cat(first).tolist()) == sorted(train.labels.tolist())
+    x = normalize(train.images)
+    assert x.shape == (3000, 1, 28, 28) and abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
+
+
+def test_lenet_learns_real_digits_and_keeps_best_validation_state(small_mnist):
+    train, validation, test = small_mnist
+    result = fit(ModernLeNet5(), train, validation, TrainConfig(epochs=3))
+    assert len(result.history) == 3
+    assert result.best_metrics["val_loss"] == min(row["val_loss"] for row in result.history)
+    model = ModernLeNet5()
+    model.load_state_dict(result.best_state)
+    _, accuracy = evaluate(model, test, "cpu")
+    assert accuracy > 0.90  # 3,000 real digits, 3 epochs: well above chance (0.10)
+
+
+def test_training_is_deterministic_on_cpu(small_mnist):
+    train, validation, _ = small_mnist
+    subset = SplitTensors(train.images[:500], train.labels[:500], train.sample_ids[:500])
+    states = [fit(build_model("lenet5", seed=7), subset, validation, TrainConfig(epochs=1, seed=7)).best_state for _ in range(2)]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_bad_training_settings_are_refused():
+    with pytest.raises(ValueError, match="epochs must be a positive"):
+        TrainConfig(epochs=0).validate()
+    with pytest.raises(ValueError, match="unknown recipe"):
+        TrainConfig(recipe="magic").validate()
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("vgg")
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    model = ModernLeNet5()
+    path = tmp_path / "lenet.pt"
+    save_checkpoint(path, arch="lenet5", model=model.state_dict(), optimizer={}, epoch=3, metrics={"val_loss": 0.1}, settings={"seed": 51})
+    loaded, payload = load_model(path)
+    assert payload["epoch"] == 3 and all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="truncated or not a safe checkpoint"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not an mnist_assets classifier checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.pt")
