@@ -1,0 +1,110 @@
+"""`make run` end to end in fresh folders: wall time, peak memory of every process, time per asset.
+
+CLIP runs as mnist-tiny with random weights (no weights exist offline); run
+with --breakdown DAGSTER_HOME to print the per-asset times of an instance.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _peak_rss_sampler(root: psutil.Process, db_dir: str, stop: threading.Event, peaks: dict) -> None:
+    """Sample the resident memory of the run's process tree and of its mongod, keep the largest."""
+    while not stop.is_set():
+        processes = [root]
+        try:
+            processes += root.children(recursive=True)
+        except psutil.Error:
+            pass
+        for process in psutil.process_iter(["cmdline"]):
+            if process.info["cmdline"] and "mongod" in process.info["cmdline"][0] and db_dir in " ".join(process.info["cmdline"]):
+                processes.append(process)
+        for process in processes:
+            try:
+                rss = process.memory_info().rss / 2**20
+                name = "mongod" if "mongod" in process.name() else "python"
+                peaks[name] = max(peaks.get(name, 0), rss)
+            except psutil.Error:
+                continue
+        stop.wait(0.5)
+
+
+def step_breakdown(dagster_home: str) -> dict:
+    """Seconds per asset (summed over partitions) from the instance's event log."""
+    env = {**os.environ, "DAGSTER_HOME": dagster_home}
+    code = (
+        "import json, dagster as dg\n"
+        "from collections import defaultdict\n"
+        "instance = dg.DagsterInstance.get()\n"
+        "times = defaultdict(float)\n"
+        "for run in instance.get_runs():\n"
+        "    starts = {}\n"
+        "    for entry in instance.all_logs(run.run_id):\n"
+        "        event = entry.dagster_event\n"
+        "        if event is None: continue\n"
+        "        if event.event_type_value == 'STEP_START': starts[event.step_key] = entry.timestamp\n"
+        "        if event.event_type_value == 'STEP_SUCCESS' and event.step_key in starts:\n"
+        "            times[event.step_key] += entry.timestamp - starts[event.step_key]\n"
+        "print(json.dumps({k: round(v, 1) for k, v in sorted(times.items(), key=lambda kv: -kv[1])}))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def run(work_dir: Path, limit: int | None = None) -> dict:
+    home, dagster_home = work_dir / "home", work_dir / "dagster_home"
+    for folder in (home, dagster_home):
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "MNIST_ASSETS_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "MNIST_ASSETS_CLIP_MODEL": "mnist-tiny",
+        "MNIST_ASSETS_CLIP_PRETRAINED": "none",
+    }
+    env.pop("FIFTYONE_DATABASE_DIR", None)
+    env.pop("FIFTYONE_DATABASE_URI", None)
+    env.pop("MNIST_ASSETS_EPOCHS", None)
+    env.pop("MNIST_ASSETS_LIMIT", None)
+    if limit:
+        env["MNIST_ASSETS_LIMIT"] = str(limit)
+    log_path = work_dir / f"run-{limit or 'all'}.log"
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "mnist_assets.run_all"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        peaks, stop = {}, threading.Event()
+        sampler = threading.Thread(target=_peak_rss_sampler, args=(psutil.Process(process.pid), str(home), stop, peaks))
+        sampler.start()
+        code = process.wait()
+        stop.set()
+        sampler.join()
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"make run failed (exit {code}); see {log_path}")
+    summary = [line for line in log_path.read_text().splitlines() if line.startswith(("  ok", "  FAIL", "  skip"))]
+    return {
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(max(peaks.values()), 1),
+        "peak_rss_by_process_mb": {k: round(v, 1) for k, v in peaks.items()},
+        "per_asset_seconds": step_breakdown(str(dagster_home)),
+        "summary": summary,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--breakdown":
+        print(json.dumps(step_breakdown(sys.argv[2]), indent=2))
+    else:
+        print(json.dumps(run(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None), indent=2))

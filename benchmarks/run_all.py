@@ -1,0 +1,129 @@
+"""`make bench`: the project's paths measured side by side with the series' way and the limit.
+
+Runs, in one process tree on one machine: `make run` end to end on full data in
+fresh folders (CLIP as mnist-tiny, random weights), then on that dataset the
+LeNet epoch, CLIP throughput and FiftyOne write benchmarks, then the scaling
+runs. Prints a table and writes benchmarks/results.json.
+
+    .venv/bin/python benchmarks/run_all.py [--limit N] [--no-scaling] [--vit-images N]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+
+TARGETS = {
+    "lenet_epoch_pipeline_over_limit": ("<=", 1.10),
+    "lenet_epoch_peer_over_pipeline": (">=", 3.0),
+    "clip_embed_pipeline_over_raw": (">=", 0.85),
+    "fiftyone_write_bulk_speedup": (">=", 20.0),
+    "e2e_seconds": ("<", 900.0),
+    "e2e_peak_rss_mb": ("<", 4096.0),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, help="samples per split (default: all)")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 5k / 20k scaling runs")
+    parser.add_argument("--vit-images", type=int, default=512, help="images for the ViT-B-32 throughput run")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
+    args = parser.parse_args()
+
+    from mnist_assets.environment import assets_home
+
+    work = assets_home() / "bench"
+    results: dict = {"machine": f"{os.cpu_count()} cores", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    import bench_e2e
+
+    print("== end to end (make run, fresh folders)", flush=True)
+    e2e = bench_e2e.run(work / "e2e", args.limit)
+    results.update(e2e_seconds=e2e["seconds"], e2e_peak_rss_mb=e2e["peak_rss_mb"], e2e_peak_rss_by_process_mb=e2e["peak_rss_by_process_mb"])
+    results["e2e_per_asset_seconds"] = e2e["per_asset_seconds"]
+    results["e2e_summary"] = e2e["summary"]
+
+    # The rest reads the dataset the end-to-end run built (FiftyOne reads its folder at import).
+    os.environ["MNIST_ASSETS_HOME"] = str(work / "e2e" / "home")
+    os.environ.pop("FIFTYONE_DATABASE_DIR", None)
+    from mnist_assets.environment import configure_process_environment
+
+    configure_process_environment()
+    import bench_clip_embed
+    import bench_fiftyone_writes
+    import bench_lenet_epoch
+
+    from mnist_assets.ml.fiftyone_store import get_dataset, split_view
+    from mnist_assets.ml.tensors import load_view_tensors
+    from mnist_assets.resources import MnistSettings
+
+    settings = MnistSettings.from_env()
+    dataset = get_dataset(settings.dataset_name)
+    print("== LeNet epoch: pipeline vs limit vs peer", flush=True)
+    results.update(bench_lenet_epoch.run(split_view(dataset, "train"), settings.tensor_cache_dir))
+
+    print("== CLIP embedding throughput", flush=True)
+    test_view = split_view(dataset, "test")
+    tensors = load_view_tensors(test_view, settings.tensor_cache_dir)
+    paths = test_view.values("filepath")
+    tiny_count = min(5000, len(tensors))
+    results.update(bench_clip_embed.run("mnist-tiny", tensors.images[:tiny_count], paths[:tiny_count], 256))
+    vit_count = min(args.vit_images, len(tensors))
+    results.update(bench_clip_embed.run("ViT-B-32", tensors.images[:vit_count], paths[:vit_count], 64))
+    results["clip_embed_pipeline_over_raw"] = min(results["clip_mnist_tiny_pipeline_over_raw"], results["clip_vit_b_32_pipeline_over_raw"])
+
+    print("== FiftyOne writes: bulk vs per-sample save()", flush=True)
+    results.update(bench_fiftyone_writes.run(dataset.view()))
+
+    if not args.no_scaling and not args.limit:
+        print("== scaling with MNIST_ASSETS_LIMIT", flush=True)
+        rows = []
+        for limit in (5000, 20000):
+            run = bench_e2e.run(work / f"scale-{limit}", limit)
+            rows.append(_scaling_row(limit, run))
+        rows.append(_scaling_row("all", e2e))
+        results["scaling"] = rows
+
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"\nwrote {args.out}")
+
+
+def _scaling_row(limit, run: dict) -> dict:
+    steps = run["per_asset_seconds"]
+    total = lambda prefix: round(sum(v for k, v in steps.items() if k.startswith(prefix)), 1)  # noqa: E731
+    return {
+        "limit_per_split": limit,
+        "raw_mnist_s": total("raw_mnist"),
+        "clip_embeddings_s": total("clip_embeddings"),
+        "lenet_checkpoint_s": total("lenet_checkpoint"),
+        "umap_projection_s": total("umap_projection"),
+        "e2e_s": run["seconds"],
+    }
+
+
+def print_table(results: dict) -> None:
+    print("\n| measure | value | target | met |\n|---|---|---|---|")
+    for key, (op, bound) in TARGETS.items():
+        value = results.get(key)
+        met = value is not None and (value <= bound if op == "<=" else value >= bound if op == ">=" else value < bound)
+        print(f"| {key} | {value} | {op} {bound} | {'yes' if met else 'NO'} |")
+    for key in ("lenet_epoch_pipeline_seconds", "lenet_epoch_limit_seconds", "lenet_epoch_peer_seconds",
+                "clip_mnist_tiny_pipeline_over_raw", "clip_vit_b_32_pipeline_over_raw",
+                "clip_mnist_tiny_pipeline_over_peer", "clip_vit_b_32_pipeline_over_peer"):
+        print(f"| {key} | {results.get(key)} | | |")
+    if "scaling" in results:
+        print("\n| limit/split | raw_mnist s | clip_embeddings s | lenet_checkpoint s | umap s | e2e s |\n|---|---|---|---|---|---|")
+        for row in results["scaling"]:
+            print("| " + " | ".join(str(v) for v in row.values()) + " |")
+    print("\nper-asset seconds (full run):", json.dumps(results.get("e2e_per_asset_seconds", {})))
+
+
+if __name__ == "__main__":
+    main()
