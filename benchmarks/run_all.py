@@ -72,10 +72,10 @@ def main() -> None:
     test_view = split_view(dataset, "test")
     tensors = load_view_tensors(test_view, settings.tensor_cache_dir)
     paths = test_view.values("filepath")
-    tiny_count = min(5000, len(tensors))
-    results.update(bench_clip_embed.run("mnist-tiny", tensors.images[:tiny_count], paths[:tiny_count], 256))
+    tiny_count = min(10000, len(tensors))
+    results.update(bench_clip_embed.run("mnist-tiny", tensors.images[:tiny_count], paths[:tiny_count], 512))
     vit_count = min(args.vit_images, len(tensors))
-    results.update(bench_clip_embed.run("ViT-B-32", tensors.images[:vit_count], paths[:vit_count], 64))
+    results.update(bench_clip_embed.run("ViT-B-32", tensors.images[:vit_count], paths[:vit_count], 64, repeats=1))
     results["clip_embed_pipeline_over_raw"] = min(results["clip_mnist_tiny_pipeline_over_raw"], results["clip_vit_b_32_pipeline_over_raw"])
 
     print("== FiftyOne writes: bulk vs per-sample save()", flush=True)

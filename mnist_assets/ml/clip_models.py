@@ -6,6 +6,7 @@ offline; it is reported with both ways to provide weights.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -175,6 +176,17 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
     )
 
 
+@functools.lru_cache(maxsize=16)
+def resize_matrix(in_size: int, out_size: int, mode: str) -> torch.Tensor:
+    """[in, out] matrix M with row @ M == F.interpolate(row): the resize is separable, so x -> M^T x M.
+
+    Two small matmuls are several times faster on the CPU than `F.interpolate`
+    on the same batch, and give the same numbers.
+    """
+    rows = torch.eye(in_size).view(in_size, 1, 1, in_size)
+    return F.interpolate(rows, size=(1, out_size), mode=mode, align_corners=False).view(in_size, out_size)
+
+
 def preprocess_batch(
     images_uint8: torch.Tensor, clip: LoadedClip, invert: bool = False, pad: int = 0
 ) -> torch.Tensor:
@@ -185,17 +197,19 @@ def preprocess_batch(
     dark digit on a light ground and `pad` adds a margin, closer to the photos
     CLIP learned from.
     """
-    x = images_uint8.float().unsqueeze(1) / 255.0
+    x = images_uint8.float()
     if invert:
-        x = 1.0 - x
+        x = 255.0 - x
     if pad:
-        x = F.pad(x, (pad, pad, pad, pad), value=1.0 if invert else 0.0)
+        x = F.pad(x, (pad, pad, pad, pad), value=255.0 if invert else 0.0)
     mode = "bilinear" if clip.interpolation == "bilinear" else "bicubic"
-    x = F.interpolate(x, size=(clip.image_size, clip.image_size), mode=mode, align_corners=False).clamp_(0.0, 1.0)
-    x = x.expand(-1, 3, -1, -1)
-    mean = torch.tensor(clip.mean).view(1, 3, 1, 1)
-    std = torch.tensor(clip.std).view(1, 3, 1, 1)
-    return (x - mean) / std
+    matrix = resize_matrix(x.shape[-1], clip.image_size, mode)
+    # The 1/255 scaling rides on the (small) left matrix instead of a pass over the batch.
+    resized = ((matrix.T / 255.0) @ x @ matrix).clamp_(0.0, 1.0)
+    # Standardize while repeating the gray channel: one pass, (y - mean) / std = y * (1 / std) - mean / std.
+    scale = 1.0 / torch.tensor(clip.std).view(1, 3, 1, 1)
+    bias = -torch.tensor(clip.mean).view(1, 3, 1, 1) * scale
+    return torch.addcmul(bias, resized.unsqueeze(1), scale)
 
 
 @torch.inference_mode()
