@@ -53,3 +53,14 @@ def test_each_strategy_picks_what_it_says():
 def test_unknown_strategy_is_refused():
     with pytest.raises(ValueError, match="unknown selection strategy 'random'"):
         select_samples("random", 5, **SCORES)
+
+
+def test_known_label_errors_counted_in_the_top_fraction():
+    from mnist_assets.ml.label_errors import KNOWN_TEST_LABEL_ERRORS, known_errors_in_top
+
+    indices = np.arange(10000)
+    scores = np.zeros(10000)
+    scores[list(KNOWN_TEST_LABEL_ERRORS[:5])] = 1.0  # five known errors ranked first
+    assert known_errors_in_top(indices, scores, 0.01) == (5, 12)
+    # 947 (scored first), 449 and 659 lie in the first 1,000.
+    assert known_errors_in_top(indices[:1000], scores[:1000], 0.01) == (1, 3)

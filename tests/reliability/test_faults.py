@@ -1,0 +1,116 @@
+"""Faults survived: a killed training run, concurrent splits, a stopped database, repeated runs."""
+
+import os
+import signal
+import subprocess
+import time
+
+import dagster as dg
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from mnist_assets.assets.dataset import raw_mnist
+from mnist_assets.assets.lenet import lenet_checkpoint, lenet_predictions
+from mnist_assets.ml.checkpoints import load_checkpoint
+from mnist_assets.ml.fiftyone_store import split_view
+
+from .helpers import REPO, dagster_cli, file_hash, run_cli, subprocess_env
+
+
+def test_killed_training_leaves_the_previous_checkpoint_intact(make_settings):
+    settings = make_settings(limit=2000)
+    resources = {"settings": settings}
+    for split in ("train", "validation"):
+        assert dg.materialize([raw_mnist], partition_key=split, resources=resources).success
+    epochs_1 = {"ops": {"lenet_checkpoint": {"config": {"epochs": 1}}}}
+    assert dg.materialize([lenet_checkpoint], resources=resources, run_config=epochs_1).success
+    path = settings.artifact_path("checkpoints", "lenet_checkpoint.pt")
+    before = file_hash(path)
+
+    # A long training run in its own process group, SIGKILLed in the middle of its epochs.
+    config = '{"ops": {"lenet_checkpoint": {"config": {"epochs": 500}}}}'
+    process = subprocess.Popen(
+        dagster_cli("--select", "lenet_checkpoint", "--config-json", config),
+        env=subprocess_env(settings), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    deadline = time.time() + 180
+    for line in process.stdout:
+        if "epoch 2/500" in line or time.time() > deadline:
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    assert file_hash(path) == before  # the old checkpoint, whole
+    assert load_checkpoint(path)["settings"]["epochs"] == 1
+    assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".")] == ["lenet_checkpoint.pt"]
+    # The next run starts cleanly.
+    assert dg.materialize([lenet_checkpoint], resources=resources, run_config=epochs_1).success
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_three_splits_concurrently_in_separate_processes(make_settings):
+    settings = make_settings(limit=300)
+    env = subprocess_env(settings)
+    processes = [
+        subprocess.Popen(dagster_cli("--select", "raw_mnist", "--partition", split), env=env, cwd=REPO,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for split in ("train", "validation", "test")
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-2000:]
+    dataset = settings.dataset()
+    assert [len(split_view(dataset, s)) for s in ("train", "validation", "test")] == [300, 300, 300]
+    assert len(dataset) == 900 and len(set(dataset.values("filepath"))) == 900
+    # And the same partition twice more, one after the other: still exact.
+    for _ in range(2):
+        assert run_cli(env, "--select", "raw_mnist", "--partition", "test").returncode == 0
+    assert len(split_view(dataset, "test")) == 300 and len(dataset) == 900
+
+
+def mongod_processes(db_dir: str):
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if cmdline and cmdline[0].endswith("mongod") and db_dir in " ".join(cmdline):
+            found.append(process)
+    return found
+
+
+def test_stopped_database_is_restarted_and_finds_everything(make_settings, tmp_path):
+    settings = make_settings(limit=300)
+    db_dir = str(tmp_path / "own_db")  # a database of its own, which this test may stop
+    env = subprocess_env(settings, FIFTYONE_DATABASE_DIR=db_dir)
+    first = run_cli(env, "--select", "raw_mnist", "--partition", "test")
+    assert first.returncode == 0, first.stderr[-2000:]
+    for process in mongod_processes(db_dir):
+        process.terminate()
+        process.wait(30)
+    assert not mongod_processes(db_dir)
+    second = run_cli(env, "--select", "mnist_metadata", "--partition", "test")
+    assert second.returncode == 0, second.stderr[-2000:]
+    count = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-c",
+         f"import mnist_assets, fiftyone as fo; print(len(fo.load_dataset('{settings.dataset_name}')))"],
+        env=env, capture_output=True, text=True,
+    )
+    assert count.stdout.strip().splitlines()[-1] == "300"
+    for process in mongod_processes(db_dir):
+        process.terminate()
+
+
+def test_same_seed_gives_same_weights_and_predictions(make_settings):
+    checkpoints, predictions = [], []
+    for _ in range(2):
+        settings = make_settings(limit=500, epochs=1)
+        resources = {"settings": settings}
+        for split in ("train", "validation", "test"):
+            assert dg.materialize([raw_mnist], partition_key=split, resources=resources).success
+        assert dg.materialize([lenet_checkpoint], resources=resources).success
+        assert dg.materialize([lenet_predictions], partition_key="test", resources=resources).success
+        checkpoints.append(load_checkpoint(settings.artifact_path("checkpoints", "lenet_checkpoint.pt"))["model"])
+        predictions.append(np.array(split_view(settings.dataset(), "test").values("lenet_predictions.logits")))
+    assert all(torch.equal(checkpoints[0][k], checkpoints[1][k]) for k in checkpoints[0])
+    assert np.array_equal(predictions[0], predictions[1])
