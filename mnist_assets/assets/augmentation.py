@@ -3,7 +3,6 @@
 import hashlib
 
 import numpy as np
-import torch
 from sklearn.metrics import confusion_matrix
 
 import dagster as dg
@@ -24,8 +23,8 @@ from mnist_assets.ml.fiftyone_store import (
     write_classifications,
     write_pngs,
 )
-from mnist_assets.ml.selection import STRATEGIES, select_samples
-from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
+from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
+from mnist_assets.ml.tensors import concatenate, load_view_tensors
 from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
@@ -64,15 +63,9 @@ def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig,
     if config.budget <= 0 or config.copies <= 0:
         raise ValueError("budget and copies must be positive integers")
     _, view, train = split_tensors(settings, "train")
-    predicted, confidence, hardness, uniqueness = view.values(
-        ["lenet_predictions.label", "lenet_predictions.confidence", "hardness", "uniqueness"]
-    )
-    if any(v is None for v in hardness) or any(v is None for v in predicted):
-        raise ValueError("train samples lack lenet_predictions or hardness; materialize hardness_scores[train] first.")
-    correct = np.array([int(p) for p in predicted]) == train.labels.numpy()
-    chosen = select_samples(
-        config.strategy, config.budget, correct=correct, hardness=hardness, uniqueness=uniqueness, confidence=confidence
-    )
+    scores = read_scores(view, train.labels.numpy())
+    correct = scores["correct"]
+    chosen = select_samples(config.strategy, config.budget, **scores)
     context.log.info(f"{config.strategy}: chose {len(chosen)} of {len(train)} training samples ({(~correct).sum()} misclassified)")
     images, sources = augment_images(train.images[chosen], config.copies, config.seed)
     source_positions = chosen[sources.numpy()]
@@ -124,17 +117,10 @@ class FinetuneConfig(dg.Config):
 
     epochs: int = 15
     lr: float = 1e-4
+    recipe: str = "series"  # "series": constant lr; "onecycle": warm-up, cosine decay, AdamW weight decay
     batch_size: int = 64
     seed: int = 51
     accuracy_threshold: float = 0.98
-
-
-def concatenate(first: SplitTensors, second: SplitTensors) -> SplitTensors:
-    return SplitTensors(
-        images=torch.cat([first.images, second.images]),
-        labels=torch.cat([first.labels, second.labels]),
-        sample_ids=first.sample_ids + second.sample_ids,
-    )
 
 
 @dg.asset(
@@ -150,7 +136,7 @@ def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, s
     device = settings.torch_device()
     model, payload = load_model(checkpoint_path(settings, "lenet_checkpoint"))
     train_cfg = TrainConfig(
-        arch=payload["arch"], recipe="series", epochs=settings.epochs or config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed
+        arch=payload["arch"], recipe=config.recipe, epochs=settings.epochs or config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed
     ).validate()
     _, _, train = split_tensors(settings, "train")
     _, _, validation = split_tensors(settings, "validation")

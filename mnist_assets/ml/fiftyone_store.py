@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,13 +18,60 @@ from pathlib import Path
 import numpy as np
 import fiftyone as fo
 import fiftyone.core.odm as foo
+import fiftyone.core.service as fos
+import fiftyone.service.util as fosu
+import psutil
 from fiftyone import ViewField as F
 from PIL import Image
 
+from mnist_assets.environment import PORT_OWNER_VARIABLE
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.names import check_safe_name
 
 LABELS = [str(digit) for digit in range(10)]
+
+
+def _has_running_mongod(service_process: psutil.Process) -> bool:
+    try:
+        return any(
+            child.name().startswith("mongod") and child.status() != psutil.STATUS_ZOMBIE
+            for child in service_process.children()
+        )
+    except psutil.Error:
+        return False
+
+
+def _start_service_for_this_folder(service) -> None:
+    """Attach to the embedded database service of *this* database folder, or start one.
+
+    FiftyOne's own `DatabaseService.start` attaches to the first database
+    service it finds on the machine, whatever its folder, so two processes with
+    different FIFTYONE_DATABASE_DIRs (a test run beside `make run`, two
+    MNIST_ASSETS_HOMEs) would silently share one database.
+    """
+    wanted = ["--dbpath", fo.config.database_dir]
+    for process in fosu.find_processes_by_args(service._service_args):
+        try:
+            cmdline = process.cmdline()
+        except psutil.Error:
+            continue
+        if not any(cmdline[i : i + 2] == wanted for i in range(len(cmdline) - 1)):
+            continue
+        if not _has_running_mongod(process):
+            # A service whose mongod was stopped would hand out a dead port; retire it.
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+            continue
+        try:
+            if fosu.send_ipc_message(process, ("register", os.getpid())) is True:
+                service.attached, service.child = True, process
+                return
+        except IOError:
+            continue
+    fos.Service.start(service)
+
+
+fos.DatabaseService.start = _start_service_for_this_folder
 
 
 @contextlib.contextmanager
@@ -50,6 +98,7 @@ def connect() -> None:
         return
     with _file_lock("fiftyone_db"):
         foo.get_db_conn()
+    os.environ[PORT_OWNER_VARIABLE] = fo.config.database_dir
 
 
 def get_dataset(name: str) -> fo.Dataset:

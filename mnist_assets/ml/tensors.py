@@ -89,6 +89,14 @@ def load_view_tensors(view, cache_dir: Path | None = None, label_field: str = "g
     )
 
 
+def concatenate(first: SplitTensors, second: SplitTensors) -> SplitTensors:
+    return SplitTensors(
+        images=torch.cat([first.images, second.images]),
+        labels=torch.cat([first.labels, second.labels]),
+        sample_ids=first.sample_ids + second.sample_ids,
+    )
+
+
 def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [B, 28, 28] -> float [B, 1, 28, 28], standardized with MNIST's mean and std."""
     return (images_uint8.unsqueeze(1).float() / 255.0 - MNIST_MEAN) / MNIST_STD

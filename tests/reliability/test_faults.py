@@ -93,10 +93,11 @@ def test_stopped_database_is_restarted_and_finds_everything(make_settings, tmp_p
     assert second.returncode == 0, second.stderr[-2000:]
     count = subprocess.run(
         [str(REPO / ".venv" / "bin" / "python"), "-c",
-         f"import mnist_assets, fiftyone as fo; print(len(fo.load_dataset('{settings.dataset_name}')))"],
+         "import mnist_assets\nfrom mnist_assets.ml.fiftyone_store import get_dataset\n"
+         f"print(len(get_dataset('{settings.dataset_name}')))"],
         env=env, capture_output=True, text=True,
     )
-    assert count.stdout.strip().splitlines()[-1] == "300"
+    assert count.stdout.strip().splitlines()[-1:] == ["300"], count.stderr[-2000:]
     for process in mongod_processes(db_dir):
         process.terminate()
 
@@ -114,3 +115,24 @@ def test_same_seed_gives_same_weights_and_predictions(make_settings):
         predictions.append(np.array(split_view(settings.dataset(), "test").values("lenet_predictions.logits")))
     assert all(torch.equal(checkpoints[0][k], checkpoints[1][k]) for k in checkpoints[0])
     assert np.array_equal(predictions[0], predictions[1])
+
+
+def test_database_folders_stay_isolated(make_settings, tmp_path):
+    """A process pointed at another database folder gets its own database, never this one's."""
+    import fiftyone as fo
+
+    here = make_settings()
+    here.dataset()  # this process's database is up, and FiftyOne exported its port
+    code = (
+        "import mnist_assets, fiftyone as fo\n"
+        "from mnist_assets.ml.fiftyone_store import get_dataset\n"
+        "get_dataset('isolated-elsewhere')\n"
+        "print(sorted(fo.list_datasets()))\n"
+    )
+    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp_path / "elsewhere_db")}
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "['isolated-elsewhere']"
+    assert "isolated-elsewhere" not in fo.list_datasets() and here.dataset_name in fo.list_datasets()
+    for process in mongod_processes(str(tmp_path / "elsewhere_db")):
+        process.terminate()

@@ -1,0 +1,247 @@
+"""The servers a user opens: `make ui` (Dagster) and `make app` (FiftyOne), started for real.
+
+Checks that each listens on 127.0.0.1 only, that the UI's GraphQL API shows the
+graph (assets, lineage, partitions, checks, schedule), and, in headless
+Chromium driven by Playwright, that a person can see the asset graph, launch
+raw_mnist for one partition and see it succeed, and open the App on the dataset.
+Screenshots go to test-artifacts/.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+NINE = [
+    "raw_mnist", "mnist_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
+    "lenet_checkpoint", "hardness_scores", "augmented_set", "finetuned_model",
+]
+EDGES = [
+    ("raw_mnist", "mnist_metadata"), ("raw_mnist", "clip_embeddings"), ("clip_embeddings", "umap_projection"),
+    ("clip_embeddings", "zero_shot_predictions"), ("raw_mnist", "lenet_checkpoint"), ("lenet_checkpoint", "lenet_predictions"),
+    ("lenet_predictions", "hardness_scores"), ("hardness_scores", "augmented_set"), ("augmented_set", "finetuned_model"),
+    ("lenet_checkpoint", "finetuned_model"), ("finetuned_model", "model_comparison"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def listening_ips(port: int) -> set[str]:
+    return {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def stop_mongod(db_dir: Path) -> None:
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if cmdline and cmdline[0].endswith("mongod") and str(db_dir) in " ".join(cmdline):
+            process.terminate()
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("servers")
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE"))}
+    env.update(
+        DAGSTER_HOME=str(dagster_home), MNIST_ASSETS_HOME=str(root / "data"), FIFTYONE_DATABASE_DIR=str(root / "db"),
+        MNIST_ASSETS_LIMIT="200", MNIST_ASSETS_EPOCHS="1", MNIST_ASSETS_DATASET="servers",
+        MNIST_ASSETS_CLIP_MODEL="mnist-tiny", MNIST_ASSETS_CLIP_PRETRAINED="none",
+    )
+    yield env
+    stop_mongod(root / "db")
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(environment):
+    port = free_port()
+    log = open(Path(environment["DAGSTER_HOME"]) / "ui.log", "w")
+    process = subprocess.Popen(["make", "ui", f"PORT={port}"], cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", 240, process)
+        yield port
+    finally:
+        stop(process)
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.loads(response.read())
+    assert "errors" not in body, body.get("errors")
+    return body["data"]
+
+
+def test_ui_listens_on_localhost_only(dagster_ui):
+    assert listening_ips(dagster_ui) == {"127.0.0.1"}
+
+
+def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_ui):
+    data = graphql(dagster_ui, """
+      { assetNodes { assetKey { path } dependencyKeys { path } partitionKeys
+                     assetChecksOrError { ... on AssetChecks { checks { name } } } }
+        repositoriesOrError { ... on RepositoryConnection { nodes { schedules { name } sensors { name } } } } }
+    """)
+    nodes = {node["assetKey"]["path"][-1]: node for node in data["assetNodes"]}
+    assert set(NINE) <= set(nodes)
+    for parent, child in EDGES:
+        assert [parent] in [key["path"] for key in nodes[child]["dependencyKeys"]], f"{parent} -> {child}"
+    assert nodes["raw_mnist"]["partitionKeys"] == ["train", "validation", "test"]
+    for name in NINE:
+        assert nodes[name]["assetChecksOrError"]["checks"], f"{name} has no check"
+    repository = data["repositoriesOrError"]["nodes"][0]
+    assert {"weekly_split_refresh"} == {s["name"] for s in repository["schedules"]}
+    assert {"mnist_source_sensor"} == {s["name"] for s in repository["sensors"]}
+
+
+@pytest.fixture(scope="module")
+def fiftyone_app(environment):
+    ingest = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions",
+         "--select", "raw_mnist", "--partition", "validation"],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=300,
+    )
+    assert ingest.returncode == 0, ingest.stderr[-2000:]
+    port = free_port()
+    log = open(Path(environment["DAGSTER_HOME"]) / "app.log", "w")
+    process = subprocess.Popen(["make", "app", f"APP_PORT={port}"], cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", 240, process)
+        yield port
+    finally:
+        stop(process)
+
+
+def test_app_listens_on_localhost_only(fiftyone_app):
+    assert listening_ips(fiftyone_app) == {"127.0.0.1"}
+
+
+# --- In a real browser -------------------------------------------------------------------------
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, installed with apt when missing (the tests run as root in CI)."""
+    path = shutil.which("chromium")
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("no Chromium: `apt-get install chromium` failed or is not allowed here")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def dismiss_welcome(page) -> None:
+    """A fresh DAGSTER_HOME shows a "Join the Dagster community" dialog first."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.click(timeout=5000)
+    except Exception:  # noqa: BLE001 - no dialog this time
+        pass
+
+
+def test_browser_asset_graph_and_launch_raw_mnist_for_one_partition(browser, dagster_ui):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(f"http://127.0.0.1:{dagster_ui}/asset-groups")
+    dismiss_welcome(page)
+    page.get_by_text("augmentation", exact=True).first.wait_for(timeout=60000)
+    page.screenshot(path=ARTIFACTS / "dagster-lineage-groups.png")
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets")
+    for name in NINE:
+        page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
+    page.screenshot(path=ARTIFACTS / "dagster-asset-catalog.png")
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/raw_mnist?view=lineage")
+    for name in ("raw_mnist", "mnist_metadata", "clip_embeddings", "lenet_checkpoint"):
+        page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
+    page.screenshot(path=ARTIFACTS / "dagster-raw_mnist-lineage.png")
+
+    # Launch raw_mnist for the "test" partition from the asset page.
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/raw_mnist")
+    page.get_by_role("button", name="Materialize").first.click(timeout=60000)
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for(timeout=30000)
+    dialog.get_by_text("Select a partition or create one").click()
+    page.keyboard.type("test")
+    page.get_by_text("test", exact=True).filter(visible=True).last.click()
+    page.keyboard.press("Escape")
+    page.screenshot(path=ARTIFACTS / "dagster-materialize-dialog.png")
+    dialog.get_by_role("button", name="Launch 1 run").click(timeout=30000)
+
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        data = graphql(dagster_ui, '{ assetNodes(assetKeys: [{path: ["raw_mnist"]}]) { assetMaterializations(partitions: ["test"]) { partition metadataEntries { label } } } }')
+        materializations = data["assetNodes"][0]["assetMaterializations"]
+        if materializations:
+            break
+        time.sleep(3)
+    assert materializations and materializations[0]["partition"] == "test"
+    assert "count" in [entry["label"] for entry in materializations[0]["metadataEntries"]]
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/raw_mnist?partition=test")
+    dismiss_welcome(page)
+    page.get_by_text("count", exact=True).first.wait_for(timeout=60000)
+    page.screenshot(path=ARTIFACTS / "dagster-raw_mnist-materialized.png")
+
+
+def test_browser_fiftyone_app_shows_the_dataset(browser, fiftyone_app):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(f"http://127.0.0.1:{fiftyone_app}/")
+    page.get_by_text("servers", exact=True).filter(visible=True).first.wait_for(timeout=120000)
+    for field in ("ground_truth", "split", "source_index"):
+        page.get_by_text(field, exact=True).filter(visible=True).first.wait_for(timeout=60000)
+    page.wait_for_timeout(3000)  # let the sample grid paint
+    page.screenshot(path=ARTIFACTS / "fiftyone-app.png")
