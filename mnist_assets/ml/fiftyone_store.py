@@ -105,9 +105,16 @@ def get_dataset(name: str) -> fo.Dataset:
     """Load the persistent dataset `name`, creating it if needed."""
     check_safe_name(name, "dataset name")
     connect()
-    if fo.dataset_exists(name):
-        return fo.load_dataset(name)
+    # Runs of different splits may start at once on a new dataset: one creates it.
+    with _file_lock(f"dataset-{name}"):
+        if fo.dataset_exists(name):
+            return fo.load_dataset(name)
+        return _create_dataset(name)
+
+
+def _create_dataset(name: str) -> fo.Dataset:
     dataset = fo.Dataset(name, persistent=True)
+    dataset.media_type = "image"  # now, not at the first insert, which concurrent runs would race for
     dataset.add_sample_field("split", fo.StringField)
     dataset.add_sample_field("source_index", fo.IntField)
     dataset.create_index("split")
