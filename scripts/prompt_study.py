@@ -8,7 +8,6 @@ and raw_mnist[test] materialized. Prints one table: accuracy and per-class recal
 
 import argparse
 
-import numpy as np
 
 from mnist_assets.ml.clip_models import embed_images, load_clip
 from mnist_assets.ml.fiftyone_store import get_dataset, split_view

@@ -1,6 +1,5 @@
 """Scale-out by settings alone: FiftyOne on an external MongoDB through FIFTYONE_DATABASE_URI."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -9,13 +8,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from processes import REPO, free_port
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ Screenshots go to test-artifacts/.
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from processes import REPO, make_server, stop_mongod
+
 ARTIFACTS = REPO / "test-artifacts"
 NINE = [
     "raw_mnist", "mnist_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
@@ -35,43 +34,8 @@ EDGES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
-
-
 def listening_ips(port: int) -> set[str]:
     return {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
-
-
-def stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def stop_mongod(db_dir: Path) -> None:
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if cmdline and cmdline[0].endswith("mongod") and str(db_dir) in " ".join(cmdline):
-            process.terminate()
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +56,8 @@ def environment(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dagster_ui(environment):
-    port = free_port()
-    log = open(Path(environment["DAGSTER_HOME"]) / "ui.log", "w")
-    process = subprocess.Popen(["make", "ui", f"PORT={port}"], cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", 240, process)
+    with make_server("ui", "PORT", environment, "/server_info", Path(environment["DAGSTER_HOME"]) / "ui.log") as port:
         yield port
-    finally:
-        stop(process)
 
 
 def graphql(port: int, query: str) -> dict:
@@ -142,14 +100,8 @@ def fiftyone_app(environment):
         cwd=REPO, env=environment, capture_output=True, text=True, timeout=300,
     )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
-    port = free_port()
-    log = open(Path(environment["DAGSTER_HOME"]) / "app.log", "w")
-    process = subprocess.Popen(["make", "app", f"APP_PORT={port}"], cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/", 240, process)
+    with make_server("app", "APP_PORT", environment, "/", Path(environment["DAGSTER_HOME"]) / "app.log") as port:
         yield port
-    finally:
-        stop(process)
 
 
 def test_app_listens_on_localhost_only(fiftyone_app):

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from mnist_assets.ml.fiftyone_store import split_view
+from processes import REPO  # noqa: F401 - re-exported for the tests here
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def split_snapshot(settings, split: str) -> tuple:

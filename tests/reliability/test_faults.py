@@ -7,14 +7,14 @@ import time
 
 import dagster as dg
 import numpy as np
-import psutil
-import pytest
 import torch
 
 from mnist_assets.assets.dataset import raw_mnist
 from mnist_assets.assets.lenet import lenet_checkpoint, lenet_predictions
 from mnist_assets.ml.checkpoints import load_checkpoint
 from mnist_assets.ml.fiftyone_store import split_view
+
+from processes import mongod_processes
 
 from .helpers import REPO, dagster_cli, file_hash, run_cli, subprocess_env
 
@@ -68,15 +68,6 @@ def test_three_splits_concurrently_in_separate_processes(make_settings):
     for _ in range(2):
         assert run_cli(env, "--select", "raw_mnist", "--partition", "test").returncode == 0
     assert len(split_view(dataset, "test")) == 300 and len(dataset) == 900
-
-
-def mongod_processes(db_dir: str):
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if cmdline and cmdline[0].endswith("mongod") and db_dir in " ".join(cmdline):
-            found.append(process)
-    return found
 
 
 def test_stopped_database_is_restarted_and_finds_everything(make_settings, tmp_path):
