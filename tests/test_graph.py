@@ -162,7 +162,7 @@ def test_augmented_samples_link_to_their_sources(graph_run):
     sources = main.select(list(set(source_ids)))
     source_labels = dict(zip(sources.values("id"), sources.values("ground_truth.label")))
     assert all(source_labels[s] == label for s, label in zip(source_ids, labels))
-    assert set(strategies) == {"hardest"}
+    assert set(strategies) == {"misclassified"}
 
 
 def test_rematerializing_a_split_replaces_only_that_split(graph_run):
