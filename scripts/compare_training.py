@@ -12,9 +12,8 @@ import time
 
 import torch
 
-from mnist_assets.ml.fiftyone_store import get_dataset, split_view
+from mnist_assets.assets.common import split_tensors
 from mnist_assets.ml.models import build_model
-from mnist_assets.ml.tensors import load_view_tensors
 from mnist_assets.ml.training import TrainConfig, evaluate, fit
 from mnist_assets.resources import MnistSettings
 
@@ -29,16 +28,15 @@ def main() -> None:
 
     settings = MnistSettings.from_env()
     settings.configure_torch()
-    dataset = get_dataset(settings.dataset_name)
-    data = {split: load_view_tensors(split_view(dataset, split), settings.tensor_cache_dir) for split in ("train", "validation", "test")}
+    data = {split: split_tensors(settings, split)[2] for split in ("train", "validation", "test")}
     rows = []
     for run in args.runs:
         arch, recipe = run.split(":")
         config = TrainConfig(arch=arch, recipe=recipe, epochs=args.epochs, seed=args.seed)
         started = time.perf_counter()
-        result = fit(build_model(arch, args.seed), data["train"], data["validation"], config, on_epoch=lambda r, run=run: print(run, r, flush=True))
-        model = build_model(arch)
-        model.load_state_dict(result.best_state)
+        model = build_model(arch, args.seed)
+        # fit leaves the model holding its best validation-loss state.
+        result = fit(model, data["train"], data["validation"], config, on_epoch=lambda r, run=run: print(run, r, flush=True))
         _, test_accuracy = evaluate(model, data["test"], "cpu")
         rows.append(
             {

@@ -16,9 +16,9 @@ import numpy as np
 
 from mnist_assets.ml.augmentation import augment_images
 from mnist_assets.ml.checkpoints import load_model
-from mnist_assets.ml.fiftyone_store import get_dataset, split_view
+from mnist_assets.assets.common import split_tensors
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
-from mnist_assets.ml.tensors import SplitTensors, concatenate, load_view_tensors
+from mnist_assets.ml.tensors import SplitTensors, concatenate
 from mnist_assets.ml.training import TrainConfig, fit, predict
 from mnist_assets.resources import MnistSettings
 
@@ -37,9 +37,9 @@ def main() -> None:
 
     settings = MnistSettings.from_env()
     settings.configure_torch()
-    dataset = get_dataset(settings.dataset_name)
-    data = {s: load_view_tensors(split_view(dataset, s), settings.tensor_cache_dir) for s in ("train", "validation", "test")}
-    scores = read_scores(split_view(dataset, "train"), data["train"].labels.numpy())
+    loaded = {s: split_tensors(settings, s) for s in ("train", "validation", "test")}
+    data = {s: tensors for s, (_, _, tensors) in loaded.items()}
+    scores = read_scores(loaded["train"][1], data["train"].labels.numpy())
     checkpoint = settings.artifact_path("checkpoints", "lenet_checkpoint.pt")
     base, _ = load_model(checkpoint)
     test_labels = data["test"].labels.numpy()
