@@ -1,7 +1,9 @@
 """Helpers for tests that start real processes: free ports, servers started with make, mongod."""
 
 import contextlib
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,3 +74,19 @@ def stop_mongod(db_dir) -> None:
     for process in mongod_processes(str(db_dir)):
         with contextlib.suppress(psutil.Error):
             process.terminate()
+
+
+def installed_with_apt(executable: str, package: str, search: str = "") -> str | None:
+    """Path of `executable` (on PATH or matching the `search` glob), apt-installing `package` when missing.
+
+    The tests run as root in CI, so they can install what they need; elsewhere this returns None.
+    """
+    def find():
+        matches = sorted(glob.glob(search)) if search else []
+        return shutil.which(executable) or (matches[-1] if matches else None)
+
+    if find() is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], capture_output=True, timeout=900,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return find()

@@ -1,14 +1,18 @@
-"""Scale-out by settings alone: FiftyOne on an external MongoDB through FIFTYONE_DATABASE_URI."""
+"""Scale-out by settings alone: FiftyOne on an external MongoDB through FIFTYONE_DATABASE_URI, and
+Dagster's run, event and schedule storage on PostgreSQL through deploy/dagster-postgres.yaml."""
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pymongo
 import pytest
 
-from processes import REPO, free_port
+from processes import REPO, free_port, installed_with_apt
 
 
 @pytest.fixture
@@ -35,28 +39,94 @@ def external_mongodb(tmp_path):
     server.wait(30)
 
 
-def test_raw_mnist_lands_in_an_external_mongodb(external_mongodb, tmp_path):
+@pytest.fixture
+def postgres_server():
+    """A PostgreSQL server from Debian's packages (apt-installed when missing) with a `dagster`
+    database and a password-protected role; yields the DAGSTER_PG_* variables that reach it."""
+    initdb = installed_with_apt("initdb", "postgresql", "/usr/lib/postgresql/*/bin/initdb")
+    if initdb is None:
+        pytest.skip("no PostgreSQL: `apt-get install postgresql` failed or is not allowed here")
+    bin_dir = Path(initdb).resolve().parent
+    # PostgreSQL refuses to run as root; the cluster then belongs to the `postgres` user.
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="mnist_assets_pg_"))
+    if as_owner:
+        shutil.chown(root, "postgres")
+    password = "mnist-assets-test"
+    (root / "pw").write_text(password)
+    if as_owner:
+        shutil.chown(root / "pw", "postgres")
+    port = free_port()
+    run = lambda *args: subprocess.run([*as_owner, *map(str, args)], capture_output=True, text=True, timeout=120)  # noqa: E731
+    created = run(bin_dir / "initdb", "-D", root / "data", "-U", "dagster", f"--pwfile={root / 'pw'}",
+                  "--auth=scram-sha-256", "-E", "UTF8")
+    assert created.returncode == 0, created.stderr
+    started = run(bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "server.log", "-w", "start", "-o",
+                  f"-p {port} -k {root} -c listen_addresses=127.0.0.1")
+    assert started.returncode == 0, started.stderr + (root / "server.log").read_text()
+    try:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user="dagster", password=password, dbname="postgres")
+        connection.autocommit = True
+        connection.cursor().execute("CREATE DATABASE dagster")
+        connection.close()
+        yield {"DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": password, "DAGSTER_PG_HOST": "127.0.0.1",
+               "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_PORT": str(port)}
+    finally:
+        run(bin_dir / "pg_ctl", "-D", root / "data", "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def materialize_raw_mnist_test(tmp_path, dagster_yaml: str, **variables):
+    """`dagster asset materialize raw_mnist --partition test` in a fresh environment, as a user would run it."""
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
-        "FIFTYONE_DATABASE_URI": external_mongodb,
         "FIFTYONE_DATABASE_VALIDATION": "false",
+        "FIFTYONE_DATABASE_DIR": str(tmp_path / "fiftyone_db"),
         "MNIST_ASSETS_HOME": str(tmp_path / "home"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "MNIST_ASSETS_LIMIT": "100",
-        "MNIST_ASSETS_DATASET": "external",
+        "MNIST_ASSETS_DATASET": "scale-out",
+        **variables,
     }
     (tmp_path / "dagster_home").mkdir()
-    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text(dagster_yaml)
     result = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions",
          "--select", "raw_mnist", "--partition", "test"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_raw_mnist_lands_in_an_external_mongodb(external_mongodb, tmp_path):
+    materialize_raw_mnist_test(tmp_path, "telemetry:\n  enabled: false\n", FIFTYONE_DATABASE_URI=external_mongodb)
     database = pymongo.MongoClient(external_mongodb)["fiftyone"]
-    dataset = database["datasets"].find_one({"name": "external"})
+    dataset = database["datasets"].find_one({"name": "scale-out"})
     assert dataset is not None
     samples = database[dataset["sample_collection_name"]]
     assert samples.count_documents({"split": "test"}) == 100
-    assert not (tmp_path / "home" / "fiftyone_db").exists()  # no embedded database was started
+    assert not (tmp_path / "fiftyone_db").exists()  # no embedded database was started
+
+
+def test_dagster_storage_on_postgres(postgres_server, tmp_path):
+    import psycopg2
+
+    shipped_config = (REPO / "deploy" / "dagster-postgres.yaml").read_text()
+    materialize_raw_mnist_test(tmp_path, shipped_config, **postgres_server)
+
+    connection = psycopg2.connect(host="127.0.0.1", port=postgres_server["DAGSTER_PG_PORT"], user="dagster",
+                                  password=postgres_server["DAGSTER_PG_PASSWORD"], dbname="dagster")
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT status FROM runs")
+        assert [row[0] for row in cursor.fetchall()] == ["SUCCESS"]
+        cursor.execute("SELECT partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
+                       "AND asset_key = %s", ['["raw_mnist"]'])
+        assert [row[0] for row in cursor.fetchall()] == ["test"]
+    connection.close()
+    # Nothing went to the SQLite files that the default instance would have created.
+    assert not (tmp_path / "dagster_home" / "storage" / "runs.db").exists()
+    assert not (tmp_path / "dagster_home" / "history").exists()

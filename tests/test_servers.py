@@ -9,7 +9,6 @@ Screenshots go to test-artifacts/.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from processes import REPO, make_server, stop_mongod
+from processes import REPO, installed_with_apt, make_server, stop_mongod
 
 ARTIFACTS = REPO / "test-artifacts"
 NINE = [
@@ -115,12 +114,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 def chromium_path() -> str:
     """Debian's Chromium, installed with apt when missing (the tests run as root in CI)."""
-    path = shutil.which("chromium")
-    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        path = shutil.which("chromium")
+    path = installed_with_apt("chromium", "chromium")
     if path is None:
         pytest.skip("no Chromium: `apt-get install chromium` failed or is not allowed here")
     return path
