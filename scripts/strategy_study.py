@@ -2,11 +2,12 @@
 
 Needs hardness_scores[train] and lenet_checkpoint materialized (MNIST_ASSETS_HOME,
 MNIST_ASSETS_DATASET). For each strategy and seed: select the budget, augment
-(10 copies), fine-tune from the LeNet checkpoint on train + augmented, keep the
-best validation-loss state, and score the test split against LeNet's predictions.
-Prints mean and standard deviation of test accuracy, fixed and broken.
+(10 copies), fine-tune from the LeNet checkpoint on train + augmented with the
+finetuned_model asset's defaults (or the flags), and score the test split against
+LeNet's predictions. Prints mean and standard deviation of test accuracy, fixed and broken.
 
-    .venv/bin/python scripts/strategy_study.py --seeds 51 52 53
+    .venv/bin/python scripts/strategy_study.py --seeds 51 52 53 --control
+    .venv/bin/python scripts/strategy_study.py --recipe series --lr 1e-4 --batch-augmentation none --keep best
 """
 
 import argparse
@@ -14,24 +15,32 @@ import json
 
 import numpy as np
 
-from mnist_assets.ml.augmentation import augment_images
+from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_images
 from mnist_assets.ml.checkpoints import load_model
+from mnist_assets.assets.augmentation import FinetuneConfig
 from mnist_assets.assets.common import split_tensors
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, concatenate
-from mnist_assets.ml.training import TrainConfig, fit, predict
+from mnist_assets.ml.training import KEEP, RECIPES, TrainConfig, fit, predict
 from mnist_assets.resources import MnistSettings
 
 
 def main() -> None:
+    defaults = FinetuneConfig()  # the finetuned_model asset's defaults
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[51, 52, 53])
     parser.add_argument("--budget", type=int, default=512)
     parser.add_argument("--copies", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--recipe", default="series", choices=["series", "onecycle"])
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--recipe", default=defaults.recipe, choices=RECIPES)
+    parser.add_argument("--batch-augmentation", default=defaults.batch_augmentation, choices=BATCH_AUGMENTATIONS,
+                        help="augment every training batch on the fly")
+    parser.add_argument("--keep", default=defaults.keep, choices=KEEP,
+                        help="the state kept: lowest validation loss, or the last epoch")
+    parser.add_argument("--control", action="store_true",
+                        help="also fine-tune with no augmented set (train only), to see what the subset itself adds")
     parser.add_argument("--json", help="also write every run to this file")
     args = parser.parse_args()
 
@@ -47,13 +56,15 @@ def main() -> None:
     print(f"LeNet checkpoint: test accuracy {base_correct.mean():.4f}")
 
     runs = []
-    for strategy in args.strategies:
-        chosen = select_samples(strategy, args.budget, **scores)
+    strategies = args.strategies + (["none"] if args.control else [])
+    for strategy in strategies:
+        chosen = np.zeros(0, dtype=np.int64) if strategy == "none" else select_samples(strategy, args.budget, **scores)
         for seed in args.seeds:
             images, sources = augment_images(data["train"].images[chosen], args.copies, seed)
             extra = SplitTensors(images, data["train"].labels[chosen][sources], [f"aug-{i}" for i in range(len(images))])
             model, _ = load_model(checkpoint)
-            config = TrainConfig(arch="lenet5", recipe=args.recipe, epochs=args.epochs, lr=args.lr, seed=seed)
+            config = TrainConfig(arch="lenet5", recipe=args.recipe, epochs=args.epochs, lr=args.lr, seed=seed,
+                                 batch_augmentation=args.batch_augmentation, keep=args.keep)
             fit(model, concatenate(data["train"], extra), data["validation"], config)
             correct = predict(model, data["test"].images)[0].argmax(1) == test_labels
             run = {
@@ -64,9 +75,10 @@ def main() -> None:
             runs.append(run)
             print(run, flush=True)
 
-    print(f"\nrecipe {args.recipe}, lr {args.lr}, {args.epochs} epochs, budget {args.budget} x {args.copies}; LeNet {base_correct.mean():.4f}")
+    print(f"\nrecipe {args.recipe}, lr {args.lr}, {args.epochs} epochs, batch augmentation {args.batch_augmentation}, keep {args.keep}, "
+          f"budget {args.budget} x {args.copies}; LeNet {base_correct.mean():.4f}")
     print("| strategy | selected | test accuracy (mean +- sd) | fixed | broken |\n|---|---|---|---|---|")
-    for strategy in args.strategies:
+    for strategy in strategies:
         rows = [r for r in runs if r["strategy"] == strategy]
         acc = np.array([r["test_accuracy"] for r in rows])
         fixed = np.array([r["fixed"] for r in rows])

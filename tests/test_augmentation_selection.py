@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_assets.ml.augmentation import GridDistortion, augment_images
+from mnist_assets.ml.augmentation import GridDistortion, augment_images, batch_augmentation
 from mnist_assets.ml.selection import STRATEGIES, active_score, select_samples
+from mnist_assets.ml.tensors import normalize
 
 
 def test_augmentations_are_seeded_shaped_and_change_pixels(mnist):
@@ -28,6 +29,25 @@ def test_grid_distortion_keeps_shape_and_mostly_the_image(mnist):
     warped = GridDistortion(3, 0.1)(image)
     assert warped.shape == image.shape and warped.dtype == torch.uint8
     assert 0 < (warped.float() - image.float()).abs().mean() < 30
+
+
+def test_batch_affine_draws_per_sample_and_shifts_in_background(mnist):
+    batch = normalize(torch.from_numpy(mnist.train_images[:256].copy()))
+    augment = batch_augmentation("affine")
+    torch.manual_seed(3)
+    first = augment(batch)
+    torch.manual_seed(3)
+    assert torch.equal(first, augment(batch))  # seeded through torch's generator, as fit() seeds it
+    assert first.shape == batch.shape
+    changed = (first - batch).abs().mean(dim=(1, 2, 3)) > 0.05
+    assert 0.35 < changed.float().mean() < 0.65  # p 0.5, drawn per sample, not once per batch
+    # Background stays background: a blank image is unchanged, and the corners (no ink in MNIST) too.
+    blank = normalize(torch.zeros(4, 28, 28, dtype=torch.uint8))
+    assert torch.allclose(augment(blank), blank, atol=1e-5)
+    assert torch.allclose(first[:, :, 0, 0], batch[:, :, 0, 0], atol=1e-4)
+    assert batch_augmentation("none") is None
+    with pytest.raises(ValueError, match="unknown batch augmentation"):
+        batch_augmentation("mixup")
 
 
 SCORES = dict(

@@ -150,6 +150,9 @@ def test_checkpoints_are_complete_and_safe(graph_run):
         payload = load_checkpoint(settings.artifact_path("checkpoints", f"{name}.pt"))
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
         assert payload["settings"]["seed"] == 51
+    finetuned = load_checkpoint(settings.artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
+    assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == ("onecycle", 1e-3, "affine", "last")
+    assert finetuned["augmented_count"] > 0
 
 
 def test_augmented_samples_link_to_their_sources(graph_run):

@@ -46,17 +46,31 @@ def test_lenet_learns_real_digits_and_keeps_best_validation_state(small_mnist):
     result = fit(ModernLeNet5(), train, validation, TrainConfig(epochs=3))
     assert len(result.history) == 3
     assert result.best_metrics["val_loss"] == min(row["val_loss"] for row in result.history)
+    kept_model = ModernLeNet5()
+    kept_model.load_state_dict(result.best_state)
+    assert evaluate(kept_model, validation, "cpu")[0] == pytest.approx(result.best_metrics["val_loss"], rel=1e-5)
     model = ModernLeNet5()
     model.load_state_dict(result.best_state)
     _, accuracy = evaluate(model, test, "cpu")
     assert accuracy > 0.90  # 3,000 real digits, 3 epochs: well above chance (0.10)
 
 
-def test_training_is_deterministic_on_cpu(small_mnist):
+@pytest.mark.parametrize("augmentation", ["none", "affine"])
+def test_training_is_deterministic_on_cpu(small_mnist, augmentation):
     train, validation, _ = small_mnist
     subset = SplitTensors(train.images[:500], train.labels[:500], train.sample_ids[:500])
-    states = [fit(build_model("lenet5", seed=7), subset, validation, TrainConfig(epochs=1, seed=7)).best_state for _ in range(2)]
+    config = TrainConfig(epochs=1, seed=7, batch_augmentation=augmentation)
+    states = [fit(build_model("lenet5", seed=7), subset, validation, config).best_state for _ in range(2)]
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_keep_last_keeps_the_final_epoch_state(small_mnist):
+    train, validation, _ = small_mnist
+    subset = SplitTensors(train.images[:500], train.labels[:500], train.sample_ids[:500])
+    model = build_model("lenet5", seed=3)
+    result = fit(model, subset, validation, TrainConfig(epochs=3, seed=3, keep="last"))
+    assert result.best_epoch == 3 and result.best_metrics == result.history[-1]
+    assert evaluate(model, validation, "cpu")[0] == pytest.approx(result.history[-1]["val_loss"], rel=1e-5)
 
 
 def test_bad_training_settings_are_refused():
@@ -64,6 +78,10 @@ def test_bad_training_settings_are_refused():
         TrainConfig(epochs=0).validate()
     with pytest.raises(ValueError, match="unknown recipe"):
         TrainConfig(recipe="magic").validate()
+    with pytest.raises(ValueError, match="unknown keep 'median'"):
+        TrainConfig(keep="median").validate()
+    with pytest.raises(ValueError, match="unknown batch_augmentation 'cutout'"):
+        TrainConfig(batch_augmentation="cutout").validate()
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("vgg")
 

@@ -114,11 +114,21 @@ def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig,
 
 
 class FinetuneConfig(dg.Config):
-    """The series' fine-tuning: Adam at a constant 1e-4 for 15 epochs from the LeNet checkpoint."""
+    """Fine-tuning from the LeNet checkpoint for 15 epochs, as the series, but with a one-cycle schedule
+    peaking at 1e-3, a random affine on every training batch, and the last (annealed) state kept
+    (README: "Augmentation strategies").
+
+    The series' own setting (recipe "series", lr 1e-4, batch_augmentation "none", keep "best")
+    changes nothing measurable on a 99.2% LeNet: as many test samples break as get fixed. With
+    one-cycle, the last epochs' validation losses differ by less than their noise, so "best" picks
+    a still-hot earlier state about one run in three.
+    """
 
     epochs: int = 15
-    lr: float = 1e-4
-    recipe: str = "series"  # "series": constant lr; "onecycle": warm-up, cosine decay, AdamW weight decay
+    lr: float = 1e-3
+    recipe: str = "onecycle"  # "onecycle": warm-up, cosine decay, AdamW weight decay; "series": Adam, constant lr
+    batch_augmentation: str = "affine"  # "none": train on the stored images only
+    keep: str = "last"  # "best": the state with the lowest validation loss, as the series
     batch_size: int = 64
     seed: int = 51
     accuracy_threshold: float = 0.98
@@ -137,7 +147,8 @@ def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, s
     device = settings.torch_device()
     model, payload = load_model(checkpoint_path(settings, "lenet_checkpoint"))
     train_cfg = TrainConfig(
-        arch=payload["arch"], recipe=config.recipe, epochs=settings.epochs or config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed
+        arch=payload["arch"], recipe=config.recipe, epochs=settings.epochs or config.epochs, batch_size=config.batch_size,
+        lr=config.lr, batch_augmentation=config.batch_augmentation, keep=config.keep, seed=config.seed,
     ).validate()
     _, _, train = split_tensors(settings, "train")
     _, _, validation = split_tensors(settings, "validation")

@@ -24,6 +24,7 @@ class TrainingConfig(dg.Config):
     epochs: int = 10
     batch_size: int = 64
     lr: float = 3e-3
+    batch_augmentation: str = "none"  # or "affine": a random affine on every training batch
     seed: int = 51
     accuracy_threshold: float = 0.98
 
@@ -35,6 +36,7 @@ def train_config(config: TrainingConfig, settings: MnistSettings, **overrides) -
         epochs=settings.epochs or config.epochs,
         batch_size=config.batch_size,
         lr=config.lr,
+        batch_augmentation=config.batch_augmentation,
         seed=config.seed,
     )
     values.update(overrides)
@@ -47,6 +49,7 @@ def training_metadata(result, config: TrainConfig, path) -> dict:
         "arch": config.arch,
         "recipe": config.recipe,
         "epochs": config.epochs,
+        "kept": config.keep,  # best_* describe the kept state: lowest validation loss, or the last epoch
         "best_epoch": result.best_epoch,
         "best_val_loss": best["val_loss"],
         "best_val_accuracy": best["val_accuracy"],

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import kornia.augmentation as K
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
+
+from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD
+
+BATCH_AUGMENTATIONS = ("none", "affine")
 
 
 class GridDistortion(torch.nn.Module):
@@ -60,3 +65,19 @@ def augment_images(images_uint8: torch.Tensor, copies: int, seed: int) -> tuple[
     if not out:
         return torch.zeros((0, 28, 28), dtype=torch.uint8), sources
     return torch.stack(out), sources
+
+
+def batch_augmentation(name: str) -> torch.nn.Module | None:
+    """On-the-fly augmentation of normalized training batches, a new draw per sample and epoch.
+
+    `affine` is the series' affine (rotate 10 degrees, translate 0.1, scale 0.9-1.1) at p 0.5,
+    with kornia because torchvision's v2 transforms draw one set of parameters per batch. Pixels
+    shifted in are background (0 before normalization). Elastic and grid distortion are left to
+    the stored augmented set: on a CPU they cost several times the training step itself.
+    """
+    if name not in BATCH_AUGMENTATIONS:
+        raise ValueError(f"unknown batch augmentation {name!r}; choose one of {BATCH_AUGMENTATIONS}")
+    if name == "none":
+        return None
+    background = torch.tensor([-MNIST_MEAN / MNIST_STD])
+    return K.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), padding_mode="fill", fill_value=background, p=0.5)

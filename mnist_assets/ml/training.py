@@ -13,9 +13,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, batch_augmentation
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize
 
 RECIPES = ("onecycle", "series")
+KEEP = ("best", "last")
 RECIPE_WEIGHT_DECAY = {"onecycle": 0.05, "series": 0.0}
 
 
@@ -37,6 +39,8 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float | None = None
     label_smoothing: float = 0.0
+    batch_augmentation: str = "none"  # "affine": a random affine per training sample and epoch
+    keep: str = "best"  # "best": the lowest validation loss (the series); "last": the final epoch
     seed: int = 51
 
     @property
@@ -52,6 +56,10 @@ class TrainConfig:
             raise ValueError(f"epochs must be a positive integer, got {self.epochs}")
         if self.batch_size <= 0 or self.lr <= 0:
             raise ValueError("batch_size and lr must be positive")
+        if self.keep not in KEEP:
+            raise ValueError(f"unknown keep {self.keep!r}; choose one of {KEEP}")
+        if self.batch_augmentation not in BATCH_AUGMENTATIONS:
+            raise ValueError(f"unknown batch_augmentation {self.batch_augmentation!r}; choose one of {BATCH_AUGMENTATIONS}")
         return self
 
 
@@ -73,7 +81,8 @@ def _progress(total: int, description: str):
 
 
 def train_one_epoch(
-    model, data: SplitTensors, optimizer, scheduler, batch_size, generator, device, description="train", label_smoothing=0.0
+    model, data: SplitTensors, optimizer, scheduler, batch_size, generator, device, description="train", label_smoothing=0.0,
+    augment: nn.Module | None = None,
 ):
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -81,6 +90,8 @@ def train_one_epoch(
     with _progress(len(data), description) as bar:
         for images, labels in iterate_batches(data, batch_size, shuffle=True, generator=generator):
             images, labels = images.to(device), labels.to(device)
+            if augment is not None:
+                images = augment(images)
             logits = model(images)
             loss = loss_fn(logits, labels)
             optimizer.zero_grad(set_to_none=True)
@@ -116,7 +127,7 @@ def fit(
     optimizer_state: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
-    """Train for `config.epochs`, keeping the state with the lowest validation loss."""
+    """Train for `config.epochs`, keeping the state with the lowest validation loss, or the last one."""
     config.validate()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -132,13 +143,14 @@ def fit(
         if config.recipe == "onecycle"
         else None
     )
+    augment = batch_augmentation(config.batch_augmentation)  # runs on the batch's device
     history, best = [], None
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         epoch_started = time.perf_counter()
         train_loss, train_accuracy = train_one_epoch(
             model, train, optimizer, scheduler, config.batch_size, generator, device, f"epoch {epoch}/{config.epochs}",
-            config.label_smoothing,
+            config.label_smoothing, augment,
         )
         val_loss, val_accuracy = evaluate(model, validation, device)
         row = {
@@ -150,7 +162,7 @@ def fit(
             "seconds": round(time.perf_counter() - epoch_started, 2),
         }
         history.append(row)
-        if best is None or val_loss < best[0]:
+        if best is None or val_loss < best[0] or config.keep == "last":
             best = (val_loss, epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
         if on_epoch is not None:
             on_epoch(row)
