@@ -61,6 +61,7 @@ def step_breakdown(dagster_home: str) -> dict:
 
 
 def run(work_dir: Path, limit: int | None = None) -> dict:
+    work_dir = work_dir.resolve()  # DAGSTER_HOME must be absolute
     home, dagster_home = work_dir / "home", work_dir / "dagster_home"
     for folder in (home, dagster_home):
         subprocess.run(["rm", "-rf", str(folder)], check=True)

@@ -120,8 +120,8 @@ class FinetuneConfig(dg.Config):
 
     The series' own setting (recipe "series", lr 1e-4, batch_augmentation "none", keep "best")
     changes nothing measurable on a 99.2% LeNet: as many test samples break as get fixed. With
-    one-cycle, the last epochs' validation losses differ by less than their noise, so "best" picks
-    a still-hot earlier state about one run in three.
+    one-cycle, the last epochs' validation losses differ by less than their noise, so "best" can
+    pick an earlier, still-hot state (seed 51: epoch 11, 0.15 points worse on test than epoch 15).
     """
 
     epochs: int = 15
