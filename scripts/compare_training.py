@@ -4,6 +4,7 @@ Reads the splits that raw_mnist put in the FiftyOne dataset (MNIST_ASSETS_HOME,
 MNIST_ASSETS_DATASET), so materialize raw_mnist for all three splits first.
 
     .venv/bin/python scripts/compare_training.py --runs lenet5:onecycle lenet5:series resnet_small:onecycle
+    .venv/bin/python scripts/compare_training.py --runs lenet5:onecycle:affine   # with a batch augmentation
 """
 
 import argparse
@@ -20,7 +21,7 @@ from mnist_assets.resources import MnistSettings
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", default=["lenet5:onecycle", "lenet5:series"], help="arch:recipe pairs")
+    parser.add_argument("--runs", nargs="+", default=["lenet5:onecycle", "lenet5:series"], help="arch:recipe or arch:recipe:batch_augmentation")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=51)
     parser.add_argument("--json", help="also write the rows to this JSON file")
@@ -31,8 +32,9 @@ def main() -> None:
     data = {split: split_tensors(settings, split)[2] for split in ("train", "validation", "test")}
     rows = []
     for run in args.runs:
-        arch, recipe = run.split(":")
-        config = TrainConfig(arch=arch, recipe=recipe, epochs=args.epochs, seed=args.seed)
+        arch, recipe, *augmentation = run.split(":")
+        config = TrainConfig(arch=arch, recipe=recipe, epochs=args.epochs, seed=args.seed,
+                             batch_augmentation=augmentation[0] if augmentation else "none")
         started = time.perf_counter()
         model = build_model(arch, args.seed)
         # fit leaves the model holding its best validation-loss state.
@@ -42,6 +44,7 @@ def main() -> None:
             {
                 "arch": arch,
                 "recipe": recipe,
+                "batch_augmentation": config.batch_augmentation,
                 "best_epoch": result.best_epoch,
                 "val_accuracy": round(result.best_metrics["val_accuracy"], 4),
                 "test_accuracy": round(test_accuracy, 4),
@@ -50,9 +53,10 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
-    print("\n| arch | recipe | best epoch | val acc | test acc | s/epoch |\n|---|---|---|---|---|---|")
+    print("\n| arch | recipe | batch augmentation | best epoch | val acc | test acc | s/epoch |\n|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['arch']} | {row['recipe']} | {row['best_epoch']} | {row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} | {row['seconds_per_epoch']} |")
+        print(f"| {row['arch']} | {row['recipe']} | {row['batch_augmentation']} | {row['best_epoch']} | {row['val_accuracy']:.4f} "
+              f"| {row['test_accuracy']:.4f} | {row['seconds_per_epoch']} |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)
