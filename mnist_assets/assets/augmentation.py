@@ -9,7 +9,7 @@ import dagster as dg
 from mnist_assets import checks
 from mnist_assets.assets.clip import zero_shot_predictions
 from mnist_assets.assets.common import HEAVY_POOL, checkpoint_path, per_class_recall, split_tensors
-from mnist_assets.assets.lenet import lenet_checkpoint, lenet_predictions, training_metadata
+from mnist_assets.assets.lenet import lenet_checkpoint, lenet_predictions, train_config, training_metadata
 from mnist_assets.assets.quality import hardness_scores
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
@@ -25,7 +25,7 @@ from mnist_assets.ml.fiftyone_store import (
 )
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import concatenate, load_view_tensors
-from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
+from mnist_assets.ml.training import config_dict, fit, predict
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
@@ -146,10 +146,7 @@ def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, s
     settings.configure_torch()
     device = settings.torch_device()
     model, payload = load_model(checkpoint_path(settings, "lenet_checkpoint"))
-    train_cfg = TrainConfig(
-        arch=payload["arch"], recipe=config.recipe, epochs=settings.epochs or config.epochs, batch_size=config.batch_size,
-        lr=config.lr, batch_augmentation=config.batch_augmentation, keep=config.keep, seed=config.seed,
-    ).validate()
+    train_cfg = train_config(config, settings, arch=payload["arch"])
     _, _, train = split_tensors(settings, "train")
     _, _, validation = split_tensors(settings, "validation")
     extra = load_view_tensors(split_view(augmented_dataset(settings), AUGMENTED_SPLIT), settings.tensor_cache_dir)

@@ -29,16 +29,11 @@ class TrainingConfig(dg.Config):
     accuracy_threshold: float = 0.98
 
 
-def train_config(config: TrainingConfig, settings: MnistSettings, **overrides) -> TrainConfig:
-    values = dict(
-        arch=config.arch,
-        recipe=config.recipe,
-        epochs=settings.epochs or config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        batch_augmentation=config.batch_augmentation,
-        seed=config.seed,
-    )
+def train_config(config: dg.Config, settings: MnistSettings, **overrides) -> TrainConfig:
+    """The TrainConfig named by an asset's config: every TrainConfig field the config has, epochs
+    overridden by MNIST_ASSETS_EPOCHS, then `overrides`."""
+    values = {name: getattr(config, name) for name in TrainConfig.__dataclass_fields__ if hasattr(config, name)}
+    values["epochs"] = settings.epochs or config.epochs
     values.update(overrides)
     return TrainConfig(**values).validate()
 
