@@ -1,10 +1,10 @@
 """`make run`: materialize the whole graph, every split, headless, in the instance the UI reads.
 
-Dagster runs hold assets of one partitioning, so the graph runs as four stages:
-per split (ingest, metadata, CLIP), the LeNet checkpoint, per split (LeNet
-predictions, embeddings, quality), then augmentation, fine-tuning and the
-comparison. A failed step (for example CLIP without weights) skips only what
-depends on it; the summary says what failed and why.
+A Dagster run holds assets of one partitioning, so the graph runs in stages
+derived from the asset graph itself: as many per-split assets as are ready (one
+run per split), then as many unpartitioned ones as are ready, and so on. An asset
+whose parent failed is skipped with it (as a backfill would); the summary says
+what failed and why.
 """
 
 import argparse
@@ -13,14 +13,7 @@ import time
 
 import dagster as dg
 
-from mnist_assets.definitions import (
-    FINETUNE_ASSETS,
-    PER_SPLIT_ASSETS,
-    SCORED_SPLIT_ASSETS,
-    TRAINING_ASSETS,
-    all_assets,
-    defs,
-)
+from mnist_assets.definitions import all_assets, defs
 from mnist_assets.environment import assets_home
 from mnist_assets.ml.mnist_source import SPLITS
 
@@ -28,13 +21,28 @@ RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_KEYS = ("count", "accuracy", "best_val_accuracy", "test_accuracy", "fixed", "broken", "weights", "images_per_second")
 
 
-def stages(splits):
-    for split in splits:
-        yield PER_SPLIT_ASSETS, split
-    yield TRAINING_ASSETS, None
-    for split in splits:
-        yield SCORED_SPLIT_ASSETS, split
-    yield FINETUNE_ASSETS, None
+def stages(asset_graph=None):
+    """[(asset keys, partitioned?)] in an order that respects lineage, alternating partitionings.
+
+    Each stage takes every not-yet-run asset of one partitioning whose parents have all run
+    (or are in the same stage, which Dagster orders within the run).
+    """
+    asset_graph = asset_graph or defs.resolve_asset_graph()
+    order = list(asset_graph.toposorted_asset_keys)
+    done: set = set()
+    partitioned = True
+    while len(done) < len(order):
+        stage = []
+        for key in order:
+            node = asset_graph.get(key)
+            if key in done or (node.partitions_def is not None) != partitioned:
+                continue
+            if all(parent in done or parent in stage for parent in node.parent_keys):
+                stage.append(key)
+        if stage:
+            done.update(stage)
+            yield stage, partitioned
+        partitioned = not partitioned
 
 
 def materialize_stage(instance, keys, partition, resources):
@@ -48,6 +56,10 @@ def materialize_stage(instance, keys, partition, resources):
         raise_on_error=False,
         tags={"mnist_assets/launched_by": "make run"},
     )
+
+
+def materialized_keys(result) -> set:
+    return {event.event_specific_data.materialization.asset_key for event in result.get_asset_materialization_events()}
 
 
 def summarize(result, partition) -> tuple[list[str], list[str]]:
@@ -74,13 +86,25 @@ def summarize(result, partition) -> tuple[list[str], list[str]]:
 
 def run_graph(instance, resources, splits=SPLITS) -> tuple[list[str], list[str]]:
     """Materialize every stage; returns the summary lines and the failures."""
+    asset_graph = defs.resolve_asset_graph()
     summary, failures = [], []
-    for keys, partition in stages(splits):
-        print(f"\n=== materializing {', '.join(keys)}{f' [{partition}]' if partition else ''}", flush=True)
-        result = materialize_stage(instance, keys, partition, resources)
-        lines, failed = summarize(result, partition)
-        summary += lines
-        failures += failed
+    failed: set = set()  # assets that did not materialize for some split, and everything below them
+    for keys, partitioned in stages(asset_graph):
+        blocked = [key for key in keys if failed & asset_graph.get(key).parent_keys]
+        for key in blocked:
+            failures.append(f"  skip  {key.to_user_string()} (an upstream asset failed)")
+        keys = [key for key in keys if key not in blocked]
+        failed.update(blocked)
+        if not keys:
+            continue
+        for partition in splits if partitioned else [None]:
+            names = ", ".join(key.to_user_string() for key in keys)
+            print(f"\n=== materializing {names}{f' [{partition}]' if partition else ''}", flush=True)
+            result = materialize_stage(instance, keys, partition, resources)
+            lines, failed_steps = summarize(result, partition)
+            summary += lines
+            failures += failed_steps
+            failed.update(set(keys) - materialized_keys(result))
     return summary, failures
 
 

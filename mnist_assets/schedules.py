@@ -1,4 +1,8 @@
-"""Re-runs: a weekly schedule per split, and a sensor on the MNIST source folder."""
+"""Re-runs from outside the graph: a sensor on the MNIST source folder.
+
+The weekly refresh is raw_mnist's cron automation condition (automation.py);
+everything downstream follows by lineage.
+"""
 
 import hashlib
 import os
@@ -7,21 +11,6 @@ from pathlib import Path
 import dagster as dg
 
 from mnist_assets.ml.mnist_source import SPLITS
-
-
-def build_schedule(job) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        job=job,
-        cron_schedule="0 3 * * 1",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Every Monday 03:00: re-materialize every per-split asset, one run per split (off until turned on).",
-    )
-    def weekly_split_refresh(context: dg.ScheduleEvaluationContext):
-        stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
-        for split in SPLITS:
-            yield dg.RunRequest(run_key=f"{stamp}-{split}", partition_key=split)
-
-    return weekly_split_refresh
 
 
 def source_fingerprint(folder: Path) -> str:

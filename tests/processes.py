@@ -90,3 +90,34 @@ def installed_with_apt(executable: str, package: str, search: str = "") -> str |
         subprocess.run(["apt-get", "install", "-y", "-qq", package], capture_output=True, timeout=900,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     return find()
+
+
+def quick_run_env(root: Path, dataset: str) -> dict:
+    """Environment for servers and runs on 200 samples per split, 1 epoch and the tiny CLIP, with a
+    Dagster home, data folder and database of their own under `root`."""
+    import os
+
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE"))}
+    env.update(
+        DAGSTER_HOME=str(dagster_home), MNIST_ASSETS_HOME=str(root / "data"), FIFTYONE_DATABASE_DIR=str(root / "db"),
+        MNIST_ASSETS_LIMIT="200", MNIST_ASSETS_EPOCHS="1", MNIST_ASSETS_DATASET=dataset,
+        MNIST_ASSETS_CLIP_MODEL="mnist-tiny", MNIST_ASSETS_CLIP_PRETRAINED="none", MNIST_ASSETS_DEVICE="cpu",
+    )
+    return env
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    """The data of a query to the Dagster UI's GraphQL API; fails the test on errors."""
+    import json
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        body = json.loads(response.read())
+    assert "errors" not in body, body.get("errors")
+    return body["data"]

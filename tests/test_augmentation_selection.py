@@ -75,12 +75,17 @@ def test_unknown_strategy_is_refused():
         select_samples("random", 5, **SCORES)
 
 
-def test_known_label_errors_counted_in_the_top_fraction():
-    from mnist_assets.ml.label_errors import KNOWN_TEST_LABEL_ERRORS, known_errors_in_top
+def test_confirmed_label_errors_ranked_and_counted():
+    from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS, known_errors_in_tops, ranks_of_known_errors
 
+    assert len(CONFIRMED_TEST_LABEL_ERRORS) == 15 and {947, 9729, 1621} <= set(CONFIRMED_TEST_LABEL_ERRORS)
     indices = np.arange(10000)
     scores = np.zeros(10000)
-    scores[list(KNOWN_TEST_LABEL_ERRORS[:5])] = 1.0  # five known errors ranked first
-    assert known_errors_in_top(indices, scores, 0.01) == (5, 12)
-    # 947 (scored first), 449 and 659 lie in the first 1,000.
-    assert known_errors_in_top(indices[:1000], scores[:1000], 0.01) == (1, 3)
+    scores[[947, 1621, 1901]] = [3.0, 2.0, 1.0]  # three errors ranked first, second, third
+    scores[5] = 2.5  # a correct sample between them
+    ranks = ranks_of_known_errors(indices, scores)
+    assert (ranks[947], ranks[1621], ranks[1901]) == (0, 2, 3)
+    assert len(ranks) == 15 and sorted(ranks.values())[3] > 100  # the other twelve tie at zero, far down
+    assert known_errors_in_tops(indices, scores) == {20: 3, 50: 3, 100: 3}
+    # Only the errors present in a split are ranked.
+    assert set(ranks_of_known_errors(indices[:2000], scores[:2000])) == {947, 1621, 1901}

@@ -21,35 +21,43 @@ NINE = [
 ]
 
 
-def test_definitions_load_with_every_asset_check_job_and_schedule():
+def test_definitions_load_with_every_asset_check_job_and_sensor():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert set(NINE) | {"lenet_predictions", "lenet_embeddings", "model_comparison"} == keys
+    assert set(NINE) | {"lenet_predictions", "lenet_embeddings", "finetuned_predictions", "model_comparison"} == keys
     checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
     assert checked == keys  # at least one check on every asset
     node = lambda key: graph.get(dg.AssetKey(key))  # noqa: E731
     assert node("raw_mnist").partitions_def.get_partition_keys() == list(SPLITS)
     assert node("lenet_checkpoint").partitions_def is None
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"ingest_and_clip_job", "clip_job", "lenet_training_job", "lenet_scoring_job", "finetune_job"} <= jobs
-    schedule = defs.resolve_schedule_def("weekly_split_refresh")
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert {"per_split_job", "clip_job", "training_job", "raw_job"} <= jobs
+    assert defs.resolve_sensor_def("lineage_automation").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_sensor_def("mnist_source_sensor")
     for key in keys:
         assert node(key).description, f"{key} needs a description"
+        assert node(key).code_version, f"{key} needs a code version"
+        assert node(key).automation_condition is not None, f"{key} needs an automation condition"
     # Lineage as drawn in design.md.
     parents = {key: {p.to_user_string() for p in node(key).parent_keys} for key in keys}
     assert parents["clip_embeddings"] == {"raw_mnist"}
     assert {"clip_embeddings"} == parents["umap_projection"] == parents["zero_shot_predictions"]
     assert parents["hardness_scores"] == {"lenet_predictions", "lenet_embeddings"}
     assert parents["finetuned_model"] == {"lenet_checkpoint", "augmented_set"}
+    assert parents["finetuned_predictions"] == {"finetuned_model", "raw_mnist"}
+    assert parents["model_comparison"] == {"lenet_predictions", "finetuned_predictions"}
 
 
-def test_weekly_schedule_requests_one_run_per_split():
-    schedule = defs.resolve_schedule_def("weekly_split_refresh")
-    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 11, 30, 3))
-    requests = list(schedule(context))
-    assert sorted(r.partition_key for r in requests) == sorted(SPLITS)
+def test_make_run_stages_follow_the_graph():
+    """make run's stages come from the graph: every asset once, each after all its parents."""
+    graph = defs.resolve_asset_graph()
+    seen = []
+    for keys, partitioned in stages(graph):
+        for key in keys:
+            assert (graph.get(key).partitions_def is not None) == partitioned
+            assert all(parent in seen or parent in keys for parent in graph.get(key).parent_keys)
+        seen += keys
+    assert sorted(seen) == sorted(graph.get_all_asset_keys())
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +68,11 @@ def graph_run(tmp_path_factory):
     )
     instance = dg.DagsterInstance.ephemeral()
     results = {}
-    for keys, partition in stages(SPLITS):
-        result = materialize_stage(instance, keys, partition, {"settings": settings})
-        assert result.success, f"stage {keys} [{partition}] failed"
-        results[(tuple(keys), partition)] = result
+    for keys, partitioned in stages():
+        for partition in SPLITS if partitioned else [None]:
+            result = materialize_stage(instance, keys, partition, {"settings": settings})
+            assert result.success, f"stage {keys} [{partition}] failed"
+            results[(tuple(keys), partition)] = result
     return settings, instance, results
 
 
@@ -112,7 +121,6 @@ def test_each_split_holds_its_samples_with_every_field(graph_run):
     brain_runs = set(dataset.list_brain_runs())
     for split in SPLITS:
         assert {f"clip_umap_{split}", f"clip_pca_{split}", f"lenet_umap_{split}"} <= brain_runs
-    assert {"hardness", "mistakenness", "uniqueness"} <= brain_runs
     assert {"hardest-test", "likely-mislabeled-test", "most-unique-test"} <= set(dataset.list_saved_views())
 
 
@@ -139,6 +147,9 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
     assert materializations(results, "lenet_predictions")["test"]["accuracy"] == pytest.approx(accuracy)
     assert accuracy > 0.2  # one epoch on 1,000 digits; chance is 0.1
+    hardness = materializations(results, "hardness_scores")["test"]
+    assert hardness["confirmed_label_errors_present"] == 1  # of the 15, only 947 is among the first 1,000
+    assert 0 <= hardness["confirmed_label_errors_in_top20"] <= hardness["confirmed_label_errors_in_top100"] <= 1
     comparison = materializations(results, "model_comparison")[None]
     assert comparison["accuracy_lenet"] == pytest.approx(accuracy)
     assert isinstance(comparison["fixed"], int) and isinstance(comparison["broken"], int)
@@ -168,16 +179,50 @@ def test_augmented_samples_link_to_their_sources(graph_run):
     assert set(strategies) == {"misclassified"}
 
 
-def test_rematerializing_a_split_replaces_only_that_split(graph_run):
+def split_contents(dataset, split: str) -> dict:
+    """Every field of every sample of a split, by sample id (the ingest must keep all of it)."""
+    view = split_view(dataset, split)
+    fields = sorted(set(dataset.get_field_schema()) - {"metadata"}) + ["metadata.size_bytes", "metadata.width"]
+    plain = lambda value: value.tolist() if isinstance(value, np.ndarray) else value  # noqa: E731
+    return {field: [plain(v) for v in values] for field, values in zip(fields, view.values(fields))}
+
+
+def test_rematerializing_an_unchanged_split_keeps_every_sample_and_field(graph_run):
     settings, instance, _ = graph_run
     dataset = settings.dataset()
-    train_ids = set(split_view(dataset, "train").values("id"))
-    result = dg.materialize(
-        [raw_mnist],
-        partition_key="test",
-        instance=instance,
-        resources={"settings": settings},
-    )
+    before = {split: split_contents(dataset, split) for split in SPLITS}
+    assert all(v is not None for v in before["test"]["lenet_predictions"]) and before["test"]["metadata.width"][0] == 28
+    result = dg.materialize([raw_mnist], partition_key="test", instance=instance, resources={"settings": settings})
     assert result.success
-    assert len(split_view(dataset, "test")) == LIMIT and len(dataset) == 3 * LIMIT
-    assert set(split_view(dataset, "train").values("id")) == train_ids
+    metadata = {k: v.value for k, v in result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata.items()}
+    assert (metadata["samples_kept"], metadata["samples_replaced"], metadata["samples_added"], metadata["samples_removed"]) == (LIMIT, 0, 0, 0)
+    dataset.reload()
+    assert {split: split_contents(dataset, split) for split in SPLITS} == before
+
+
+def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
+    """Re-ingest keeps what is still true: one changed label, one new and one vanished sample."""
+    from mnist_assets.ml.fiftyone_store import pixel_hashes, sync_split
+
+    settings = make_settings()
+    dataset = settings.dataset()
+    images, labels = mnist.test_images[:50], mnist.test_labels[:50].copy()
+    indices = np.arange(50)
+    paths = [f"/data/t10k/{i:05d}.png" for i in indices]
+    first = sync_split(dataset, "test", paths, labels, indices, pixel_hashes(images))
+    assert first == {"kept": 0, "replaced": 0, "added": 50, "removed": 0, "count": 50}
+    before = dict(zip(split_view(dataset, "test").values("source_index"), split_view(dataset, "test").values("id")))
+
+    labels[7] = (labels[7] + 1) % 10
+    keep = np.r_[0:49]  # sample 49 vanishes
+    new_images = np.concatenate([images[keep], mnist.test_images[60:61]])
+    new_labels = np.r_[labels[keep], mnist.test_labels[60:61]]
+    new_indices = np.r_[indices[keep], 60]
+    new_paths = [f"/data/t10k/{i:05d}.png" for i in new_indices]
+    second = sync_split(dataset, "test", new_paths, new_labels, new_indices, pixel_hashes(new_images))
+    assert second == {"kept": 48, "replaced": 1, "added": 1, "removed": 1, "count": 50}
+    view = split_view(dataset, "test")
+    after = dict(zip(view.values("source_index"), view.values("id")))
+    assert {i for i in after if after[i] == before.get(i)} == set(range(49)) - {7}
+    assert view.match({"source_index": 7}).first().ground_truth.label == str(labels[7])
+    assert 49 not in after and 60 in after

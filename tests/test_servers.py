@@ -7,18 +7,15 @@ raw_mnist for one partition and see it succeed, and open the App on the dataset.
 Screenshots go to test-artifacts/.
 """
 
-import json
-import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
-from processes import REPO, installed_with_apt, make_server, stop_mongod
+from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, stop_mongod
 
 ARTIFACTS = REPO / "test-artifacts"
 NINE = [
@@ -29,7 +26,8 @@ EDGES = [
     ("raw_mnist", "mnist_metadata"), ("raw_mnist", "clip_embeddings"), ("clip_embeddings", "umap_projection"),
     ("clip_embeddings", "zero_shot_predictions"), ("raw_mnist", "lenet_checkpoint"), ("lenet_checkpoint", "lenet_predictions"),
     ("lenet_predictions", "hardness_scores"), ("hardness_scores", "augmented_set"), ("augmented_set", "finetuned_model"),
-    ("lenet_checkpoint", "finetuned_model"), ("finetuned_model", "model_comparison"),
+    ("lenet_checkpoint", "finetuned_model"), ("finetuned_model", "finetuned_predictions"),
+    ("finetuned_predictions", "model_comparison"),
 ]
 
 
@@ -40,15 +38,7 @@ def listening_ips(port: int) -> set[str]:
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory):
     root = tmp_path_factory.mktemp("servers")
-    dagster_home = root / "dagster_home"
-    dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE"))}
-    env.update(
-        DAGSTER_HOME=str(dagster_home), MNIST_ASSETS_HOME=str(root / "data"), FIFTYONE_DATABASE_DIR=str(root / "db"),
-        MNIST_ASSETS_LIMIT="200", MNIST_ASSETS_EPOCHS="1", MNIST_ASSETS_DATASET="servers",
-        MNIST_ASSETS_CLIP_MODEL="mnist-tiny", MNIST_ASSETS_CLIP_PRETRAINED="none",
-    )
+    env = quick_run_env(root, "servers")
     yield env
     stop_mongod(root / "db")
 
@@ -57,16 +47,6 @@ def environment(tmp_path_factory):
 def dagster_ui(environment):
     with make_server("ui", "PORT", environment, "/server_info", Path(environment["DAGSTER_HOME"]) / "ui.log") as port:
         yield port
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body.get("errors")
-    return body["data"]
 
 
 def test_ui_listens_on_localhost_only(dagster_ui):
@@ -87,8 +67,8 @@ def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_
     for name in NINE:
         assert nodes[name]["assetChecksOrError"]["checks"], f"{name} has no check"
     repository = data["repositoriesOrError"]["nodes"][0]
-    assert {"weekly_split_refresh"} == {s["name"] for s in repository["schedules"]}
-    assert {"mnist_source_sensor"} == {s["name"] for s in repository["sensors"]}
+    assert not repository["schedules"]  # the weekly refresh is raw_mnist's cron automation condition
+    assert {"lineage_automation", "mnist_source_sensor"} == {s["name"] for s in repository["sensors"]}
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +173,27 @@ def test_browser_fiftyone_app_shows_the_dataset(browser, fiftyone_app):
     finally:
         page.screenshot(path=ARTIFACTS / "fiftyone-app.png")
     assert "servers" in page.inner_text("body") or "servers" in page.content()  # the dataset's name in the header
+
+
+def test_browser_materialize_all_starts_a_backfill(browser, dagster_ui):
+    """A person clicks "Materialize all" on the lineage page and launches it: a backfill starts.
+    (tests/test_automation_daemon.py follows such a backfill to the end.)"""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(f"http://127.0.0.1:{dagster_ui}/asset-groups")
+    dismiss_welcome(page)
+    page.get_by_text("augmentation", exact=True).first.wait_for(timeout=60000)
+    page.get_by_role("button", name="Materialize all").first.click(timeout=60000)
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for(timeout=30000)
+    dialog.get_by_role("button", name="All", exact=True).click(timeout=30000)  # every partition of every split
+    launch = dialog.get_by_role("button", name="Launch backfill")
+    page.wait_for_function("b => !b.disabled", arg=launch.element_handle(timeout=60000), timeout=60000)
+    page.screenshot(path=ARTIFACTS / "dagster-materialize-all-dialog.png")
+    launch.click(timeout=30000)
+    deadline, backfills = time.time() + 120, []
+    while time.time() < deadline and not backfills:
+        data = graphql(dagster_ui, "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status numPartitions } } } }")
+        backfills = data["partitionBackfillsOrError"]["results"]
+        time.sleep(2)
+    page.screenshot(path=ARTIFACTS / "dagster-materialize-all-launched.png")
+    assert backfills and backfills[0]["status"] in ("REQUESTED", "IN_PROGRESS", "COMPLETED", "COMPLETED_SUCCESS")

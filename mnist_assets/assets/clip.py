@@ -1,6 +1,7 @@
 """The series' steps 2-3: CLIP embeddings, their UMAP and PCA projections, and zero-shot predictions."""
 
 import io
+import json
 from typing import Optional
 
 import numpy as np
@@ -9,6 +10,7 @@ import dagster as dg
 from mnist_assets import checks
 from mnist_assets.assets.common import HEAVY_POOL, prediction_metadata, split_tensors
 from mnist_assets.assets.dataset import raw_mnist
+from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots
 from mnist_assets.ml.clip_models import embed_images, load_clip, validate_clip_settings
@@ -28,12 +30,17 @@ class ClipEmbeddingConfig(dg.Config):
     pad: int = 0  # margin in pixels around the 28x28 digit
 
 
-def clip_info(dataset, split: str) -> dict:
+def clip_info_path(settings: MnistSettings, split: str):
+    # A file per split, not the dataset's shared `info` document, which concurrent splits would overwrite.
+    return settings.artifact_path("clip", f"{split}.json")
+
+
+def clip_info(settings: MnistSettings, split: str) -> dict:
     """What clip_embeddings recorded for a split (model, weights, preprocessing)."""
-    info = dataset.info.get("clip_embeddings", {}).get(split)
-    if info is None:
+    path = clip_info_path(settings, split)
+    if not path.is_file():
         raise ValueError(f"no CLIP embeddings recorded for {split!r}; materialize clip_embeddings[{split}] first.")
-    return info
+    return json.loads(path.read_text())
 
 
 def weights_metadata(info: dict) -> dict:
@@ -46,6 +53,8 @@ def weights_metadata(info: dict) -> dict:
     group_name="clip",
     kinds={"pytorch", "fiftyone"},
     pool=HEAVY_POOL,
+    code_version="2",
+    automation_condition=follows_lineage(),
     check_specs=[dg.AssetCheckSpec("embeddings_finite", asset="clip_embeddings")],
 )
 def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConfig, settings: MnistSettings):
@@ -75,8 +84,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConf
     np.save(buffer, embeddings)
     atomic_write_bytes(array_path, buffer.getvalue())
     info = {"model": clip.name, "weights": clip.weights, "invert": config.invert, "pad": config.pad}
-    dataset.info.setdefault("clip_embeddings", {})[split] = info
-    dataset.save()
+    atomic_write_bytes(clip_info_path(settings, split), json.dumps(info).encode())
     yield dg.MaterializeResult(
         metadata={
             "count": len(embeddings),
@@ -97,6 +105,8 @@ def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConf
     group_name="clip",
     kinds={"fiftyone", "umap"},
     pool=HEAVY_POOL,
+    code_version="1",
+    automation_condition=follows_lineage(),
     check_specs=[dg.AssetCheckSpec("brain_runs_present", asset="umap_projection")],
 )
 def umap_projection(context: dg.AssetExecutionContext, settings: MnistSettings):
@@ -104,7 +114,7 @@ def umap_projection(context: dg.AssetExecutionContext, settings: MnistSettings):
     split = context.partition_key
     dataset = settings.dataset()
     view = split_view(dataset, split)
-    info = clip_info(dataset, split)
+    info = clip_info(settings, split)
     labels = np.array([int(label) for label in view.values("ground_truth.label")])
     keys = {"umap": f"clip_umap_{split}", "pca": f"clip_pca_{split}"}
     plots_md = {}
@@ -144,6 +154,8 @@ def resolve_prompts(config: ZeroShotConfig) -> tuple[list[str], list[str]]:
     deps=[clip_embeddings],
     group_name="clip",
     kinds={"pytorch", "fiftyone"},
+    code_version="1",
+    automation_condition=follows_lineage(),
     check_specs=[dg.AssetCheckSpec("logits_finite", asset="zero_shot_predictions")],
 )
 def zero_shot_predictions(context: dg.AssetExecutionContext, config: ZeroShotConfig, settings: MnistSettings):
@@ -152,7 +164,7 @@ def zero_shot_predictions(context: dg.AssetExecutionContext, config: ZeroShotCon
     templates, class_names = resolve_prompts(config)  # refused before any work
     dataset = settings.dataset()
     view = split_view(dataset, split)
-    info = clip_info(dataset, split)
+    info = clip_info(settings, split)
     device = settings.torch_device()
     clip = load_clip(info["model"], settings.clip_pretrained, device)
     if clip.weights != info["weights"]:

@@ -10,7 +10,8 @@ import dagster as dg
 from mnist_assets import checks
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
-from mnist_assets.ml.fiftyone_store import replace_split, split_view, write_pngs
+from mnist_assets.automation import follows_lineage, weekly_refresh
+from mnist_assets.ml.fiftyone_store import pixel_hashes, split_fingerprint, split_view, sync_split, write_pngs
 from mnist_assets.ml.mnist_source import FILES, load_mnist, split_arrays
 from mnist_assets.ml.tensors import load_view_tensors
 from mnist_assets.partitions import split_partitions
@@ -28,6 +29,8 @@ def image_paths(images_dir: Path, split: str, indices: np.ndarray) -> list[Path]
     partitions_def=split_partitions,
     group_name="dataset",
     kinds={"fiftyone", "python"},
+    code_version="2",
+    automation_condition=weekly_refresh(),
     check_specs=[
         dg.AssetCheckSpec("sample_count", asset="raw_mnist"),
         dg.AssetCheckSpec("labels_in_range", asset="raw_mnist"),
@@ -35,7 +38,7 @@ def image_paths(images_dir: Path, split: str, indices: np.ndarray) -> list[Path]
     ],
 )
 def raw_mnist(context: dg.AssetExecutionContext, settings: MnistSettings):
-    """Real MNIST, MD5-verified, as PNG files and FiftyOne samples with ground_truth and split."""
+    """Real MNIST, MD5-verified, as PNG files and FiftyOne samples with ground_truth and split; unchanged samples are kept."""
     split = context.partition_key
     started = time.perf_counter()
     source_dir = Path(settings.source_dir) if settings.source_dir else None
@@ -47,15 +50,24 @@ def raw_mnist(context: dg.AssetExecutionContext, settings: MnistSettings):
     written = write_pngs(images, paths)
     context.log.info(f"{split}: wrote {written} new PNG files ({len(paths) - written} already there)")
     dataset = settings.dataset()
-    count = replace_split(dataset, split, paths, labels, indices)
-    context.log.info(f"{split}: {count} samples in dataset {dataset.name!r}")
+    hashes = pixel_hashes(images)
+    changes = sync_split(dataset, split, paths, labels, indices, hashes)
+    count = changes["count"]
+    context.log.info(
+        f"{split}: {count} samples in dataset {dataset.name!r} (kept {changes['kept']}, replaced {changes['replaced']}, "
+        f"added {changes['added']}, removed {changes['removed']})"
+    )
 
     stored_labels = split_view(dataset, split).values("ground_truth.label")
     counts = class_counts(stored_labels)
     examples = [int(np.flatnonzero(labels == digit)[0]) for digit in range(10) if (labels == digit).any()]
     yield dg.MaterializeResult(
+        # Same samples, labels and pixels give the same data version, so the UI marks downstream
+        # assets stale only when the split's content really changed.
+        data_version=dg.DataVersion(split_fingerprint(indices, labels, hashes)),
         metadata={
             "count": count,
+            **{f"samples_{change}": changes[change] for change in ("kept", "replaced", "added", "removed")},
             "source": mnist.source,
             "dataset": dataset.name,
             "images_dir": dg.MetadataValue.path(str(paths[0].parent) if paths else str(settings.images_dir)),
@@ -75,6 +87,8 @@ def raw_mnist(context: dg.AssetExecutionContext, settings: MnistSettings):
     deps=[raw_mnist],
     group_name="dataset",
     kinds={"fiftyone", "python"},
+    code_version="1",
+    automation_condition=follows_lineage(),
     check_specs=[dg.AssetCheckSpec("images_28x28_grayscale", asset="mnist_metadata")],
 )
 def mnist_metadata(context: dg.AssetExecutionContext, settings: MnistSettings):

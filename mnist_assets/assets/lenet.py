@@ -6,6 +6,7 @@ import dagster as dg
 from mnist_assets import checks
 from mnist_assets.assets.common import HEAVY_POOL, checkpoint_path, prediction_metadata, split_tensors
 from mnist_assets.assets.dataset import raw_mnist
+from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.checkpoints import load_model, save_checkpoint
@@ -60,6 +61,8 @@ def training_metadata(result, config: TrainConfig, path) -> dict:
     group_name="lenet",
     kinds={"pytorch"},
     pool=HEAVY_POOL,
+    code_version="1",
+    automation_condition=follows_lineage(),
     check_specs=[dg.AssetCheckSpec("accuracy_gate", asset="lenet_checkpoint", blocking=True)],
 )
 def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, settings: MnistSettings):
@@ -120,6 +123,8 @@ def predict_split(context, settings: MnistSettings, checkpoint_name: str, field:
     deps=[lenet_checkpoint, raw_mnist],
     group_name="lenet",
     kinds={"pytorch", "fiftyone"},
+    code_version="1",
+    automation_condition=follows_lineage(),
     check_specs=[dg.AssetCheckSpec("logits_finite", asset="lenet_predictions")],
 )
 def lenet_predictions(context: dg.AssetExecutionContext, settings: MnistSettings):
@@ -136,6 +141,8 @@ def lenet_predictions(context: dg.AssetExecutionContext, settings: MnistSettings
     group_name="lenet",
     kinds={"pytorch", "fiftyone"},
     pool=HEAVY_POOL,
+    code_version="1",
+    automation_condition=follows_lineage(),
     check_specs=[dg.AssetCheckSpec("embeddings_finite", asset="lenet_embeddings")],
 )
 def lenet_embeddings(context: dg.AssetExecutionContext, settings: MnistSettings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import os
 import tempfile
@@ -117,6 +118,8 @@ def _create_dataset(name: str) -> fo.Dataset:
     dataset.media_type = "image"  # now, not at the first insert, which concurrent runs would race for
     dataset.add_sample_field("split", fo.StringField)
     dataset.add_sample_field("source_index", fo.IntField)
+    dataset.add_sample_field("image_hash", fo.StringField)
+    dataset.add_sample_field("ground_truth", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
     dataset.create_index("split")
     return dataset
 
@@ -148,6 +151,103 @@ def write_pngs(images: np.ndarray, paths: list[Path], workers: int = 4) -> int:
     return len(todo)
 
 
+def pixel_hashes(images: np.ndarray) -> list[str]:
+    """A short SHA-1 of each image's pixels: re-ingest compares these to find changed images."""
+    return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:20] for image in images]
+
+
+def split_fingerprint(source_indices, labels, hashes) -> str:
+    """One hash of a split's content (which samples, their labels and pixels): its data version."""
+    digest = hashlib.sha256()
+    for parts in zip(source_indices, labels, hashes):
+        digest.update("\x1f".join(str(p) for p in parts).encode() + b"\x1e")
+    return digest.hexdigest()[:24]
+
+
+def _new_sample(path, split, index, label, image_hash, extra: dict) -> fo.Sample:
+    return fo.Sample(
+        filepath=str(path),
+        split=split,
+        source_index=int(index),
+        image_hash=image_hash,
+        ground_truth=fo.Classification(label=LABELS[int(label)]),
+        tags=[split.removeprefix(STAGING_PREFIX)],
+        **extra,
+    )
+
+
+STAGING_PREFIX = "_staging_"
+
+
+def sync_split(
+    dataset: fo.Dataset,
+    split: str,
+    filepaths: list[Path],
+    labels: np.ndarray,
+    source_indices: np.ndarray,
+    hashes: list[str],
+) -> dict[str, int]:
+    """Make `split` hold exactly these samples, keeping every sample that is still true.
+
+    A stored sample with the same source index, file, label and pixel hash is
+    kept as it is (same id, every field it has); one whose image or label
+    changed is replaced by a new sample, new source indices are added and
+    vanished ones removed. New samples are staged first and old ones deleted
+    only once the new ones are in, so a failed ingest leaves the split as it
+    was. Returns the counts: kept, replaced, added, removed, count.
+    """
+    with _file_lock(f"ingest-{dataset.name}-{split}"):
+        return _sync_split(dataset, split, filepaths, labels, source_indices, hashes)
+
+
+def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> dict[str, int]:
+    staging = STAGING_PREFIX + split
+    declare_field(dataset, "image_hash", fo.StringField)  # datasets made before it existed
+    dataset.delete_samples(dataset.match(F("split") == staging))  # leftovers of an interrupted ingest
+    stored = split_view(dataset, split)
+    schema = dataset.get_field_schema()
+    stored_hashes = stored.values("image_hash") if "image_hash" in schema else [None] * len(stored)
+    old = {
+        int(index): (sample_id, path, label, image_hash)
+        for sample_id, index, path, label, image_hash in zip(
+            stored.values("id"), stored.values("source_index"), stored.values("filepath"),
+            stored.values("ground_truth.label"), stored_hashes,
+        )
+    }
+    wanted = {int(index): position for position, index in enumerate(source_indices)}
+    unchanged = {
+        index
+        for index, position in wanted.items()
+        if old.get(index, (None,))[1:] == (str(filepaths[position]), LABELS[int(labels[position])], hashes[position])
+    }
+    to_add = [position for index, position in wanted.items() if index not in unchanged]
+    to_delete = [old[index][0] for index in old if index not in unchanged]
+    counts = {
+        "kept": len(unchanged),
+        "replaced": sum(1 for p in to_add if int(source_indices[p]) in old),
+        "added": sum(1 for p in to_add if int(source_indices[p]) not in old),
+        "removed": sum(1 for index in old if index not in wanted),
+    }
+    if to_add:
+        samples = [
+            _new_sample(filepaths[p], staging, source_indices[p], labels[p], hashes[p], {}) for p in to_add
+        ]
+        try:
+            # Samples built here have known types: skip FiftyOne's per-sample validation (4x faster).
+            dataset.add_samples(samples, validate=False, progress=False)
+        except BaseException:
+            dataset.delete_samples(dataset.match(F("split") == staging))
+            raise
+        del samples  # FiftyOne would otherwise reload each in-memory sample after the bulk update
+    if to_delete:
+        dataset.delete_samples(to_delete)
+    if to_add:
+        staged = dataset.match(F("split") == staging)
+        staged.set_values("split", [split] * len(staged))
+    counts["count"] = len(split_view(dataset, split))
+    return counts
+
+
 def replace_split(
     dataset: fo.Dataset,
     split: str,
@@ -156,42 +256,39 @@ def replace_split(
     source_indices: np.ndarray,
     extra_fields: dict[str, list] | None = None,
 ) -> int:
-    """Make `split` hold exactly these samples (plus any `extra_fields` values); other splits are untouched.
-
-    Two runs replacing the same split at once would delete each other's staged
-    samples, so replacing a split holds a lock (per machine).
-    """
+    """Make `split` hold exactly these new samples (plus any `extra_fields` values); other splits
+    are untouched. For derived sets (the augmented samples), which are rebuilt whole."""
     with _file_lock(f"ingest-{dataset.name}-{split}"):
-        return _replace_split(dataset, split, filepaths, labels, source_indices, extra_fields)
-
-
-def _replace_split(dataset, split, filepaths, labels, source_indices, extra_fields) -> int:
-    staging = f"_staging_{split}"
-    # Leftovers of an earlier interrupted ingest.
-    dataset.delete_samples(dataset.match(F("split") == staging))
-    samples = [
-        fo.Sample(
-            filepath=str(path),
-            split=staging,
-            source_index=int(index),
-            ground_truth=fo.Classification(label=LABELS[int(label)]),
-            tags=[split],
-            **{name: values[i] for name, values in (extra_fields or {}).items()},
-        )
-        for i, (path, label, index) in enumerate(zip(filepaths, labels, source_indices))
-    ]
-    try:
-        # We built these samples with known types, so skip FiftyOne's per-sample validation (4x faster).
-        dataset.add_samples(samples, validate=False, progress=False)
-    except BaseException:
+        staging = STAGING_PREFIX + split
         dataset.delete_samples(dataset.match(F("split") == staging))
-        raise
-    # Drop the in-memory samples: FiftyOne would otherwise reload each one after the bulk update.
-    del samples
-    dataset.delete_samples(dataset.match(F("split") == split))
-    staged = dataset.match(F("split") == staging)
-    staged.set_values("split", [split] * len(staged))
-    return len(split_view(dataset, split))
+        samples = [
+            _new_sample(path, staging, index, label, None, {name: values[i] for name, values in (extra_fields or {}).items()})
+            for i, (path, label, index) in enumerate(zip(filepaths, labels, source_indices))
+        ]
+        try:
+            dataset.add_samples(samples, validate=False, progress=False)
+        except BaseException:
+            dataset.delete_samples(dataset.match(F("split") == staging))
+            raise
+        del samples
+        dataset.delete_samples(dataset.match(F("split") == split))
+        staged = dataset.match(F("split") == staging)
+        staged.set_values("split", [split] * len(staged))
+        return len(split_view(dataset, split))
+
+
+def declare_field(dataset: fo.Dataset, field: str, ftype, **kwargs) -> None:
+    """Add a sample field unless it exists, one process at a time.
+
+    Runs of different splits write the same fields at once; without the lock two
+    of them would both add the field to the dataset's schema document.
+    """
+    if field in dataset.get_field_schema():
+        return
+    with _file_lock(f"dataset-{dataset.name}"):
+        dataset.reload()
+        if field not in dataset.get_field_schema():
+            dataset.add_sample_field(field, ftype, **kwargs)
 
 
 def write_classifications(
@@ -210,6 +307,7 @@ def write_classifications(
         )
         for i, (sample_id, p) in enumerate(zip(sample_ids, predicted))
     }
+    declare_field(view._dataset, field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
     # Values built here are of known types: skip FiftyOne's per-value validation (about 25% faster).
     view.set_values(field, values, key_field="id", validate=False)
 
@@ -219,7 +317,17 @@ def write_vectors(view: fo.DatasetView, field: str, vectors: np.ndarray, sample_
     vectors = np.asarray(vectors, dtype=np.float32)
     if not np.isfinite(vectors).all():
         raise ValueError(f"refusing to write {field}: vectors contain NaN or infinite values")
+    declare_field(view._dataset, field, fo.VectorField)
     view.set_values(field, dict(zip(sample_ids, vectors)), key_field="id", validate=False)
+
+
+def write_floats(view: fo.DatasetView, field: str, values: np.ndarray, sample_ids: list[str]) -> None:
+    """Store one number per sample in bulk."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"refusing to write {field}: values contain NaN or infinite values")
+    declare_field(view._dataset, field, fo.FloatField)
+    view.set_values(field, dict(zip(sample_ids, values.tolist())), key_field="id", validate=False)
 
 
 def read_vectors(view: fo.DatasetView, field: str) -> np.ndarray:

@@ -50,17 +50,25 @@ def test_killed_training_leaves_the_previous_checkpoint_intact(make_settings):
     assert load_checkpoint(path)["epoch"] == 1
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def materialize_splits_at_once(env: dict, selection: str) -> None:
+    """`selection` for the three splits in three processes started together, as a backfill runs them."""
+    processes = [
+        subprocess.Popen(dagster_cli("--select", selection, "--partition", split), env=env, cwd=REPO,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for split in SPLITS
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+
+
 def test_three_splits_concurrently_in_separate_processes(make_settings):
     settings = make_settings(limit=300)
     env = subprocess_env(settings)
-    processes = [
-        subprocess.Popen(dagster_cli("--select", "raw_mnist", "--partition", split), env=env, cwd=REPO,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for split in ("train", "validation", "test")
-    ]
-    for process in processes:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr[-2000:]
+    materialize_splits_at_once(env, "raw_mnist")
     dataset = settings.dataset()
     assert [len(split_view(dataset, s)) for s in ("train", "validation", "test")] == [300, 300, 300]
     assert len(dataset) == 900 and len(set(dataset.values("filepath"))) == 900
@@ -127,3 +135,22 @@ def test_database_folders_stay_isolated(make_settings, tmp_path):
     assert "isolated-elsewhere" not in fo.list_datasets() and here.dataset_name in fo.list_datasets()
     for process in mongod_processes(str(tmp_path / "elsewhere_db")):
         process.terminate()
+
+
+def test_every_per_split_asset_concurrently_in_separate_processes(make_settings):
+    """Each per-split asset with its three partitions running at once (what "Materialize all" does)."""
+    settings = make_settings(limit=300, epochs=1)
+    env = subprocess_env(settings, MNIST_ASSETS_EPOCHS=1)
+    materialize_splits_at_once(env, "raw_mnist,mnist_metadata,clip_embeddings,umap_projection,zero_shot_predictions")
+    assert dg.materialize([lenet_checkpoint], resources={"settings": settings}).success
+    materialize_splits_at_once(env, "lenet_predictions,lenet_embeddings,hardness_scores")
+    dataset = settings.dataset()
+    dataset.reload()
+    for split in SPLITS:
+        view = split_view(dataset, split)
+        assert len(view) == 300
+        for field in ("clip_embeddings", "clip_zero_shot", "lenet_predictions", "lenet_embeddings", "hardness", "mistakenness", "uniqueness"):
+            assert all(value is not None for value in view.values(field)), f"{field} missing on {split}"
+        assert {f"clip_umap_{split}", f"lenet_umap_{split}"} <= set(dataset.list_brain_runs())
+        assert {f"eval_clip_{split}", f"eval_lenet_{split}"} <= set(dataset.list_evaluations())
+        assert f"likely-mislabeled-{split}" in dataset.list_saved_views()

@@ -1,0 +1,55 @@
+"""Per-sample quality scores from stored logits and embeddings, with fiftyone-brain's formulas.
+
+FiftyOne Brain's `compute_hardness`, `compute_mistakenness` and
+`compute_uniqueness` compute the same numbers but save samples one by one and
+record a dataset-wide brain run under one fixed key, which concurrent runs of
+different splits race for. Here the arithmetic is vectorized over a whole split;
+the caller writes each field in one bulk operation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import softmax
+from scipy.stats import entropy
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import normalize
+
+# Brain's uniqueness: weighted mean distance to 3 nearest neighbours.
+UNIQUENESS_NEIGHBORS = 3
+UNIQUENESS_WEIGHTS = np.array([0.6, 0.3, 0.1])
+# fiftyone-brain's sklearn index precomputes a full distance matrix up to this many samples.
+BRAIN_FULL_MATRIX_LIMIT = 15000
+
+
+def hardness(logits: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of the softmax of each row of logits: high when the model is unsure."""
+    return entropy(softmax(np.asarray(logits, dtype=np.float64), axis=1), axis=1)
+
+
+def mistakenness(logits: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """(1 + s * exp(-entropy)) / 2 with s = +1 for a wrong prediction and -1 for a right one:
+    near 1 for confident mistakes, near 0 for confident agreement, 0.5 when unsure."""
+    sign = np.where(np.asarray(correct, dtype=bool), -1.0, 1.0)
+    return (sign * np.exp(-hardness(logits)) + 1.0) / 2.0
+
+
+def uniqueness(embeddings: np.ndarray) -> np.ndarray:
+    """Weighted mean cosine distance (of centred embeddings) to nearby samples, scaled so the most
+    unique is 1.
+
+    As fiftyone-brain 0.25: up to 15,000 samples its full distance matrix leaves each sample out
+    and then also drops the first column, so it weighs the 2nd-4th nearest neighbours; above that,
+    its neighbours graph weighs the 1st-3rd. Matched here so the scores equal the library's.
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float32)  # stored precision, as the library reads them
+    count = len(embeddings)
+    if count <= UNIQUENESS_NEIGHBORS:
+        return np.ones(count)
+    centred = normalize(embeddings - embeddings.mean(axis=0, keepdims=True))
+    wanted = UNIQUENESS_NEIGHBORS + 1 if count <= BRAIN_FULL_MATRIX_LIMIT else UNIQUENESS_NEIGHBORS
+    neighbours = NearestNeighbors(n_neighbors=min(wanted + 1, count), metric="cosine").fit(centred)
+    cosine, _ = neighbours.kneighbors(centred)
+    cosine = cosine[:, 1:].astype(np.float64)  # column 0: the sample itself
+    scores = np.mean(cosine[:, -UNIQUENESS_NEIGHBORS:] * UNIQUENESS_WEIGHTS, axis=1)
+    return scores / scores.max()

@@ -1,0 +1,143 @@
+"""What re-runs on its own: automation conditions, evaluated in process tick by tick.
+
+Each tick's requests are "run" at once by recording materializations of exactly
+what was requested, so the tests see the order and the count of every request
+a refresh leads to, without executing the assets.
+"""
+
+import datetime
+
+import dagster as dg
+import pytest
+
+from mnist_assets.automation import WEEKLY_REFRESH_CRON
+from mnist_assets.definitions import defs
+
+SPLITS = ("train", "validation", "test")
+PER_SPLIT_DOWNSTREAM = [
+    "mnist_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
+    "lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions",
+]
+TRAINING = ["lenet_checkpoint", "augmented_set", "finetuned_model"]
+
+
+def graph():
+    return defs.resolve_asset_graph()
+
+
+def report(instance, key: dg.AssetKey, partition: str | None) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+
+
+def requested(result) -> list[tuple[str, str | None]]:
+    return sorted(
+        ((key.to_user_string(), partition) for key in graph().get_all_asset_keys() for partition in result.get_requested_partitions(key)),
+        key=str,
+    )
+
+
+def materialize_everything(instance) -> None:
+    asset_graph = graph()
+    for key in asset_graph.toposorted_asset_keys:
+        node = asset_graph.get(key)
+        for partition in node.partitions_def.get_partition_keys() if node.partitions_def else [None]:
+            report(instance, key, partition)
+
+
+def run_ticks(instance, cursor, first_time: datetime.datetime, limit: int = 30):
+    """Evaluate tick after tick, materializing each tick's requests, until a tick requests nothing."""
+    order, time = [], first_time
+    for _ in range(limit):
+        time += datetime.timedelta(minutes=1)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor, evaluation_time=time)
+        cursor = result.cursor
+        tick = requested(result)
+        if not tick:
+            return order, cursor
+        order.append(tick)
+        for name, partition in tick:
+            report(instance, dg.AssetKey(name), partition)
+    raise AssertionError(f"automation still requesting after {limit} ticks: {order[-3:]}")
+
+
+@pytest.fixture
+def settled():
+    """An instance where every asset and partition is materialized and automation has seen it."""
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_everything(instance)
+    start = datetime.datetime(2026, 11, 25, 12, 0)  # a Wednesday: no weekly refresh due
+    order, cursor = run_ticks(instance, None, start)
+    assert order == [], f"nothing changed, yet automation requested {order}"
+    return instance, cursor, start + datetime.timedelta(hours=1)
+
+
+def flatten(order):
+    return [item for tick in order for item in tick]
+
+
+def assert_lineage_order(order):
+    """Every request comes in a later tick than, or the same run as, each of its parents' requests."""
+    tick_of = {item: i for i, tick in enumerate(order) for item in tick}
+    asset_graph = graph()
+    for (name, partition), tick in tick_of.items():
+        for parent in asset_graph.get(dg.AssetKey(name)).parent_keys:
+            for (other, other_partition), other_tick in tick_of.items():
+                if other == parent.to_user_string():
+                    assert other_tick <= tick, f"{name}[{partition}] ran before its parent {other}[{other_partition}]"
+
+
+def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(settled):
+    instance, cursor, time = settled
+    report(instance, dg.AssetKey("raw_mnist"), "train")
+    order, _ = run_ticks(instance, cursor, time)
+    requests = flatten(order)
+    assert len(requests) == len(set(requests)), f"something ran twice: {order}"
+    expected = {(name, "train") for name in PER_SPLIT_DOWNSTREAM}
+    # The retrained checkpoint re-scores every split; the CLIP branch of the other splits is untouched.
+    expected |= {(name, split) for split in ("validation", "test") for name in
+                 ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")}
+    expected |= {(name, None) for name in TRAINING + ["model_comparison"]}
+    assert set(requests) == expected
+    assert_lineage_order(order)
+
+
+def test_refreshing_test_alone_never_retrains(settled):
+    instance, cursor, time = settled
+    report(instance, dg.AssetKey("raw_mnist"), "test")
+    order, _ = run_ticks(instance, cursor, time)
+    requests = flatten(order)
+    assert len(requests) == len(set(requests)), f"something ran twice: {order}"
+    assert set(requests) == {(name, "test") for name in PER_SPLIT_DOWNSTREAM} | {("model_comparison", None)}
+    assert_lineage_order(order)
+
+
+def test_weekly_cron_refreshes_everything_once(settled):
+    """The cron ticks for raw_mnist only; every other asset partition follows once, in lineage order."""
+    instance, cursor, _ = settled
+    assert WEEKLY_REFRESH_CRON == "0 3 * * 1"
+    monday = datetime.datetime(2026, 11, 30, 2, 59)
+    order, _ = run_ticks(instance, cursor, monday)
+    assert sorted(name for name, _ in order[0] if name == "raw_mnist") == ["raw_mnist"] * 3
+    requests = flatten(order)
+    assert len(requests) == len(set(requests)), f"something ran twice: {order}"
+    asset_graph = graph()
+    everything = {
+        (key.to_user_string(), partition)
+        for key in asset_graph.get_all_asset_keys()
+        for partition in (asset_graph.get(key).partitions_def.get_partition_keys() if asset_graph.get(key).partitions_def else [None])
+    }
+    assert set(requests) == everything
+    assert_lineage_order(order)
+
+
+def test_a_new_raw_partition_alone_triggers_nothing_that_needs_missing_parents():
+    """On a fresh instance, ingesting `test` refreshes its own branch but waits for training data."""
+    instance = dg.DagsterInstance.ephemeral()
+    start = datetime.datetime(2026, 11, 25, 12, 0)
+    order, cursor = run_ticks(instance, None, start)
+    assert order == [], "a new, empty instance must not start work by itself"
+    report(instance, dg.AssetKey("raw_mnist"), "test")
+    order, _ = run_ticks(instance, cursor, start + datetime.timedelta(hours=1))
+    requests = set(flatten(order))
+    assert {("mnist_metadata", "test"), ("clip_embeddings", "test"), ("umap_projection", "test")} <= requests
+    assert not {name for name, _ in requests} & set(TRAINING + ["lenet_predictions", "model_comparison"])
