@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 PORT ?= 3000
 APP_PORT ?= 5151
+DATASET ?= mnist
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 
@@ -27,7 +28,7 @@ ui: setup
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 app: setup
-	$(PY) -m mnist_assets.app --port $(APP_PORT)
+	$(PY) -m mnist_assets.app --port $(APP_PORT) --dataset $(DATASET)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

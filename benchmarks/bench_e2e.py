@@ -78,6 +78,8 @@ def run(work_dir: Path, limit: int | None = None) -> dict:
     env.pop("FIFTYONE_DATABASE_URI", None)
     env.pop("MNIST_ASSETS_EPOCHS", None)
     env.pop("MNIST_ASSETS_LIMIT", None)
+    env.pop("MNIST_ASSETS_NAMESPACE", None)
+    env["DATASETS"] = "mnist"  # e2e_seconds is MNIST alone
     if limit:
         env["MNIST_ASSETS_LIMIT"] = str(limit)
     log_path = work_dir / f"run-{limit or 'all'}.log"

@@ -10,7 +10,7 @@ import numpy as np
 
 import fiftyone as fo
 
-from mnist_assets.ml.fiftyone_store import LABELS, write_classifications
+from mnist_assets.ml.fiftyone_store import DIGITS, write_classifications
 
 
 def run(view, loop_samples: int = 2000) -> dict:
@@ -27,7 +27,7 @@ def run(view, loop_samples: int = 2000) -> dict:
     for i, sample in enumerate(subset.iter_samples(progress=False)):
         probabilities = np.exp(logits[i]) / np.exp(logits[i]).sum()
         best = int(probabilities.argmax())
-        sample["bench_predictions"] = fo.Classification(label=LABELS[best], confidence=float(probabilities[best]), logits=logits[i].tolist())
+        sample["bench_predictions"] = fo.Classification(label=DIGITS[best], confidence=float(probabilities[best]), logits=logits[i].tolist())
         sample.save()
     loop = (time.perf_counter() - started) * count / min(loop_samples, count)
     view._dataset.delete_sample_field("bench_predictions")

@@ -59,18 +59,18 @@ def main() -> None:
     import bench_fiftyone_writes
     import bench_lenet_epoch
 
-    from mnist_assets.ml.fiftyone_store import get_dataset, split_view
+    from mnist_assets.ml.fiftyone_store import split_view
     from mnist_assets.ml.tensors import load_view_tensors
     from mnist_assets.resources import MnistSettings
 
-    settings = MnistSettings.from_env()
-    dataset = get_dataset(settings.dataset_name)
+    store = MnistSettings.from_env().store("mnist")
+    dataset = store.dataset()
     print("== LeNet epoch: pipeline vs limit vs peer", flush=True)
-    results.update(bench_lenet_epoch.run(split_view(dataset, "train"), settings.tensor_cache_dir))
+    results.update(bench_lenet_epoch.run(split_view(dataset, "train"), store.tensor_cache_dir))
 
     print("== CLIP embedding throughput", flush=True)
     test_view = split_view(dataset, "test")
-    tensors = load_view_tensors(test_view, settings.tensor_cache_dir)
+    tensors = load_view_tensors(test_view, store.tensor_cache_dir)
     paths = test_view.values("filepath")
     tiny_count = min(10000, len(tensors))
     results.update(bench_clip_embed.run("mnist-tiny", tensors.images[:tiny_count], paths[:tiny_count], 512))
@@ -100,10 +100,10 @@ def _scaling_row(limit, run: dict) -> dict:
     total = lambda prefix: round(sum(v for k, v in steps.items() if k.startswith(prefix)), 1)  # noqa: E731
     return {
         "limit_per_split": limit,
-        "raw_mnist_s": total("raw_mnist"),
-        "clip_embeddings_s": total("clip_embeddings"),
-        "lenet_checkpoint_s": total("lenet_checkpoint"),
-        "umap_projection_s": total("umap_projection"),
+        "raw_dataset_s": total("mnist__raw_dataset"),
+        "clip_embeddings_s": total("mnist__clip_embeddings"),
+        "lenet_checkpoint_s": total("mnist__lenet_checkpoint"),
+        "umap_projection_s": total("mnist__umap_projection"),
         "e2e_s": run["seconds"],
     }
 
@@ -119,7 +119,7 @@ def print_table(results: dict) -> None:
                 "clip_mnist_tiny_pipeline_over_peer", "clip_vit_b_32_pipeline_over_peer"):
         print(f"| {key} | {results.get(key)} | | |")
     if "scaling" in results:
-        print("\n| limit/split | raw_mnist s | clip_embeddings s | lenet_checkpoint s | umap s | e2e s |\n|---|---|---|---|---|---|")
+        print("\n| limit/split | raw_dataset s | clip_embeddings s | lenet_checkpoint s | umap s | e2e s |\n|---|---|---|---|---|---|")
         for row in results["scaling"]:
             print("| " + " | ".join(str(v) for v in row.values()) + " |")
     print("\nper-asset seconds (full run):", json.dumps(results.get("e2e_per_asset_seconds", {})))

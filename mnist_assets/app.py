@@ -12,11 +12,12 @@ def main() -> None:
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5151)
     parser.add_argument("--view", help="open a saved view, e.g. likely-mislabeled-test")
+    parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>), default mnist")
     args = parser.parse_args()
     settings = MnistSettings.from_env()
-    dataset = settings.dataset()
+    dataset = settings.store(args.dataset).dataset()
     if len(dataset) == 0:
-        raise SystemExit(f"dataset {dataset.name!r} is empty; run `make run` (or materialize raw_mnist) first.")
+        raise SystemExit(f"dataset {dataset.name!r} is empty; run `make run` (or materialize {args.dataset}/raw_dataset) first.")
     saved = dataset.list_saved_views()
     target = dataset.load_saved_view(args.view) if args.view else dataset
     session = fo.launch_app(target, address=args.address, port=args.port, remote=True)

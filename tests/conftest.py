@@ -13,7 +13,7 @@ os.environ.pop("FIFTYONE_DATABASE_URI", None)
 os.environ["FIFTYONE_DATABASE_DIR"] = str(SESSION_DIR / "fiftyone_db")
 os.environ["MNIST_ASSETS_HOME"] = str(SESSION_DIR / "home")
 os.environ["DAGSTER_HOME"] = str(SESSION_DIR / "dagster_home")
-for name in ("MNIST_ASSETS_SOURCE_DIR", "MNIST_ASSETS_LIMIT", "MNIST_ASSETS_EPOCHS", "MNIST_ASSETS_DATASET"):
+for name in ("MNIST_ASSETS_SOURCE_DIR", "MNIST_ASSETS_LIMIT", "MNIST_ASSETS_EPOCHS", "MNIST_ASSETS_NAMESPACE", "DATASETS"):
     os.environ.pop(name, None)
 os.environ["MNIST_ASSETS_CLIP_MODEL"] = "mnist-tiny"
 os.environ["MNIST_ASSETS_CLIP_PRETRAINED"] = "none"
@@ -47,7 +47,7 @@ def make_settings(tmp_path):
     def build(**overrides):
         values = dict(
             home=str(tmp_path / "home"),
-            dataset_name=f"t-{tmp_path.name[-20:].replace('_', '-')}-{next(counter)}",
+            namespace=f"t-{tmp_path.name[-20:].replace('_', '-')}-{next(counter)}",
             clip_model="mnist-tiny",
             clip_pretrained="none",
             device="cpu",

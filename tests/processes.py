@@ -92,7 +92,7 @@ def installed_with_apt(executable: str, package: str, search: str = "") -> str |
     return find()
 
 
-def quick_run_env(root: Path, dataset: str) -> dict:
+def quick_run_env(root: Path, namespace: str) -> dict:
     """Environment for servers and runs on 200 samples per split, 1 epoch and the tiny CLIP, with a
     Dagster home, data folder and database of their own under `root`."""
     import os
@@ -103,7 +103,7 @@ def quick_run_env(root: Path, dataset: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE"))}
     env.update(
         DAGSTER_HOME=str(dagster_home), MNIST_ASSETS_HOME=str(root / "data"), FIFTYONE_DATABASE_DIR=str(root / "db"),
-        MNIST_ASSETS_LIMIT="200", MNIST_ASSETS_EPOCHS="1", MNIST_ASSETS_DATASET=dataset,
+        MNIST_ASSETS_LIMIT="200", MNIST_ASSETS_EPOCHS="1", MNIST_ASSETS_NAMESPACE=namespace,
         MNIST_ASSETS_CLIP_MODEL="mnist-tiny", MNIST_ASSETS_CLIP_PRETRAINED="none", MNIST_ASSETS_DEVICE="cpu",
     )
     return env

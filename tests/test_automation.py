@@ -15,7 +15,7 @@ from mnist_assets.definitions import defs
 
 SPLITS = ("train", "validation", "test")
 PER_SPLIT_DOWNSTREAM = [
-    "mnist_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
+    "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
     "lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions",
 ]
 TRAINING = ["lenet_checkpoint", "augmented_set", "finetuned_model"]
@@ -29,11 +29,14 @@ def report(instance, key: dg.AssetKey, partition: str | None) -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
 
 
+def mnist(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["mnist", name])
+
+
 def requested(result) -> list[tuple[str, str | None]]:
-    return sorted(
-        ((key.to_user_string(), partition) for key in graph().get_all_asset_keys() for partition in result.get_requested_partitions(key)),
-        key=str,
-    )
+    """("<dataset>/<asset>", partition) of every request of a tick."""
+    found = [(key, partition) for key in graph().get_all_asset_keys() for partition in result.get_requested_partitions(key)]
+    return sorted(((key.to_user_string(), partition) for key, partition in found), key=str)
 
 
 def materialize_everything(instance) -> None:
@@ -56,7 +59,7 @@ def run_ticks(instance, cursor, first_time: datetime.datetime, limit: int = 30):
             return order, cursor
         order.append(tick)
         for name, partition in tick:
-            report(instance, dg.AssetKey(name), partition)
+            report(instance, dg.AssetKey(name.split("/")), partition)
     raise AssertionError(f"automation still requesting after {limit} ticks: {order[-3:]}")
 
 
@@ -80,7 +83,7 @@ def assert_lineage_order(order):
     tick_of = {item: i for i, tick in enumerate(order) for item in tick}
     asset_graph = graph()
     for (name, partition), tick in tick_of.items():
-        for parent in asset_graph.get(dg.AssetKey(name)).parent_keys:
+        for parent in asset_graph.get(dg.AssetKey(name.split("/"))).parent_keys:
             for (other, other_partition), other_tick in tick_of.items():
                 if other == parent.to_user_string():
                     assert other_tick <= tick, f"{name}[{partition}] ran before its parent {other}[{other_partition}]"
@@ -88,36 +91,37 @@ def assert_lineage_order(order):
 
 def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(settled):
     instance, cursor, time = settled
-    report(instance, dg.AssetKey("raw_mnist"), "train")
+    report(instance, mnist("raw_dataset"), "train")
     order, _ = run_ticks(instance, cursor, time)
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
-    expected = {(name, "train") for name in PER_SPLIT_DOWNSTREAM}
-    # The retrained checkpoint re-scores every split; the CLIP branch of the other splits is untouched.
-    expected |= {(name, split) for split in ("validation", "test") for name in
+    expected = {(f"mnist/{name}", "train") for name in PER_SPLIT_DOWNSTREAM}
+    # The retrained checkpoint re-scores every split; the CLIP branch of the other splits is untouched,
+    # and so is every other dataset.
+    expected |= {(f"mnist/{name}", split) for split in ("validation", "test") for name in
                  ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")}
-    expected |= {(name, None) for name in TRAINING + ["model_comparison"]}
+    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison"]}
     assert set(requests) == expected
     assert_lineage_order(order)
 
 
 def test_refreshing_test_alone_never_retrains(settled):
     instance, cursor, time = settled
-    report(instance, dg.AssetKey("raw_mnist"), "test")
+    report(instance, mnist("raw_dataset"), "test")
     order, _ = run_ticks(instance, cursor, time)
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
-    assert set(requests) == {(name, "test") for name in PER_SPLIT_DOWNSTREAM} | {("model_comparison", None)}
+    assert set(requests) == {(f"mnist/{name}", "test") for name in PER_SPLIT_DOWNSTREAM} | {("mnist/model_comparison", None)}
     assert_lineage_order(order)
 
 
 def test_weekly_cron_refreshes_everything_once(settled):
-    """The cron ticks for raw_mnist only; every other asset partition follows once, in lineage order."""
+    """The cron ticks for raw_dataset only; every other asset partition follows once, in lineage order."""
     instance, cursor, _ = settled
     assert WEEKLY_REFRESH_CRON == "0 3 * * 1"
     monday = datetime.datetime(2026, 11, 30, 2, 59)
     order, _ = run_ticks(instance, cursor, monday)
-    assert sorted(name for name, _ in order[0] if name == "raw_mnist") == ["raw_mnist"] * 3
+    assert sorted(name for name, _ in order[0] if name.endswith("/raw_dataset")) == ["fashion_mnist/raw_dataset"] * 3 + ["mnist/raw_dataset"] * 3
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
     asset_graph = graph()
@@ -136,8 +140,9 @@ def test_a_new_raw_partition_alone_triggers_nothing_that_needs_missing_parents()
     start = datetime.datetime(2026, 11, 25, 12, 0)
     order, cursor = run_ticks(instance, None, start)
     assert order == [], "a new, empty instance must not start work by itself"
-    report(instance, dg.AssetKey("raw_mnist"), "test")
+    report(instance, mnist("raw_dataset"), "test")
     order, _ = run_ticks(instance, cursor, start + datetime.timedelta(hours=1))
     requests = set(flatten(order))
-    assert {("mnist_metadata", "test"), ("clip_embeddings", "test"), ("umap_projection", "test")} <= requests
-    assert not {name for name, _ in requests} & set(TRAINING + ["lenet_predictions", "model_comparison"])
+    assert {("mnist/dataset_metadata", "test"), ("mnist/clip_embeddings", "test"), ("mnist/umap_projection", "test")} <= requests
+    assert not {name for name, _ in requests} & {f"mnist/{name}" for name in TRAINING + ["lenet_predictions", "model_comparison"]}
+    assert all(name.startswith("mnist/") for name, _ in requests)

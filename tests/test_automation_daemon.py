@@ -1,7 +1,7 @@
 """Re-runs for real: `make ui` (webserver and daemon) on a small limit, driven through its GraphQL API.
 
 1. "Materialize all": one backfill of every asset and partition, as the UI launches it, completes.
-2. Re-ingesting raw_mnist[train] alone leads, through the automation sensor and nothing else, to one
+2. Re-ingesting mnist/raw_dataset[train] alone leads, through the automation sensor and nothing else, to one
    fresh materialization of every downstream asset partition, in lineage order.
 3. After an asset's code version changes, the UI's GraphQL API reports it and its downstream stale.
 """
@@ -35,14 +35,14 @@ def ui(environment):
 
 def asset_nodes(port: int) -> dict:
     data = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")
-    return {node["assetKey"]["path"][-1]: node["partitionKeys"] or [None] for node in data["assetNodes"]}
+    return {"/".join(node["assetKey"]["path"]): node["partitionKeys"] or [None] for node in data["assetNodes"]}
 
 
 def materializations(port: int) -> list[tuple[str, str | None, float]]:
     """(asset, partition, timestamp in seconds) of every materialization, oldest first."""
     data = graphql(port, "{ assetNodes { assetKey { path } assetMaterializations(limit: 500) { partition timestamp } } }")
     found = [
-        (node["assetKey"]["path"][-1], event["partition"], int(event["timestamp"]) / 1000)
+        ("/".join(node["assetKey"]["path"]), event["partition"], int(event["timestamp"]) / 1000)
         for node in data["assetNodes"]
         for event in node["assetMaterializations"]
     ]
@@ -59,7 +59,7 @@ def test_materialize_all_backfill_completes(ui):
     launched = graphql(ui, """
       mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
         __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-        {"params": {"assetSelection": [{"path": [name]} for name in nodes], "allPartitions": True,
+        {"params": {"assetSelection": [{"path": name.split("/")} for name in nodes], "allPartitions": True,
                     "title": "Materialize all (test)"}})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     deadline, status = time.time() + 1500, None
@@ -75,10 +75,23 @@ def test_materialize_all_backfill_completes(ui):
     assert expected <= done, f"not materialized: {sorted(expected - done)}"
 
 
+def wait_until_quiet(port: int, seconds: float = 45, timeout: float = 900) -> None:
+    """Until no run has been queued or running for `seconds` (automation may still be finishing
+    what the backfill started)."""
+    deadline, quiet_since = time.time() + timeout, None
+    while time.time() < deadline:
+        quiet_since = (quiet_since or time.time()) if runs_in_flight(port) == 0 else None
+        if quiet_since and time.time() - quiet_since > seconds:
+            return
+        time.sleep(5)
+    raise AssertionError("runs kept going for 15 minutes")
+
+
 def test_refreshing_train_flows_through_the_lineage_once(ui, environment):
     before = materializations(ui)
     if not before:
         pytest.skip("needs the graph materialized by the backfill test")
+    wait_until_quiet(ui)
     nodes = asset_nodes(ui)
     repository = graphql(ui, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
     repository = repository["repositoriesOrError"]["nodes"][0]
@@ -86,14 +99,15 @@ def test_refreshing_train_flows_through_the_lineage_once(ui, environment):
       mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
         __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
         {"params": {"selector": {"repositoryLocationName": repository["location"]["name"],
-                                 "repositoryName": repository["name"], "jobName": "raw_job"},
+                                 "repositoryName": repository["name"], "jobName": "mnist_raw_job"},
                     "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "train"}]}}})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
 
     retrained = ["lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions"]
-    expected = {(name, "train") for name, partitions in nodes.items() if partitions != [None]}
-    expected |= {(name, split) for name in retrained for split in ("validation", "test")}
-    expected |= {(name, None) for name, partitions in nodes.items() if partitions == [None]}
+    mnist = {name: partitions for name, partitions in nodes.items() if name.startswith("mnist/")}  # fashion_mnist stays as it is
+    expected = {(name, "train") for name, partitions in mnist.items() if partitions != [None]}
+    expected |= {(f"mnist/{name}", split) for name in retrained for split in ("validation", "test")}
+    expected |= {(name, None) for name, partitions in mnist.items() if partitions == [None]}
     started = time.time()
     deadline, quiet_since = started + 1500, None
     while time.time() < deadline:
@@ -111,7 +125,7 @@ def test_refreshing_train_flows_through_the_lineage_once(ui, environment):
     assert all(count == 1 for count in counts.values()), f"ran more than once: {[k for k, c in counts.items() if c > 1]}"
     # Lineage order: every asset after each of its (new) parents.
     when = {(name, partition): stamp for name, partition, stamp in new}
-    parents = {node["assetKey"]["path"][-1]: [d["path"][-1] for d in node["dependencyKeys"]]
+    parents = {"/".join(node["assetKey"]["path"]): ["/".join(d["path"]) for d in node["dependencyKeys"]]
                for node in graphql(ui, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]}
     for (name, partition), stamp in when.items():
         for parent in parents[name]:
@@ -127,7 +141,7 @@ from mnist_assets import definitions as shipped
 def bump(spec):
     return spec.replace_attributes(code_version=spec.code_version + "-changed")
 
-assets = [a.map_asset_specs(bump) if "lenet_checkpoint" in [k.to_user_string() for k in a.keys] else a for a in shipped.all_assets]
+assets = [a.map_asset_specs(bump) if dg.AssetKey(["mnist", "lenet_checkpoint"]) in a.keys else a for a in shipped.defs.assets]
 defs = dg.Definitions(assets=assets, resources=shipped.defs.resources)
 """
 STALE_QUERY = """query($key: AssetKeyInput!, $partition: String) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
@@ -149,7 +163,7 @@ def stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[s
                 result = execute_dagster_graphql(context, STALE_QUERY, variables)
                 assert not result.errors, result.errors
                 found = result.data["assetNodeOrError"]
-                status[node["assetKey"]["path"][-1]] = (found["staleStatus"], found["staleCauses"])
+                status["/".join(node["assetKey"]["path"])] = (found["staleStatus"], found["staleCauses"])
     finally:
         instance.dispose()
     return status
@@ -157,8 +171,8 @@ def stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[s
 
 def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environment, tmp_path):
     """On the instance the tests above filled: nothing is stale with the shipped code. With
-    lenet_checkpoint's code version changed, it is stale (code); once it is re-materialized with
-    the new code, its new data version makes its children stale (data). raw_mnist stays fresh."""
+    mnist/lenet_checkpoint's code version changed, it is stale (code); once it is re-materialized
+    with the new code, its new data version makes its children stale (data). raw_dataset stays fresh."""
     if not materializations_exist(environment):
         pytest.skip("needs the graph materialized by the backfill test")
     changed = tmp_path / "changed_definitions.py"
@@ -167,25 +181,25 @@ def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environme
     assert {name for name, (state, _) in shipped.items() if state == "STALE"} == set(), shipped
 
     after = stale_status(changed, environment["DAGSTER_HOME"])
-    assert {name for name, (state, _) in after.items() if state == "STALE"} == {"lenet_checkpoint"}, after
-    assert [cause["category"] for cause in after["lenet_checkpoint"][1]] == ["CODE"]
+    assert {name for name, (state, _) in after.items() if state == "STALE"} == {"mnist/lenet_checkpoint"}, after
+    assert [cause["category"] for cause in after["mnist/lenet_checkpoint"][1]] == ["CODE"]
 
     rerun = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-f", str(changed), "--select", "lenet_checkpoint"],
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-f", str(changed), "--select", "mnist/lenet_checkpoint"],
         env=environment, cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     retrained = stale_status(changed, environment["DAGSTER_HOME"])
     stale = {name for name, (state, _) in retrained.items() if state == "STALE"}
-    assert {"lenet_predictions", "lenet_embeddings", "finetuned_model"} <= stale, retrained
-    assert "lenet_checkpoint" not in stale and retrained["raw_mnist"][0] == "FRESH"
-    assert "DATA" in {cause["category"] for cause in retrained["lenet_predictions"][1]}
+    assert {"mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/finetuned_model"} <= stale, retrained
+    assert "mnist/lenet_checkpoint" not in stale and retrained["mnist/raw_dataset"][0] == "FRESH"
+    assert "DATA" in {cause["category"] for cause in retrained["mnist/lenet_predictions"][1]}
 
 
 def materializations_exist(environment) -> bool:
     instance = dg.DagsterInstance.from_config(environment["DAGSTER_HOME"])
     try:
-        return instance.get_latest_materialization_event(dg.AssetKey("model_comparison")) is not None
+        return instance.get_latest_materialization_event(dg.AssetKey(["mnist", "model_comparison"])) is not None
     finally:
         instance.dispose()
 

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_assets.assets.augmentation import augmented_dataset
-from mnist_assets.assets.dataset import raw_mnist
+from graph import asset
 from mnist_assets.definitions import defs
 from mnist_assets.ml.checkpoints import load_checkpoint
 from mnist_assets.ml.fiftyone_store import split_view
@@ -16,59 +15,62 @@ from mnist_assets.run_all import materialize_stage, stages
 LIMIT = 1000
 SPLITS = ("train", "validation", "test")
 NINE = [
-    "raw_mnist", "mnist_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
+    "raw_dataset", "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
     "lenet_checkpoint", "hardness_scores", "augmented_set", "finetuned_model",
 ]
 
 
-def test_definitions_load_with_every_asset_check_job_and_sensor():
+def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     graph = defs.resolve_asset_graph()
-    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert set(NINE) | {"lenet_predictions", "lenet_embeddings", "finetuned_predictions", "model_comparison"} == keys
+    all_keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    names = set(NINE) | {"lenet_predictions", "lenet_embeddings", "finetuned_predictions", "model_comparison"}
+    assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
+    keys = {f"mnist/{name}" for name in names}
     checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
-    assert checked == keys  # at least one check on every asset
-    node = lambda key: graph.get(dg.AssetKey(key))  # noqa: E731
-    assert node("raw_mnist").partitions_def.get_partition_keys() == list(SPLITS)
-    assert node("lenet_checkpoint").partitions_def is None
+    assert checked == all_keys  # at least one check on every asset
+    node = lambda key: graph.get(dg.AssetKey(key.split("/")))  # noqa: E731
+    assert node("mnist/raw_dataset").partitions_def.get_partition_keys() == list(SPLITS)
+    assert node("mnist/lenet_checkpoint").partitions_def is None
+    assert node("fashion_mnist/raw_dataset").group_name == "fashion_mnist_dataset"
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"per_split_job", "clip_job", "training_job", "raw_job"} <= jobs
+    assert {f"{d}_{j}" for d in ("mnist", "fashion_mnist") for j in ("per_split_job", "clip_job", "training_job", "raw_job")} <= jobs
     assert defs.resolve_sensor_def("lineage_automation").default_status == dg.DefaultSensorStatus.RUNNING
-    assert defs.resolve_sensor_def("mnist_source_sensor")
-    for key in keys:
+    assert defs.resolve_sensor_def("mnist_source_sensor") and defs.resolve_sensor_def("fashion_mnist_source_sensor")
+    for key in all_keys:
         assert node(key).description, f"{key} needs a description"
         assert node(key).code_version, f"{key} needs a code version"
         assert node(key).automation_condition is not None, f"{key} needs an automation condition"
     # Lineage as drawn in design.md.
-    parents = {key: {p.to_user_string() for p in node(key).parent_keys} for key in keys}
-    assert parents["clip_embeddings"] == {"raw_mnist"}
-    assert {"clip_embeddings"} == parents["umap_projection"] == parents["zero_shot_predictions"]
-    assert parents["hardness_scores"] == {"lenet_predictions", "lenet_embeddings"}
-    assert parents["finetuned_model"] == {"lenet_checkpoint", "augmented_set"}
-    assert parents["finetuned_predictions"] == {"finetuned_model", "raw_mnist"}
-    assert parents["model_comparison"] == {"lenet_predictions", "finetuned_predictions"}
+    parents = {key.split("/")[1]: {p.to_user_string() for p in node(key).parent_keys} for key in keys}
+    assert parents["clip_embeddings"] == {"mnist/raw_dataset"}
+    assert {"mnist/clip_embeddings"} == parents["umap_projection"] == parents["zero_shot_predictions"]
+    assert parents["hardness_scores"] == {"mnist/lenet_predictions", "mnist/lenet_embeddings"}
+    assert parents["finetuned_model"] == {"mnist/lenet_checkpoint", "mnist/augmented_set"}
+    assert parents["finetuned_predictions"] == {"mnist/finetuned_model", "mnist/raw_dataset"}
+    assert parents["model_comparison"] == {"mnist/lenet_predictions", "mnist/finetuned_predictions"}
 
 
 def test_make_run_stages_follow_the_graph():
     """make run's stages come from the graph: every asset once, each after all its parents."""
     graph = defs.resolve_asset_graph()
     seen = []
-    for keys, partitioned in stages(graph):
+    for keys, partitioned in stages(graph, ["mnist"]):
         for key in keys:
             assert (graph.get(key).partitions_def is not None) == partitioned
             assert all(parent in seen or parent in keys for parent in graph.get(key).parent_keys)
         seen += keys
-    assert sorted(seen) == sorted(graph.get_all_asset_keys())
+    assert sorted(seen) == sorted(key for key in graph.get_all_asset_keys() if key.path[0] == "mnist")
 
 
 @pytest.fixture(scope="module")
 def graph_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("graph")
     settings = MnistSettings(
-        home=str(home), dataset_name="graph-test", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
+        home=str(home), namespace="graph-test", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
     )
     instance = dg.DagsterInstance.ephemeral()
     results = {}
-    for keys, partitioned in stages():
+    for keys, partitioned in stages(datasets=["mnist"]):
         for partition in SPLITS if partitioned else [None]:
             result = materialize_stage(instance, keys, partition, {"settings": settings})
             assert result.success, f"stage {keys} [{partition}] failed"
@@ -81,7 +83,7 @@ def materializations(results, asset):
     for (_, partition), result in results.items():
         for event in result.get_asset_materialization_events():
             materialization = event.event_specific_data.materialization
-            if materialization.asset_key.to_user_string() == asset:
+            if materialization.asset_key.to_user_string() == f"mnist/{asset}":
                 found[partition] = {k: v.value for k, v in materialization.metadata.items()}
     return found
 
@@ -101,7 +103,7 @@ def test_every_check_passed(graph_run):
 
 def test_each_split_holds_its_samples_with_every_field(graph_run):
     settings, _, _ = graph_run
-    dataset = settings.dataset()
+    dataset = settings.store("mnist").dataset()
     assert len(dataset) == 3 * LIMIT
     for split in SPLITS:
         view = split_view(dataset, split)
@@ -126,7 +128,7 @@ def test_each_split_holds_its_samples_with_every_field(graph_run):
 
 def test_source_indices_match_real_mnist(graph_run, mnist):
     settings, _, _ = graph_run
-    view = split_view(settings.dataset(), "test")
+    view = split_view(settings.store("mnist").dataset(), "test")
     indices, labels = view.values(["source_index", "ground_truth.label"])
     assert indices == list(range(LIMIT))
     assert [int(label) for label in labels] == mnist.test_labels[:LIMIT].tolist()
@@ -134,15 +136,15 @@ def test_source_indices_match_real_mnist(graph_run, mnist):
 
 def test_metadata_values_agree_with_the_dataset(graph_run):
     settings, _, results = graph_run
-    raw = materializations(results, "raw_mnist")
+    raw = materializations(results, "raw_dataset")
     assert all(raw[split]["count"] == LIMIT for split in SPLITS)
-    meta = materializations(results, "mnist_metadata")["test"]
+    meta = materializations(results, "dataset_metadata")["test"]
     assert 50 < meta["size_bytes_min"] <= meta["size_bytes_mean"] <= meta["size_bytes_max"] < 2000
     assert 0.10 < meta["pixel_mean"] < 0.16 and 0.28 < meta["pixel_std"] < 0.34  # MNIST: 0.13, 0.31
     clip = materializations(results, "clip_embeddings")["test"]
     assert clip["weights"] == "random" and clip["shape"] == f"({LIMIT}, 64)"
     assert materializations(results, "zero_shot_predictions")["test"]["weights"] == "random"
-    view = split_view(settings.dataset(), "test")
+    view = split_view(settings.store("mnist").dataset(), "test")
     truth, predicted = view.values(["ground_truth.label", "lenet_predictions.label"])
     accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
     assert materializations(results, "lenet_predictions")["test"]["accuracy"] == pytest.approx(accuracy)
@@ -158,10 +160,10 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
 def test_checkpoints_are_complete_and_safe(graph_run):
     settings, _, _ = graph_run
     for name in ("lenet_checkpoint", "finetuned_model"):
-        payload = load_checkpoint(settings.artifact_path("checkpoints", f"{name}.pt"))
+        payload = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", f"{name}.pt"))
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
         assert payload["settings"]["seed"] == 51
-    finetuned = load_checkpoint(settings.artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
+    finetuned = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
     assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == ("onecycle", 1e-3, "affine", "last")
     assert finetuned["augmented_count"] > 0
 
@@ -169,9 +171,9 @@ def test_checkpoints_are_complete_and_safe(graph_run):
 def test_augmented_samples_link_to_their_sources(graph_run):
     settings, _, results = graph_run
     meta = materializations(results, "augmented_set")[None]
-    dataset = augmented_dataset(settings)
+    dataset = settings.store("mnist").augmented()
     assert len(dataset) == meta["count"] == meta["selected"] * 10 > 0
-    main = settings.dataset()
+    main = settings.store("mnist").dataset()
     source_ids, labels, strategies = dataset.values(["source_sample_id", "ground_truth.label", "strategy"])
     sources = main.select(list(set(source_ids)))
     source_labels = dict(zip(sources.values("id"), sources.values("ground_truth.label")))
@@ -189,10 +191,10 @@ def split_contents(dataset, split: str) -> dict:
 
 def test_rematerializing_an_unchanged_split_keeps_every_sample_and_field(graph_run):
     settings, instance, _ = graph_run
-    dataset = settings.dataset()
+    dataset = settings.store("mnist").dataset()
     before = {split: split_contents(dataset, split) for split in SPLITS}
     assert all(v is not None for v in before["test"]["lenet_predictions"]) and before["test"]["metadata.width"][0] == 28
-    result = dg.materialize([raw_mnist], partition_key="test", instance=instance, resources={"settings": settings})
+    result = dg.materialize([asset("raw_dataset")], partition_key="test", instance=instance, resources={"settings": settings})
     assert result.success
     metadata = {k: v.value for k, v in result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata.items()}
     assert (metadata["samples_kept"], metadata["samples_replaced"], metadata["samples_added"], metadata["samples_removed"]) == (LIMIT, 0, 0, 0)
@@ -205,7 +207,7 @@ def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
     from mnist_assets.ml.fiftyone_store import pixel_hashes, sync_split
 
     settings = make_settings()
-    dataset = settings.dataset()
+    dataset = settings.store("mnist").dataset()
     images, labels = mnist.test_images[:50], mnist.test_labels[:50].copy()
     indices = np.arange(50)
     paths = [f"/data/t10k/{i:05d}.png" for i in indices]

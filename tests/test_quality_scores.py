@@ -21,7 +21,7 @@ def linear_logits(mnist):
 
 def test_scores_equal_fiftyone_brain(make_settings, mnist):
     settings = make_settings()
-    dataset = settings.dataset()
+    dataset = settings.store("mnist").dataset()
     labels = mnist.test_labels[:COUNT]
     dataset.add_samples(
         [fo.Sample(filepath=f"/nowhere/{i}.png", split="test", source_index=i,

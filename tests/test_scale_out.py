@@ -78,8 +78,8 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def materialize_raw_mnist_test(tmp_path, dagster_yaml: str, **variables):
-    """`dagster asset materialize raw_mnist --partition test` in a fresh environment, as a user would run it."""
+def materialize_raw_dataset_test(tmp_path, dagster_yaml: str, **variables):
+    """`dagster asset materialize mnist/raw_dataset --partition test` in a fresh environment, as a user would run it."""
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
@@ -88,24 +88,24 @@ def materialize_raw_mnist_test(tmp_path, dagster_yaml: str, **variables):
         "MNIST_ASSETS_HOME": str(tmp_path / "home"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "MNIST_ASSETS_LIMIT": "100",
-        "MNIST_ASSETS_DATASET": "scale-out",
+        "MNIST_ASSETS_NAMESPACE": "scale-out",
         **variables,
     }
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "dagster_home" / "dagster.yaml").write_text(dagster_yaml)
     result = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions",
-         "--select", "raw_mnist", "--partition", "test"],
+         "--select", "mnist/raw_dataset", "--partition", "test"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
-def test_raw_mnist_lands_in_an_external_mongodb(external_mongodb, tmp_path):
-    materialize_raw_mnist_test(tmp_path, "telemetry:\n  enabled: false\n", FIFTYONE_DATABASE_URI=external_mongodb)
+def test_raw_dataset_lands_in_an_external_mongodb(external_mongodb, tmp_path):
+    materialize_raw_dataset_test(tmp_path, "telemetry:\n  enabled: false\n", FIFTYONE_DATABASE_URI=external_mongodb)
     database = pymongo.MongoClient(external_mongodb)["fiftyone"]
-    dataset = database["datasets"].find_one({"name": "scale-out"})
+    dataset = database["datasets"].find_one({"name": "scale-out-mnist"})
     assert dataset is not None
     samples = database[dataset["sample_collection_name"]]
     assert samples.count_documents({"split": "test"}) == 100
@@ -116,7 +116,7 @@ def test_dagster_storage_on_postgres(postgres_server, tmp_path):
     import psycopg2
 
     shipped_config = (REPO / "deploy" / "dagster-postgres.yaml").read_text()
-    materialize_raw_mnist_test(tmp_path, shipped_config, **postgres_server)
+    materialize_raw_dataset_test(tmp_path, shipped_config, **postgres_server)
 
     connection = psycopg2.connect(host="127.0.0.1", port=postgres_server["DAGSTER_PG_PORT"], user="dagster",
                                   password=postgres_server["DAGSTER_PG_PASSWORD"], dbname="dagster")
@@ -124,7 +124,7 @@ def test_dagster_storage_on_postgres(postgres_server, tmp_path):
         cursor.execute("SELECT status FROM runs")
         assert [row[0] for row in cursor.fetchall()] == ["SUCCESS"]
         cursor.execute("SELECT partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
-                       "AND asset_key = %s", ['["raw_mnist"]'])
+                       "AND asset_key = %s", ['["mnist", "raw_dataset"]'])
         assert [row[0] for row in cursor.fetchall()] == ["test"]
     connection.close()
     # Nothing went to the SQLite files that the default instance would have created.

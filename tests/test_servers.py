@@ -3,7 +3,7 @@
 Checks that each listens on 127.0.0.1 only, that the UI's GraphQL API shows the
 graph (assets, lineage, partitions, checks, schedule), and, in headless
 Chromium driven by Playwright, that a person can see the asset graph, launch
-raw_mnist for one partition and see it succeed, and open the App on the dataset.
+mnist/raw_dataset for one partition and see it succeed, and open the App on the dataset.
 Screenshots go to test-artifacts/.
 """
 
@@ -19,12 +19,12 @@ from processes import REPO, graphql, installed_with_apt, make_server, quick_run_
 
 ARTIFACTS = REPO / "test-artifacts"
 NINE = [
-    "raw_mnist", "mnist_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
+    "raw_dataset", "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
     "lenet_checkpoint", "hardness_scores", "augmented_set", "finetuned_model",
 ]
 EDGES = [
-    ("raw_mnist", "mnist_metadata"), ("raw_mnist", "clip_embeddings"), ("clip_embeddings", "umap_projection"),
-    ("clip_embeddings", "zero_shot_predictions"), ("raw_mnist", "lenet_checkpoint"), ("lenet_checkpoint", "lenet_predictions"),
+    ("raw_dataset", "dataset_metadata"), ("raw_dataset", "clip_embeddings"), ("clip_embeddings", "umap_projection"),
+    ("clip_embeddings", "zero_shot_predictions"), ("raw_dataset", "lenet_checkpoint"), ("lenet_checkpoint", "lenet_predictions"),
     ("lenet_predictions", "hardness_scores"), ("hardness_scores", "augmented_set"), ("augmented_set", "finetuned_model"),
     ("lenet_checkpoint", "finetuned_model"), ("finetuned_model", "finetuned_predictions"),
     ("finetuned_predictions", "model_comparison"),
@@ -59,23 +59,24 @@ def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_
                      assetChecksOrError { ... on AssetChecks { checks { name } } } }
         repositoriesOrError { ... on RepositoryConnection { nodes { schedules { name } sensors { name } } } } }
     """)
-    nodes = {node["assetKey"]["path"][-1]: node for node in data["assetNodes"]}
-    assert set(NINE) <= set(nodes)
-    for parent, child in EDGES:
-        assert [parent] in [key["path"] for key in nodes[child]["dependencyKeys"]], f"{parent} -> {child}"
-    assert nodes["raw_mnist"]["partitionKeys"] == ["train", "validation", "test"]
-    for name in NINE:
-        assert nodes[name]["assetChecksOrError"]["checks"], f"{name} has no check"
+    nodes = {"/".join(node["assetKey"]["path"]): node for node in data["assetNodes"]}
+    for dataset in ("mnist", "fashion_mnist"):  # the two shipped datasets, side by side
+        assert {f"{dataset}/{name}" for name in NINE} <= set(nodes)
+        for parent, child in EDGES:
+            assert [dataset, parent] in [key["path"] for key in nodes[f"{dataset}/{child}"]["dependencyKeys"]], f"{parent} -> {child}"
+        assert nodes[f"{dataset}/raw_dataset"]["partitionKeys"] == ["train", "validation", "test"]
+        for name in NINE:
+            assert nodes[f"{dataset}/{name}"]["assetChecksOrError"]["checks"], f"{dataset}/{name} has no check"
     repository = data["repositoriesOrError"]["nodes"][0]
-    assert not repository["schedules"]  # the weekly refresh is raw_mnist's cron automation condition
-    assert {"lineage_automation", "mnist_source_sensor"} == {s["name"] for s in repository["sensors"]}
+    assert not repository["schedules"]  # the weekly refresh is raw_dataset's cron automation condition
+    assert {"lineage_automation", "mnist_source_sensor", "fashion_mnist_source_sensor"} == {s["name"] for s in repository["sensors"]}
 
 
 @pytest.fixture(scope="module")
 def fiftyone_app(environment):
     ingest = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions",
-         "--select", "raw_mnist", "--partition", "validation"],
+         "--select", "mnist/raw_dataset", "--partition", "validation"],
         cwd=REPO, env=environment, capture_output=True, text=True, timeout=300,
     )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
@@ -121,23 +122,23 @@ def dismiss_welcome(page) -> None:
         pass
 
 
-def test_browser_asset_graph_and_launch_raw_mnist_for_one_partition(browser, dagster_ui):
+def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, dagster_ui):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(f"http://127.0.0.1:{dagster_ui}/asset-groups")
     dismiss_welcome(page)
-    page.get_by_text("augmentation", exact=True).first.wait_for(timeout=60000)
+    page.get_by_text("mnist_augmentation", exact=True).first.wait_for(timeout=60000)
     page.screenshot(path=ARTIFACTS / "dagster-lineage-groups.png")
-    page.goto(f"http://127.0.0.1:{dagster_ui}/assets")
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/mnist")  # the catalog folder of one dataset
     for name in NINE:
         page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
     page.screenshot(path=ARTIFACTS / "dagster-asset-catalog.png")
-    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/raw_mnist?view=lineage")
-    for name in ("raw_mnist", "mnist_metadata", "clip_embeddings", "lenet_checkpoint"):
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/mnist/raw_dataset?view=lineage")
+    for name in ("raw_dataset", "dataset_metadata", "clip_embeddings", "lenet_checkpoint"):
         page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
-    page.screenshot(path=ARTIFACTS / "dagster-raw_mnist-lineage.png")
+    page.screenshot(path=ARTIFACTS / "dagster-raw_dataset-lineage.png")
 
-    # Launch raw_mnist for the "test" partition from the asset page.
-    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/raw_mnist")
+    # Launch mnist/raw_dataset for the "test" partition from the asset page.
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/mnist/raw_dataset")
     page.get_by_role("button", name="Materialize").first.click(timeout=60000)
     dialog = page.get_by_role("dialog")
     dialog.wait_for(timeout=30000)
@@ -150,17 +151,17 @@ def test_browser_asset_graph_and_launch_raw_mnist_for_one_partition(browser, dag
 
     deadline = time.time() + 240
     while time.time() < deadline:
-        data = graphql(dagster_ui, '{ assetNodes(assetKeys: [{path: ["raw_mnist"]}]) { assetMaterializations(partitions: ["test"]) { partition metadataEntries { label } } } }')
+        data = graphql(dagster_ui, '{ assetNodes(assetKeys: [{path: ["mnist", "raw_dataset"]}]) { assetMaterializations(partitions: ["test"]) { partition metadataEntries { label } } } }')
         materializations = data["assetNodes"][0]["assetMaterializations"]
         if materializations:
             break
         time.sleep(3)
     assert materializations and materializations[0]["partition"] == "test"
     assert "count" in [entry["label"] for entry in materializations[0]["metadataEntries"]]
-    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/raw_mnist?partition=test")
+    page.goto(f"http://127.0.0.1:{dagster_ui}/assets/mnist/raw_dataset?partition=test")
     dismiss_welcome(page)
     page.get_by_text("count", exact=True).first.wait_for(timeout=60000)
-    page.screenshot(path=ARTIFACTS / "dagster-raw_mnist-materialized.png")
+    page.screenshot(path=ARTIFACTS / "dagster-raw_dataset-materialized.png")
 
 
 def test_browser_fiftyone_app_shows_the_dataset(browser, fiftyone_app):
@@ -181,7 +182,7 @@ def test_browser_materialize_all_starts_a_backfill(browser, dagster_ui):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(f"http://127.0.0.1:{dagster_ui}/asset-groups")
     dismiss_welcome(page)
-    page.get_by_text("augmentation", exact=True).first.wait_for(timeout=60000)
+    page.get_by_text("mnist_augmentation", exact=True).first.wait_for(timeout=60000)
     page.get_by_role("button", name="Materialize all").first.click(timeout=60000)
     dialog = page.get_by_role("dialog")
     dialog.wait_for(timeout=30000)

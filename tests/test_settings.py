@@ -12,8 +12,8 @@ from mnist_assets.resources import MnistSettings, SettingsError
 def test_defaults_and_values_from_the_environment(tmp_path):
     settings = MnistSettings.from_env({"MNIST_ASSETS_HOME": str(tmp_path), "MNIST_ASSETS_LIMIT": "500", "MNIST_ASSETS_EPOCHS": "2"})
     assert settings.home == str(tmp_path) and settings.limit == 500 and settings.epochs == 2
-    assert settings.dataset_name == "mnist" and settings.clip_model == "ViT-B-32" and settings.clip_pretrained == "openai"
-    assert settings.artifact_path("checkpoints", "lenet_checkpoint.pt") == tmp_path / "datasets" / "mnist" / "checkpoints" / "lenet_checkpoint.pt"
+    assert settings.store("mnist").name == "mnist" and settings.clip_model == "ViT-B-32" and settings.clip_pretrained == "openai"
+    assert settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt") == tmp_path / "datasets" / "mnist" / "checkpoints" / "lenet_checkpoint.pt"
 
 
 @pytest.mark.parametrize(
@@ -33,8 +33,9 @@ def test_bad_numbers_are_refused(environ, message):
 def test_names_cannot_escape_their_folder(name, tmp_path):
     with pytest.raises(ValueError, match="not allowed"):
         check_safe_name(name, "name")
-    with pytest.raises(Exception, match="not allowed"):
-        MnistSettings(home=str(tmp_path), dataset_name=name)
+    if name:  # an empty namespace is the default: datasets keep their own names
+        with pytest.raises(Exception, match="not allowed"):
+            MnistSettings(home=str(tmp_path), namespace=name)
 
 
 def test_code_location_refuses_a_bad_setting_at_load():

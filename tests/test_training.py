@@ -27,7 +27,7 @@ def small_mnist(mnist):
 def test_models_give_logits_and_84d_fc1(model_class):
     model = model_class().eval()
     images = torch.zeros(5, 28, 28, dtype=torch.uint8)
-    logits, embeddings = predict(model, images)
+    logits, embeddings = predict(model, SplitTensors(images, torch.zeros(5, dtype=torch.int64), ["a"] * 5))
     assert logits.shape == (5, 10) and embeddings.shape == (5, 84)
 
 

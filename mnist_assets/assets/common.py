@@ -1,41 +1,185 @@
-"""Small pieces several asset modules share."""
+"""What every asset module of a dataset's graph shares: its keys, groups, store and small helpers."""
 
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import dagster as dg
 import numpy as np
+from sklearn.metrics import confusion_matrix, recall_score
 
-from mnist_assets.metadata import markdown_table, png
+from mnist_assets.metadata import png
 from mnist_assets.ml import plots
-from mnist_assets.ml.fiftyone_store import split_view
-from mnist_assets.ml.tensors import load_view_tensors
-from mnist_assets.resources import MnistSettings
+from mnist_assets.ml.checkpoints import load_model
+from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.fiftyone_store import evaluate, split_view, write_classifications
+from mnist_assets.ml.files import atomic_write_bytes
+from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
+from mnist_assets.ml.training import predict
+from mnist_assets.resources import DatasetStore, MnistSettings
 
 # Training, embedding and UMAP run in this concurrency pool so that concurrent
 # partitions don't oversubscribe the machine (set its limit in the UI or dagster.yaml).
 HEAVY_POOL = "heavy"
 
 
-def split_tensors(settings: MnistSettings, split: str):
-    """The dataset, the split's view and its tensors (through the cached bridge)."""
-    dataset = settings.dataset()
+@dataclass(frozen=True)
+class Pipeline:
+    """One declared dataset's graph: asset keys under `<name>/`, groups `<name>_<stage>`."""
+
+    spec: DatasetSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def key(self, asset: str) -> dg.AssetKey:
+        return dg.AssetKey([self.spec.name, asset])
+
+    def group(self, stage: str) -> str:
+        return f"{self.spec.name}_{stage}"
+
+    def store(self, settings: MnistSettings) -> DatasetStore:
+        return settings.store(self.spec.name)
+
+    def classes(self) -> list[str]:
+        return self.spec.classes()
+
+    def check(self, name: str, asset: str, **kwargs) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(name, asset=self.key(asset), **kwargs)
+
+
+def normalization_path(store: DatasetStore):
+    return store.artifact_path("normalization.json")
+
+
+def record_normalization(store: DatasetStore, images: np.ndarray) -> dict:
+    """The train split's pixel mean and std (0-1 scale), recorded for training and prediction."""
+    pixels = images.astype(np.float64) / 255.0
+    values = {"mean": round(float(pixels.mean()), 6), "std": round(float(pixels.std()), 6)}
+    atomic_write_bytes(normalization_path(store), json.dumps(values).encode())
+    return values
+
+
+def split_tensors(p: Pipeline, settings: MnistSettings, split: str, store: DatasetStore | None = None, standardize: bool = True):
+    """The dataset, the split's view and its tensors (through the cached bridge), standardized with
+    the train split's recorded mean and std (unless `standardize` is off: pixels only)."""
+    store = store or p.store(settings)
+    dataset = store.dataset()
     view = split_view(dataset, split)
     if len(view) == 0:
-        raise ValueError(f"split {split!r} has no samples; materialize raw_mnist[{split}] first.")
-    return dataset, view, load_view_tensors(view, settings.tensor_cache_dir)
+        raise ValueError(f"split {split!r} has no samples; materialize {p.name}/raw_dataset[{split}] first.")
+    tensors = load_view_tensors(view, store.tensor_cache_dir, classes=p.classes())
+    if not standardize:
+        return dataset, view, tensors
+    if not normalization_path(store).is_file():
+        raise ValueError(f"no normalization recorded for {p.name}; materialize {p.name}/raw_dataset[train] first.")
+    normalization = json.loads(normalization_path(store).read_text())
+    return dataset, view, SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, **normalization)
 
 
-def checkpoint_path(settings: MnistSettings, name: str):
-    return settings.artifact_path("checkpoints", f"{name}.pt")
+def checkpoint_path(store: DatasetStore, name: str):
+    return store.artifact_path("checkpoints", f"{name}.pt")
 
 
-def per_class_recall(matrix: np.ndarray) -> list[float]:
-    matrix = matrix[:10, :10]
-    return (np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)).tolist()
+def load_model_for(store: DatasetStore, name: str, tensors: SplitTensors):
+    """A checkpoint's model and payload, and the tensors standardized as that model was trained."""
+    model, payload = load_model(checkpoint_path(store, name))
+    mean, std = payload["settings"].get("mean", tensors.mean), payload["settings"].get("std", tensors.std)
+    return model, payload, SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, mean, std)
 
 
-def prediction_metadata(report, split: str, name: str) -> dict:
-    """Accuracy, per-class recall and a confusion-matrix plot of a FiftyOne classification report."""
-    matrix = report.confusion_matrix()
+def per_class_recall(truth, predicted, classes: list[str]) -> list[float]:
+    return recall_score(truth, predicted, labels=classes, average=None, zero_division=0).tolist()
+
+
+def prediction_metadata(truth: list[str], predicted: list[str], classes: list[str], split: str, name: str) -> dict:
+    """Accuracy, per-class recall and a confusion-matrix plot."""
+    matrix = confusion_matrix(truth, predicted, labels=classes)
+    recall = per_class_recall(truth, predicted, classes)
     return {
-        "accuracy": float(report.metrics()["accuracy"]),
-        "per_class_recall": markdown_table([{str(d): r for d, r in enumerate(per_class_recall(matrix))}]),
-        "confusion_matrix": png(plots.confusion_matrix_plot(matrix[:10, :10], f"{name} on {split}")),
+        "accuracy": float(np.mean(np.asarray(truth) == np.asarray(predicted))) if truth else 0.0,
+        "per_class_recall": dg.MetadataValue.table(
+            [dg.TableRecord({"class": c, "recall": round(r, 4)}) for c, r in zip(classes, recall)],
+            schema=dg.TableSchema(columns=[dg.TableColumn("class", "string"), dg.TableColumn("recall", "float")]),
+        ),
+        "confusion_matrix": png(plots.confusion_matrix_plot(matrix, f"{name} on {split}", classes)),
     }
+
+
+def predict_split(context, p: Pipeline, settings: MnistSettings, checkpoint: str, field: str, eval_prefix: str) -> dict:
+    """Write `field` predictions of a checkpoint on the context's split and evaluate them; returns
+    metadata, and the logits under "logits" for the caller's check."""
+    settings.configure_torch()
+    split = context.partition_key
+    store = p.store(settings)
+    dataset, view, tensors = split_tensors(p, settings, split, store)
+    model, payload, tensors = load_model_for(store, checkpoint, tensors)
+    started = time.perf_counter()
+    logits, _ = predict(model, tensors, settings.torch_device())
+    classes = p.classes()
+    write_classifications(view, field, logits, tensors.sample_ids, classes)
+    evaluate(dataset, view, field, f"{eval_prefix}_{split}", classes)
+    truth, predicted = view.values(["ground_truth.label", f"{field}.label"])
+    metadata = prediction_metadata(truth, predicted, classes, split, field)
+    context.log.info(f"{p.name}/{field}[{split}]: accuracy {metadata['accuracy']:.4f}")
+    return {
+        "count": len(tensors),
+        "checkpoint_epoch": payload["epoch"],
+        "seconds": round(time.perf_counter() - started, 2),
+        "logits": logits,
+        **metadata,
+    }
+
+
+def ingest_record_path(store: DatasetStore, split: str):
+    return store.artifact_path("ingest", f"{split}.json")
+
+
+def record_ingest(store: DatasetStore, split: str, count: int, available: int) -> None:
+    """What raw_dataset stored for a split, against what the source holds (a file per split)."""
+    atomic_write_bytes(ingest_record_path(store, split), json.dumps({"count": count, "available": available}).encode())
+
+
+def limited_run(p: Pipeline, settings: MnistSettings, splits=("train", "validation")) -> bool:
+    """A quick run: epochs cut by MNIST_ASSETS_EPOCHS, or splits that raw_dataset ingested with a
+    sample limit (as it recorded, whatever the environment says now)."""
+    if settings.epochs is not None:
+        return True
+    store = p.store(settings)
+    for split in splits:
+        path = ingest_record_path(store, split)
+        if path.is_file():
+            record = json.loads(path.read_text())
+            if record["count"] < record["available"]:
+                return True
+    return False
+
+
+def prediction_asset(p: Pipeline, name: str, stage: str, checkpoint: str, eval_prefix: str, description: str) -> dg.AssetsDefinition:
+    """A per-split asset writing the `checkpoint` model's predictions into the field `name`, evaluated
+    under `<eval_prefix>_<split>` (lenet_predictions and finetuned_predictions are two of these)."""
+    from mnist_assets import checks
+    from mnist_assets.automation import follows_lineage
+    from mnist_assets.partitions import split_partitions
+
+    @dg.asset(
+        key=p.key(name),
+        partitions_def=split_partitions,
+        deps=[p.key(checkpoint), p.key("raw_dataset")],
+        group_name=p.group(stage),
+        kinds={"pytorch", "fiftyone"},
+        code_version="2",
+        automation_condition=follows_lineage(),
+        check_specs=[p.check("logits_finite", name)],
+        description=description,
+    )
+    def predictions(context, settings: MnistSettings):  # (no context annotation: this module has postponed annotations)
+        metadata = predict_split(context, p, settings, checkpoint, name, eval_prefix)
+        logits = metadata.pop("logits")
+        yield dg.MaterializeResult(metadata=metadata)
+        yield checks.check_finite(p.key(name), "logits", logits, (metadata["count"], len(p.classes())))
+
+    return predictions

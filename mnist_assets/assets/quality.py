@@ -1,13 +1,12 @@
 """The series' step 6: hardness, mistakenness and uniqueness from LeNet's outputs."""
 
+import dagster as dg
 import numpy as np
 
-import dagster as dg
-from mnist_assets.assets.lenet import lenet_embeddings, lenet_predictions
-from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml import plots
+from mnist_assets.assets.common import Pipeline
 from mnist_assets.automation import follows_lineage
-from mnist_assets.ml import quality_scores
+from mnist_assets.metadata import markdown_table, png
+from mnist_assets.ml import plots, quality_scores
 from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_floats
 from mnist_assets.ml.label_errors import known_errors_in_tops, ranks_of_known_errors
 from mnist_assets.partitions import split_partitions
@@ -22,77 +21,87 @@ def saved_view_names(split: str) -> dict[str, str]:
     return {"hardness": f"hardest-{split}", "mistakenness": f"likely-mislabeled-{split}", "uniqueness": f"most-unique-{split}"}
 
 
-@dg.asset(
-    partitions_def=split_partitions,
-    deps=[lenet_predictions, lenet_embeddings],
-    group_name="quality",
-    kinds={"fiftyone"},
-    code_version="2",
-    automation_condition=follows_lineage(),
-    check_specs=[dg.AssetCheckSpec("scores_complete", asset="hardness_scores")],
-)
-def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
-    """Per-sample hardness, mistakenness (LeNet vs ground truth) and uniqueness (LeNet embeddings)."""
-    split = context.partition_key
-    dataset = settings.dataset()
-    view = split_view(dataset, split)
-    sample_ids, truth, predicted = view.values(["id", "ground_truth.label", "lenet_predictions.label"])
-    if not sample_ids or any(p is None for p in predicted):
-        raise ValueError(f"samples of {split!r} lack lenet_predictions; materialize lenet_predictions[{split}] first.")
-    logits = read_vectors(view, "lenet_predictions.logits")
-    embeddings = read_vectors(view, "lenet_embeddings")
-    # fiftyone-brain's formulas, vectorized; one bulk write per field (see ml/quality_scores.py).
-    scores = {
-        "hardness": quality_scores.hardness(logits),
-        "mistakenness": quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),
-        "uniqueness": quality_scores.uniqueness(embeddings),
+def label_error_metadata(source_index, mistakenness, known: list[int]) -> dict:
+    """Where mistakenness ranks the test labels human reviewers confirmed wrong (ml/label_errors.py)."""
+    ranks = ranks_of_known_errors(source_index, mistakenness, known)
+    tops = known_errors_in_tops(source_index, mistakenness, known=known)
+    return {
+        **{f"confirmed_label_errors_in_top{top}": found for top, found in tops.items()},
+        "confirmed_label_errors_present": len(ranks),
+        "confirmed_label_error_ranks": markdown_table([{str(index): rank for index, rank in ranks.items()}]),
     }
-    for field, values in scores.items():
-        write_floats(view, field, values, sample_ids)
 
-    for field, name in saved_view_names(split).items():
-        dataset.save_view(name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE), overwrite=True)
 
-    values = dict(zip(QUALITY_FIELDS, view.values(list(QUALITY_FIELDS))))
-    source_index, truth, predicted = view.values(["source_index", "ground_truth.label", "lenet_predictions.label"])
-    top = np.argsort(-np.asarray(values["mistakenness"], dtype=float))[:20]
-    top_rows = [
-        {
-            "source_index": source_index[i],
-            "ground_truth": truth[i],
-            "lenet": predicted[i],
-            "mistakenness": float(values["mistakenness"][i]),
-            "hardness": float(values["hardness"][i]),
-        }
-        for i in top
-    ]
-    known_label_errors = {}
-    if split == "test":
-        # The 15 errors human reviewers confirmed (ml/label_errors.py): where mistakenness ranks them.
-        ranks = ranks_of_known_errors(source_index, values["mistakenness"])
-        tops = known_errors_in_tops(source_index, values["mistakenness"])
-        known_label_errors = {
-            **{f"confirmed_label_errors_in_top{top}": found for top, found in tops.items()},
-            "confirmed_label_errors_present": len(ranks),
-            "confirmed_label_error_ranks": markdown_table([{str(index): rank for index, rank in ranks.items()}]),
-        }
-        context.log.info(f"confirmed MNIST test label errors in the top 20/50/100 by mistakenness: {list(tops.values())} of {len(ranks)}")
-    context.log.info(f"{split}: scored {len(view)} samples; saved views {list(saved_view_names(split).values())}")
-    arrays = {field: np.asarray([v for v in vals if v is not None], dtype=float) for field, vals in values.items()}
-    yield dg.MaterializeResult(
-        metadata={
-            "count": len(view),
-            **{f"{field}_mean": float(array.mean()) for field, array in arrays.items()},
-            "distributions": png(plots.histograms(arrays, f"{split}: quality scores")),
-            "top20_likely_mislabeled": markdown_table(top_rows),
-            "saved_views": ", ".join(saved_view_names(split).values()),
-            **known_label_errors,
-        }
+def build(p: Pipeline) -> list:
+    @dg.asset(
+        key=p.key("hardness_scores"),
+        partitions_def=split_partitions,
+        deps=[p.key("lenet_predictions"), p.key("lenet_embeddings")],
+        group_name=p.group("quality"),
+        kinds={"fiftyone"},
+        code_version="3",
+        automation_condition=follows_lineage(),
+        check_specs=[p.check("scores_complete", "hardness_scores")],
+        description="Per-sample hardness, mistakenness (LeNet vs ground truth) and uniqueness (LeNet embeddings).",
     )
-    missing = {field: len(view) - len(array) for field, array in arrays.items()}
-    yield dg.AssetCheckResult(
-        asset_key="hardness_scores",
-        check_name="scores_complete",
-        passed=not any(missing.values()) and all(np.isfinite(a).all() for a in arrays.values()),
-        metadata={"missing": str(missing)},
-    )
+    def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
+        split = context.partition_key
+        dataset = p.store(settings).dataset()
+        view = split_view(dataset, split)
+        sample_ids, truth, predicted = view.values(["id", "ground_truth.label", "lenet_predictions.label"])
+        if not sample_ids or any(label is None for label in predicted):
+            raise ValueError(f"samples of {split!r} lack lenet_predictions; materialize {p.name}/lenet_predictions[{split}] first.")
+        logits = read_vectors(view, "lenet_predictions.logits")
+        embeddings = read_vectors(view, "lenet_embeddings")
+        # fiftyone-brain's formulas, vectorized; one bulk write per field (see ml/quality_scores.py).
+        scores = {
+            "hardness": quality_scores.hardness(logits),
+            "mistakenness": quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),
+            "uniqueness": quality_scores.uniqueness(embeddings),
+        }
+        for field, values in scores.items():
+            write_floats(view, field, values, sample_ids)
+        for field, name in saved_view_names(split).items():
+            dataset.save_view(name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE), overwrite=True)
+
+        values = dict(zip(QUALITY_FIELDS, view.values(list(QUALITY_FIELDS))))
+        source_index = view.values("source_index")
+        top = np.argsort(-np.asarray(values["mistakenness"], dtype=float))[:20]
+        top_rows = [
+            {
+                "source_index": source_index[i],
+                "ground_truth": truth[i],
+                "lenet": predicted[i],
+                "mistakenness": float(values["mistakenness"][i]),
+                "hardness": float(values["hardness"][i]),
+            }
+            for i in top
+        ]
+        known = p.spec.known_label_errors
+        known_label_errors = label_error_metadata(source_index, values["mistakenness"], known) if split == "test" and known else {}
+        if known_label_errors:
+            context.log.info(
+                "confirmed test label errors in the top 20/50/100 by mistakenness: "
+                + ", ".join(str(known_label_errors[f"confirmed_label_errors_in_top{t}"]) for t in (20, 50, 100))
+            )
+        context.log.info(f"{split}: scored {len(view)} samples; saved views {list(saved_view_names(split).values())}")
+        arrays = {field: np.asarray([v for v in vals if v is not None], dtype=float) for field, vals in values.items()}
+        yield dg.MaterializeResult(
+            metadata={
+                "count": len(view),
+                **{f"{field}_mean": float(array.mean()) for field, array in arrays.items()},
+                "distributions": png(plots.histograms(arrays, f"{split}: quality scores")),
+                "top20_likely_mislabeled": markdown_table(top_rows),
+                "saved_views": ", ".join(saved_view_names(split).values()),
+                **known_label_errors,
+            }
+        )
+        missing = {field: len(view) - len(array) for field, array in arrays.items()}
+        yield dg.AssetCheckResult(
+            asset_key=p.key("hardness_scores"),
+            check_name="scores_complete",
+            passed=not any(missing.values()) and all(np.isfinite(a).all() for a in arrays.values()),
+            metadata={"missing": str(missing)},
+        )
+
+    return [hardness_scores]

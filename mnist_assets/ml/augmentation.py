@@ -41,10 +41,12 @@ class GridDistortion(torch.nn.Module):
         return warped.round().clamp(0, 255).to(image.dtype).reshape(image.shape)
 
 
-def series_augmentation() -> v2.Compose:
-    """affine (translate 0.1, scale 0.9-1.1, rotate 10) p 0.8; elastic (alpha 20, sigma 5) p 0.6; grid (3 steps, 0.1) p 0.3."""
+def series_augmentation(horizontal_flip: bool = False) -> v2.Compose:
+    """affine (translate 0.1, scale 0.9-1.1, rotate 10) p 0.8; elastic (alpha 20, sigma 5) p 0.6; grid (3 steps, 0.1) p 0.3;
+    and a mirror image at p 0.5 where the classes allow it (clothes, not digits)."""
     return v2.Compose(
-        [
+        ([v2.RandomHorizontalFlip(p=0.5)] if horizontal_flip else [])
+        + [
             v2.RandomApply([v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))], p=0.8),
             v2.RandomApply([v2.ElasticTransform(alpha=20.0, sigma=5.0)], p=0.6),
             v2.RandomApply([GridDistortion(num_steps=3, distort_limit=0.1)], p=0.3),
@@ -52,9 +54,11 @@ def series_augmentation() -> v2.Compose:
     )
 
 
-def augment_images(images_uint8: torch.Tensor, copies: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_images(
+    images_uint8: torch.Tensor, copies: int, seed: int, horizontal_flip: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`copies` augmented versions of each image: uint8 [N*copies, 28, 28] and the source position of each."""
-    transform = series_augmentation()
+    transform = series_augmentation(horizontal_flip)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -67,17 +71,20 @@ def augment_images(images_uint8: torch.Tensor, copies: int, seed: int) -> tuple[
     return torch.stack(out), sources
 
 
-def batch_augmentation(name: str) -> torch.nn.Module | None:
+def batch_augmentation(
+    name: str, background: float = -MNIST_MEAN / MNIST_STD, horizontal_flip: bool = False
+) -> torch.nn.Module | None:
     """On-the-fly augmentation of normalized training batches, a new draw per sample and epoch.
 
     `affine` is the series' affine (rotate 10 degrees, translate 0.1, scale 0.9-1.1) at p 0.5,
     with kornia because torchvision's v2 transforms draw one set of parameters per batch. Pixels
-    shifted in are background (0 before normalization). Elastic and grid distortion are left to
+    shifted in are `background` (a black pixel after standardization). Elastic and grid distortion are left to
     the stored augmented set: on a CPU they cost several times the training step itself.
     """
     if name not in BATCH_AUGMENTATIONS:
         raise ValueError(f"unknown batch augmentation {name!r}; choose one of {BATCH_AUGMENTATIONS}")
     if name == "none":
         return None
-    background = torch.tensor([-MNIST_MEAN / MNIST_STD])
-    return K.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), padding_mode="fill", fill_value=background, p=0.5)
+    fill = torch.tensor([float(background)])
+    affine = K.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), padding_mode="fill", fill_value=fill, p=0.5)
+    return torch.nn.Sequential(K.RandomHorizontalFlip(p=0.5), affine) if horizontal_flip else affine

@@ -59,7 +59,7 @@ def load_checkpoint(path: Path) -> dict:
 def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
     """The model of a checkpoint with its weights, and the checkpoint itself."""
     payload = load_checkpoint(path)
-    model = build_model(payload["arch"])
+    model = build_model(payload["arch"], num_classes=int(payload["settings"].get("num_classes", 10)))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:

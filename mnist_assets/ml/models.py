@@ -74,10 +74,10 @@ class SmallResNet(nn.Module):
 ARCHITECTURES = {"lenet5": ModernLeNet5, "resnet_small": SmallResNet}
 
 
-def build_model(arch: str, seed: int | None = None) -> nn.Module:
+def build_model(arch: str, seed: int | None = None, num_classes: int = 10) -> nn.Module:
     """A new model; with `seed`, its initial weights are reproducible."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     if seed is not None:
         torch.manual_seed(seed)
-    return ARCHITECTURES[arch]()
+    return ARCHITECTURES[arch](num_classes=num_classes)

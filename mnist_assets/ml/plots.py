@@ -38,14 +38,14 @@ def bar_chart(names: list[str], values: list[float], title: str, ylabel: str = "
     return _png(figure)
 
 
-def confusion_matrix_plot(matrix: np.ndarray, title: str) -> bytes:
+def confusion_matrix_plot(matrix: np.ndarray, title: str, classes: list[str] | None = None) -> bytes:
     figure, axis = plt.subplots(figsize=(4.5, 4))
     axis.imshow(np.log1p(matrix), cmap="Blues")
     for (row, column), value in np.ndenumerate(matrix):
         if value:
             axis.text(column, row, str(int(value)), ha="center", va="center", fontsize=6)
-    axis.set_xticks(range(matrix.shape[1]))
-    axis.set_yticks(range(matrix.shape[0]))
+    axis.set_xticks(range(matrix.shape[1]), labels=classes or None, rotation=90 if classes else 0, fontsize=6)
+    axis.set_yticks(range(matrix.shape[0]), labels=classes or None, fontsize=6)
     axis.set_xlabel("predicted")
     axis.set_ylabel("ground truth")
     axis.set_title(title)
@@ -69,13 +69,14 @@ def training_curves(history: list[dict]) -> bytes:
 
 
 def scatter_by_label(points: np.ndarray, labels: np.ndarray, title: str, max_points: int = 10000) -> bytes:
-    """A 2-d scatter coloured by digit (subsampled, seeded, to keep the PNG small)."""
+    """A 2-d scatter coloured by class position (subsampled, seeded, to keep the PNG small)."""
     if len(points) > max_points:
         keep = np.random.default_rng(0).choice(len(points), max_points, replace=False)
         points, labels = points[keep], labels[keep]
     figure, axis = plt.subplots(figsize=(5, 4.5))
-    scatter = axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
-    figure.colorbar(scatter, ax=axis, ticks=range(10))
+    top = max(int(labels.max(initial=0)), 9)
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10" if top < 10 else "tab20", s=2, vmin=-0.5, vmax=top + 0.5)
+    figure.colorbar(scatter, ax=axis, ticks=range(top + 1))
     axis.set_title(title)
     return _png(figure)
 

@@ -52,15 +52,15 @@ def select_samples(
     return np.argsort(-score, kind="stable")[:budget]
 
 
-def read_scores(view, labels: np.ndarray) -> dict[str, np.ndarray]:
+def read_scores(view) -> dict[str, np.ndarray]:
     """The per-sample inputs of `select_samples` from a FiftyOne view (LeNet predictions and quality fields)."""
-    predicted, confidence, hardness, uniqueness = view.values(
-        ["lenet_predictions.label", "lenet_predictions.confidence", "hardness", "uniqueness"]
+    truth, predicted, confidence, hardness, uniqueness = view.values(
+        ["ground_truth.label", "lenet_predictions.label", "lenet_predictions.confidence", "hardness", "uniqueness"]
     )
     if any(v is None for v in hardness) or any(v is None for v in predicted) or any(v is None for v in uniqueness):
         raise ValueError("samples lack lenet_predictions, hardness or uniqueness; materialize hardness_scores first.")
     return {
-        "correct": np.array([int(p) for p in predicted]) == np.asarray(labels),
+        "correct": np.array(predicted) == np.array(truth),
         "confidence": np.asarray(confidence, dtype=float),
         "hardness": np.asarray(hardness, dtype=float),
         "uniqueness": np.asarray(uniqueness, dtype=float),

@@ -26,11 +26,14 @@ MNIST_STD = 0.3081
 
 @dataclass
 class SplitTensors:
-    """A view's samples as tensors, in view order."""
+    """A view's samples as tensors, in view order, with the pixel statistics to standardize them by
+    (the dataset's train split, recorded at ingest; MNIST's by default)."""
 
     images: torch.Tensor  # uint8 [N, 28, 28]
-    labels: torch.Tensor  # int64 [N]
+    labels: torch.Tensor  # int64 [N], class positions
     sample_ids: list[str]
+    mean: float = MNIST_MEAN
+    std: float = MNIST_STD
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -50,10 +53,10 @@ def decode_png(path: str) -> np.ndarray:
             array = np.asarray(image.convert("L"))
     except (FileNotFoundError, OSError) as error:
         raise FileNotFoundError(
-            f"image {path} is missing or unreadable ({error}); re-materialize raw_mnist for its split."
+            f"image {path} is missing or unreadable ({error}); re-materialize raw_dataset for its split."
         ) from error
     if array.shape != (28, 28):
-        raise ValueError(f"image {path} is {array.shape}, expected 28x28; re-materialize raw_mnist.")
+        raise ValueError(f"image {path} is {array.shape}, expected 28x28; re-materialize raw_dataset.")
     return array
 
 
@@ -62,15 +65,20 @@ def decode_pngs(paths: list[str], workers: int = 4) -> np.ndarray:
         return np.stack(list(pool.map(decode_png, paths))) if paths else np.zeros((0, 28, 28), np.uint8)
 
 
-def load_view_tensors(view, cache_dir: Path | None = None, label_field: str = "ground_truth") -> SplitTensors:
+def load_view_tensors(
+    view, cache_dir: Path | None = None, label_field: str = "ground_truth", classes: list[str] | None = None
+) -> SplitTensors:
     """Read a FiftyOne view's pixels and labels once, from the cache when its content is unchanged.
 
-    Works for any view of 28x28 grayscale images with a Classification label
-    field holding "0".."9".
+    Works for any view of 28x28 grayscale images with a Classification label field holding one
+    of `classes` (default the digits "0".."9"); labels become positions in `classes`.
     """
+    classes = classes or [str(digit) for digit in range(10)]
+    position = {name: i for i, name in enumerate(classes)}
     sample_ids, filepaths, labels = view.values(["id", "filepath", f"{label_field}.label"])
-    if any(label is None for label in labels):
-        raise ValueError(f"some samples have no {label_field} label")
+    unknown = {label for label in labels if label not in position}
+    if unknown:
+        raise ValueError(f"some samples have no {label_field} label or one outside the classes: {sorted(map(str, unknown))[:5]}")
     key = content_key(sample_ids, filepaths, labels)
     cache_file = cache_dir / f"{key}.npz" if cache_dir is not None else None
     if cache_file is not None and cache_file.is_file():
@@ -84,22 +92,25 @@ def load_view_tensors(view, cache_dir: Path | None = None, label_field: str = "g
             atomic_write_bytes(cache_file, buffer.getvalue())
     return SplitTensors(
         images=torch.from_numpy(np.ascontiguousarray(images)),
-        labels=torch.tensor([int(label) for label in labels], dtype=torch.int64),
+        labels=torch.tensor([position[label] for label in labels], dtype=torch.int64),
         sample_ids=list(sample_ids),
     )
 
 
 def concatenate(first: SplitTensors, second: SplitTensors) -> SplitTensors:
+    """Both sets of samples, standardized as the first."""
     return SplitTensors(
         images=torch.cat([first.images, second.images]),
         labels=torch.cat([first.labels, second.labels]),
         sample_ids=first.sample_ids + second.sample_ids,
+        mean=first.mean,
+        std=first.std,
     )
 
 
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, 28, 28] -> float [B, 1, 28, 28], standardized with MNIST's mean and std."""
-    return (images_uint8.unsqueeze(1).float() / 255.0 - MNIST_MEAN) / MNIST_STD
+def normalize(images_uint8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+    """uint8 [B, 28, 28] -> float [B, 1, 28, 28], standardized with the given mean and std."""
+    return (images_uint8.unsqueeze(1).float() / 255.0 - mean) / std
 
 
 def iterate_batches(
@@ -111,7 +122,7 @@ def iterate_batches(
     for start in range(0, count, batch_size):
         if order is None:
             index = slice(start, start + batch_size)
-            yield normalize(data.images[index]), data.labels[index]
+            yield normalize(data.images[index], data.mean, data.std), data.labels[index]
         else:
             index = order[start : start + batch_size]
-            yield normalize(data.images[index]), data.labels[index]
+            yield normalize(data.images[index], data.mean, data.std), data.labels[index]

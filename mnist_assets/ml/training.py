@@ -40,6 +40,7 @@ class TrainConfig:
     weight_decay: float | None = None
     label_smoothing: float = 0.0
     batch_augmentation: str = "none"  # "affine": a random affine per training sample and epoch
+    horizontal_flip: bool = False  # with "affine": also mirror half the samples (clothes, not digits)
     keep: str = "best"  # "best": the lowest validation loss (the series); "last": the final epoch
     seed: int = 51
 
@@ -143,7 +144,7 @@ def fit(
         if config.recipe == "onecycle"
         else None
     )
-    augment = batch_augmentation(config.batch_augmentation)  # runs on the batch's device
+    augment = batch_augmentation(config.batch_augmentation, -train.mean / train.std, config.horizontal_flip)  # runs on the batch's device
     history, best = [], None
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -172,20 +173,21 @@ def fit(
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images_uint8: torch.Tensor, device: str = "cpu", batch_size: int = 2048):
-    """Logits [N, 10] and fc1 embeddings [N, 84] in input order (fc1 read through a forward hook)."""
+def predict(model: nn.Module, data: SplitTensors, device: str = "cpu", batch_size: int = 2048):
+    """Logits [N, classes] and fc1 embeddings [N, 84] in input order (fc1 read through a forward hook)."""
+    images_uint8 = data.images
     model.to(device).eval()
     captured = []
     hook = model.fc1.register_forward_hook(lambda _module, _inputs, output: captured.append(output.cpu()))
     logits = []
     try:
         for start in range(0, len(images_uint8), batch_size):
-            batch = normalize(images_uint8[start : start + batch_size]).to(device)
+            batch = normalize(images_uint8[start : start + batch_size], data.mean, data.std).to(device)
             logits.append(model(batch).cpu())
     finally:
         hook.remove()
     if not logits:
-        return np.zeros((0, 10), np.float32), np.zeros((0, 84), np.float32)
+        return np.zeros((0, model.fc2.out_features), np.float32), np.zeros((0, 84), np.float32)
     return torch.cat(logits).numpy(), torch.cat(captured).numpy()
 
 

@@ -31,6 +31,15 @@ ENSEMBLE_TEMPLATES = [
 ]
 TEMPLATE_SETS = {"series": SERIES_TEMPLATES, "official": OFFICIAL_TEMPLATES, "ensemble": ENSEMBLE_TEMPLATES}
 CLASS_NAME_SETS = {"digits": DIGIT_NAMES, "series": SERIES_NAMES}
+# Objects rather than digits (Fashion-MNIST): CLIP-paper style templates for small grayscale photos.
+OBJECT_TEMPLATES = [
+    "a photo of a {}.",
+    "a black and white photo of a {}.",
+    "a low resolution photo of a {}.",
+    "a blurry photo of a {}.",
+    "a product photo of a {}.",
+    "a grayscale photo of a {}, a fashion item.",
+]
 
 
 def validate_templates(templates: list[str]) -> list[str]:

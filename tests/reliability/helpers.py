@@ -15,7 +15,7 @@ from processes import REPO  # noqa: F401 - re-exported for the tests here
 
 def split_snapshot(settings, split: str) -> tuple:
     """Sample ids, files, labels and a hash of every image's bytes."""
-    view = split_view(settings.dataset(), split)
+    view = split_view(settings.store("mnist").dataset(), split)
     ids, paths, labels = view.values(["id", "filepath", "ground_truth.label"])
     digest = hashlib.sha256()
     for path in paths:
@@ -44,7 +44,7 @@ def subprocess_env(settings, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_ASSETS_")}
     env.update(
         MNIST_ASSETS_HOME=settings.home,
-        MNIST_ASSETS_DATASET=settings.dataset_name,
+        MNIST_ASSETS_NAMESPACE=settings.namespace,
         MNIST_ASSETS_CLIP_MODEL="mnist-tiny",
         MNIST_ASSETS_CLIP_PRETRAINED="none",
         MNIST_ASSETS_DEVICE="cpu",

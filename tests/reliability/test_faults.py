@@ -1,5 +1,6 @@
 """Faults survived: a killed training run, concurrent splits, a stopped database, repeated runs."""
 
+import json
 import os
 import signal
 import subprocess
@@ -9,11 +10,10 @@ import dagster as dg
 import numpy as np
 import torch
 
-from mnist_assets.assets.dataset import raw_mnist
-from mnist_assets.assets.lenet import lenet_checkpoint, lenet_predictions
 from mnist_assets.ml.checkpoints import load_checkpoint
 from mnist_assets.ml.fiftyone_store import split_view
 
+from graph import asset, op_config
 from processes import mongod_processes
 
 from .helpers import REPO, dagster_cli, file_hash, run_cli, subprocess_env
@@ -23,16 +23,16 @@ def test_killed_training_leaves_the_previous_checkpoint_intact(make_settings):
     settings = make_settings(limit=2000)
     resources = {"settings": settings}
     for split in ("train", "validation"):
-        assert dg.materialize([raw_mnist], partition_key=split, resources=resources).success
-    epochs_1 = {"ops": {"lenet_checkpoint": {"config": {"epochs": 1}}}}
-    assert dg.materialize([lenet_checkpoint], resources=resources, run_config=epochs_1).success
-    path = settings.artifact_path("checkpoints", "lenet_checkpoint.pt")
+        assert dg.materialize([asset("raw_dataset")], partition_key=split, resources=resources).success
+    epochs_1 = op_config("lenet_checkpoint", {"epochs": 1})
+    assert dg.materialize([asset("lenet_checkpoint")], resources=resources, run_config=epochs_1).success
+    path = settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt")
     before = file_hash(path)
 
     # A long training run in its own process group, SIGKILLed in the middle of its epochs.
-    config = '{"ops": {"lenet_checkpoint": {"config": {"epochs": 500}}}}'
+    config = json.dumps(op_config("lenet_checkpoint", {"epochs": 500}))
     process = subprocess.Popen(
-        dagster_cli("--select", "lenet_checkpoint", "--config-json", config),
+        dagster_cli("--select", "mnist/lenet_checkpoint", "--config-json", config),
         env=subprocess_env(settings), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     deadline = time.time() + 180
@@ -46,7 +46,7 @@ def test_killed_training_leaves_the_previous_checkpoint_intact(make_settings):
     assert load_checkpoint(path)["settings"]["epochs"] == 1
     assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".")] == ["lenet_checkpoint.pt"]
     # The next run starts cleanly.
-    assert dg.materialize([lenet_checkpoint], resources=resources, run_config=epochs_1).success
+    assert dg.materialize([asset("lenet_checkpoint")], resources=resources, run_config=epochs_1).success
     assert load_checkpoint(path)["epoch"] == 1
 
 
@@ -68,13 +68,13 @@ def materialize_splits_at_once(env: dict, selection: str) -> None:
 def test_three_splits_concurrently_in_separate_processes(make_settings):
     settings = make_settings(limit=300)
     env = subprocess_env(settings)
-    materialize_splits_at_once(env, "raw_mnist")
-    dataset = settings.dataset()
+    materialize_splits_at_once(env, "mnist/raw_dataset")
+    dataset = settings.store("mnist").dataset()
     assert [len(split_view(dataset, s)) for s in ("train", "validation", "test")] == [300, 300, 300]
     assert len(dataset) == 900 and len(set(dataset.values("filepath"))) == 900
     # And the same partition twice more, one after the other: still exact.
     for _ in range(2):
-        assert run_cli(env, "--select", "raw_mnist", "--partition", "test").returncode == 0
+        assert run_cli(env, "--select", "mnist/raw_dataset", "--partition", "test").returncode == 0
     assert len(split_view(dataset, "test")) == 300 and len(dataset) == 900
 
 
@@ -82,18 +82,19 @@ def test_stopped_database_is_restarted_and_finds_everything(make_settings, tmp_p
     settings = make_settings(limit=300)
     db_dir = str(tmp_path / "own_db")  # a database of its own, which this test may stop
     env = subprocess_env(settings, FIFTYONE_DATABASE_DIR=db_dir)
-    first = run_cli(env, "--select", "raw_mnist", "--partition", "test")
+    first = run_cli(env, "--select", "mnist/raw_dataset", "--partition", "test")
     assert first.returncode == 0, first.stderr[-2000:]
     for process in mongod_processes(db_dir):
         process.terminate()
         process.wait(30)
     assert not mongod_processes(db_dir)
-    second = run_cli(env, "--select", "mnist_metadata", "--partition", "test")
+    second = run_cli(env, "--select", "mnist/dataset_metadata", "--partition", "test")
     assert second.returncode == 0, second.stderr[-2000:]
+    name = settings.store("mnist").name
     count = subprocess.run(
         [str(REPO / ".venv" / "bin" / "python"), "-c",
          "import mnist_assets\nfrom mnist_assets.ml.fiftyone_store import get_dataset\n"
-         f"print(len(get_dataset('{settings.dataset_name}')))"],
+         f"print(len(get_dataset('{name}')))"],
         env=env, capture_output=True, text=True,
     )
     assert count.stdout.strip().splitlines()[-1:] == ["300"], count.stderr[-2000:]
@@ -107,11 +108,11 @@ def test_same_seed_gives_same_weights_and_predictions(make_settings):
         settings = make_settings(limit=500, epochs=1)
         resources = {"settings": settings}
         for split in ("train", "validation", "test"):
-            assert dg.materialize([raw_mnist], partition_key=split, resources=resources).success
-        assert dg.materialize([lenet_checkpoint], resources=resources).success
-        assert dg.materialize([lenet_predictions], partition_key="test", resources=resources).success
-        checkpoints.append(load_checkpoint(settings.artifact_path("checkpoints", "lenet_checkpoint.pt"))["model"])
-        predictions.append(np.array(split_view(settings.dataset(), "test").values("lenet_predictions.logits")))
+            assert dg.materialize([asset("raw_dataset")], partition_key=split, resources=resources).success
+        assert dg.materialize([asset("lenet_checkpoint")], resources=resources).success
+        assert dg.materialize([asset("lenet_predictions")], partition_key="test", resources=resources).success
+        checkpoints.append(load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["model"])
+        predictions.append(np.array(split_view(settings.store("mnist").dataset(), "test").values("lenet_predictions.logits")))
     assert all(torch.equal(checkpoints[0][k], checkpoints[1][k]) for k in checkpoints[0])
     assert np.array_equal(predictions[0], predictions[1])
 
@@ -121,7 +122,7 @@ def test_database_folders_stay_isolated(make_settings, tmp_path):
     import fiftyone as fo
 
     here = make_settings()
-    here.dataset()  # this process's database is up, and FiftyOne exported its port
+    here.store("mnist").dataset()  # this process's database is up, and FiftyOne exported its port
     code = (
         "import mnist_assets, fiftyone as fo\n"
         "from mnist_assets.ml.fiftyone_store import get_dataset\n"
@@ -132,7 +133,7 @@ def test_database_folders_stay_isolated(make_settings, tmp_path):
     result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "['isolated-elsewhere']"
-    assert "isolated-elsewhere" not in fo.list_datasets() and here.dataset_name in fo.list_datasets()
+    assert "isolated-elsewhere" not in fo.list_datasets() and here.store("mnist").name in fo.list_datasets()
     for process in mongod_processes(str(tmp_path / "elsewhere_db")):
         process.terminate()
 
@@ -141,10 +142,10 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
     """Each per-split asset with its three partitions running at once (what "Materialize all" does)."""
     settings = make_settings(limit=300, epochs=1)
     env = subprocess_env(settings, MNIST_ASSETS_EPOCHS=1)
-    materialize_splits_at_once(env, "raw_mnist,mnist_metadata,clip_embeddings,umap_projection,zero_shot_predictions")
-    assert dg.materialize([lenet_checkpoint], resources={"settings": settings}).success
-    materialize_splits_at_once(env, "lenet_predictions,lenet_embeddings,hardness_scores")
-    dataset = settings.dataset()
+    materialize_splits_at_once(env, "mnist/raw_dataset,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions")
+    assert dg.materialize([asset("lenet_checkpoint")], resources={"settings": settings}).success
+    materialize_splits_at_once(env, "mnist/lenet_predictions,mnist/lenet_embeddings,mnist/hardness_scores")
+    dataset = settings.store("mnist").dataset()
     dataset.reload()
     for split in SPLITS:
         view = split_view(dataset, split)

@@ -1,0 +1,22 @@
+"""ImageClassificationPipeline: one `defs.yaml` declares a dataset; this builds its whole graph."""
+
+import dagster as dg
+
+from mnist_assets.ml.dataset_spec import DatasetSpec
+
+
+class ImageClassificationPipeline(DatasetSpec, dg.Component, dg.Resolvable):
+    """The FiftyOne image-classification pipeline on one dataset: raw data, metadata, CLIP
+    embeddings, projections and zero-shot predictions, a LeNet-5 checkpoint, its predictions and
+    embeddings, quality scores, an augmented set, a fine-tuned model and the comparison, every
+    asset under the key prefix `<name>/`, partitioned per split where it applies.
+
+    Attributes are those of `mnist_assets.ml.dataset_spec.DatasetSpec`: `name` and `source` are
+    required; `path`, `class_names`, `validation_fraction`, `split_seed`, `horizontal_flip`,
+    `clip_class_names`, `clip_templates`, `label_errors`, `epochs` and `accuracy_gate` are optional.
+    """
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        from mnist_assets.pipeline import build_pipeline_defs
+
+        return build_pipeline_defs(DatasetSpec(**self.model_dump()))

@@ -1,0 +1,102 @@
+"""The declaration of one image-classification dataset: what a `defs.yaml` says, checked.
+
+Plain pydantic, no Dagster: the component turns one of these into the asset graph
+of that dataset, and the ML code reads shapes, classes and augmentations from it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+SOURCES = ("mnist", "fashion-mnist")
+DIGITS = [str(digit) for digit in range(10)]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+# Northcutt, Athalye and Mueller, NeurIPS 2021: the MNIST test labels human reviewers confirmed wrong.
+MNIST_CONFIRMED_TEST_LABEL_ERRORS = [947, 1621, 1901, 2130, 2462, 2597, 2654, 3520, 3558, 5937, 6651, 6783, 8527, 9679, 9729]
+
+
+class DatasetSpecError(ValueError):
+    """A dataset declaration the pipeline cannot use."""
+
+
+class DatasetSpec(BaseModel):
+    """One dataset: where its images come from, the shape the pipeline works at, and its classes.
+
+    `mnist` and `fashion-mnist` are 28x28 grayscale with their ten classes (`path`: a folder
+    of their four IDX files, optional). Validation is a seeded, stratified `validation_fraction`
+    of the training images, since neither source has a validation split.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    source: Literal["mnist", "fashion-mnist"]
+    path: Optional[str] = None
+    image_size: Literal[28] = 28  # other sizes and RGB come with folder datasets
+    channels: Literal[1] = 1
+    class_names: Optional[list[str]] = None
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    split_seed: int = 51
+    horizontal_flip: Optional[bool] = None  # digits: no; clothes: yes
+    clip_class_names: Optional[list[str]] = None
+    clip_templates: Optional[list[str]] = None
+    label_errors: Optional[list[int]] = None  # test-file indices of confirmed label errors
+    epochs: int = Field(10, ge=1)
+    accuracy_gate: Optional[float] = Field(None, ge=0, le=1)  # blocking validation-accuracy floor
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise DatasetSpecError(
+                f"name {value!r} is not allowed: use letters, digits and '_', starting with a letter "
+                "(it becomes the asset key prefix and the FiftyOne dataset name)."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DatasetSpec":
+        if self.class_names is not None:
+            if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+                raise DatasetSpecError(f"dataset {self.name!r}: class_names must list at least two distinct names.")
+            if len(self.class_names) != 10:
+                raise DatasetSpecError(f"dataset {self.name!r}: {self.source} has 10 classes; class_names lists {len(self.class_names)}.")
+        if self.clip_class_names is not None and len(self.clip_class_names) != len(self.classes()):
+            raise DatasetSpecError(f"dataset {self.name!r}: clip_class_names must have one name per class.")
+        for template in self.clip_templates or []:
+            if template.count("{}") != 1:
+                raise DatasetSpecError(f"dataset {self.name!r}: CLIP template {template!r} needs exactly one '{{}}'.")
+        return self
+
+    @property
+    def folder(self) -> Path | None:
+        return Path(self.path).expanduser() if self.path else None
+
+    def classes(self) -> list[str]:
+        """The ordered class names (label i of the source is class i)."""
+        if self.class_names is not None:
+            return list(self.class_names)
+        return DIGITS if self.source == "mnist" else FASHION
+
+    @property
+    def flips(self) -> bool:
+        """Whether a mirrored image is still an image of its class (digits: no)."""
+        return self.horizontal_flip if self.horizontal_flip is not None else self.source != "mnist"
+
+    @property
+    def gate(self) -> float:
+        """The validation accuracy a full-data training must reach (MNIST 0.98, Fashion-MNIST 0.88)."""
+        if self.accuracy_gate is not None:
+            return self.accuracy_gate
+        return {"mnist": 0.98, "fashion-mnist": 0.88}.get(self.source, 0.0)
+
+    @property
+    def known_label_errors(self) -> list[int]:
+        if self.label_errors is not None:
+            return list(self.label_errors)
+        return MNIST_CONFIRMED_TEST_LABEL_ERRORS if self.source == "mnist" else []

@@ -1,0 +1,63 @@
+"""The whole graph of one declared dataset: its assets, jobs and source sensor, as Definitions."""
+
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from mnist_assets.assets import augmentation, clip, dataset, lenet, quality
+from mnist_assets.assets.common import Pipeline
+from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.partitions import split_partitions
+from mnist_assets.schedules import build_source_sensor
+
+STAGES = (dataset, clip, lenet, quality, augmentation)
+DEFS_FOLDER = Path(__file__).resolve().parent / "defs"
+
+
+def declared_spec(name: str) -> DatasetSpec:
+    """The DatasetSpec of `defs/<name>/defs.yaml`, for scripts and tests that work on one dataset."""
+    path = DEFS_FOLDER / name / "defs.yaml"
+    if not path.is_file():
+        declared = sorted(p.parent.name for p in DEFS_FOLDER.glob("*/defs.yaml"))
+        raise ValueError(f"no dataset {name!r} is declared (no {path}); declared: {', '.join(declared)}")
+    return DatasetSpec(**yaml.safe_load(path.read_text())["attributes"])
+
+
+def declared_pipeline(name: str) -> Pipeline:
+    return Pipeline(declared_spec(name))
+
+
+def build_pipeline_defs(spec: DatasetSpec) -> dg.Definitions:
+    """Every asset under `<name>/`, with jobs per partitioning and a sensor on the source files."""
+    p = Pipeline(spec)
+    assets = [asset for stage in STAGES for asset in stage.build(p)]
+    per_split = [key for asset in assets if asset.partitions_def is not None for key in asset.keys]
+    unpartitioned = [key for asset in assets if asset.partitions_def is None for key in asset.keys]
+    raw_job = dg.define_asset_job(
+        f"{spec.name}_raw_job",
+        selection=dg.AssetSelection.assets(p.key("raw_dataset")),
+        partitions_def=split_partitions,
+        description=f"Per split: re-ingest {spec.name}; automation carries the change down the lineage.",
+    )
+    jobs = [
+        dg.define_asset_job(
+            f"{spec.name}_per_split_job",
+            selection=dg.AssetSelection.assets(*per_split),
+            partitions_def=split_partitions,
+            description=f"Per split: every per-split asset of {spec.name}.",
+        ),
+        dg.define_asset_job(
+            f"{spec.name}_training_job",
+            selection=dg.AssetSelection.assets(*unpartitioned),
+            description=f"The unpartitioned assets of {spec.name}: checkpoint, augmented set, fine-tuned model, comparison.",
+        ),
+        dg.define_asset_job(
+            f"{spec.name}_clip_job",
+            selection=dg.AssetSelection.groups(p.group("clip")),
+            partitions_def=split_partitions,
+            description=f"Per split: the CLIP branch of {spec.name}.",
+        ),
+        raw_job,
+    ]
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=[build_source_sensor(spec, raw_job)])
