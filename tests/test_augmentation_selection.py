@@ -89,3 +89,20 @@ def test_confirmed_label_errors_ranked_and_counted():
     assert known_errors_in_tops(indices, scores) == {20: 3, 50: 3, 100: 3}
     # Only the errors present in a split are ranked.
     assert set(ranks_of_known_errors(indices[:2000], scores[:2000])) == {947, 1621, 1901}
+
+
+def test_batch_flip_mirrors_about_half_the_samples_and_only_where_allowed(mnist):
+    batch = normalize(torch.from_numpy(mnist.train_images[:256].copy()))
+    augment = batch_augmentation("flip", horizontal_flip=True)
+    torch.manual_seed(5)
+    out = augment(batch)
+    mirrored = torch.tensor([torch.equal(o, b.flip(-1)) for o, b in zip(out, batch)])
+    unchanged = torch.tensor([torch.equal(o, b) for o, b in zip(out, batch)])
+    assert bool((mirrored | unchanged).all())  # each sample is either mirrored or left as it is
+    assert 0.35 < mirrored.float().mean() < 0.65  # p 0.5, per sample
+    with pytest.raises(ValueError, match="allow mirror images"):
+        batch_augmentation("flip")  # digits: a mirrored 2 is not a 2
+    # The affine for clothes also mirrors: some outputs are exact mirror images of their input.
+    torch.manual_seed(5)
+    clothes = batch_augmentation("affine", horizontal_flip=True)(batch)
+    assert any(torch.equal(o, b.flip(-1)) for o, b in zip(clothes, batch))

@@ -10,7 +10,7 @@ from torchvision.transforms import v2
 
 from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD
 
-BATCH_AUGMENTATIONS = ("none", "affine")
+BATCH_AUGMENTATIONS = ("none", "affine", "flip")
 
 
 class GridDistortion(torch.nn.Module):
@@ -85,6 +85,10 @@ def batch_augmentation(
         raise ValueError(f"unknown batch augmentation {name!r}; choose one of {BATCH_AUGMENTATIONS}")
     if name == "none":
         return None
+    if name == "flip":  # a mirror image only: for classes that allow it (clothes), without the affine
+        if not horizontal_flip:
+            raise ValueError("batch augmentation 'flip' needs a dataset whose classes allow mirror images (horizontal_flip)")
+        return K.RandomHorizontalFlip(p=0.5)
     fill = torch.tensor([float(background)])
     affine = K.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), padding_mode="fill", fill_value=fill, p=0.5)
     return torch.nn.Sequential(K.RandomHorizontalFlip(p=0.5), affine) if horizontal_flip else affine
