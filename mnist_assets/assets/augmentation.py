@@ -6,18 +6,15 @@ from typing import Optional
 import dagster as dg
 import numpy as np
 
-from mnist_assets import checks
 from mnist_assets.assets.common import (
     HEAVY_POOL,
     Pipeline,
-    checkpoint_path,
-    limited_run,
     load_model_for,
     per_class_recall,
     prediction_asset,
     split_tensors,
 )
-from mnist_assets.assets.lenet import TrainingConfig, save_fit, train_config, training_metadata
+from mnist_assets.assets.lenet import TrainingConfig, train_config, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
@@ -165,11 +162,7 @@ def build(p: Pipeline) -> list:
             device,
             on_epoch=lambda row: context.log.info(f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"),
         )
-        path = checkpoint_path(store, "finetuned_model")
-        save_fit(path, result, train_cfg, train, num_classes=len(classes), augmented_count=len(extra))
-        yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path))
-        threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
-        yield checks.check_accuracy_gate(p.key("finetuned_model"), result.best_metrics["val_accuracy"], threshold, limited_run(p, settings))
+        yield from training_results(p, settings, "finetuned_model", result, train_cfg, config, train, augmented_count=len(extra))
 
     finetuned_predictions = prediction_asset(
         p, "finetuned_predictions", "augmentation", "finetuned_model", "eval_finetuned",

@@ -72,6 +72,16 @@ def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
     )
 
 
+def training_results(p: Pipeline, settings: MnistSettings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
+    """What a training asset yields: the kept state saved as `<name>.pt`, its metadata, and the
+    blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
+    path = checkpoint_path(p.store(settings), name)
+    save_fit(path, result, train_cfg, train, num_classes=len(p.classes()), **extra)
+    yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path))
+    threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
+    yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(p, settings))
+
+
 def build(p: Pipeline) -> list:
     num_classes = len(p.classes())
 
@@ -103,11 +113,9 @@ def build(p: Pipeline) -> list:
 
         model = build_model(train_cfg.arch, train_cfg.seed, num_classes)
         result = fit(model, train, validation, train_cfg, device, on_epoch=log_epoch)
-        path = checkpoint_path(store, "lenet_checkpoint")
-        save_fit(path, result, train_cfg, train, num_classes=num_classes, train_count=len(train), validation_count=len(validation))
-        yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path))
-        threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
-        yield checks.check_accuracy_gate(p.key("lenet_checkpoint"), result.best_metrics["val_accuracy"], threshold, limited_run(p, settings))
+        yield from training_results(
+            p, settings, "lenet_checkpoint", result, train_cfg, config, train, train_count=len(train), validation_count=len(validation)
+        )
 
     lenet_predictions = prediction_asset(
         p, "lenet_predictions", "lenet", "lenet_checkpoint", "eval_lenet",
