@@ -22,6 +22,7 @@ import fiftyone.core.odm as foo
 import fiftyone.core.service as fos
 import fiftyone.service.util as fosu
 import psutil
+from scipy.special import softmax
 from fiftyone import ViewField as F
 from PIL import Image
 
@@ -301,8 +302,7 @@ def write_classifications(
     logits = np.asarray(logits, dtype=np.float64)
     if not np.isfinite(logits).all():
         raise ValueError(f"refusing to write {field}: logits contain NaN or infinite values")
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    probabilities = softmax(logits, axis=1)
     predicted = probabilities.argmax(axis=1)
     values = {
         sample_id: fo.Classification(
