@@ -7,9 +7,12 @@ import dagster as dg
 
 import mnist_assets.defs
 from mnist_assets.automation import build_automation_sensor
+from mnist_assets.pipeline import check_unique_names
 from mnist_assets.resources import MnistSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+check_unique_names()
 
 defs = dg.Definitions.merge(
     dg.load_defs(mnist_assets.defs, project_root=PROJECT_ROOT),

@@ -7,7 +7,7 @@ import yaml
 
 from mnist_assets.assets import augmentation, clip, dataset, lenet, quality
 from mnist_assets.assets.common import Pipeline
-from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.dataset_spec import DatasetSpec, DatasetSpecError
 from mnist_assets.partitions import split_partitions
 from mnist_assets.schedules import build_source_sensor
 
@@ -22,6 +22,20 @@ def declared_spec(name: str) -> DatasetSpec:
         declared = sorted(p.parent.name for p in DEFS_FOLDER.glob("*/defs.yaml"))
         raise ValueError(f"no dataset {name!r} is declared (no {path}); declared: {', '.join(declared)}")
     return DatasetSpec(**yaml.safe_load(path.read_text())["attributes"])
+
+
+def check_unique_names(folder: Path = DEFS_FOLDER) -> None:
+    """Refuse two `defs.yaml` that declare one dataset name, naming both files (before Dagster
+    would fail on their duplicate asset keys without saying where they come from)."""
+    seen: dict[str, Path] = {}
+    for path in sorted(folder.glob("**/defs.yaml")):
+        name = (yaml.safe_load(path.read_text()) or {}).get("attributes", {}).get("name")
+        if name in seen:
+            raise DatasetSpecError(
+                f"{path} and {seen[name]} both declare the dataset {name!r}; give one of them another `name` "
+                "(it is the asset key prefix, the FiftyOne dataset and the data folder)."
+            )
+        seen[name] = path
 
 
 def declared_pipeline(name: str) -> Pipeline:

@@ -4,7 +4,6 @@ through the graph with its own classes and statistics, and bad declarations are 
 import gzip
 import shutil
 import subprocess
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -86,3 +85,15 @@ def test_fashion_mnist_through_the_graph(make_settings):
     assert '"mean": 0.28' in normalization  # Fashion-MNIST's own statistics, not MNIST's 0.1307
     # The MNIST store of the same settings is untouched.
     assert len(settings.store("mnist").dataset()) == 0
+
+
+def test_two_declarations_of_one_name_are_refused_naming_both_files(tmp_path):
+    from mnist_assets.ml.dataset_spec import DatasetSpecError
+    from mnist_assets.pipeline import DEFS_FOLDER, check_unique_names
+
+    check_unique_names()  # the shipped ones are distinct
+    for folder in ("mnist", "digits_again"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "defs.yaml").write_text((DEFS_FOLDER / "mnist" / "defs.yaml").read_text())
+    with pytest.raises(DatasetSpecError, match=r"mnist/defs.yaml and .*digits_again/defs.yaml both declare the dataset 'mnist'"):
+        check_unique_names(tmp_path)
