@@ -12,12 +12,11 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS
+
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
-SOURCES = ("mnist", "fashion-mnist")
 DIGITS = [str(digit) for digit in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-# Northcutt, Athalye and Mueller, NeurIPS 2021: the MNIST test labels human reviewers confirmed wrong.
-MNIST_CONFIRMED_TEST_LABEL_ERRORS = [947, 1621, 1901, 2130, 2462, 2597, 2654, 3520, 3558, 5937, 6651, 6783, 8527, 9679, 9729]
 
 
 class DatasetSpecError(ValueError):
@@ -99,4 +98,5 @@ class DatasetSpec(BaseModel):
     def known_label_errors(self) -> list[int]:
         if self.label_errors is not None:
             return list(self.label_errors)
-        return MNIST_CONFIRMED_TEST_LABEL_ERRORS if self.source == "mnist" else []
+        # The MNIST test labels human reviewers confirmed wrong (ml/label_errors.py cites the source).
+        return list(CONFIRMED_TEST_LABEL_ERRORS) if self.source == "mnist" else []
