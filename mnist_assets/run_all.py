@@ -54,9 +54,10 @@ def stages(asset_graph=None, datasets=None):
         partitioned = not partitioned
 
 
-def materialize_stage(instance, keys, partition, resources):
+def materialize_stage(instance, keys, partition, resources, assets=None):
+    """One stage of `assets` (default: every declared dataset's) for one partition, in this process."""
     return dg.materialize(
-        defs.assets,
+        assets if assets is not None else defs.assets,
         selection=keys,
         partition_key=partition,
         instance=instance,

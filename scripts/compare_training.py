@@ -40,7 +40,7 @@ def main() -> None:
                              batch_augmentation=augmentation[0] if augmentation else "none",
                              horizontal_flip=pipeline.spec.flips)
         started = time.perf_counter()
-        model = build_model(arch, args.seed, len(pipeline.classes()))
+        model = build_model(arch, args.seed, **pipeline.spec.model_shape())
         # fit leaves the model holding its best validation-loss state.
         result = fit(model, data["train"], data["validation"], config, on_epoch=lambda r, run=run: print(run, r, flush=True))
         _, test_accuracy = evaluate(model, data["test"], "cpu")

@@ -10,17 +10,30 @@ from mnist_assets.ml.tensors import normalize
 
 
 def test_augmentations_are_seeded_shaped_and_change_pixels(mnist):
-    images = torch.from_numpy(mnist.train_images[:20].copy())
+    images = torch.from_numpy(mnist.train_images[:20].copy()).unsqueeze(1)  # [N, C, H, W]
     first, sources = augment_images(images, copies=3, seed=5)
     again, _ = augment_images(images, copies=3, seed=5)
     other, _ = augment_images(images, copies=3, seed=6)
-    assert first.shape == (60, 28, 28) and first.dtype == torch.uint8
+    assert first.shape == (60, 1, 28, 28) and first.dtype == torch.uint8
     assert sources.tolist() == [i for i in range(20) for _ in range(3)]
     assert torch.equal(first, again) and not torch.equal(first, other)
-    changed = (first.float() - images[sources].float()).abs().mean(dim=(1, 2)) > 1
+    changed = (first.float() - images[sources].float()).abs().mean(dim=(1, 2, 3)) > 1
     assert changed.float().mean() > 0.7  # p(no transform at all) = 0.2 * 0.4 * 0.7 = 0.056
     # Digits stay digits: the ink is still there.
-    assert (first.float().mean(dim=(1, 2)) > 10).all()
+    assert (first.float().mean(dim=(1, 2, 3)) > 10).all()
+    # Gray images without a channel axis get one.
+    assert torch.equal(augment_images(images[:, 0], copies=3, seed=5)[0], first)
+
+
+def test_augmentations_keep_rgb_images_rgb(mnist):
+    """An RGB image at another size (a digit in colour, 40x40) stays [3, 40, 40], each channel warped alike."""
+    gray = torch.nn.functional.interpolate(torch.from_numpy(mnist.train_images[:8].copy()).unsqueeze(1).float(), size=40)
+    rgb = (gray * torch.tensor([1.0, 0.5, 0.25]).view(1, 3, 1, 1)).round().to(torch.uint8)
+    augmented, _ = augment_images(rgb, copies=2, seed=1, horizontal_flip=True)
+    assert augmented.shape == (16, 3, 40, 40) and augmented.dtype == torch.uint8
+    # One draw per image for all its channels: the red channel still carries the most ink, green about half of it.
+    red, green = augmented[:, 0].float().sum(dim=(1, 2)), augmented[:, 1].float().sum(dim=(1, 2))
+    assert torch.allclose(green / red, torch.full_like(red, 0.5), atol=0.03)
 
 
 def test_grid_distortion_keeps_shape_and_mostly_the_image(mnist):

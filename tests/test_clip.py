@@ -33,6 +33,20 @@ def test_preprocessing_matches_model_input(tiny, digits):
     assert torch.allclose(inverted[0, :, 0, 0], (1 - torch.tensor(tiny.mean)) / torch.tensor(tiny.std), atol=1e-5)
 
 
+def test_rgb_images_of_any_size_are_preprocessed_channel_by_channel(tiny, digits):
+    """[B, 3, 40, 40] RGB: each channel resized and standardized by its own mean and std; a gray
+    image given as three equal channels preprocesses exactly as the gray one."""
+    big = torch.nn.functional.interpolate(digits[:8].unsqueeze(1).float(), size=40).round().to(torch.uint8)
+    as_rgb = big.repeat(1, 3, 1, 1)
+    assert torch.allclose(preprocess_batch(as_rgb, tiny), preprocess_batch(big, tiny), atol=1e-5)
+    red_only = as_rgb * torch.tensor([1, 0, 0], dtype=torch.uint8).view(1, 3, 1, 1)
+    batch = preprocess_batch(red_only, tiny)
+    assert batch.shape == (8, 3, 32, 32)
+    green_black = (0 - tiny.mean[1]) / tiny.std[1]
+    assert torch.allclose(batch[:, 1], torch.full_like(batch[:, 1], green_black), atol=1e-5)
+    assert embed_images(tiny, red_only)[0].shape == (8, 64)
+
+
 def test_embeddings_are_normalized_and_deterministic(tiny, digits):
     first, speed = embed_images(tiny, digits, batch_size=32)
     again, _ = embed_images(tiny, digits, batch_size=7)  # batching must not change results

@@ -1,5 +1,6 @@
 """Declared datasets: the component loads them, Fashion-MNIST comes verified offline and runs
-through the graph with its own classes and statistics, and bad declarations are refused."""
+through the graph with its own classes and statistics, a user's folder of RGB images of another
+size goes through every asset, and bad declarations are refused."""
 
 import gzip
 import shutil
@@ -10,10 +11,18 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+import torch
+from PIL import Image
+
 from graph import asset
+from image_folders import FOLDER_CLASSES, folder_declaration, write_image_folder
 from mnist_assets.ml.dataset_spec import FASHION, DatasetSpec
 from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.ml.folder_source import FolderSourceError
 from mnist_assets.ml.mnist_source import DEBIAN_FASHION_MNIST, MnistSourceError, load_fashion_mnist
+from mnist_assets.ml.sources import load_source, split_of
+from mnist_assets.pipeline import build_pipeline_defs
+from mnist_assets.run_all import materialize_stage, stages
 from processes import REPO
 
 
@@ -45,7 +54,7 @@ def test_a_corrupted_fashion_mnist_file_is_refused(tmp_path):
     "attributes, message",
     [
         ({"name": "my-pets", "source": "mnist"}, "letters, digits and '_'"),
-        ({"name": "pets", "source": "kmnist"}, "'mnist' or 'fashion-mnist'"),
+        ({"name": "pets", "source": "kmnist"}, "'mnist', 'fashion-mnist' or 'folder'"),
         ({"name": "pets", "source": "mnist", "class_names": ["a", "b", "c"]}, "10 classes"),
         ({"name": "pets", "source": "mnist", "clip_templates": ["a photo"]}, "exactly one"),
         ({"name": "pets", "source": "mnist", "colour": "red"}, "Extra inputs are not permitted"),
@@ -97,3 +106,125 @@ def test_two_declarations_of_one_name_are_refused_naming_both_files(tmp_path):
         (tmp_path / folder / "defs.yaml").write_text((DEFS_FOLDER / "mnist" / "defs.yaml").read_text())
     with pytest.raises(DatasetSpecError, match=r"mnist/defs.yaml and .*digits_again/defs.yaml both declare the dataset 'mnist'"):
         check_unique_names(tmp_path)
+
+
+# A user's own folder: RGB photos at 36x36 in PNG and JPEG, declared at 32x32 RGB.
+
+
+@pytest.fixture(scope="module")
+def clothes_folder(tmp_path_factory, fashion):
+    return write_image_folder(tmp_path_factory.mktemp("clothes"), fashion, per_class=200)
+
+
+def test_a_folder_of_images_is_converted_and_split_stratified(clothes_folder, fashion, tmp_path):
+    spec = DatasetSpec(**folder_declaration(clothes_folder))
+    assert spec.classes() == sorted(FOLDER_CLASSES) and spec.model_shape() == {"num_classes": 3, "in_channels": 3, "image_size": 32}
+    source = load_source(spec, None, tmp_path)
+    splits = {split: split_of(source, spec, split, None) for split in ("train", "validation", "test")}
+    # 600 images: 20% test, then 15% of the rest validation, each stratified by class.
+    assert {split: len(data.labels) for split, data in splits.items()} == {"train": 408, "validation": 72, "test": 120}
+    assert np.bincount(splits["test"].labels).tolist() == [40, 40, 40]
+    assert splits["train"].images.shape == (408, 32, 32, 3) and splits["train"].images.dtype == np.uint8
+    keys = np.concatenate([data.indices for data in splits.values()])
+    assert len(set(keys.tolist())) == 600  # one stable key per file
+    assert all(name.startswith("my_clothes/") and name.endswith(".png") for name in splits["test"].image_files)
+    # A gray file became three equal channels; a tinted one kept its colour.
+    test = splits["test"]
+    gray = [i for i, name in enumerate(test.image_files) if name.split("/")[-1].split("-")[0].endswith(("6", "3")) is False]
+    assert any(not np.array_equal(test.images[i][..., 0], test.images[i][..., 2]) for i in gray)
+    # Adding a file changes no other file's key or PNG name.
+    Image.fromarray(fashion.train_images[0]).save(clothes_folder / "bag" / "zz_new.png")
+    try:
+        again = split_of(load_source(spec, None, tmp_path), spec, "test", None)
+        before = dict(zip(test.indices.tolist(), test.image_files))
+        assert all(before[key] == name for key, name in zip(again.indices.tolist(), again.image_files) if key in before)
+    finally:
+        (clothes_folder / "bag" / "zz_new.png").unlink()
+
+
+def test_a_folder_with_train_and_test_keeps_its_test_split(fashion, tmp_path):
+    root = write_image_folder(tmp_path / "split", fashion, per_class=50, split_layout=True)
+    spec = DatasetSpec(**folder_declaration(root, name="split_clothes"))
+    source = load_source(spec, None, tmp_path)
+    test = split_of(source, spec, "test", None)
+    assert len(test.labels) == 30 and all("/test/" in f"/{name}" for name in test.image_files)
+    assert len(split_of(source, spec, "train", None).labels) + len(split_of(source, spec, "validation", None).labels) == 120
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda root: {"path": str(root / "missing")}, r"missing does not exist; set `path`"),
+        (lambda root: {"class_names": ["bag", "shoe", "trouser"]}, r"do not match the class sub-folders \['bag', 'sneaker', 'trouser'\]"),
+        (lambda root: {"path": None}, "needs `path`"),
+        (lambda root: {"path": str(root / "bag")}, "has 0 class sub-folder"),
+        (lambda root: {"source": "mnist", "path": None}, "declare image_size: 28 and channels: 1"),
+        (lambda root: {"channels": 4}, "Input should be 1 or 3"),
+    ],
+)
+def test_bad_folder_declarations_are_refused_at_load(clothes_folder, change, message):
+    with pytest.raises((ValidationError, ValueError), match=message):
+        DatasetSpec(**{**folder_declaration(clothes_folder), **change(clothes_folder)})
+
+
+def test_bad_folder_contents_are_refused_at_ingest_naming_the_file(fashion, tmp_path):
+    root = write_image_folder(tmp_path / "bad", fashion, per_class=10)
+    spec = DatasetSpec(**folder_declaration(root, name="bad_clothes"))
+    broken = root / "sneaker" / "sneaker_0000.png"
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated
+    with pytest.raises(FolderSourceError, match=r"sneaker_0000.png is not a readable image .*remove or replace it"):
+        load_source(spec, None, tmp_path)
+    broken.unlink()
+    for image in (root / "trouser").iterdir():
+        image.unlink()
+    with pytest.raises(FolderSourceError, match=r"trouser holds no images"):
+        load_source(spec, None, tmp_path)
+
+
+def test_a_folder_dataset_goes_through_every_asset(make_settings, clothes_folder):
+    """Every asset of the graph on 32x32 RGB photos of three classes, then a bad file that loses nothing."""
+    spec = DatasetSpec(**folder_declaration(clothes_folder))
+    settings = make_settings(epochs=5)
+    resources = {"settings": settings}
+    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
+    graph = defs.resolve_asset_graph()
+    instance = dg.DagsterInstance.ephemeral()
+    checks = []
+    for keys, partitioned in stages(graph, ["my_clothes"]):
+        for partition in ("train", "validation", "test") if partitioned else [None]:
+            result = materialize_stage(instance, keys, partition, resources, defs.assets)
+            assert result.success, f"{keys} [{partition}] failed"
+            checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    for key in graph.get_all_asset_keys():
+        assert instance.get_latest_materialization_event(key) is not None, f"{key.to_user_string()} never materialized"
+    assert checks and not [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
+
+    store = settings.store("my_clothes")
+    dataset = store.dataset()
+    assert {split: len(split_view(dataset, split)) for split in ("train", "validation", "test")} == {"train": 408, "validation": 72, "test": 120}
+    test = split_view(dataset, "test")
+    widths, channels = test.values(["metadata.width", "metadata.num_channels"])
+    assert set(widths) == {32} and set(channels) == {3}
+    truth, predicted, finetuned = test.values(["ground_truth.label", "lenet_predictions.label", "finetuned_predictions.label"])
+    assert set(truth) == set(FOLDER_CLASSES)
+    accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
+    assert accuracy > 0.8, accuracy  # bags, sneakers and trousers; chance is 1/3
+    assert len(test.values("clip_embeddings")[0]) == 64 and test.values("clip_zero_shot.label")[0] in FOLDER_CLASSES
+    assert all(value is not None for value in test.values("hardness")) and set(finetuned) <= set(FOLDER_CLASSES)
+    payload = torch.load(store.dir / "checkpoints" / "lenet_checkpoint.pt", weights_only=True)
+    assert (payload["settings"]["in_channels"], payload["settings"]["image_size"], payload["settings"]["num_classes"]) == (3, 32, 3)
+
+    # A truncated image fails the next ingest with its name, and the stored split stays as it was.
+    before = split_view(dataset, "train").values("id")
+    broken = clothes_folder / "bag" / "bag_0001.png"
+    original = broken.read_bytes()
+    broken.write_bytes(original[:80])
+    try:
+        failed = materialize_stage(instance, [dg.AssetKey(["my_clothes", "raw_dataset"])], "train", resources, defs.assets)
+        assert not failed.success
+        failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "bag_0001.png is not a readable image" in str(failure.event_specific_data.error)
+        dataset.reload()
+        assert split_view(dataset, "train").values("id") == before
+    finally:
+        broken.write_bytes(original)

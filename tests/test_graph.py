@@ -204,7 +204,8 @@ def test_rematerializing_an_unchanged_split_keeps_every_sample_and_field(graph_r
 
 def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
     """Re-ingest keeps what is still true: one changed label, one new and one vanished sample."""
-    from mnist_assets.ml.fiftyone_store import pixel_hashes, sync_split
+    from mnist_assets.ml.fiftyone_store import sync_split
+    from mnist_assets.ml.sources import pixel_hashes
 
     settings = make_settings()
     dataset = settings.store("mnist").dataset()

@@ -31,6 +31,25 @@ def test_models_give_logits_and_84d_fc1(model_class):
     assert logits.shape == (5, 10) and embeddings.shape == (5, 84)
 
 
+@pytest.mark.parametrize("arch", ["lenet5", "resnet_small"])
+def test_models_take_the_datasets_channels_size_and_classes(arch, tmp_path):
+    """RGB 32x32 with 3 classes: LeNet-5's third convolution becomes the paper's 5x5 (ends at 1x1)."""
+    model = build_model(arch, seed=1, num_classes=3, in_channels=3, image_size=32).eval()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    logits, embeddings = predict(model, SplitTensors(images, torch.zeros(4, dtype=torch.int64), ["a"] * 4))
+    assert logits.shape == (4, 3) and embeddings.shape == (4, 84)
+    if arch == "lenet5":
+        assert model.features[6].kernel_size == (5, 5) and ModernLeNet5().features[6].kernel_size == (4, 4)
+    # The checkpoint records the shape, so loading rebuilds the same model.
+    path = tmp_path / "rgb.pt"
+    shape = {"num_classes": 3, "in_channels": 3, "image_size": 32}
+    save_checkpoint(path, arch=arch, model=model.state_dict(), optimizer={}, epoch=1, metrics={}, settings=shape)
+    loaded, _ = load_model(path)
+    assert np.allclose(predict(loaded.eval(), SplitTensors(images, torch.zeros(4, dtype=torch.int64), ["a"] * 4))[0], logits, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        build_model("lenet5", image_size=12)
+
+
 def test_batches_are_normalized_seeded_and_cover_everything(small_mnist):
     train, _, _ = small_mnist
     first = [labels for _, labels in iterate_batches(train, 64, shuffle=True, generator=torch.Generator().manual_seed(1))]

@@ -21,7 +21,7 @@ from mnist_assets.ml import plots
 from mnist_assets.ml.augmentation import augment_images
 from mnist_assets.ml.fiftyone_store import replace_split, split_view, write_pngs
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
-from mnist_assets.ml.tensors import SplitTensors, concatenate, load_view_tensors
+from mnist_assets.ml.tensors import SplitTensors, channels_last, concatenate, load_view_tensors
 from mnist_assets.ml.training import fit
 from mnist_assets.resources import MnistSettings
 
@@ -90,11 +90,11 @@ def build(p: Pipeline) -> list:
 
         source_index = np.asarray(view.values("source_index"))[source_positions]
         # Name the folder by what determines the pixels, so existing files are never stale.
-        key = hashlib.sha1(f"{config.strategy}|{config.seed}|{config.copies}|{p.spec.flips}|{chosen.tolist()}".encode()).hexdigest()[:12]
+        key = hashlib.sha1(f"{config.strategy}|{config.seed}|{config.copies}|{p.spec.flips}|{p.spec.channels}x{p.spec.image_size}|{chosen.tolist()}".encode()).hexdigest()[:12]
         folder = store.artifact_path("augmented", f"{config.strategy}-{key}")
         copy_number = np.tile(np.arange(config.copies), len(chosen))
         paths = [folder / f"{int(i):05d}-{int(k)}.png" for i, k in zip(source_index, copy_number)]
-        write_pngs(images.numpy(), paths)
+        write_pngs(channels_last(images), paths)
         labels = train.labels.numpy()[source_positions]
         dataset = store.augmented()
         links = {
@@ -152,7 +152,7 @@ def build(p: Pipeline) -> list:
         train_cfg = train_config(config, p, settings, arch=payload["arch"])
         _, _, validation = split_tensors(p, settings, "validation", store)
         validation = SplitTensors(validation.images, validation.labels, validation.sample_ids, train.mean, train.std)
-        extra = load_view_tensors(split_view(store.augmented(), AUGMENTED_SPLIT), store.tensor_cache_dir, classes=classes)
+        extra = load_view_tensors(split_view(store.augmented(), AUGMENTED_SPLIT), store.tensor_cache_dir, classes=classes, channels=p.spec.channels, size=p.spec.image_size)
         context.log.info(f"{p.name}: fine-tuning on {len(train)} + {len(extra)} augmented samples, {train_cfg.epochs} epochs")
         result = fit(
             model,

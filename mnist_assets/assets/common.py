@@ -71,7 +71,7 @@ def split_tensors(p: Pipeline, settings: MnistSettings, split: str, store: Datas
     view = split_view(dataset, split)
     if len(view) == 0:
         raise ValueError(f"split {split!r} has no samples; materialize {p.name}/raw_dataset[{split}] first.")
-    tensors = load_view_tensors(view, store.tensor_cache_dir, classes=p.classes())
+    tensors = load_view_tensors(view, store.tensor_cache_dir, classes=p.classes(), channels=p.spec.channels, size=p.spec.image_size)
     if not standardize:
         return dataset, view, tensors
     if not normalization_path(store).is_file():

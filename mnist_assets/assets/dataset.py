@@ -10,8 +10,8 @@ from mnist_assets.assets.common import Pipeline, record_ingest, record_normaliza
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
-from mnist_assets.ml.fiftyone_store import pixel_hashes, split_fingerprint, split_view, sync_split, write_pngs
-from mnist_assets.ml.sources import image_paths, load_source, split_of
+from mnist_assets.ml.fiftyone_store import split_fingerprint, split_view, sync_split, write_pngs
+from mnist_assets.ml.sources import load_source, split_of
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
@@ -28,7 +28,7 @@ def build(p: Pipeline) -> list:
         code_version="3",
         automation_condition=weekly_refresh(),
         check_specs=[p.check("sample_count", "raw_dataset"), p.check("labels_in_range", "raw_dataset"), p.check("class_balance", "raw_dataset")],
-        description=f"{spec.source} images, MD5-verified, as PNG files and FiftyOne samples with ground_truth and split; unchanged samples are kept.",
+        description=f"{spec.source} images, verified{' and converted' if spec.source == 'folder' else ''}, as PNG files and FiftyOne samples with ground_truth and split; unchanged samples are kept.",
     )
     def raw_dataset(context: dg.AssetExecutionContext, settings: MnistSettings):
         split = context.partition_key
@@ -38,11 +38,11 @@ def build(p: Pipeline) -> list:
         data = split_of(source, spec, split, settings.limit)
         context.log.info(f"{p.name}/{split}: {len(data.labels)} samples from {source.source}")
 
-        paths = image_paths(store.images_dir, spec, split, data.indices)
+        paths = [store.images_dir / name for name in data.image_files]
         written = write_pngs(data.images, paths)
         context.log.info(f"{split}: wrote {written} new PNG files ({len(paths) - written} already there)")
         dataset = store.dataset()
-        hashes = pixel_hashes(data.images)
+        hashes = data.hashes
         changes = sync_split(dataset, split, paths, data.labels, data.indices, hashes, classes)
         count = changes["count"]
         context.log.info(

@@ -76,15 +76,13 @@ def training_results(p: Pipeline, settings: MnistSettings, name: str, result, tr
     """What a training asset yields: the kept state saved as `<name>.pt`, its metadata, and the
     blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
     path = checkpoint_path(p.store(settings), name)
-    save_fit(path, result, train_cfg, train, num_classes=len(p.classes()), **extra)
+    save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
     yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path))
     threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
     yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(p, settings))
 
 
 def build(p: Pipeline) -> list:
-    num_classes = len(p.classes())
-
     @dg.asset(
         key=p.key("lenet_checkpoint"),
         deps=[dg.AssetDep(p.key("raw_dataset"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))],
@@ -111,7 +109,7 @@ def build(p: Pipeline) -> list:
                 f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} ({row['seconds']} s)"
             )
 
-        model = build_model(train_cfg.arch, train_cfg.seed, num_classes)
+        model = build_model(train_cfg.arch, train_cfg.seed, **p.spec.model_shape())
         result = fit(model, train, validation, train_cfg, device, on_epoch=log_epoch)
         yield from training_results(
             p, settings, "lenet_checkpoint", result, train_cfg, config, train, train_count=len(train), validation_count=len(validation)

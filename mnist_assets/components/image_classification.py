@@ -11,9 +11,11 @@ class ImageClassificationPipeline(DatasetSpec, dg.Component, dg.Resolvable):
     embeddings, quality scores, an augmented set, a fine-tuned model and the comparison, every
     asset under the key prefix `<name>/`, partitioned per split where it applies.
 
-    Attributes are those of `mnist_assets.ml.dataset_spec.DatasetSpec`: `name` and `source` are
-    required; `path`, `class_names`, `validation_fraction`, `split_seed`, `horizontal_flip`,
-    `clip_class_names`, `clip_templates`, `label_errors`, `epochs` and `accuracy_gate` are optional.
+    Attributes are those of `mnist_assets.ml.dataset_spec.DatasetSpec`: `name` and `source`
+    (`mnist`, `fashion-mnist` or `folder`) are required, `path` too for a folder; `image_size`,
+    `channels`, `class_names`, `validation_fraction`, `test_fraction`, `split_seed`,
+    `horizontal_flip`, `clip_class_names`, `clip_templates`, `label_errors`, `epochs` and
+    `accuracy_gate` are optional.
     """
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

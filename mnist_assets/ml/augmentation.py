@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD
+from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD, channels_first
 
 BATCH_AUGMENTATIONS = ("none", "affine", "flip")
 
@@ -57,17 +57,19 @@ def series_augmentation(horizontal_flip: bool = False) -> v2.Compose:
 def augment_images(
     images_uint8: torch.Tensor, copies: int, seed: int, horizontal_flip: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`copies` augmented versions of each image: uint8 [N*copies, 28, 28] and the source position of each."""
+    """`copies` augmented versions of each image (uint8 [N, C, H, W], or gray [N, H, W]): uint8
+    [N*copies, C, H, W] and the source position of each."""
+    images_uint8 = channels_first(images_uint8)
     transform = series_augmentation(horizontal_flip)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        out = [transform(image.unsqueeze(0)).squeeze(0) for image in images_uint8 for _ in range(copies)]
+        out = [transform(image) for image in images_uint8 for _ in range(copies)]
     finally:
         torch.random.set_rng_state(state)
     sources = torch.arange(len(images_uint8)).repeat_interleave(copies)
     if not out:
-        return torch.zeros((0, 28, 28), dtype=torch.uint8), sources
+        return torch.zeros((0, *images_uint8.shape[1:]), dtype=torch.uint8), sources
     return torch.stack(out), sources
 
 

@@ -59,7 +59,13 @@ def load_checkpoint(path: Path) -> dict:
 def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
     """The model of a checkpoint with its weights, and the checkpoint itself."""
     payload = load_checkpoint(path)
-    model = build_model(payload["arch"], num_classes=int(payload["settings"].get("num_classes", 10)))
+    settings = payload["settings"]
+    model = build_model(
+        payload["arch"],
+        num_classes=int(settings.get("num_classes", 10)),
+        in_channels=int(settings.get("in_channels", 1)),
+        image_size=int(settings.get("image_size", 28)),
+    )
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:

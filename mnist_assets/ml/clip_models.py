@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from mnist_assets.ml.tensors import channels_first
+
 TINY_MODEL = "mnist-tiny"
 RANDOM_WEIGHTS = "none"
 
@@ -190,14 +192,15 @@ def resize_matrix(in_size: int, out_size: int, mode: str) -> torch.Tensor:
 def preprocess_batch(
     images_uint8: torch.Tensor, clip: LoadedClip, invert: bool = False, pad: int = 0
 ) -> torch.Tensor:
-    """uint8 [B, 28, 28] -> normalized float [B, 3, S, S], as open_clip's transform does it, on tensors.
+    """uint8 [B, C, H, H] (C 1 or 3; gray may be [B, H, H]) -> normalized float [B, 3, S, S], as
+    open_clip's transform does it, on tensors.
 
     The model's own transform resizes (bicubic) to S, center-crops (a no-op for
-    square digits), repeats the gray channel and standardizes. `invert` gives a
+    square images), repeats a gray channel and standardizes. `invert` gives a
     dark digit on a light ground and `pad` adds a margin, closer to the photos
     CLIP learned from.
     """
-    x = images_uint8.float()
+    x = channels_first(images_uint8).float()
     if invert:
         x = 255.0 - x
     if pad:
@@ -206,10 +209,10 @@ def preprocess_batch(
     matrix = resize_matrix(x.shape[-1], clip.image_size, mode)
     # The 1/255 scaling rides on the (small) left matrix instead of a pass over the batch.
     resized = ((matrix.T / 255.0) @ x @ matrix).clamp_(0.0, 1.0)
-    # Standardize while repeating the gray channel: one pass, (y - mean) / std = y * (1 / std) - mean / std.
+    # Standardize (repeating a gray channel by broadcasting): one pass, (y - mean) / std = y * (1 / std) - mean / std.
     scale = 1.0 / torch.tensor(clip.std).view(1, 3, 1, 1)
     bias = -torch.tensor(clip.mean).view(1, 3, 1, 1) * scale
-    return torch.addcmul(bias, resized.unsqueeze(1), scale)
+    return torch.addcmul(bias, resized, scale)
 
 
 @torch.inference_mode()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where pyproject.toml is
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 DIGITS = [str(digit) for digit in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -27,19 +28,24 @@ class DatasetSpec(BaseModel):
     """One dataset: where its images come from, the shape the pipeline works at, and its classes.
 
     `mnist` and `fashion-mnist` are 28x28 grayscale with their ten classes (`path`: a folder
-    of their four IDX files, optional). Validation is a seeded, stratified `validation_fraction`
-    of the training images, since neither source has a validation split.
+    of their four IDX files, optional). `folder` is a user's image-classification tree at `path`
+    (one sub-folder per class, optionally under `train/` and `test/`), converted once at ingest to
+    `image_size` x `image_size` with `channels` (1 gray, 3 RGB); its classes are its sub-folders
+    (sorted) unless `class_names` orders them. Validation is a seeded, stratified
+    `validation_fraction` of the training images (no source has a validation split); a folder
+    without `test/` gives a seeded, stratified `test_fraction` of its images to test.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    source: Literal["mnist", "fashion-mnist"]
+    source: Literal["mnist", "fashion-mnist", "folder"]
     path: Optional[str] = None
-    image_size: Literal[28] = 28  # other sizes and RGB come with folder datasets
-    channels: Literal[1] = 1
+    image_size: int = Field(28, ge=16, le=256)  # LeNet-5 needs at least 16 pixels
+    channels: Literal[1, 3] = 1
     class_names: Optional[list[str]] = None
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)  # folders without a test/ sub-folder
     split_seed: int = 51
     horizontal_flip: Optional[bool] = None  # digits: no; clothes: yes
     clip_class_names: Optional[list[str]] = None
@@ -63,8 +69,17 @@ class DatasetSpec(BaseModel):
         if self.class_names is not None:
             if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
                 raise DatasetSpecError(f"dataset {self.name!r}: class_names must list at least two distinct names.")
-            if len(self.class_names) != 10:
+            if self.source != "folder" and len(self.class_names) != 10:
                 raise DatasetSpecError(f"dataset {self.name!r}: {self.source} has 10 classes; class_names lists {len(self.class_names)}.")
+        if self.source == "folder":
+            if not self.path:
+                raise DatasetSpecError(f"dataset {self.name!r}: a folder dataset needs `path`, the folder of class sub-folders.")
+            self._check_folder_classes()
+        elif (self.image_size, self.channels) != (28, 1):
+            raise DatasetSpecError(
+                f"dataset {self.name!r}: {self.source} images are 28x28 grayscale; declare image_size: 28 and channels: 1 "
+                "(other shapes are for `source: folder`)."
+            )
         if self.clip_class_names is not None and len(self.clip_class_names) != len(self.classes()):
             raise DatasetSpecError(f"dataset {self.name!r}: clip_class_names must have one name per class.")
         for template in self.clip_templates or []:
@@ -72,15 +87,34 @@ class DatasetSpec(BaseModel):
                 raise DatasetSpecError(f"dataset {self.name!r}: CLIP template {template!r} needs exactly one '{{}}'.")
         return self
 
+    def _check_folder_classes(self) -> None:
+        from mnist_assets.ml.folder_source import class_folders
+
+        found = class_folders(self.folder)  # refuses a missing folder or fewer than two classes
+        if self.class_names is not None and sorted(self.class_names) != found:
+            raise DatasetSpecError(
+                f"dataset {self.name!r}: class_names {sorted(self.class_names)} do not match the class sub-folders "
+                f"{found} of {self.folder}; rename the folders or fix class_names."
+            )
+
     @property
     def folder(self) -> Path | None:
-        return Path(self.path).expanduser() if self.path else None
+        """`path` as a folder: `~` expanded, a relative path taken from the project root."""
+        return PROJECT_ROOT / Path(self.path).expanduser() if self.path else None
 
     def classes(self) -> list[str]:
         """The ordered class names (label i of the source is class i)."""
         if self.class_names is not None:
             return list(self.class_names)
+        if self.source == "folder":
+            from mnist_assets.ml.folder_source import class_folders
+
+            return class_folders(self.folder)
         return DIGITS if self.source == "mnist" else FASHION
+
+    def model_shape(self) -> dict:
+        """What a classifier for this dataset is built with (and its checkpoint records)."""
+        return {"num_classes": len(self.classes()), "in_channels": self.channels, "image_size": self.image_size}
 
     @property
     def flips(self) -> bool:

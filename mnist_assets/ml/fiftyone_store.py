@@ -132,7 +132,7 @@ def split_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
 
 def _png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(image, mode="L").save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG")  # [H, W] gray or [H, W, 3] RGB
     return buffer.getvalue()
 
 
@@ -150,11 +150,6 @@ def write_pngs(images: np.ndarray, paths: list[Path], workers: int = 4) -> int:
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(write, todo))
     return len(todo)
-
-
-def pixel_hashes(images: np.ndarray) -> list[str]:
-    """A short SHA-1 of each image's pixels: re-ingest compares these to find changed images."""
-    return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:20] for image in images]
 
 
 def split_fingerprint(source_indices, labels, hashes) -> str:

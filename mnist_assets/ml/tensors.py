@@ -29,7 +29,7 @@ class SplitTensors:
     """A view's samples as tensors, in view order, with the pixel statistics to standardize them by
     (the dataset's train split, recorded at ingest; MNIST's by default)."""
 
-    images: torch.Tensor  # uint8 [N, 28, 28]
+    images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor  # int64 [N], class positions
     sample_ids: list[str]
     mean: float = MNIST_MEAN
@@ -39,39 +39,65 @@ class SplitTensors:
         return len(self.labels)
 
 
-def content_key(sample_ids: list[str], filepaths: list[str], labels: list[str | None]) -> str:
-    digest = hashlib.sha256()
+def content_key(sample_ids: list[str], filepaths: list[str], labels: list[str | None], shape: tuple = ()) -> str:
+    digest = hashlib.sha256(repr(shape).encode())
     for parts in zip(sample_ids, filepaths, labels):
         digest.update("\x1f".join(str(p) for p in parts).encode())
         digest.update(b"\x1e")
     return digest.hexdigest()[:24]
 
 
-def decode_png(path: str) -> np.ndarray:
+def channels_first(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Images as a [N, C, H, W] tensor: gray [N, H, W] gains its channel axis, [N, H, W, 3] (PIL's
+    layout) moves it; [N, C, H, W] passes unchanged."""
+    images = torch.as_tensor(images)
+    if images.ndim == 3:
+        return images.unsqueeze(1)
+    if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        return images.permute(0, 3, 1, 2).contiguous()
+    return images
+
+
+def channels_last(images: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] -> what PIL writes: [N, H, W] for gray, [N, H, W, 3] for RGB."""
+    array = images.numpy() if isinstance(images, torch.Tensor) else images
+    return array[:, 0] if array.shape[1] == 1 else np.ascontiguousarray(array.transpose(0, 2, 3, 1))
+
+
+def decode_png(path: str, channels: int = 1, size: int = 28) -> np.ndarray:
+    """One image as uint8 [C, H, W] at the declared shape."""
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("L"))
+            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
     except (FileNotFoundError, OSError) as error:
         raise FileNotFoundError(
             f"image {path} is missing or unreadable ({error}); re-materialize raw_dataset for its split."
         ) from error
-    if array.shape != (28, 28):
-        raise ValueError(f"image {path} is {array.shape}, expected 28x28; re-materialize raw_dataset.")
-    return array
+    if array.shape[:2] != (size, size):
+        raise ValueError(f"image {path} is {array.shape[1]}x{array.shape[0]}, expected {size}x{size}; re-materialize raw_dataset.")
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def decode_pngs(paths: list[str], workers: int = 4) -> np.ndarray:
+def decode_pngs(paths: list[str], channels: int = 1, size: int = 28, workers: int = 4) -> np.ndarray:
+    if not paths:
+        return np.zeros((0, channels, size, size), np.uint8)
     with ThreadPoolExecutor(workers) as pool:
-        return np.stack(list(pool.map(decode_png, paths))) if paths else np.zeros((0, 28, 28), np.uint8)
+        return np.stack(list(pool.map(lambda path: decode_png(path, channels, size), paths)))
 
 
 def load_view_tensors(
-    view, cache_dir: Path | None = None, label_field: str = "ground_truth", classes: list[str] | None = None
+    view,
+    cache_dir: Path | None = None,
+    label_field: str = "ground_truth",
+    classes: list[str] | None = None,
+    channels: int = 1,
+    size: int = 28,
 ) -> SplitTensors:
     """Read a FiftyOne view's pixels and labels once, from the cache when its content is unchanged.
 
-    Works for any view of 28x28 grayscale images with a Classification label field holding one
-    of `classes` (default the digits "0".."9"); labels become positions in `classes`.
+    Works for any view of `size` x `size` images with `channels` (1 or 3) and a Classification
+    label field holding one of `classes` (default the digits "0".."9"); labels become positions
+    in `classes`.
     """
     classes = classes or [str(digit) for digit in range(10)]
     position = {name: i for i, name in enumerate(classes)}
@@ -79,13 +105,13 @@ def load_view_tensors(
     unknown = {label for label in labels if label not in position}
     if unknown:
         raise ValueError(f"some samples have no {label_field} label or one outside the classes: {sorted(map(str, unknown))[:5]}")
-    key = content_key(sample_ids, filepaths, labels)
+    key = content_key(sample_ids, filepaths, labels, (channels, size, size))
     cache_file = cache_dir / f"{key}.npz" if cache_dir is not None else None
     if cache_file is not None and cache_file.is_file():
         with np.load(cache_file, allow_pickle=False) as cached:
             images = cached["images"]
     else:
-        images = decode_pngs(filepaths)
+        images = decode_pngs(filepaths, channels, size)
         if cache_file is not None:
             buffer = io.BytesIO()
             np.savez(buffer, images=images)
@@ -109,8 +135,8 @@ def concatenate(first: SplitTensors, second: SplitTensors) -> SplitTensors:
 
 
 def normalize(images_uint8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """uint8 [B, 28, 28] -> float [B, 1, 28, 28], standardized with the given mean and std."""
-    return (images_uint8.unsqueeze(1).float() / 255.0 - mean) / std
+    """uint8 [B, C, H, W] (or gray [B, H, W]) -> float [B, C, H, W], standardized with the given mean and std."""
+    return (channels_first(images_uint8).float() / 255.0 - mean) / std
 
 
 def iterate_batches(

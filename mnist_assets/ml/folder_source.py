@@ -1,0 +1,107 @@
+"""A user's folder of images, one sub-folder per class, as verified arrays at the declared shape.
+
+Layouts: `<root>/<class>/*.png|jpg|...`, or `<root>/train/<class>/...` and
+`<root>/test/<class>/...`. Every image is opened, converted to the declared
+channels and resized to the declared square size once, here; an unreadable or
+truncated file stops the load with its path, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class FolderSourceError(ValueError):
+    """A folder dataset is missing, empty, or holds a file that is not a readable image."""
+
+
+@dataclass(frozen=True)
+class FolderImages:
+    """The images of one folder split at the declared shape, with labels and their files."""
+
+    images: np.ndarray  # uint8 [N, H, W] (1 channel) or [N, H, W, 3]
+    labels: np.ndarray  # int64 [N], positions in the class list
+    files: list[str]  # relative to the dataset root, in a stable order: the samples' source keys
+
+
+def has_test_split(root: Path) -> bool:
+    """Whether the folder is split already: `train/<class>/...` and `test/<class>/...`."""
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
+def _class_root(root: Path) -> Path:
+    return root / "train" if has_test_split(root) else root
+
+
+def class_folders(root: Path | None) -> list[str]:
+    """The class names of a folder dataset: its (training) sub-folders, sorted."""
+    if root is None or not Path(root).is_dir():
+        raise FolderSourceError(f"dataset folder {root} does not exist; set `path` in the dataset's defs.yaml to a folder of class sub-folders.")
+    names = sorted(p.name for p in _class_root(Path(root)).iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(names) < 2:
+        raise FolderSourceError(f"{_class_root(Path(root))} has {len(names)} class sub-folder(s); an image-classification folder needs at least two.")
+    return names
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _load_one(path: Path, size: int, channels: int) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode fully now: a truncated file fails here, not later
+            converted = image.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise FolderSourceError(f"{path} is not a readable image ({error}); remove or replace it.") from error
+    if converted.size != (size, size):
+        converted = converted.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(converted, dtype=np.uint8)
+
+
+def load_split_folder(folder: Path, root: Path, classes: list[str], size: int, channels: int) -> FolderImages:
+    """Every image under `folder/<class>/`, converted; classes must match the declared ones."""
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if found != sorted(classes):
+        raise FolderSourceError(
+            f"{folder}: class sub-folders {found} do not match the declared class_names {sorted(classes)}; "
+            "rename the folders or fix class_names in defs.yaml."
+        )
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = _image_files(folder / name)
+        if not files:
+            raise FolderSourceError(f"{folder / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); add some or remove the class.")
+        paths += files
+        labels += [label] * len(files)
+    with ThreadPoolExecutor(4) as pool:
+        images = list(pool.map(lambda p: _load_one(p, size, channels), paths))
+    return FolderImages(
+        images=np.stack(images),
+        labels=np.asarray(labels, dtype=np.int64),
+        files=[str(p.relative_to(root)) for p in paths],
+    )
+
+
+def file_keys(files: list[str]) -> np.ndarray:
+    """A stable integer per file, its samples' `source_index`: 7 bytes of the path's SHA-1 (fits int64),
+    so adding or removing other files changes no sample's key."""
+    return np.array([int.from_bytes(hashlib.sha1(name.encode()).digest()[:7], "big") for name in files], dtype=np.int64)
+
+
+def load_folder(root: Path, classes: list[str], size: int, channels: int) -> tuple[FolderImages, FolderImages | None]:
+    """The training images (all of them without `train/` and `test/`) and the test images, if split."""
+    root = Path(root)
+    if not root.is_dir():
+        class_folders(root)  # raises with the fix
+    if has_test_split(root):
+        return load_split_folder(root / "train", root, classes, size, channels), load_split_folder(root / "test", root, classes, size, channels)
+    return load_split_folder(root, root, classes, size, channels), None
