@@ -28,6 +28,20 @@ TARGETS = {
 }
 
 
+def use_e2e_database(home: Path) -> None:
+    """Point this process at what the end-to-end run wrote: its folders and its embedded database.
+
+    bench_e2e drops FIFTYONE_DATABASE_URI and _DIR so that run starts fresh, so the follow-up steps
+    must drop them too, or they would open an empty dataset on the external database.
+    """
+    import fiftyone as fo
+
+    os.environ["MNIST_ASSETS_HOME"] = str(home)
+    for name in ("FIFTYONE_DATABASE_URI", "FIFTYONE_DATABASE_DIR", "FIFTYONE_PRIVATE_DATABASE_PORT"):
+        os.environ.pop(name, None)
+    fo.config.database_uri = None  # read from the environment when fiftyone was imported
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="samples per split (default: all)")
@@ -49,12 +63,7 @@ def main() -> None:
     results["e2e_per_asset_seconds"] = e2e["per_asset_seconds"]
     results["e2e_summary"] = e2e["summary"]
 
-    # The rest reads the dataset the end-to-end run built (FiftyOne reads its folder at import).
-    os.environ["MNIST_ASSETS_HOME"] = str(work / "e2e" / "home")
-    os.environ.pop("FIFTYONE_DATABASE_DIR", None)
-    from mnist_assets.environment import configure_process_environment
-
-    configure_process_environment()
+    use_e2e_database(work / "e2e" / "home")
     import bench_clip_embed
     import bench_fiftyone_writes
     import bench_lenet_epoch

@@ -1,7 +1,5 @@
-"""Dagster assets for the FiftyOne image-classification series on MNIST."""
+"""Dagster assets for the FiftyOne image-classification series, on any image-classification dataset.
 
-from mnist_assets.environment import configure_process_environment
-
-# FiftyOne reads its database location when it is first imported, so the
-# project's defaults must be in the environment before anything imports it.
-configure_process_environment()
+Importing the package changes nothing outside it: FiftyOne is pointed at the project's database
+when a process first connects (`mnist_assets.ml.fiftyone_store.connect`).
+"""

@@ -18,16 +18,30 @@ def assets_home() -> Path:
     return Path(os.environ.get("MNIST_ASSETS_HOME") or REPO_ROOT / ".mnist_assets").resolve()
 
 
-def configure_process_environment() -> None:
-    """Point FiftyOne and Dagster at the project's folders unless the user chose others."""
-    if not os.environ.get("FIFTYONE_DATABASE_URI") and not os.environ.get("FIFTYONE_DATABASE_DIR"):
-        os.environ["FIFTYONE_DATABASE_DIR"] = str(assets_home() / "fiftyone_db")
-    # FiftyOne hands its database port to child processes in this variable. A child
-    # pointed at another database folder (a test, a benchmark) must not inherit it.
-    if os.environ.get(PORT_OWNER_VARIABLE) != os.environ.get("FIFTYONE_DATABASE_DIR"):
+def dagster_home() -> Path:
+    """DAGSTER_HOME, default `<repo>/.dagster_home` (the Makefile exports the same)."""
+    return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster_home")
+
+
+def configure_fiftyone(fo) -> None:
+    """Point FiftyOne at the project's database before the process first connects.
+
+    Called by `fiftyone_store.connect()`, never at import: the embedded database lives in
+    FIFTYONE_DATABASE_DIR if set, else `<MNIST_ASSETS_HOME>/fiftyone_db`. The choices go into the
+    environment too, because FiftyOne's own child processes (the database service, the App server)
+    read them there: that folder, no version validation (the embedded mongod 6.0 is older than
+    FiftyOne prefers; it works) and no usage tracking. A database port inherited from a parent
+    process pointed at another folder (a test, a benchmark) is dropped, so this process starts or
+    finds its own folder's service.
+    """
+    if not fo.config.database_uri:
+        fo.config.database_dir = os.environ.get("FIFTYONE_DATABASE_DIR") or str(assets_home() / "fiftyone_db")
+        os.environ["FIFTYONE_DATABASE_DIR"] = fo.config.database_dir
+    if os.environ.get(PORT_OWNER_VARIABLE) != fo.config.database_dir:
         os.environ.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
-    # The embedded mongod (6.0) is older than FiftyOne's preferred version; it works.
-    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    if "FIFTYONE_DATABASE_VALIDATION" not in os.environ:
+        os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+        fo.config.database_validation = False
+    if "FIFTYONE_DO_NOT_TRACK" not in os.environ:
+        os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+        fo.config.do_not_track = True

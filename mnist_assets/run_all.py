@@ -16,7 +16,7 @@ import time
 import dagster as dg
 
 from mnist_assets.definitions import defs
-from mnist_assets.environment import assets_home
+from mnist_assets.environment import assets_home, dagster_home
 from mnist_assets.ml.mnist_source import SPLITS
 
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -128,6 +128,8 @@ def main() -> int:
     unknown = sorted(set(args.datasets) - set(declared))
     if unknown:
         parser.error(f"unknown dataset(s) {', '.join(unknown)}; declared under mnist_assets/defs/: {', '.join(declared)}")
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))  # run history beside `make ui`'s, when not run by make
+    dagster_home().mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
     summary, failures = run_graph(instance, defs.resources, args.splits, args.datasets)

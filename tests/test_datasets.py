@@ -3,6 +3,7 @@ through the graph with its own classes and statistics, a user's folder of RGB im
 size goes through every asset, and bad declarations are refused."""
 
 import gzip
+import json
 import shutil
 import subprocess
 
@@ -90,8 +91,14 @@ def test_fashion_mnist_through_the_graph(make_settings):
     assert set(truth) == set(FASHION) and set(predicted) <= set(FASHION)
     accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
     assert accuracy > 0.5  # one epoch on 2,000 clothes; chance is 0.1
-    normalization = (store.dir / "normalization.json").read_text()
-    assert '"mean": 0.28' in normalization  # Fashion-MNIST's own statistics, not MNIST's 0.1307
+    # Fashion-MNIST's own statistics (not MNIST's 0.1307), of the images as declared: centred in 32x32.
+    spec = DatasetSpec(name="fashion_mnist", source="fashion-mnist", image_size=32)
+    train = split_of(load_source(spec, None, store.dir / "downloads"), spec, "train", 2000).images
+    assert train.shape == (2000, 32, 32) and not train[:, :2].any() and not train[:, :, -2:].any()
+    normalization = json.loads((store.dir / "normalization.json").read_text())
+    assert normalization["mean"] == pytest.approx(train.mean() / 255, abs=1e-5) and 0.2 < normalization["mean"] < 0.25
+    payload = torch.load(store.dir / "checkpoints" / "lenet_checkpoint.pt", weights_only=True)
+    assert payload["settings"]["image_size"] == 32  # LeNet-5 with the paper's 5x5 C5
     # The MNIST store of the same settings is untouched.
     assert len(settings.store("mnist").dataset()) == 0
 
@@ -158,7 +165,7 @@ def test_a_folder_with_train_and_test_keeps_its_test_split(fashion, tmp_path):
         (lambda root: {"class_names": ["bag", "shoe", "trouser"]}, r"do not match the class sub-folders \['bag', 'sneaker', 'trouser'\]"),
         (lambda root: {"path": None}, "needs `path`"),
         (lambda root: {"path": str(root / "bag")}, "has 0 class sub-folder"),
-        (lambda root: {"source": "mnist", "path": None}, "declare image_size: 28 and channels: 1"),
+        (lambda root: {"source": "mnist", "path": None}, r"declare image_size: 28 \(or 32"),
         (lambda root: {"channels": 4}, "Input should be 1 or 3"),
     ],
 )

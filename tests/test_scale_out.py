@@ -130,3 +130,24 @@ def test_dagster_storage_on_postgres(postgres_server, tmp_path):
     # Nothing went to the SQLite files that the default instance would have created.
     assert not (tmp_path / "dagster_home" / "storage" / "runs.db").exists()
     assert not (tmp_path / "dagster_home" / "history").exists()
+
+
+def test_the_bench_follow_up_reads_the_database_its_end_to_end_run_wrote(external_mongodb, tmp_path):
+    """`make bench` with FIFTYONE_DATABASE_URI set: its end-to-end run drops the URI for fresh folders,
+    so the follow-up steps (benchmarks/run_all.use_e2e_database) must open that run's embedded
+    database, not an empty dataset on the external one."""
+    home = tmp_path / "home"
+    materialize_raw_dataset_test(tmp_path, "telemetry:\n  enabled: false\n", FIFTYONE_DATABASE_DIR=str(home / "fiftyone_db"))
+    script = (
+        "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks')\n"
+        "from run_all import use_e2e_database; use_e2e_database(Path(sys.argv[1]))\n"
+        "from mnist_assets.ml.fiftyone_store import split_view\n"
+        "from mnist_assets.resources import MnistSettings\n"
+        "print('test samples:', len(split_view(MnistSettings.from_env().store('mnist').dataset(), 'test')))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FIFTYONE_DATABASE_URI": external_mongodb,
+           "MNIST_ASSETS_HOME": str(tmp_path / "elsewhere"), "MNIST_ASSETS_NAMESPACE": "scale-out"}
+    result = subprocess.run([sys.executable, "-c", script, str(home)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test samples: 100" in result.stdout, result.stdout
+    assert pymongo.MongoClient(external_mongodb)["fiftyone"]["datasets"].find_one({"name": "scale-out-mnist"}) is None

@@ -10,6 +10,7 @@ from mnist_assets.assets.common import (
     HEAVY_POOL,
     Pipeline,
     load_model_for,
+    materialize_first,
     per_class_recall,
     prediction_asset,
     split_tensors,
@@ -19,6 +20,14 @@ from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.augmentation import augment_images
+from mnist_assets.ml.field_names import (
+    EVAL_FINETUNED,
+    FINETUNED_PREDICTIONS,
+    GROUND_TRUTH,
+    LENET_PREDICTIONS,
+    MODEL_FIELDS,
+    SOURCE_INDEX,
+)
 from mnist_assets.ml.fiftyone_store import replace_split, split_view, write_pngs
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, channels_last, concatenate, load_view_tensors
@@ -28,7 +37,6 @@ from mnist_assets.resources import MnistSettings
 AUGMENTED_SPLIT = "augmented"
 TRAIN_ONLY = dg.SpecificPartitionsPartitionMapping(["train"])
 TEST_ONLY = dg.SpecificPartitionsPartitionMapping(["test"])
-MODEL_FIELDS = {"clip_zero_shot": "CLIP zero-shot", "lenet_predictions": "LeNet", "finetuned_predictions": "fine-tuned LeNet"}
 
 
 class AugmentationConfig(dg.Config):
@@ -81,14 +89,15 @@ def build(p: Pipeline) -> list:
             raise ValueError("budget and copies must be positive integers")
         store = p.store(settings)
         _, view, train = split_tensors(p, settings, "train", store, standardize=False)
-        scores = read_scores(view)
+        with materialize_first(p, "hardness_scores", "train"):
+            scores = read_scores(view)
         correct = scores["correct"]
         chosen = select_samples(config.strategy, config.budget, **scores)
         context.log.info(f"{config.strategy}: chose {len(chosen)} of {len(train)} training samples ({(~correct).sum()} misclassified)")
         images, sources = augment_images(train.images[chosen], config.copies, config.seed, p.spec.flips)
         source_positions = chosen[sources.numpy()]
 
-        source_index = np.asarray(view.values("source_index"))[source_positions]
+        source_index = np.asarray(view.values(SOURCE_INDEX))[source_positions]
         # Name the folder by what determines the pixels, so existing files are never stale.
         key = hashlib.sha1(f"{config.strategy}|{config.seed}|{config.copies}|{p.spec.flips}|{p.spec.channels}x{p.spec.image_size}|{chosen.tolist()}".encode()).hexdigest()[:12]
         folder = store.artifact_path("augmented", f"{config.strategy}-{key}")
@@ -148,7 +157,7 @@ def build(p: Pipeline) -> list:
         device = settings.torch_device()
         store = p.store(settings)
         _, _, train = split_tensors(p, settings, "train", store)
-        model, payload, train = load_model_for(store, "lenet_checkpoint", train)
+        model, payload, train = load_model_for(p, store, "lenet_checkpoint", train)
         train_cfg = train_config(config, p, settings, arch=payload["arch"])
         _, _, validation = split_tensors(p, settings, "validation", store)
         validation = SplitTensors(validation.images, validation.labels, validation.sample_ids, train.mean, train.std)
@@ -165,7 +174,7 @@ def build(p: Pipeline) -> list:
         yield from training_results(p, settings, "finetuned_model", result, train_cfg, config, train, augmented_count=len(extra))
 
     finetuned_predictions = prediction_asset(
-        p, "finetuned_predictions", "augmentation", "finetuned_model", "eval_finetuned",
+        p, FINETUNED_PREDICTIONS, "augmentation", "finetuned_model", EVAL_FINETUNED,
         "The fine-tuned model's label, confidence and logits per sample, evaluated against ground truth.",
     )
 
@@ -187,7 +196,7 @@ def build(p: Pipeline) -> list:
     def model_comparison(context: dg.AssetExecutionContext, settings: MnistSettings):
         dataset = p.store(settings).dataset()
         view = split_view(dataset, "test")
-        truth = np.array(view.values("ground_truth.label"))
+        truth = np.array(view.values(f"{GROUND_TRUTH}.label"))
         schema = dataset.get_field_schema()
         rows, recalls, predictions = [], {}, {}
         for field, name in MODEL_FIELDS.items():
@@ -201,9 +210,9 @@ def build(p: Pipeline) -> list:
             recalls[name] = recall
             rows.append({"model": name, "accuracy": float((predicted == truth).mean()), **{f"recall_{c}": r for c, r in zip(classes, recall)}})
         metadata = {"table": markdown_table(rows)}
-        if "lenet_predictions" in predictions and "finetuned_predictions" in predictions:
-            before = predictions["lenet_predictions"] == truth
-            after = predictions["finetuned_predictions"] == truth
+        if LENET_PREDICTIONS in predictions and FINETUNED_PREDICTIONS in predictions:
+            before = predictions[LENET_PREDICTIONS] == truth
+            after = predictions[FINETUNED_PREDICTIONS] == truth
             metadata["fixed"] = int((~before & after).sum())
             metadata["broken"] = int((before & ~after).sum())
         for row in rows:

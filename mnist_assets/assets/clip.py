@@ -8,12 +8,20 @@ import numpy as np
 
 import dagster as dg
 from mnist_assets import checks
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline, prediction_metadata, split_tensors
+from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first, prediction_metadata, split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots
 from mnist_assets.ml.clip_models import embed_images, load_clip, validate_clip_settings
 from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.field_names import (
+    CLIP_EMBEDDINGS,
+    CLIP_ZERO_SHOT,
+    EVAL_CLIP,
+    GROUND_TRUTH,
+    clip_projection_keys,
+    eval_key,
+)
 from mnist_assets.ml.fiftyone_store import evaluate, read_vectors, split_view, write_classifications, write_vectors
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.visualization import compute_projection
@@ -105,7 +113,7 @@ def build(p: Pipeline) -> list:
         embeddings, images_per_second = embed_images(
             clip, tensors.images, config.batch_size, device, config.invert, config.pad, on_progress=log_progress
         )
-        write_vectors(view, "clip_embeddings", embeddings, tensors.sample_ids)
+        write_vectors(view, CLIP_EMBEDDINGS, embeddings, tensors.sample_ids)
         array_path = store.artifact_path("clip", f"{split}-{clip.name}-{clip.weights}.npy")
         buffer = io.BytesIO()
         np.save(buffer, embeddings)
@@ -144,12 +152,12 @@ def build(p: Pipeline) -> list:
         view = split_view(dataset, split)
         info = clip_info(store, split, p.name)
         position = {name: i for i, name in enumerate(classes)}
-        labels = np.array([position[label] for label in view.values("ground_truth.label")])
-        keys = {"umap": f"clip_umap_{split}", "pca": f"clip_pca_{split}"}
+        labels = np.array([position[label] for label in view.values(f"{GROUND_TRUTH}.label")])
+        keys = clip_projection_keys(split)
         plots_md = {}
         for method, key in keys.items():
             context.log.info(f"{method} of {len(view)} CLIP embeddings ({split}) as brain run {key}")
-            points = compute_projection(dataset, view, "clip_embeddings", key, method=method)
+            points = compute_projection(dataset, view, CLIP_EMBEDDINGS, key, method=method)
             plots_md[f"{method}_plot"] = png(plots.scatter_by_label(points, labels, f"CLIP {method.upper()}, {split}"))
         yield dg.MaterializeResult(metadata={"count": len(view), "brain_keys": ", ".join(keys.values()), **weights_metadata(info), **plots_md})
         present = set(dataset.list_brain_runs())
@@ -186,13 +194,14 @@ def build(p: Pipeline) -> list:
                 f"re-materialize {p.name}/clip_embeddings first."
             )
         classifier = text_classifier(clip, class_names, templates, device)
-        embeddings = read_vectors(view, "clip_embeddings")
+        with materialize_first(p, "clip_embeddings", split):
+            embeddings = read_vectors(view, CLIP_EMBEDDINGS)
         logits = zero_shot_logits(clip, embeddings, classifier)
         sample_ids = view.values("id")
-        write_classifications(view, "clip_zero_shot", logits, sample_ids, classes)
-        evaluate(dataset, view, "clip_zero_shot", f"eval_clip_{split}", classes)
-        truth, predicted = view.values(["ground_truth.label", "clip_zero_shot.label"])
-        metadata = prediction_metadata(truth, predicted, classes, split, "clip_zero_shot")
+        write_classifications(view, CLIP_ZERO_SHOT, logits, sample_ids, classes)
+        evaluate(dataset, view, CLIP_ZERO_SHOT, eval_key(EVAL_CLIP, split), classes)
+        truth, predicted = view.values([f"{GROUND_TRUTH}.label", f"{CLIP_ZERO_SHOT}.label"])
+        metadata = prediction_metadata(truth, predicted, classes, split, CLIP_ZERO_SHOT)
         context.log.info(f"{p.name}/clip_zero_shot[{split}]: accuracy {metadata['accuracy']:.4f} ({len(templates)} templates)")
         yield dg.MaterializeResult(
             metadata={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from mnist_assets.metadata import png
 from mnist_assets.ml import plots
 from mnist_assets.ml.checkpoints import load_model
 from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.errors import MissingInputError
+from mnist_assets.ml.field_names import GROUND_TRUTH, eval_key
 from mnist_assets.ml.fiftyone_store import evaluate, split_view, write_classifications
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
@@ -51,6 +54,16 @@ class Pipeline:
         return dg.AssetCheckSpec(name, asset=self.key(asset), **kwargs)
 
 
+@contextlib.contextmanager
+def materialize_first(p: Pipeline, asset: str, split: str | None = None):
+    """Plain-ML errors about a missing or unusable input, re-raised naming the asset that makes it."""
+    try:
+        yield
+    except (MissingInputError, FileNotFoundError) as error:
+        target = f"{p.name}/{asset}" + (f"[{split}]" if split else "")
+        raise type(error)(f"{error}; materialize {target} (again) first.") from error
+
+
 def normalization_path(store: DatasetStore):
     return store.artifact_path("normalization.json")
 
@@ -71,7 +84,8 @@ def split_tensors(p: Pipeline, settings: MnistSettings, split: str, store: Datas
     view = split_view(dataset, split)
     if len(view) == 0:
         raise ValueError(f"split {split!r} has no samples; materialize {p.name}/raw_dataset[{split}] first.")
-    tensors = load_view_tensors(view, store.tensor_cache_dir, classes=p.classes(), channels=p.spec.channels, size=p.spec.image_size)
+    with materialize_first(p, "raw_dataset", split):
+        tensors = load_view_tensors(view, store.tensor_cache_dir, classes=p.classes(), channels=p.spec.channels, size=p.spec.image_size)
     if not standardize:
         return dataset, view, tensors
     if not normalization_path(store).is_file():
@@ -84,9 +98,10 @@ def checkpoint_path(store: DatasetStore, name: str):
     return store.artifact_path("checkpoints", f"{name}.pt")
 
 
-def load_model_for(store: DatasetStore, name: str, tensors: SplitTensors):
+def load_model_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitTensors):
     """A checkpoint's model and payload, and the tensors standardized as that model was trained."""
-    model, payload = load_model(checkpoint_path(store, name))
+    with materialize_first(p, name):
+        model, payload = load_model(checkpoint_path(store, name))
     mean, std = payload["settings"].get("mean", tensors.mean), payload["settings"].get("std", tensors.std)
     return model, payload, SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, mean, std)
 
@@ -116,13 +131,13 @@ def predict_split(context, p: Pipeline, settings: MnistSettings, checkpoint: str
     split = context.partition_key
     store = p.store(settings)
     dataset, view, tensors = split_tensors(p, settings, split, store)
-    model, payload, tensors = load_model_for(store, checkpoint, tensors)
+    model, payload, tensors = load_model_for(p, store, checkpoint, tensors)
     started = time.perf_counter()
     logits, _ = predict(model, tensors, settings.torch_device())
     classes = p.classes()
     write_classifications(view, field, logits, tensors.sample_ids, classes)
-    evaluate(dataset, view, field, f"{eval_prefix}_{split}", classes)
-    truth, predicted = view.values(["ground_truth.label", f"{field}.label"])
+    evaluate(dataset, view, field, eval_key(eval_prefix, split), classes)
+    truth, predicted = view.values([f"{GROUND_TRUTH}.label", f"{field}.label"])
     metadata = prediction_metadata(truth, predicted, classes, split, field)
     context.log.info(f"{p.name}/{field}[{split}]: accuracy {metadata['accuracy']:.4f}")
     return {

@@ -10,6 +10,7 @@ from mnist_assets.assets.common import Pipeline, record_ingest, record_normaliza
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
+from mnist_assets.ml.field_names import GROUND_TRUTH
 from mnist_assets.ml.fiftyone_store import split_fingerprint, split_view, sync_split, write_pngs
 from mnist_assets.ml.sources import load_source, split_of
 from mnist_assets.partitions import split_partitions
@@ -52,7 +53,7 @@ def build(p: Pipeline) -> list:
         normalization = record_normalization(store, data.images) if split == "train" else {}
         record_ingest(store, split, count, data.available)
 
-        stored_labels = split_view(dataset, split).values("ground_truth.label")
+        stored_labels = split_view(dataset, split).values(f"{GROUND_TRUTH}.label")
         counts = class_counts(stored_labels, classes)
         examples = [int(np.flatnonzero(data.labels == c)[0]) for c in range(len(classes)) if (data.labels == c).any()]
         yield dg.MaterializeResult(
@@ -95,7 +96,7 @@ def build(p: Pipeline) -> list:
         dataset, view, tensors = split_tensors(p, settings, split, standardize=False)  # also warms the cache training reads from
         view.compute_metadata(num_workers=4, progress=False)
         sizes, widths, heights, channels, labels = view.values(
-            ["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels", "ground_truth.label"]
+            ["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels", f"{GROUND_TRUTH}.label"]
         )
         pixels = tensors.images.float() / 255.0
         missing = sum(size is None for size in sizes)

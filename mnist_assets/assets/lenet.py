@@ -10,6 +10,7 @@ from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.checkpoints import save_checkpoint
+from mnist_assets.ml.field_names import EVAL_LENET, LENET_EMBEDDINGS, LENET_PREDICTIONS, lenet_umap_key
 from mnist_assets.ml.fiftyone_store import write_vectors
 from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
@@ -116,7 +117,7 @@ def build(p: Pipeline) -> list:
         )
 
     lenet_predictions = prediction_asset(
-        p, "lenet_predictions", "lenet", "lenet_checkpoint", "eval_lenet",
+        p, LENET_PREDICTIONS, "lenet", "lenet_checkpoint", EVAL_LENET,
         "LeNet label, confidence and logits per sample, evaluated against ground truth.",
     )
 
@@ -137,15 +138,15 @@ def build(p: Pipeline) -> list:
         split = context.partition_key
         store = p.store(settings)
         dataset, view, tensors = split_tensors(p, settings, split, store)
-        model, _, tensors = load_model_for(store, "lenet_checkpoint", tensors)
+        model, _, tensors = load_model_for(p, store, "lenet_checkpoint", tensors)
         _, embeddings = predict(model, tensors, settings.torch_device())
-        write_vectors(view, "lenet_embeddings", embeddings, tensors.sample_ids)
-        points = compute_umap(dataset, view, "lenet_embeddings", f"lenet_umap_{split}")
+        write_vectors(view, LENET_EMBEDDINGS, embeddings, tensors.sample_ids)
+        points = compute_umap(dataset, view, LENET_EMBEDDINGS, lenet_umap_key(split))
         yield dg.MaterializeResult(
             metadata={
                 "count": len(tensors),
                 "dimensions": int(embeddings.shape[1]),
-                "brain_key": f"lenet_umap_{split}",
+                "brain_key": lenet_umap_key(split),
                 "umap": png(plots.scatter_by_label(points, tensors.labels.numpy(), f"LeNet fc1 UMAP, {split}")),
             }
         )

@@ -3,22 +3,27 @@
 import dagster as dg
 import numpy as np
 
-from mnist_assets.assets.common import Pipeline
+from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots, quality_scores
+from mnist_assets.ml.field_names import (
+    GROUND_TRUTH,
+    HARDNESS,
+    LENET_EMBEDDINGS,
+    LENET_PREDICTIONS,
+    MISTAKENNESS,
+    QUALITY_FIELDS,
+    SOURCE_INDEX,
+    UNIQUENESS,
+    saved_view_names,
+)
 from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_floats
 from mnist_assets.ml.label_errors import known_errors_in_tops, ranks_of_known_errors
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
-QUALITY_FIELDS = ("hardness", "mistakenness", "uniqueness")
 SAVED_VIEW_SIZE = 200
-
-
-def saved_view_names(split: str) -> dict[str, str]:
-    """The dataset's saved views for a split, keyed by the field they sort on."""
-    return {"hardness": f"hardest-{split}", "mistakenness": f"likely-mislabeled-{split}", "uniqueness": f"most-unique-{split}"}
 
 
 def label_error_metadata(source_index, mistakenness, known: list[int]) -> dict:
@@ -48,16 +53,18 @@ def build(p: Pipeline) -> list:
         split = context.partition_key
         dataset = p.store(settings).dataset()
         view = split_view(dataset, split)
-        sample_ids, truth, predicted = view.values(["id", "ground_truth.label", "lenet_predictions.label"])
+        sample_ids, truth, predicted = view.values(["id", f"{GROUND_TRUTH}.label", f"{LENET_PREDICTIONS}.label"])
         if not sample_ids or any(label is None for label in predicted):
             raise ValueError(f"samples of {split!r} lack lenet_predictions; materialize {p.name}/lenet_predictions[{split}] first.")
-        logits = read_vectors(view, "lenet_predictions.logits")
-        embeddings = read_vectors(view, "lenet_embeddings")
+        with materialize_first(p, "lenet_predictions", split):
+            logits = read_vectors(view, f"{LENET_PREDICTIONS}.logits")
+        with materialize_first(p, "lenet_embeddings", split):
+            embeddings = read_vectors(view, LENET_EMBEDDINGS)
         # fiftyone-brain's formulas, vectorized; one bulk write per field (see ml/quality_scores.py).
         scores = {
-            "hardness": quality_scores.hardness(logits),
-            "mistakenness": quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),
-            "uniqueness": quality_scores.uniqueness(embeddings),
+            HARDNESS: quality_scores.hardness(logits),
+            MISTAKENNESS: quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),
+            UNIQUENESS: quality_scores.uniqueness(embeddings),
         }
         for field, values in scores.items():
             write_floats(view, field, values, sample_ids)
@@ -65,20 +72,20 @@ def build(p: Pipeline) -> list:
             dataset.save_view(name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE), overwrite=True)
 
         values = dict(zip(QUALITY_FIELDS, view.values(list(QUALITY_FIELDS))))
-        source_index = view.values("source_index")
-        top = np.argsort(-np.asarray(values["mistakenness"], dtype=float))[:20]
+        source_index = view.values(SOURCE_INDEX)
+        top = np.argsort(-np.asarray(values[MISTAKENNESS], dtype=float))[:20]
         top_rows = [
             {
                 "source_index": source_index[i],
                 "ground_truth": truth[i],
                 "lenet": predicted[i],
-                "mistakenness": float(values["mistakenness"][i]),
-                "hardness": float(values["hardness"][i]),
+                "mistakenness": float(values[MISTAKENNESS][i]),
+                "hardness": float(values[HARDNESS][i]),
             }
             for i in top
         ]
         known = p.spec.known_label_errors
-        known_label_errors = label_error_metadata(source_index, values["mistakenness"], known) if split == "test" and known else {}
+        known_label_errors = label_error_metadata(source_index, values[MISTAKENNESS], known) if split == "test" and known else {}
         if known_label_errors:
             context.log.info(
                 "confirmed test label errors in the top 20/50/100 by mistakenness: "

@@ -1,12 +1,10 @@
-"""The series' augmentations (affine, elastic, grid distortion) with torchvision transforms v2, seeded."""
+"""The series' augmentations (affine, elastic, grid distortion), drawn per sample on batches with kornia, seeded."""
 
 from __future__ import annotations
 
 import kornia.augmentation as K
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD, channels_first
 
@@ -14,63 +12,78 @@ BATCH_AUGMENTATIONS = ("none", "affine", "flip")
 
 
 class GridDistortion(torch.nn.Module):
-    """Albumentations-style grid distortion: each of `num_steps` cells per axis is stretched by up to `distort_limit`.
+    """Albumentations-style grid distortion, per sample of a batch: each of `num_steps` cells per axis
+    is stretched by up to `distort_limit`, applied with probability `p`.
 
-    torchvision has no grid distortion; this is the same piecewise-linear remap
-    done with `grid_sample`.
+    Neither torchvision nor kornia has one; this is albumentations' piecewise-linear remap done
+    with one `grid_sample` over the batch. Takes and returns [B, C, H, W] (or one [C, H, W]) of
+    the input's dtype.
     """
 
-    def __init__(self, num_steps: int = 3, distort_limit: float = 0.1):
+    def __init__(self, num_steps: int = 3, distort_limit: float = 0.1, p: float = 1.0):
         super().__init__()
         self.num_steps = num_steps
         self.distort_limit = distort_limit
+        self.p = p
 
-    def _axis(self, size: int) -> torch.Tensor:
-        stretch = 1 + (torch.rand(self.num_steps) * 2 - 1) * self.distort_limit
-        source_knots = torch.cat([torch.zeros(1), torch.cumsum(stretch, 0)])
-        source_knots = source_knots / source_knots[-1]
-        output_knots = torch.linspace(0, 1, self.num_steps + 1)
-        positions = np.interp(np.linspace(0, 1, size), output_knots.numpy(), source_knots.numpy())
-        return torch.from_numpy(positions).float() * 2 - 1
+    def _axis(self, batch: int, size: int) -> torch.Tensor:
+        """[batch, size] source positions in [-1, 1] for the output pixels along one axis."""
+        stretch = 1 + (torch.rand(batch, self.num_steps) * 2 - 1) * self.distort_limit
+        knots = torch.cat([torch.zeros(batch, 1), torch.cumsum(stretch, 1)], 1)
+        knots = knots / knots[:, -1:]
+        u = torch.linspace(0, 1, size) * self.num_steps
+        cell = u.floor().clamp(max=self.num_steps - 1).long()
+        fraction = u - cell
+        positions = knots[:, cell] + fraction * (knots[:, cell + 1] - knots[:, cell])
+        return positions * 2 - 1
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        height, width = image.shape[-2:]
-        gy, gx = torch.meshgrid(self._axis(height), self._axis(width), indexing="ij")
-        grid = torch.stack([gx, gy], dim=-1).unsqueeze(0)
-        warped = F.grid_sample(image.float().reshape(1, -1, height, width), grid, mode="bilinear", align_corners=True)
-        return warped.round().clamp(0, 255).to(image.dtype).reshape(image.shape)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        single = images.ndim == 3
+        batch = images.unsqueeze(0) if single else images
+        count, _, height, width = batch.shape
+        gy, gx = self._axis(count, height), self._axis(count, width)
+        grid = torch.stack([gx[:, None, :].expand(count, height, width), gy[:, :, None].expand(count, height, width)], dim=-1)
+        warped = F.grid_sample(batch.float(), grid, mode="bilinear", align_corners=True)
+        chosen = (torch.rand(count) < self.p).view(count, 1, 1, 1)
+        out = torch.where(chosen, warped, batch.float())
+        if not batch.dtype.is_floating_point:
+            out = out.round().clamp(0, 255)
+        out = out.to(batch.dtype)
+        return out[0] if single else out
 
 
-def series_augmentation(horizontal_flip: bool = False) -> v2.Compose:
-    """affine (translate 0.1, scale 0.9-1.1, rotate 10) p 0.8; elastic (alpha 20, sigma 5) p 0.6; grid (3 steps, 0.1) p 0.3;
-    and a mirror image at p 0.5 where the classes allow it (clothes, not digits)."""
-    return v2.Compose(
-        ([v2.RandomHorizontalFlip(p=0.5)] if horizontal_flip else [])
-        + [
-            v2.RandomApply([v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))], p=0.8),
-            v2.RandomApply([v2.ElasticTransform(alpha=20.0, sigma=5.0)], p=0.6),
-            v2.RandomApply([GridDistortion(num_steps=3, distort_limit=0.1)], p=0.3),
-        ]
+def series_augmentation(image_size: int = 28, horizontal_flip: bool = False) -> torch.nn.Sequential:
+    """The series' augmentations on batches of [0, 1] images, drawn per sample: affine (translate 0.1,
+    scale 0.9-1.1, rotate 10) p 0.8; elastic (torchvision's alpha 20 px and sigma 5) p 0.6; grid
+    distortion (3 steps, 0.1) p 0.3; and a mirror image at p 0.5 where the classes allow it."""
+    kernel = min(41, 2 * (image_size // 2) - 1)  # torchvision's 8 * sigma + 1, smaller for small images
+    return torch.nn.Sequential(
+        *([K.RandomHorizontalFlip(p=0.5)] if horizontal_flip else []),
+        K.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), p=0.8),
+        # kornia's displacement is in [-1, 1] units, torchvision's alpha in pixels: alpha / size.
+        K.RandomElasticTransform(kernel_size=(kernel, kernel), sigma=(5.0, 5.0), alpha=(20.0 / image_size, 20.0 / image_size), p=0.6),
+        GridDistortion(num_steps=3, distort_limit=0.1, p=0.3),
     )
 
 
 def augment_images(
-    images_uint8: torch.Tensor, copies: int, seed: int, horizontal_flip: bool = False
+    images_uint8: torch.Tensor, copies: int, seed: int, horizontal_flip: bool = False, chunk: int = 2048
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`copies` augmented versions of each image (uint8 [N, C, H, W], or gray [N, H, W]): uint8
-    [N*copies, C, H, W] and the source position of each."""
+    [N*copies, C, H, W], each image's copies next to each other, and the source position of each."""
     images_uint8 = channels_first(images_uint8)
-    transform = series_augmentation(horizontal_flip)
+    sources = torch.arange(len(images_uint8)).repeat_interleave(copies)
+    transform = series_augmentation(images_uint8.shape[-1], horizontal_flip)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        out = [transform(image) for image in images_uint8 for _ in range(copies)]
+        out = [
+            (transform(images_uint8[sources[start : start + chunk]].float() / 255.0) * 255.0).round().clamp(0, 255).to(torch.uint8)
+            for start in range(0, len(sources), chunk)
+        ]
     finally:
         torch.random.set_rng_state(state)
-    sources = torch.arange(len(images_uint8)).repeat_interleave(copies)
-    if not out:
-        return torch.zeros((0, *images_uint8.shape[1:]), dtype=torch.uint8), sources
-    return torch.stack(out), sources
+    return (torch.cat(out) if out else torch.zeros((0, *images_uint8.shape[1:]), dtype=torch.uint8)), sources
 
 
 def batch_augmentation(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.models import build_model
 
@@ -16,7 +17,7 @@ FORMAT = "mnist_assets.classifier/1"
 REQUIRED_KEYS = ("format", "arch", "model", "optimizer", "epoch", "metrics", "settings")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MissingInputError):
     """A checkpoint file is missing, truncated or not one of ours."""
 
 
@@ -40,18 +41,17 @@ def load_checkpoint(path: Path) -> dict:
     """Load and validate a checkpoint (tensors and plain values only; no pickled code runs)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; materialize the asset that writes it first.")
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a safe checkpoint ({type(error).__name__}: {str(error)[:200]}); "
-            "re-materialize the asset that writes it."
+            "write it again"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or any(k not in payload for k in REQUIRED_KEYS):
         raise CheckpointError(
-            f"checkpoint {path} is not an mnist_assets classifier checkpoint (format {FORMAT}); "
-            "re-materialize the asset that writes it."
+            f"checkpoint {path} is not an mnist_assets classifier checkpoint (format {FORMAT}); write it again"
         )
     return payload
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS
 
+IDX_SIZES = (28, 32)  # the IDX sources' 28x28 images, as stored or centred in a 32x32 field
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where pyproject.toml is
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 DIGITS = [str(digit) for digit in range(10)]
@@ -28,7 +29,7 @@ class DatasetSpec(BaseModel):
     """One dataset: where its images come from, the shape the pipeline works at, and its classes.
 
     `mnist` and `fashion-mnist` are 28x28 grayscale with their ten classes (`path`: a folder
-    of their four IDX files, optional). `folder` is a user's image-classification tree at `path`
+    of their four IDX files, optional), worked on at 28x28 or, zero-padded, at 32x32. `folder` is a user's image-classification tree at `path`
     (one sub-folder per class, optionally under `train/` and `test/`), converted once at ingest to
     `image_size` x `image_size` with `channels` (1 gray, 3 RGB); its classes are its sub-folders
     (sorted) unless `class_names` orders them. Validation is a seeded, stratified
@@ -75,10 +76,10 @@ class DatasetSpec(BaseModel):
             if not self.path:
                 raise DatasetSpecError(f"dataset {self.name!r}: a folder dataset needs `path`, the folder of class sub-folders.")
             self._check_folder_classes()
-        elif (self.image_size, self.channels) != (28, 1):
+        elif self.image_size not in IDX_SIZES or self.channels != 1:
             raise DatasetSpecError(
-                f"dataset {self.name!r}: {self.source} images are 28x28 grayscale; declare image_size: 28 and channels: 1 "
-                "(other shapes are for `source: folder`)."
+                f"dataset {self.name!r}: {self.source} images are 28x28 grayscale; declare image_size: 28 (or 32: "
+                "zero-padded by 2 pixels, LeNet-5's input in the 1998 paper) and channels: 1 (other shapes are for `source: folder`)."
             )
         if self.clip_class_names is not None and len(self.clip_class_names) != len(self.classes()):
             raise DatasetSpecError(f"dataset {self.name!r}: clip_class_names must have one name per class.")

@@ -8,7 +8,6 @@ failed ingest leaves the previous split as it was.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import os
@@ -22,11 +21,14 @@ import fiftyone.core.odm as foo
 import fiftyone.core.service as fos
 import fiftyone.service.util as fosu
 import psutil
+from filelock import FileLock
 from scipy.special import softmax
 from fiftyone import ViewField as F
 from PIL import Image
 
-from mnist_assets.environment import PORT_OWNER_VARIABLE
+from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
+from mnist_assets.ml.field_names import GROUND_TRUTH, IMAGE_HASH, SOURCE_INDEX, SPLIT
+from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.names import check_safe_name
 
@@ -73,20 +75,11 @@ def _start_service_for_this_folder(service) -> None:
     fos.Service.start(service)
 
 
-fos.DatabaseService.start = _start_service_for_this_folder
-
-
-@contextlib.contextmanager
-def _file_lock(name: str):
-    """An exclusive lock beside the embedded database (per machine), held for the block."""
+def _file_lock(name: str) -> FileLock:
+    """An exclusive lock beside the embedded database (per machine), for a `with` block."""
     folder = Path(fo.config.database_dir).parent if not fo.config.database_uri else Path(tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return FileLock(folder / f".{name}.lock")
 
 
 def connect() -> None:
@@ -96,11 +89,14 @@ def connect() -> None:
     each try to start the embedded mongod on the same folder and time out; a
     file lock makes the second wait and find the first one's service.
     """
+    configure_fiftyone(fo)
     if fo.config.database_uri:
         return
+    # Here, not at import: FiftyOne's service start attaches to any folder's database (above).
+    fos.DatabaseService.start = _start_service_for_this_folder
     with _file_lock("fiftyone_db"):
         foo.get_db_conn()
-    os.environ[PORT_OWNER_VARIABLE] = fo.config.database_dir
+    os.environ[PORT_OWNER_VARIABLE] = fo.config.database_dir  # for child processes: whose port they inherit
 
 
 def get_dataset(name: str) -> fo.Dataset:
@@ -117,17 +113,17 @@ def get_dataset(name: str) -> fo.Dataset:
 def _create_dataset(name: str) -> fo.Dataset:
     dataset = fo.Dataset(name, persistent=True)
     dataset.media_type = "image"  # now, not at the first insert, which concurrent runs would race for
-    dataset.add_sample_field("split", fo.StringField)
-    dataset.add_sample_field("source_index", fo.IntField)
-    dataset.add_sample_field("image_hash", fo.StringField)
-    dataset.add_sample_field("ground_truth", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
-    dataset.create_index("split")
+    dataset.add_sample_field(SPLIT, fo.StringField)
+    dataset.add_sample_field(SOURCE_INDEX, fo.IntField)
+    dataset.add_sample_field(IMAGE_HASH, fo.StringField)
+    dataset.add_sample_field(GROUND_TRUTH, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    dataset.create_index(SPLIT)
     return dataset
 
 
 def split_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
     """The samples of one split, in source order (so arrays line up across assets)."""
-    return dataset.match(F("split") == split).sort_by("source_index")
+    return dataset.match(F(SPLIT) == split).sort_by(SOURCE_INDEX)
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -200,16 +196,16 @@ def sync_split(
 
 def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> dict[str, int]:
     staging = STAGING_PREFIX + split
-    declare_field(dataset, "image_hash", fo.StringField)  # datasets made before it existed
-    dataset.delete_samples(dataset.match(F("split") == staging))  # leftovers of an interrupted ingest
+    declare_field(dataset, IMAGE_HASH, fo.StringField)  # datasets made before it existed
+    dataset.delete_samples(dataset.match(F(SPLIT) == staging))  # leftovers of an interrupted ingest
     stored = split_view(dataset, split)
     schema = dataset.get_field_schema()
-    stored_hashes = stored.values("image_hash") if "image_hash" in schema else [None] * len(stored)
+    stored_hashes = stored.values(IMAGE_HASH) if IMAGE_HASH in schema else [None] * len(stored)
     old = {
         int(index): (sample_id, path, label, image_hash)
         for sample_id, index, path, label, image_hash in zip(
-            stored.values("id"), stored.values("source_index"), stored.values("filepath"),
-            stored.values("ground_truth.label"), stored_hashes,
+            stored.values("id"), stored.values(SOURCE_INDEX), stored.values("filepath"),
+            stored.values(f"{GROUND_TRUTH}.label"), stored_hashes,
         )
     }
     wanted = {int(index): position for position, index in enumerate(source_indices)}
@@ -234,14 +230,14 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
             # Samples built here have known types: skip FiftyOne's per-sample validation (4x faster).
             dataset.add_samples(samples, validate=False, progress=False)
         except BaseException:
-            dataset.delete_samples(dataset.match(F("split") == staging))
+            dataset.delete_samples(dataset.match(F(SPLIT) == staging))
             raise
         del samples  # FiftyOne would otherwise reload each in-memory sample after the bulk update
     if to_delete:
         dataset.delete_samples(to_delete)
     if to_add:
-        staged = dataset.match(F("split") == staging)
-        staged.set_values("split", [split] * len(staged))
+        staged = dataset.match(F(SPLIT) == staging)
+        staged.set_values(SPLIT, [split] * len(staged))
     counts["count"] = len(split_view(dataset, split))
     return counts
 
@@ -259,7 +255,7 @@ def replace_split(
     are untouched. For derived sets (the augmented samples), which are rebuilt whole."""
     with _file_lock(f"ingest-{dataset.name}-{split}"):
         staging = STAGING_PREFIX + split
-        dataset.delete_samples(dataset.match(F("split") == staging))
+        dataset.delete_samples(dataset.match(F(SPLIT) == staging))
         samples = [
             _new_sample(path, staging, index, classes[int(label)], None, {name: values[i] for name, values in (extra_fields or {}).items()})
             for i, (path, label, index) in enumerate(zip(filepaths, labels, source_indices))
@@ -267,12 +263,12 @@ def replace_split(
         try:
             dataset.add_samples(samples, validate=False, progress=False)
         except BaseException:
-            dataset.delete_samples(dataset.match(F("split") == staging))
+            dataset.delete_samples(dataset.match(F(SPLIT) == staging))
             raise
         del samples
-        dataset.delete_samples(dataset.match(F("split") == split))
-        staged = dataset.match(F("split") == staging)
-        staged.set_values("split", [split] * len(staged))
+        dataset.delete_samples(dataset.match(F(SPLIT) == split))
+        staged = dataset.match(F(SPLIT) == staging)
+        staged.set_values(SPLIT, [split] * len(staged))
         return len(split_view(dataset, split))
 
 
@@ -333,7 +329,7 @@ def read_vectors(view: fo.DatasetView, field: str) -> np.ndarray:
     values = view.values(field)
     missing = sum(value is None for value in values)
     if missing:
-        raise ValueError(f"{missing} samples have no {field!r}; materialize the asset that writes it first.")
+        raise MissingInputError(f"{missing} samples have no {field!r}")
     return np.stack(values).astype(np.float32)
 
 
@@ -341,7 +337,7 @@ def evaluate(dataset: fo.Dataset, view: fo.DatasetView, pred_field: str, eval_ke
     """`evaluate_classifications` against ground truth (replacing an earlier run of the key)."""
     if eval_key in dataset.list_evaluations():
         dataset.delete_evaluation(eval_key)
-    return view.evaluate_classifications(pred_field, gt_field="ground_truth", eval_key=eval_key, classes=classes)
+    return view.evaluate_classifications(pred_field, gt_field=GROUND_TRUTH, eval_key=eval_key, classes=classes)
 
 
 def delete_brain_run(dataset: fo.Dataset, brain_key: str) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from mnist_assets.ml.errors import MissingInputError
+from mnist_assets.ml.field_names import GROUND_TRUTH, HARDNESS, LENET_PREDICTIONS, UNIQUENESS
+
 STRATEGIES = ("misclassified", "hardest", "most_unique", "least_confident", "active")
 
 
@@ -55,10 +58,10 @@ def select_samples(
 def read_scores(view) -> dict[str, np.ndarray]:
     """The per-sample inputs of `select_samples` from a FiftyOne view (LeNet predictions and quality fields)."""
     truth, predicted, confidence, hardness, uniqueness = view.values(
-        ["ground_truth.label", "lenet_predictions.label", "lenet_predictions.confidence", "hardness", "uniqueness"]
+        [f"{GROUND_TRUTH}.label", f"{LENET_PREDICTIONS}.label", f"{LENET_PREDICTIONS}.confidence", HARDNESS, UNIQUENESS]
     )
     if any(v is None for v in hardness) or any(v is None for v in predicted) or any(v is None for v in uniqueness):
-        raise ValueError("samples lack lenet_predictions, hardness or uniqueness; materialize hardness_scores first.")
+        raise MissingInputError(f"samples lack {LENET_PREDICTIONS}, {HARDNESS} or {UNIQUENESS}")
     return {
         "correct": np.array(predicted) == np.array(truth),
         "confidence": np.asarray(confidence, dtype=float),

@@ -65,10 +65,16 @@ def load_source(spec: DatasetSpec, mnist_source_dir: str | None, downloads_dir: 
     else:
         arrays = load_fashion_mnist(spec.folder, downloads_dir / "fashion-mnist")
     return SourceArrays(
-        train=SourcePart(arrays.train_images, arrays.train_labels.astype(np.int64), np.arange(len(arrays.train_labels))),
-        test=SourcePart(arrays.test_images, arrays.test_labels.astype(np.int64), np.arange(len(arrays.test_labels))),
+        train=SourcePart(centred(arrays.train_images, spec.image_size), arrays.train_labels.astype(np.int64), np.arange(len(arrays.train_labels))),
+        test=SourcePart(centred(arrays.test_images, spec.image_size), arrays.test_labels.astype(np.int64), np.arange(len(arrays.test_labels))),
         source=arrays.source,
     )
+
+
+def centred(images: np.ndarray, size: int) -> np.ndarray:
+    """28x28 images centred in a `size` x `size` field of zeros (32: LeNet-5's input in the 1998 paper)."""
+    margin = (size - images.shape[-1]) // 2
+    return np.pad(images, ((0, 0), (margin, margin), (margin, margin))) if margin else images
 
 
 def _part(images: FolderImages) -> SourcePart:
@@ -112,7 +118,8 @@ def _image_files(spec: DatasetSpec, split: str, part: SourcePart, hashes: list[s
     IDX sources by file and index (their content is MD5-fixed); folders by path and pixel hash."""
     if part.files is None:
         stem = FILES["test_images" if split == "test" else "train_images"][0]
-        return [f"{spec.source}/{stem}/{int(index):05d}.png" for index in part.keys]
+        folder = spec.source if spec.image_size == 28 else f"{spec.source}-{spec.image_size}px"
+        return [f"{folder}/{stem}/{int(index):05d}.png" for index in part.keys]
     return [
         f"{spec.name}/{PurePosixPath(name).with_suffix('')}-{image_hash[:12]}.png" for name, image_hash in zip(part.files, hashes)
     ]

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mnist_assets.ml.errors import MissingInputError
+from mnist_assets.ml.field_names import GROUND_TRUTH
 from mnist_assets.ml.files import atomic_write_bytes
 
 MNIST_MEAN = 0.1307
@@ -71,10 +73,10 @@ def decode_png(path: str, channels: int = 1, size: int = 28) -> np.ndarray:
             array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
     except (FileNotFoundError, OSError) as error:
         raise FileNotFoundError(
-            f"image {path} is missing or unreadable ({error}); re-materialize raw_dataset for its split."
+            f"image {path} is missing or unreadable ({error})"
         ) from error
     if array.shape[:2] != (size, size):
-        raise ValueError(f"image {path} is {array.shape[1]}x{array.shape[0]}, expected {size}x{size}; re-materialize raw_dataset.")
+        raise MissingInputError(f"image {path} is {array.shape[1]}x{array.shape[0]}, expected {size}x{size}")
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
@@ -88,7 +90,7 @@ def decode_pngs(paths: list[str], channels: int = 1, size: int = 28, workers: in
 def load_view_tensors(
     view,
     cache_dir: Path | None = None,
-    label_field: str = "ground_truth",
+    label_field: str = GROUND_TRUTH,
     classes: list[str] | None = None,
     channels: int = 1,
     size: int = 28,

@@ -113,7 +113,7 @@ def test_missing_or_unreadable_png_is_named_when_read(ingested):
     view = split_view(settings.store("mnist").dataset(), "test")
     paths = view.values("filepath")
     Path(paths[3]).unlink()
-    with pytest.raises(FileNotFoundError, match=r"missing or unreadable.*re-materialize raw_dataset"):
+    with pytest.raises(FileNotFoundError, match=r"00003.png is missing or unreadable"):
         load_view_tensors(view)
     Path(paths[3]).write_bytes(b"not a png")
     with pytest.raises(FileNotFoundError, match="missing or unreadable"):
@@ -122,6 +122,7 @@ def test_missing_or_unreadable_png_is_named_when_read(ingested):
     # A downstream asset reading it fails with the same clear error.
     result = dg.materialize([asset("dataset_metadata")], partition_key="test", resources={"settings": settings}, raise_on_error=False)
     assert "00003.png is missing or unreadable" in failure_message(result)
+    assert "materialize mnist/raw_dataset[test] (again) first" in failure_message(result)  # the asset layer names the fix
 
 
 def test_nan_and_infinite_values_are_never_written(ingested):
