@@ -124,6 +124,15 @@ def test_each_split_holds_its_samples_with_every_field(graph_run):
     for split in SPLITS:
         assert {f"clip_umap_{split}", f"clip_pca_{split}", f"lenet_umap_{split}"} <= brain_runs
     assert {"hardest-test", "likely-mislabeled-test", "most-unique-test"} <= set(dataset.list_saved_views())
+    # cleanlab's label quality on the splits LeNet did not train on: the given label's probability.
+    for split in ("validation", "test"):
+        view = split_view(dataset, split)
+        quality, truth, logits = view.values(["label_quality", "ground_truth.label", "lenet_predictions.logits"])
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        assert np.allclose(quality, probabilities[np.arange(LIMIT), [int(t) for t in truth]], atol=1e-6)
+        issues = dataset.load_saved_view(f"label-issues-{split}")
+        assert 0 < len(issues) < LIMIT and issues.values("label_quality") == sorted(issues.values("label_quality"))
+    assert set(split_view(dataset, "train").values("label_quality")) == {None}  # waits for out-of-sample predictions
 
 
 def test_source_indices_match_real_mnist(graph_run, mnist):
@@ -152,6 +161,8 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     hardness = materializations(results, "hardness_scores")["test"]
     assert hardness["confirmed_label_errors_present"] == 1  # of the 15, only 947 is among the first 1,000
     assert 0 <= hardness["confirmed_label_errors_in_top20"] <= hardness["confirmed_label_errors_in_top100"] <= 1
+    assert 0 <= hardness["cleanlab_confirmed_label_errors_in_top20"] <= hardness["cleanlab_confirmed_label_errors_in_top100"] <= 1
+    assert "cleanlab label quality" in hardness["label_error_rankings"] and hardness["label_issues"] > 0
     comparison = materializations(results, "model_comparison")[None]
     assert comparison["accuracy_lenet"] == pytest.approx(accuracy)
     assert isinstance(comparison["fixed"], int) and isinstance(comparison["broken"], int)

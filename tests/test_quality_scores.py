@@ -49,3 +49,20 @@ def test_scores_equal_fiftyone_brain(make_settings, mnist):
         theirs = np.asarray(dataset.values(f"brain_{name}"), dtype=float)
         assert values.shape == (COUNT,)
         assert np.max(np.abs(values - theirs)) < 1e-6, name
+
+
+def test_cleanlab_label_quality_finds_flipped_labels(mnist):
+    """A model that is right about 2,000 real test digits, but whose given labels have 20 flipped:
+    cleanlab's label quality ranks the flipped ones lowest and confident learning flags them."""
+    rng = np.random.default_rng(0)
+    truth = mnist.test_labels[:2000].astype(np.int64)
+    logits = rng.normal(0, 1, (2000, 10))
+    logits[np.arange(2000), truth] += 6
+    given = truth.copy()
+    flipped = rng.choice(2000, 20, replace=False)
+    given[flipped] = (truth[flipped] + 1 + rng.integers(0, 9, 20)) % 10
+    quality, issues = quality_scores.label_quality(logits, given)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert np.allclose(quality, probabilities[np.arange(2000), given])  # self-confidence of the given label
+    assert set(np.argsort(quality)[:20]) == set(flipped)
+    assert len(set(np.flatnonzero(issues)) & set(flipped)) >= 15 and issues.sum() <= 30  # recall and precision

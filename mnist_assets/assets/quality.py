@@ -10,12 +10,14 @@ from mnist_assets.ml import plots, quality_scores
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
     HARDNESS,
+    LABEL_QUALITY,
     LENET_EMBEDDINGS,
     LENET_PREDICTIONS,
     MISTAKENNESS,
     QUALITY_FIELDS,
     SOURCE_INDEX,
     UNIQUENESS,
+    label_issues_view_name,
     saved_view_names,
 )
 from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_floats
@@ -24,6 +26,29 @@ from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
 SAVED_VIEW_SIZE = 200
+# cleanlab needs probabilities of a model that did not train on the samples (train waits for
+# out-of-sample predictions, issue 13).
+CLEANLAB_SPLITS = ("validation", "test")
+
+
+def cleanlab_scores(view, dataset, split: str, sample_ids, truth, logits, classes) -> tuple[np.ndarray, np.ndarray, dict]:
+    """cleanlab's label quality into its field and the split's label-issues view; the scores, the
+    issue mask and metadata."""
+    position = {name: i for i, name in enumerate(classes)}
+    quality, issues = quality_scores.label_quality(logits, np.array([position[label] for label in truth]))
+    write_floats(view, LABEL_QUALITY, quality, sample_ids)
+    flagged = [sample_ids[i] for i in np.flatnonzero(issues)]
+    dataset.save_view(label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY), overwrite=True)
+    return quality, issues, {"label_issues": len(flagged), "label_quality_mean": float(quality.mean())}
+
+
+def ranking_comparison(source_index, rankings: dict, known: list[int]) -> dict:
+    """How many of the known label errors each ranking puts in its top 20 / 50 / 100, as a table."""
+    rows = [
+        {"ranking": name, **{f"top{top}": found for top, found in known_errors_in_tops(source_index, scores, known=known).items()}}
+        for name, scores in rankings.items()
+    ]
+    return {"label_error_rankings": markdown_table(rows)}
 
 
 def label_error_metadata(source_index, mistakenness, known: list[int]) -> dict:
@@ -44,10 +69,13 @@ def build(p: Pipeline) -> list:
         deps=[p.key("lenet_predictions"), p.key("lenet_embeddings")],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="3",
+        code_version="4",
         automation_condition=follows_lineage(),
         check_specs=[p.check("scores_complete", "hardness_scores")],
-        description="Per-sample hardness, mistakenness (LeNet vs ground truth) and uniqueness (LeNet embeddings).",
+        description=(
+            "Per-sample hardness, mistakenness (LeNet vs ground truth) and uniqueness (LeNet embeddings); on validation "
+            "and test also cleanlab's label quality and label issues."
+        ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
         split = context.partition_key
@@ -70,6 +98,9 @@ def build(p: Pipeline) -> list:
             write_floats(view, field, values, sample_ids)
         for field, name in saved_view_names(split).items():
             dataset.save_view(name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE), overwrite=True)
+        cleanlab = {}
+        if split in CLEANLAB_SPLITS:
+            quality, issues, cleanlab = cleanlab_scores(view, dataset, split, sample_ids, truth, logits, p.classes())
 
         values = dict(zip(QUALITY_FIELDS, view.values(list(QUALITY_FIELDS))))
         source_index = view.values(SOURCE_INDEX)
@@ -86,6 +117,13 @@ def build(p: Pipeline) -> list:
         ]
         known = p.spec.known_label_errors
         known_label_errors = label_error_metadata(source_index, values[MISTAKENNESS], known) if split == "test" and known else {}
+        if known_label_errors and cleanlab:
+            rankings = {"mistakenness (brain's formula)": values[MISTAKENNESS], "cleanlab label quality (lowest first)": -quality}
+            known_label_errors.update(ranking_comparison(source_index, rankings, known))
+            for n, found in known_errors_in_tops(source_index, -quality, known=known).items():
+                known_label_errors[f"cleanlab_confirmed_label_errors_in_top{n}"] = found
+            flagged = set(np.asarray(source_index)[issues].tolist())
+            known_label_errors["cleanlab_flagged_confirmed_label_errors"] = len(flagged & set(known))
         if known_label_errors:
             context.log.info(
                 "confirmed test label errors in the top 20/50/100 by mistakenness: "
@@ -99,7 +137,8 @@ def build(p: Pipeline) -> list:
                 **{f"{field}_mean": float(array.mean()) for field, array in arrays.items()},
                 "distributions": png(plots.histograms(arrays, f"{split}: quality scores")),
                 "top20_likely_mislabeled": markdown_table(top_rows),
-                "saved_views": ", ".join(saved_view_names(split).values()),
+                "saved_views": ", ".join([*saved_view_names(split).values(), *([label_issues_view_name(split)] if cleanlab else [])]),
+                **cleanlab,
                 **known_label_errors,
             }
         )

@@ -22,6 +22,7 @@ HARDNESS = "hardness"
 MISTAKENNESS = "mistakenness"
 UNIQUENESS = "uniqueness"
 QUALITY_FIELDS = (HARDNESS, MISTAKENNESS, UNIQUENESS)
+LABEL_QUALITY = "label_quality"  # cleanlab's, on splits the model did not train on (validation, test)
 
 # The prediction fields the comparison reads, with the names people see.
 MODEL_FIELDS = {CLIP_ZERO_SHOT: "CLIP zero-shot", LENET_PREDICTIONS: "LeNet", FINETUNED_PREDICTIONS: "fine-tuned LeNet"}
@@ -48,3 +49,8 @@ def lenet_umap_key(split: str) -> str:
 def saved_view_names(split: str) -> dict[str, str]:
     """The dataset's saved views for a split, keyed by the quality field they sort on."""
     return {HARDNESS: f"hardest-{split}", MISTAKENNESS: f"likely-mislabeled-{split}", UNIQUENESS: f"most-unique-{split}"}
+
+
+def label_issues_view_name(split: str) -> str:
+    """The saved view of cleanlab's label issues of a split, lowest label quality first."""
+    return f"label-issues-{split}"

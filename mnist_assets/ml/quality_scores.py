@@ -53,3 +53,21 @@ def uniqueness(embeddings: np.ndarray) -> np.ndarray:
     cosine = cosine[:, 1:].astype(np.float64)  # column 0: the sample itself
     scores = np.mean(cosine[:, -UNIQUENESS_NEIGHBORS:] * UNIQUENESS_WEIGHTS, axis=1)
     return scores / scores.max()
+
+
+def label_quality(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's label quality per sample (self-confidence, the predicted probability of the given
+    label: low means likely mislabeled) and its confident-learning label issues (a boolean mask),
+    from a model's logits and the given labels (class positions).
+
+    Meaningful only on probabilities of a model that did not train on these samples: validation and
+    test, or out-of-sample predictions for train.
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=1)
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = get_label_quality_scores(labels, probabilities, method="self_confidence")
+    issues = find_label_issues(labels, probabilities)
+    return np.asarray(scores, dtype=np.float64), np.asarray(issues, dtype=bool)
