@@ -139,12 +139,17 @@ def test_a_folder_of_images_is_converted_and_split_stratified(clothes_folder, fa
     test = splits["test"]
     gray = [i for i, name in enumerate(test.image_files) if name.split("/")[-1].split("-")[0].endswith(("6", "3")) is False]
     assert any(not np.array_equal(test.images[i][..., 0], test.images[i][..., 2]) for i in gray)
-    # Adding a file changes no other file's key or PNG name.
+    # A limit takes a sample of every class, not the first folder's files.
+    assert np.bincount(split_of(source, spec, "train", 30).labels).min() >= 5
+    # Adding a file changes no other file's key or PNG name, and moves at most one other sample between splits.
     Image.fromarray(fashion.train_images[0]).save(clothes_folder / "bag" / "zz_new.png")
     try:
-        again = split_of(load_source(spec, None, tmp_path), spec, "test", None)
+        grown = load_source(spec, None, tmp_path)
+        again = {split: split_of(grown, spec, split, None) for split in splits}
         before = dict(zip(test.indices.tolist(), test.image_files))
-        assert all(before[key] == name for key, name in zip(again.indices.tolist(), again.image_files) if key in before)
+        assert all(before[key] == name for key, name in zip(again["test"].indices.tolist(), again["test"].image_files) if key in before)
+        moved = sum(len(set(splits[s].indices.tolist()) - set(again[s].indices.tolist())) for s in splits)
+        assert moved <= 1 and sum(len(data.labels) for data in again.values()) == 601
     finally:
         (clothes_folder / "bag" / "zz_new.png").unlink()
 

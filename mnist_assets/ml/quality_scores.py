@@ -69,5 +69,7 @@ def label_quality(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=1)
     labels = np.asarray(labels, dtype=np.int64)
     scores = get_label_quality_scores(labels, probabilities, method="self_confidence")
-    issues = find_label_issues(labels, probabilities)
+    # One process: cleanlab's pool passes its arrays through fork-inherited globals, which fail under
+    # the spawned processes Dagster runs steps in (NameError: pred_probs_by_class); the work is small.
+    issues = find_label_issues(labels, probabilities, n_jobs=1)
     return np.asarray(scores, dtype=np.float64), np.asarray(issues, dtype=bool)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
@@ -81,17 +80,32 @@ def _part(images: FolderImages) -> SourcePart:
     return SourcePart(images.images, images.labels, file_keys(images.files), images.files)
 
 
+def seeded_rank(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded pseudo-random order of samples that depends only on each sample's own key."""
+    return np.array([int.from_bytes(hashlib.sha1(f"{seed}:{int(key)}".encode()).digest()[:8], "big") for key in keys], dtype=np.uint64)
+
+
+def held_out(keys: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded, stratified `fraction` of the samples (a boolean mask) that stays put when files come
+    and go: within each class, samples are ordered by a seeded hash of their key and the first
+    round(fraction * count) are held out, so adding or removing one file moves at most one other."""
+    rank = seeded_rank(keys, seed)
+    mask = np.zeros(len(keys), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        mask[members[np.argsort(rank[members], kind="stable")[: round(fraction * len(members))]]] = True
+    return mask
+
+
 def _load_folder_source(spec: DatasetSpec) -> SourceArrays:
     train, test = load_folder(spec.folder, spec.classes(), spec.image_size, spec.channels)
     whole = _part(train)
     if test is not None:
         return SourceArrays(whole, _part(test), f"folder {spec.folder} (train/ and test/)")
     # No test/ sub-folder: a seeded, stratified share of the images is the test split.
-    train_positions, test_positions = train_test_split(
-        np.arange(len(whole.labels)), test_size=spec.test_fraction, stratify=whole.labels, random_state=spec.split_seed
-    )
+    is_test = held_out(whole.keys, whole.labels, spec.test_fraction, spec.split_seed)
     source = f"folder {spec.folder} ({spec.test_fraction:.0%} of it held out as test)"
-    return SourceArrays(whole.take(np.sort(train_positions)), whole.take(np.sort(test_positions)), source)
+    return SourceArrays(whole.take(np.flatnonzero(~is_test)), whole.take(np.flatnonzero(is_test)), source)
 
 
 def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | None) -> SplitArrays:
@@ -99,8 +113,13 @@ def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | N
     of the training images, test the source's test images."""
     if split == "test":
         part, positions = arrays.test, np.arange(len(arrays.test.labels))
-    else:
+    elif arrays.train.files is not None:  # a folder: a split that stays put when files are added
+        is_validation = held_out(arrays.train.keys, arrays.train.labels, spec.validation_fraction, spec.split_seed + 1)
+        part, positions = arrays.train, np.flatnonzero(is_validation if split == "validation" else ~is_validation)
+    else:  # the IDX files never change: sklearn's stratified split, as MNIST always had
         part, positions = arrays.train, split_indices(arrays.train.labels, spec.split_seed, spec.validation_fraction)[split]
+    if part.files is not None:  # a folder lists files class by class: a limit takes a seeded sample of all classes
+        positions = positions[np.argsort(seeded_rank(part.keys[positions], spec.split_seed + 2), kind="stable")]
     chosen = part.take(positions[:limit] if limit is not None else positions)
     hashes = pixel_hashes(chosen.images)
     return SplitArrays(
