@@ -188,7 +188,9 @@ def test_browser_materialize_all_starts_a_backfill(browser, dagster_ui):
     dialog.wait_for(timeout=30000)
     dialog.get_by_role("button", name="All", exact=True).click(timeout=30000)  # every partition of every split
     launch = dialog.get_by_role("button", name="Launch backfill")
-    page.wait_for_function("b => !b.disabled", arg=launch.element_handle(timeout=60000), timeout=60000)
+    # The dialog enables the button once it has loaded every asset's partitions; with the automation
+    # daemon busy after the earlier tests' runs that took over 60 s in one CI run on 2 cores.
+    page.wait_for_function("b => !b.disabled", arg=launch.element_handle(timeout=180000), timeout=180000)
     page.screenshot(path=ARTIFACTS / "dagster-materialize-all-dialog.png")
     launch.click(timeout=30000)
     deadline, backfills = time.time() + 120, []
