@@ -41,11 +41,15 @@ def _class_root(root: Path) -> Path:
     return root / "train" if has_test_split(root) else root
 
 
+def _sub_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def class_folders(root: Path | None) -> list[str]:
     """The class names of a folder dataset: its (training) sub-folders, sorted."""
     if root is None or not Path(root).is_dir():
         raise FolderSourceError(f"dataset folder {root} does not exist; set `path` in the dataset's defs.yaml to a folder of class sub-folders.")
-    names = sorted(p.name for p in _class_root(Path(root)).iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = _sub_folders(_class_root(Path(root)))
     if len(names) < 2:
         raise FolderSourceError(f"{_class_root(Path(root))} has {len(names)} class sub-folder(s); an image-classification folder needs at least two.")
     return names
@@ -69,7 +73,7 @@ def _load_one(path: Path, size: int, channels: int) -> np.ndarray:
 
 def load_split_folder(folder: Path, root: Path, classes: list[str], size: int, channels: int) -> FolderImages:
     """Every image under `folder/<class>/`, converted; classes must match the declared ones."""
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = _sub_folders(folder)
     if found != sorted(classes):
         raise FolderSourceError(
             f"{folder}: class sub-folders {found} do not match the declared class_names {sorted(classes)}; "
