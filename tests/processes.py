@@ -121,3 +121,20 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
         body = json.loads(response.read())
     assert "errors" not in body, body.get("errors")
     return body["data"]
+
+
+def runs_in_flight(port: int) -> int:
+    data = graphql(port, '{ runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED]}) { ... on Runs { results { runId } } } }')
+    return len(data["runsOrError"]["results"])
+
+
+def wait_until_quiet(port: int, seconds: float = 45, timeout: float = 900) -> None:
+    """Until no run has been queued or running for `seconds` (automation may still be finishing
+    what the backfill started)."""
+    deadline, quiet_since = time.time() + timeout, None
+    while time.time() < deadline:
+        quiet_since = (quiet_since or time.time()) if runs_in_flight(port) == 0 else None
+        if quiet_since and time.time() - quiet_since > seconds:
+            return
+        time.sleep(5)
+    raise AssertionError(f"runs kept going for {timeout:.0f} s")

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from processes import REPO, graphql, make_server, quick_run_env, stop_mongod
+from processes import REPO, graphql, make_server, quick_run_env, runs_in_flight, stop_mongod, wait_until_quiet
 
 SPLITS = ["train", "validation", "test"]
 
@@ -49,11 +49,6 @@ def materializations(port: int) -> list[tuple[str, str | None, float]]:
     return sorted(found, key=lambda item: item[2])
 
 
-def runs_in_flight(port: int) -> int:
-    data = graphql(port, '{ runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED]}) { ... on Runs { results { runId } } } }')
-    return len(data["runsOrError"]["results"])
-
-
 def test_materialize_all_backfill_completes(ui):
     nodes = asset_nodes(ui)
     launched = graphql(ui, """
@@ -73,18 +68,6 @@ def test_materialize_all_backfill_completes(ui):
     done = {(name, partition) for name, partition, _ in materializations(ui)}
     expected = {(name, partition) for name, partitions in nodes.items() for partition in partitions}
     assert expected <= done, f"not materialized: {sorted(expected - done)}"
-
-
-def wait_until_quiet(port: int, seconds: float = 45, timeout: float = 900) -> None:
-    """Until no run has been queued or running for `seconds` (automation may still be finishing
-    what the backfill started)."""
-    deadline, quiet_since = time.time() + timeout, None
-    while time.time() < deadline:
-        quiet_since = (quiet_since or time.time()) if runs_in_flight(port) == 0 else None
-        if quiet_since and time.time() - quiet_since > seconds:
-            return
-        time.sleep(5)
-    raise AssertionError("runs kept going for 15 minutes")
 
 
 def test_refreshing_train_flows_through_the_lineage_once(ui, environment):
