@@ -5,13 +5,13 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from mnist_assets.assets import augmentation, clip, dataset, lenet, quality
+from mnist_assets.assets import augmentation, clip, dataset, duplicates, lenet, quality
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.ml.dataset_spec import DatasetSpec, DatasetSpecError
 from mnist_assets.partitions import split_partitions
 from mnist_assets.schedules import build_source_sensor
 
-STAGES = (dataset, clip, lenet, quality, augmentation)
+STAGES = (dataset, clip, lenet, quality, duplicates, augmentation)
 DEFS_FOLDER = Path(__file__).resolve().parent / "defs"
 
 

@@ -100,7 +100,7 @@ def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(se
     # and so is every other dataset.
     expected |= {(f"mnist/{name}", split) for split in ("validation", "test") for name in
                  ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")}
-    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison"]}
+    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks"]}
     assert set(requests) == expected
     assert_lineage_order(order)
 
@@ -111,7 +111,8 @@ def test_refreshing_test_alone_never_retrains(settled):
     order, _ = run_ticks(instance, cursor, time)
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
-    assert set(requests) == {(f"mnist/{name}", "test") for name in PER_SPLIT_DOWNSTREAM} | {("mnist/model_comparison", None)}
+    assert set(requests) == {(f"mnist/{name}", "test") for name in PER_SPLIT_DOWNSTREAM} | {
+        ("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
     assert_lineage_order(order)
 
 

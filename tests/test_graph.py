@@ -23,7 +23,7 @@ NINE = [
 def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     graph = defs.resolve_asset_graph()
     all_keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    names = set(NINE) | {"lenet_predictions", "lenet_embeddings", "finetuned_predictions", "model_comparison"}
+    names = set(NINE) | {"lenet_predictions", "lenet_embeddings", "finetuned_predictions", "model_comparison", "duplicates_and_leaks"}
     assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
     keys = {f"mnist/{name}" for name in names}
     checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
@@ -48,6 +48,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     assert parents["finetuned_model"] == {"mnist/lenet_checkpoint", "mnist/augmented_set"}
     assert parents["finetuned_predictions"] == {"mnist/finetuned_model", "mnist/raw_dataset"}
     assert parents["model_comparison"] == {"mnist/lenet_predictions", "mnist/finetuned_predictions"}
+    assert parents["duplicates_and_leaks"] == {"mnist/raw_dataset"}
 
 
 def test_make_run_stages_follow_the_graph():
@@ -163,6 +164,10 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     assert 0 <= hardness["confirmed_label_errors_in_top20"] <= hardness["confirmed_label_errors_in_top100"] <= 1
     assert 0 <= hardness["cleanlab_confirmed_label_errors_in_top20"] <= hardness["cleanlab_confirmed_label_errors_in_top100"] <= 1
     assert "cleanlab label quality" in hardness["label_error_rankings"] and hardness["label_issues"] > 0
+    duplicates = materializations(results, "duplicates_and_leaks")[None]
+    assert duplicates["images"] == 3 * LIMIT and duplicates["exact_duplicates"] == 0  # MNIST has no byte-identical images
+    assert duplicates["test_leaks_into_train"] == 0  # the nearest pair in the full set is 1 test/train pair (README)
+    assert {"duplicates", "leaks-train", "leaks-validation", "leaks-test"} <= set(settings.store("mnist").dataset().list_saved_views())
     comparison = materializations(results, "model_comparison")[None]
     assert comparison["accuracy_lenet"] == pytest.approx(accuracy)
     assert isinstance(comparison["fixed"], int) and isinstance(comparison["broken"], int)
@@ -174,6 +179,8 @@ def test_checkpoints_are_complete_and_safe(graph_run):
         payload = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", f"{name}.pt"))
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
         assert payload["settings"]["seed"] == 51
+    lenet = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["settings"]
+    assert lenet["batch_augmentation"] == "affine"  # MNIST's declared default (defs/mnist/defs.yaml)
     finetuned = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
     assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == ("onecycle", 1e-3, "affine", "last")
     assert finetuned["augmented_count"] > 0

@@ -27,7 +27,7 @@ class TrainingConfig(dg.Config):
     epochs: Optional[int] = None  # None: the dataset's declared epochs (10 unless defs.yaml says otherwise)
     batch_size: int = 64
     lr: float = 3e-3
-    batch_augmentation: str = "none"  # or "affine": a random affine on every training batch
+    batch_augmentation: Optional[str] = None  # None: the dataset's ("affine" for MNIST); "none", "affine", "flip"
     keep: str = "best"  # the state with the lowest validation loss; "last": the final epoch
     seed: int = 51
     accuracy_threshold: Optional[float] = None  # None: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
@@ -39,6 +39,8 @@ def train_config(config: dg.Config, p: Pipeline, settings: MnistSettings, **over
     values = {name: getattr(config, name) for name in TrainConfig.__dataclass_fields__ if hasattr(config, name)}
     values["epochs"] = settings.epochs or (config.epochs if config.epochs is not None else p.spec.epochs)
     values["horizontal_flip"] = p.spec.flips
+    if values.get("batch_augmentation", "") is None:
+        values["batch_augmentation"] = p.spec.batch_augmentation
     values.update(overrides)
     return TrainConfig(**values).validate()
 

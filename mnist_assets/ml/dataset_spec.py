@@ -53,6 +53,9 @@ class DatasetSpec(BaseModel):
     clip_templates: Optional[list[str]] = None
     label_errors: Optional[list[int]] = None  # test-file indices of confirmed label errors
     epochs: int = Field(10, ge=1)
+    # lenet_checkpoint's per-batch augmentation: "none", "affine" (random affine per sample and epoch)
+    # or "flip"; MNIST declares "affine" (99.42% on test against 99.23% without, README).
+    batch_augmentation: Literal["none", "affine", "flip"] = "none"
     accuracy_gate: Optional[float] = Field(None, ge=0, le=1)  # blocking validation-accuracy floor
 
     @field_validator("name")

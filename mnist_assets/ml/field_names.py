@@ -51,6 +51,14 @@ def saved_view_names(split: str) -> dict[str, str]:
     return {HARDNESS: f"hardest-{split}", MISTAKENNESS: f"likely-mislabeled-{split}", UNIQUENESS: f"most-unique-{split}"}
 
 
+DUPLICATES_VIEW = "duplicates"  # every group of near duplicates, the kept image first
+
+
+def leaks_view_name(split: str) -> str:
+    """The saved view of a split's images that have a near copy in another split, each followed by its copies."""
+    return f"leaks-{split}"
+
+
 def label_issues_view_name(split: str) -> str:
     """The saved view of cleanlab's label issues of a split, lowest label quality first."""
     return f"label-issues-{split}"

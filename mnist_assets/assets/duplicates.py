@@ -1,0 +1,96 @@
+"""Duplicates and leaks between splits: the checks a data-centric user runs before trusting a test score."""
+
+import time
+
+import dagster as dg
+import numpy as np
+
+from mnist_assets.assets.common import Pipeline, split_tensors
+from mnist_assets.automation import follows_lineage
+from mnist_assets.metadata import markdown_table, png
+from mnist_assets.ml import plots
+from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks, pixel_embeddings
+from mnist_assets.ml.field_names import DUPLICATES_VIEW, GROUND_TRUTH, SPLIT, leaks_view_name
+from mnist_assets.ml.mnist_source import SPLITS
+from mnist_assets.resources import MnistSettings
+
+PAIRS_SHOWN = 10
+
+
+class DuplicatesConfig(dg.Config):
+    # Cosine distance between centred pixel vectors under which two images count as one.
+    threshold: float = NEAR_DUPLICATE_THRESHOLD
+
+
+def build(p: Pipeline) -> list:
+    @dg.asset(
+        key=p.key("duplicates_and_leaks"),
+        deps=[p.key("raw_dataset")],  # every split
+        group_name=p.group("quality"),
+        kinds={"fiftyone"},
+        code_version="1",
+        automation_condition=follows_lineage(),
+        check_specs=[
+            p.check("no_test_leaks_into_train", "duplicates_and_leaks", blocking=False,
+                    description="Warns when a test image has a (near) copy in train: the test score then flatters the model."),
+        ],
+        description=(
+            "Exact duplicates (file hashes), near duplicates (pixels) and leaks between train, validation and test, "
+            "with FiftyOne Brain; saved views `duplicates` and `leaks-<split>`."
+        ),
+    )
+    def duplicates_and_leaks(context: dg.AssetExecutionContext, config: DuplicatesConfig, settings: MnistSettings):
+        started = time.perf_counter()
+        store = p.store(settings)
+        parts = [split_tensors(p, settings, split, store, standardize=False) for split in SPLITS]
+        dataset = parts[0][0]
+        sample_ids = [sid for _, _, tensors in parts for sid in tensors.sample_ids]
+        embeddings = pixel_embeddings(np.concatenate([tensors.images for _, _, tensors in parts]))
+        context.log.info(f"{len(sample_ids)} images; exact duplicates, then near duplicates under {config.threshold}")
+        report = find_duplicates_and_leaks(dataset, sample_ids, embeddings, SPLIT, config.threshold)
+
+        split_of = dict(zip(*dataset.values(["id", SPLIT])))
+        dataset.save_view(DUPLICATES_VIEW, dataset.select(report.duplicate_groups_in_order, ordered=True), overwrite=True)
+        for split in SPLITS:
+            ordered = [sid for group in report.leak_groups(split_of, split) for sid in group]
+            dataset.save_view(leaks_view_name(split), dataset.select(ordered, ordered=True), overwrite=True)
+
+        test_into_train = report.leaks_between[("test", "train")]
+        leak_rows = [{"split": a, "twin in": b, "samples": n} for (a, b), n in sorted(report.leaks_between.items())]
+        pairs = report.leak_groups(split_of, "test")[:PAIRS_SHOWN]
+        metadata = {
+            "images": len(sample_ids),
+            "threshold": config.threshold,
+            "exact_duplicates": len(report.exact_duplicate_ids),
+            "near_duplicate_groups": report.near_duplicate_groups,
+            "near_duplicates": len(report.near_duplicate_ids),
+            "leaking_samples": len(report.leak_ids),
+            "test_leaks_into_train": test_into_train,
+            "validation_leaks_into_train": report.leaks_between[("validation", "train")],
+            "test_leaks_into_validation": report.leaks_between[("test", "validation")],
+            "leaks": markdown_table(leak_rows) if leak_rows else "none",
+            "saved_views": ", ".join([DUPLICATES_VIEW, *(leaks_view_name(s) for s in SPLITS)]),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        if pairs:
+            metadata["test_leaks"] = png(_pairs_grid(dataset, parts, pairs))
+        context.log.info(f"{metadata['near_duplicates']} near duplicates; {test_into_train} test images with a twin in train")
+        yield dg.MaterializeResult(metadata=metadata)
+        yield dg.AssetCheckResult(
+            asset_key=p.key("duplicates_and_leaks"),
+            check_name="no_test_leaks_into_train",
+            passed=test_into_train == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"test_leaks_into_train": test_into_train, "view": leaks_view_name("test")},
+        )
+
+    return [duplicates_and_leaks]
+
+
+def _pairs_grid(dataset, parts, groups: list[list[str]]) -> bytes:
+    """Each leaking test image followed by its twins, titled with split and label."""
+    pixels = {sid: image for _, _, tensors in parts for sid, image in zip(tensors.sample_ids, tensors.images)}
+    ids = [sid for group in groups for sid in group]
+    labels = dict(zip(*dataset.select(ids).values(["id", f"{GROUND_TRUTH}.label"])))
+    splits = dict(zip(*dataset.select(ids).values(["id", SPLIT])))
+    return plots.image_grid(np.stack([pixels[sid] for sid in ids]), [f"{splits[sid]}: {labels[sid]}" for sid in ids], columns=6)
