@@ -18,7 +18,7 @@ PER_SPLIT_DOWNSTREAM = [
     "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
     "lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions",
 ]
-TRAINING = ["lenet_checkpoint", "augmented_set", "finetuned_model"]
+TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model"]
 
 
 def graph():

@@ -23,7 +23,9 @@ NINE = [
 def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     graph = defs.resolve_asset_graph()
     all_keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    names = set(NINE) | {"lenet_predictions", "lenet_embeddings", "finetuned_predictions", "model_comparison", "duplicates_and_leaks"}
+    names = set(NINE) | {
+        "lenet_predictions", "lenet_embeddings", "lenet_oof_predictions", "finetuned_predictions", "model_comparison", "duplicates_and_leaks",
+    }
     assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
     keys = {f"mnist/{name}" for name in names}
     checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
@@ -44,7 +46,8 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     parents = {key.split("/")[1]: {p.to_user_string() for p in node(key).parent_keys} for key in keys}
     assert parents["clip_embeddings"] == {"mnist/raw_dataset"}
     assert {"mnist/clip_embeddings"} == parents["umap_projection"] == parents["zero_shot_predictions"]
-    assert parents["hardness_scores"] == {"mnist/lenet_predictions", "mnist/lenet_embeddings"}
+    assert parents["hardness_scores"] == {"mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/lenet_oof_predictions"}
+    assert parents["lenet_oof_predictions"] == {"mnist/raw_dataset"}
     assert parents["finetuned_model"] == {"mnist/lenet_checkpoint", "mnist/augmented_set"}
     assert parents["finetuned_predictions"] == {"mnist/finetuned_model", "mnist/raw_dataset"}
     assert parents["model_comparison"] == {"mnist/lenet_predictions", "mnist/finetuned_predictions"}
@@ -125,15 +128,18 @@ def test_each_split_holds_its_samples_with_every_field(graph_run):
     for split in SPLITS:
         assert {f"clip_umap_{split}", f"clip_pca_{split}", f"lenet_umap_{split}"} <= brain_runs
     assert {"hardest-test", "likely-mislabeled-test", "most-unique-test"} <= set(dataset.list_saved_views())
-    # cleanlab's label quality on the splits LeNet did not train on: the given label's probability.
-    for split in ("validation", "test"):
+    # cleanlab's label quality: the given label's probability, on train by the out-of-sample predictions.
+    for split, predictions in (("train", "lenet_oof_predictions"), ("validation", "lenet_predictions"), ("test", "lenet_predictions")):
         view = split_view(dataset, split)
-        quality, truth, logits = view.values(["label_quality", "ground_truth.label", "lenet_predictions.logits"])
+        quality, truth, logits = view.values(["label_quality", "ground_truth.label", f"{predictions}.logits"])
         probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         assert np.allclose(quality, probabilities[np.arange(LIMIT), [int(t) for t in truth]], atol=1e-6)
         issues = dataset.load_saved_view(f"label-issues-{split}")
         assert 0 < len(issues) < LIMIT and issues.values("label_quality") == sorted(issues.values("label_quality"))
-    assert set(split_view(dataset, "train").values("label_quality")) == {None}  # waits for out-of-sample predictions
+    # Out of sample, train is scored like data the model never saw: not near-perfectly, as memorized.
+    train = split_view(dataset, "train")
+    truth, oof, in_sample = train.values(["ground_truth.label", "lenet_oof_predictions.label", "lenet_predictions.label"])
+    assert None not in oof and 0.2 < np.mean(np.array(oof) == np.array(truth)) <= np.mean(np.array(in_sample) == np.array(truth)) + 0.02
 
 
 def test_source_indices_match_real_mnist(graph_run, mnist):
@@ -164,6 +170,9 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     assert 0 <= hardness["confirmed_label_errors_in_top20"] <= hardness["confirmed_label_errors_in_top100"] <= 1
     assert 0 <= hardness["cleanlab_confirmed_label_errors_in_top20"] <= hardness["cleanlab_confirmed_label_errors_in_top100"] <= 1
     assert "cleanlab label quality" in hardness["label_error_rankings"] and hardness["label_issues"] > 0
+    oof = materializations(results, "lenet_oof_predictions")[None]
+    assert oof["count"] == LIMIT and oof["folds"] == 5 and oof["misclassified"] == round((1 - oof["accuracy"]) * LIMIT)
+    assert materializations(results, "hardness_scores")["train"]["scored_predictions"] == "lenet_oof_predictions"
     duplicates = materializations(results, "duplicates_and_leaks")[None]
     assert duplicates["images"] == 3 * LIMIT and duplicates["exact_duplicates"] == 0  # MNIST has no byte-identical images
     assert duplicates["test_leaks_into_train"] == 0  # the nearest pair in the full set is 1 test/train pair (README)

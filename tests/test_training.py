@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mnist_assets.ml.checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from mnist_assets.ml.cross_validation import out_of_fold_logits, stratified_folds
 from mnist_assets.ml.models import ModernLeNet5, SmallResNet, build_model
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize
 from mnist_assets.ml.training import TrainConfig, evaluate, fit, predict
@@ -123,3 +124,34 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_folds_are_stratified_seeded_and_cover_every_sample(mnist):
+    labels = mnist.train_labels[:2000]
+    fold_of = stratified_folds(labels, 5, seed=51)
+    assert sorted(np.bincount(fold_of)) == [400] * 5
+    for digit in range(10):  # each class spread evenly over the folds
+        counts = np.bincount(fold_of[labels == digit], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(fold_of, stratified_folds(labels, 5, seed=51))
+    assert not np.array_equal(fold_of, stratified_folds(labels, 5, seed=52))
+    with pytest.raises(ValueError, match="at least 2"):
+        stratified_folds(labels, 1, seed=51)
+
+
+def test_out_of_fold_predictions_see_through_flipped_labels(small_mnist):
+    """Each sample is predicted by the fold model that never saw it (or its wrong label): flipped
+    samples come out as their true digit, which is what makes out-of-sample scores find label errors."""
+    train, validation, _ = small_mnist
+    flipped = np.arange(0, 3000, 50)  # 60 labels changed to another digit
+    true_labels = train.labels.numpy().copy()
+    noisy = true_labels.copy()
+    noisy[flipped] = (noisy[flipped] + 1 + np.arange(len(flipped)) % 9) % 10
+    data = SplitTensors(train.images, torch.from_numpy(noisy), train.sample_ids)
+    config = TrainConfig(epochs=3)
+    result = out_of_fold_logits(lambda fold: build_model("lenet5", 51 + fold), data, validation, config, folds=3)
+    assert result.logits.shape == (3000, 10) and np.isfinite(result.logits).all()
+    predicted = result.logits.argmax(axis=1)
+    assert result.misclassified == int((predicted != noisy).sum())
+    assert (predicted[flipped] == true_labels[flipped]).mean() > 0.8  # out of sample: the true digit
+    assert [row["held_out"] for row in result.fold_rows] == [1000, 1000, 1000]

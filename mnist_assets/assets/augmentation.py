@@ -73,11 +73,11 @@ def build(p: Pipeline) -> list:
         key=p.key("augmented_set"),
         deps=[
             dg.AssetDep(p.key("hardness_scores"), partition_mapping=TRAIN_ONLY),
-            dg.AssetDep(p.key("lenet_predictions"), partition_mapping=TRAIN_ONLY),
+            p.key("lenet_oof_predictions"),  # "misclassified" means out of sample
         ],
         group_name=p.group("augmentation"),
         kinds={"pytorch", "fiftyone"},
-        code_version="2",
+        code_version="3",
         automation_condition=follows_lineage(),
         check_specs=[p.check("sample_count", "augmented_set")],
         description="Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples.",

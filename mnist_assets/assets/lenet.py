@@ -10,8 +10,9 @@ from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.checkpoints import save_checkpoint
-from mnist_assets.ml.field_names import EVAL_LENET, LENET_EMBEDDINGS, LENET_PREDICTIONS, lenet_umap_key
-from mnist_assets.ml.fiftyone_store import write_vectors
+from mnist_assets.ml.cross_validation import out_of_fold_logits
+from mnist_assets.ml.field_names import EVAL_LENET, LENET_EMBEDDINGS, LENET_OOF_PREDICTIONS, LENET_PREDICTIONS, lenet_umap_key
+from mnist_assets.ml.fiftyone_store import write_classifications, write_vectors
 from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
 from mnist_assets.ml.visualization import compute_umap
@@ -31,6 +32,12 @@ class TrainingConfig(dg.Config):
     keep: str = "best"  # the state with the lowest validation loss; "last": the final epoch
     seed: int = 51
     accuracy_threshold: Optional[float] = None  # None: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
+
+
+class OutOfFoldConfig(TrainingConfig):
+    """The checkpoint's recipe (same fields and defaults), once per fold."""
+
+    folds: int = 5
 
 
 def train_config(config: dg.Config, p: Pipeline, settings: MnistSettings, **overrides) -> TrainConfig:
@@ -92,7 +99,7 @@ def build(p: Pipeline) -> list:
         group_name=p.group("lenet"),
         kinds={"pytorch"},
         pool=HEAVY_POOL,
-        code_version="2",
+        code_version="3",  # 3: the dataset's batch augmentation by default
         automation_condition=follows_lineage(),
         check_specs=[p.check("accuracy_gate", "lenet_checkpoint", blocking=True)],
         description="LeNet-5 trained on train, keeping the state with the best validation loss (atomic checkpoint).",
@@ -117,6 +124,50 @@ def build(p: Pipeline) -> list:
         yield from training_results(
             p, settings, "lenet_checkpoint", result, train_cfg, config, train, train_count=len(train), validation_count=len(validation)
         )
+
+    @dg.asset(
+        key=p.key("lenet_oof_predictions"),
+        deps=[dg.AssetDep(p.key("raw_dataset"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))],
+        group_name=p.group("lenet"),
+        kinds={"pytorch", "fiftyone"},
+        pool=HEAVY_POOL,
+        code_version="1",
+        automation_condition=follows_lineage(),
+        check_specs=[p.check("logits_finite", "lenet_oof_predictions")],
+        description=(
+            "Out-of-sample LeNet predictions for every training sample: K-fold cross-validation (5 folds, seeded, "
+            "stratified) with the checkpoint's recipe; train's quality scores and sample selection read them."
+        ),
+    )
+    def lenet_oof_predictions(context: dg.AssetExecutionContext, config: OutOfFoldConfig, settings: MnistSettings):
+        settings.configure_torch()
+        train_cfg = train_config(config, p, settings)
+        store = p.store(settings)
+        _, view, train = split_tensors(p, settings, "train", store)
+        _, _, validation = split_tensors(p, settings, "validation", store)
+        context.log.info(f"{p.name}: {config.folds}-fold {train_cfg.arch} on {len(train)} training samples, {train_cfg.epochs} epochs each")
+
+        def log_fold(row):
+            context.log.info(f"fold {row['fold']}/{config.folds}: held-out accuracy {row['held_out_accuracy']:.4f} ({row['seconds']} s)")
+
+        def fold_model(fold):
+            return build_model(train_cfg.arch, train_cfg.seed + fold, **p.spec.model_shape())
+
+        result = out_of_fold_logits(fold_model, train, validation, train_cfg, config.folds, settings.torch_device(), on_fold=log_fold)
+        write_classifications(view, LENET_OOF_PREDICTIONS, result.logits, train.sample_ids, p.classes())
+        yield dg.MaterializeResult(
+            metadata={
+                "count": len(train),
+                "folds": config.folds,
+                "accuracy": round(result.accuracy, 5),
+                "misclassified": result.misclassified,
+                "per_fold": markdown_table(result.fold_rows),
+                "epochs": train_cfg.epochs,
+                "batch_augmentation": train_cfg.batch_augmentation,
+                "seconds": round(sum(row["seconds"] for row in result.fold_rows), 1),
+            }
+        )
+        yield checks.check_finite(p.key("lenet_oof_predictions"), "logits", result.logits, (len(train), len(p.classes())))
 
     lenet_predictions = prediction_asset(
         p, LENET_PREDICTIONS, "lenet", "lenet_checkpoint", EVAL_LENET,
@@ -154,4 +205,4 @@ def build(p: Pipeline) -> list:
         )
         yield checks.check_finite(p.key("lenet_embeddings"), "embeddings", embeddings, (len(tensors), 84))
 
-    return [lenet_checkpoint, lenet_predictions, lenet_embeddings]
+    return [lenet_checkpoint, lenet_oof_predictions, lenet_predictions, lenet_embeddings]

@@ -12,13 +12,13 @@ from mnist_assets.ml.field_names import (
     HARDNESS,
     LABEL_QUALITY,
     LENET_EMBEDDINGS,
-    LENET_PREDICTIONS,
     MISTAKENNESS,
     QUALITY_FIELDS,
     SOURCE_INDEX,
     UNIQUENESS,
     label_issues_view_name,
     saved_view_names,
+    scored_predictions,
 )
 from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_floats
 from mnist_assets.ml.label_errors import known_errors_in_tops, ranks_of_known_errors
@@ -26,9 +26,6 @@ from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
 SAVED_VIEW_SIZE = 200
-# cleanlab needs probabilities of a model that did not train on the samples (train waits for
-# out-of-sample predictions, issue 13).
-CLEANLAB_SPLITS = ("validation", "test")
 
 
 def cleanlab_scores(view, dataset, split: str, sample_ids, truth, logits, classes) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -42,23 +39,27 @@ def cleanlab_scores(view, dataset, split: str, sample_ids, truth, logits, classe
     return quality, issues, {"label_issues": len(flagged), "label_quality_mean": float(quality.mean())}
 
 
-def ranking_comparison(source_index, rankings: dict, known: list[int]) -> dict:
-    """How many of the known label errors each ranking puts in its top 20 / 50 / 100, as a table."""
-    rows = [
-        {"ranking": name, **{f"top{top}": found for top, found in known_errors_in_tops(source_index, scores, known=known).items()}}
-        for name, scores in rankings.items()
-    ]
-    return {"label_error_rankings": markdown_table(rows)}
-
-
-def label_error_metadata(source_index, mistakenness, known: list[int]) -> dict:
-    """Where mistakenness ranks the test labels human reviewers confirmed wrong (ml/label_errors.py)."""
+def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
+    """Where mistakenness and cleanlab rank the test labels human reviewers confirmed wrong
+    (ml/label_errors.py): top 20 / 50 / 100 of each (as keys and a table), the rank of each by
+    mistakenness, and how many of them cleanlab flags."""
+    rankings = {
+        "confirmed_label_errors": ("mistakenness (brain's formula)", mistakenness),
+        "cleanlab_confirmed_label_errors": ("cleanlab label quality (lowest first)", -np.asarray(label_quality)),
+    }
+    metadata, rows = {}, []
+    for prefix, (name, scores) in rankings.items():
+        tops = known_errors_in_tops(source_index, scores, known=known)
+        metadata.update({f"{prefix}_in_top{top}": found for top, found in tops.items()})
+        rows.append({"ranking": name, **{f"top{top}": found for top, found in tops.items()}})
     ranks = ranks_of_known_errors(source_index, mistakenness, known)
-    tops = known_errors_in_tops(source_index, mistakenness, known=known)
+    flagged = set(np.asarray(source_index)[issues].tolist())
     return {
-        **{f"confirmed_label_errors_in_top{top}": found for top, found in tops.items()},
+        **metadata,
+        "label_error_rankings": markdown_table(rows),
         "confirmed_label_errors_present": len(ranks),
         "confirmed_label_error_ranks": markdown_table([{str(index): rank for index, rank in ranks.items()}]),
+        "cleanlab_flagged_confirmed_label_errors": len(flagged & set(known)),
     }
 
 
@@ -66,26 +67,29 @@ def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("hardness_scores"),
         partitions_def=split_partitions,
-        deps=[p.key("lenet_predictions"), p.key("lenet_embeddings")],
+        # lenet_oof_predictions is read by the train partition only (an unpartitioned parent is every
+        # partition's); it changes together with the checkpoint, so this costs no extra run.
+        deps=[p.key("lenet_predictions"), p.key("lenet_embeddings"), p.key("lenet_oof_predictions")],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="4",
+        code_version="5",
         automation_condition=follows_lineage(),
         check_specs=[p.check("scores_complete", "hardness_scores")],
         description=(
-            "Per-sample hardness, mistakenness (LeNet vs ground truth) and uniqueness (LeNet embeddings); on validation "
-            "and test also cleanlab's label quality and label issues."
+            "Per-sample hardness, mistakenness (LeNet vs ground truth; on train the out-of-sample predictions), "
+            "uniqueness (LeNet embeddings), and cleanlab's label quality and label issues."
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
         split = context.partition_key
         dataset = p.store(settings).dataset()
         view = split_view(dataset, split)
-        sample_ids, truth, predicted = view.values(["id", f"{GROUND_TRUTH}.label", f"{LENET_PREDICTIONS}.label"])
+        predictions = scored_predictions(split)
+        source = predictions if split == "train" else f"{predictions}[{split}]"  # the asset that writes them
+        sample_ids, truth, predicted = view.values(["id", f"{GROUND_TRUTH}.label", f"{predictions}.label"])
         if not sample_ids or any(label is None for label in predicted):
-            raise ValueError(f"samples of {split!r} lack lenet_predictions; materialize {p.name}/lenet_predictions[{split}] first.")
-        with materialize_first(p, "lenet_predictions", split):
-            logits = read_vectors(view, f"{LENET_PREDICTIONS}.logits")
+            raise ValueError(f"samples of {split!r} lack {predictions}; materialize {p.name}/{source} first.")
+        logits = read_vectors(view, f"{predictions}.logits")
         with materialize_first(p, "lenet_embeddings", split):
             embeddings = read_vectors(view, LENET_EMBEDDINGS)
         # fiftyone-brain's formulas, vectorized; one bulk write per field (see ml/quality_scores.py).
@@ -98,9 +102,7 @@ def build(p: Pipeline) -> list:
             write_floats(view, field, values, sample_ids)
         for field, name in saved_view_names(split).items():
             dataset.save_view(name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE), overwrite=True)
-        cleanlab = {}
-        if split in CLEANLAB_SPLITS:
-            quality, issues, cleanlab = cleanlab_scores(view, dataset, split, sample_ids, truth, logits, p.classes())
+        quality, issues, cleanlab = cleanlab_scores(view, dataset, split, sample_ids, truth, logits, p.classes())
 
         values = dict(zip(QUALITY_FIELDS, view.values(list(QUALITY_FIELDS))))
         source_index = view.values(SOURCE_INDEX)
@@ -109,21 +111,16 @@ def build(p: Pipeline) -> list:
             {
                 "source_index": source_index[i],
                 "ground_truth": truth[i],
-                "lenet": predicted[i],
+                predictions: predicted[i],
                 "mistakenness": float(values[MISTAKENNESS][i]),
                 "hardness": float(values[HARDNESS][i]),
             }
             for i in top
         ]
         known = p.spec.known_label_errors
-        known_label_errors = label_error_metadata(source_index, values[MISTAKENNESS], known) if split == "test" and known else {}
-        if known_label_errors and cleanlab:
-            rankings = {"mistakenness (brain's formula)": values[MISTAKENNESS], "cleanlab label quality (lowest first)": -quality}
-            known_label_errors.update(ranking_comparison(source_index, rankings, known))
-            for n, found in known_errors_in_tops(source_index, -quality, known=known).items():
-                known_label_errors[f"cleanlab_confirmed_label_errors_in_top{n}"] = found
-            flagged = set(np.asarray(source_index)[issues].tolist())
-            known_label_errors["cleanlab_flagged_confirmed_label_errors"] = len(flagged & set(known))
+        known_label_errors = (
+            label_error_metadata(source_index, values[MISTAKENNESS], quality, issues, known) if split == "test" and known else {}
+        )
         if known_label_errors:
             context.log.info(
                 "confirmed test label errors in the top 20/50/100 by mistakenness: "
@@ -134,10 +131,12 @@ def build(p: Pipeline) -> list:
         yield dg.MaterializeResult(
             metadata={
                 "count": len(view),
+                "misclassified": int((np.array(truth) != np.array(predicted)).sum()),
                 **{f"{field}_mean": float(array.mean()) for field, array in arrays.items()},
                 "distributions": png(plots.histograms(arrays, f"{split}: quality scores")),
                 "top20_likely_mislabeled": markdown_table(top_rows),
-                "saved_views": ", ".join([*saved_view_names(split).values(), *([label_issues_view_name(split)] if cleanlab else [])]),
+                "scored_predictions": predictions,
+                "saved_views": ", ".join([*saved_view_names(split).values(), label_issues_view_name(split)]),
                 **cleanlab,
                 **known_label_errors,
             }

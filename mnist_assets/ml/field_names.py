@@ -14,6 +14,7 @@ GROUND_TRUTH = "ground_truth"
 CLIP_EMBEDDINGS = "clip_embeddings"
 CLIP_ZERO_SHOT = "clip_zero_shot"
 LENET_PREDICTIONS = "lenet_predictions"
+LENET_OOF_PREDICTIONS = "lenet_oof_predictions"  # train only: K-fold, each from a model that did not see it
 LENET_EMBEDDINGS = "lenet_embeddings"
 FINETUNED_PREDICTIONS = "finetuned_predictions"
 
@@ -22,7 +23,13 @@ HARDNESS = "hardness"
 MISTAKENNESS = "mistakenness"
 UNIQUENESS = "uniqueness"
 QUALITY_FIELDS = (HARDNESS, MISTAKENNESS, UNIQUENESS)
-LABEL_QUALITY = "label_quality"  # cleanlab's, on splits the model did not train on (validation, test)
+LABEL_QUALITY = "label_quality"  # cleanlab's
+
+
+def scored_predictions(split: str) -> str:
+    """The predictions a split's quality scores and sample selection read: on train the out-of-sample
+    ones (the checkpoint memorized train), elsewhere the checkpoint's."""
+    return LENET_OOF_PREDICTIONS if split == "train" else LENET_PREDICTIONS
 
 # The prediction fields the comparison reads, with the names people see.
 MODEL_FIELDS = {CLIP_ZERO_SHOT: "CLIP zero-shot", LENET_PREDICTIONS: "LeNet", FINETUNED_PREDICTIONS: "fine-tuned LeNet"}

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from mnist_assets.ml.errors import MissingInputError
-from mnist_assets.ml.field_names import GROUND_TRUTH, HARDNESS, LENET_PREDICTIONS, UNIQUENESS
+from mnist_assets.ml.field_names import GROUND_TRUTH, HARDNESS, UNIQUENESS, scored_predictions
 
 STRATEGIES = ("misclassified", "hardest", "most_unique", "least_confident", "active")
 
@@ -55,13 +55,14 @@ def select_samples(
     return np.argsort(-score, kind="stable")[:budget]
 
 
-def read_scores(view) -> dict[str, np.ndarray]:
-    """The per-sample inputs of `select_samples` from a FiftyOne view (LeNet predictions and quality fields)."""
+def read_scores(view, predictions: str = scored_predictions("train")) -> dict[str, np.ndarray]:
+    """The per-sample inputs of `select_samples` from a FiftyOne view: the quality fields and the
+    predictions they were scored from (on train, the out-of-sample ones)."""
     truth, predicted, confidence, hardness, uniqueness = view.values(
-        [f"{GROUND_TRUTH}.label", f"{LENET_PREDICTIONS}.label", f"{LENET_PREDICTIONS}.confidence", HARDNESS, UNIQUENESS]
+        [f"{GROUND_TRUTH}.label", f"{predictions}.label", f"{predictions}.confidence", HARDNESS, UNIQUENESS]
     )
     if any(v is None for v in hardness) or any(v is None for v in predicted) or any(v is None for v in uniqueness):
-        raise MissingInputError(f"samples lack {LENET_PREDICTIONS}, {HARDNESS} or {UNIQUENESS}")
+        raise MissingInputError(f"samples lack {predictions}, {HARDNESS} or {UNIQUENESS}")
     return {
         "correct": np.array(predicted) == np.array(truth),
         "confidence": np.asarray(confidence, dtype=float),
