@@ -95,6 +95,11 @@ class MnistSettings(dg.ConfigurableResource):
     def downloads_dir(self) -> Path:
         return self.home_path / "downloads"
 
+    @property
+    def numba_cache_dir(self) -> Path:
+        """UMAP's compiled functions (ml/numba_cache.py), shared by every dataset and run."""
+        return self.home_path / "numba_cache"
+
     def store(self, dataset: str) -> "DatasetStore":
         """The FiftyOne dataset and folder of one declared dataset (under the namespace, if set)."""
         from mnist_assets.ml.names import check_safe_name

@@ -180,6 +180,8 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     comparison = materializations(results, "model_comparison")[None]
     assert comparison["accuracy_lenet"] == pytest.approx(accuracy)
     assert isinstance(comparison["fixed"], int) and isinstance(comparison["broken"], int)
+    assert "ensemble (mean probability)" in comparison["label_error_rankings"]
+    assert 0 <= comparison["ensemble_confirmed_label_errors_in_top20"] <= comparison["ensemble_confirmed_label_errors_in_top100"] <= 1
 
 
 def test_checkpoints_are_complete_and_safe(graph_run):
@@ -189,7 +191,7 @@ def test_checkpoints_are_complete_and_safe(graph_run):
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
         assert payload["settings"]["seed"] == 51
     lenet = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["settings"]
-    assert lenet["batch_augmentation"] == "affine"  # MNIST's declared default (defs/mnist/defs.yaml)
+    assert lenet["batch_augmentation"] == "none"  # MNIST's declared default (defs/mnist/defs.yaml)
     finetuned = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
     assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == ("onecycle", 1e-3, "affine", "last")
     assert finetuned["augmented_count"] > 0

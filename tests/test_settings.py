@@ -42,3 +42,17 @@ def test_code_location_refuses_a_bad_setting_at_load():
     env = {"MNIST_ASSETS_LIMIT": "ten", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", "import mnist_assets.definitions"], env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "MNIST_ASSETS_LIMIT='ten' is not a whole number" in result.stderr
+
+
+def test_training_takes_the_datasets_batch_augmentation_unless_the_config_says(make_settings):
+    from mnist_assets.assets.common import Pipeline
+    from mnist_assets.assets.lenet import TrainingConfig, train_config
+    from mnist_assets.ml.dataset_spec import DatasetSpec
+
+    declared = Pipeline(DatasetSpec(name="digits", source="mnist", batch_augmentation="affine"))
+    settings = make_settings()
+    assert train_config(TrainingConfig(), declared, settings).batch_augmentation == "affine"
+    assert train_config(TrainingConfig(batch_augmentation="none"), declared, settings).batch_augmentation == "none"
+    assert train_config(TrainingConfig(), Pipeline(DatasetSpec(name="digits", source="mnist")), settings).batch_augmentation == "none"
+    with pytest.raises(ValueError, match="batch_augmentation"):
+        DatasetSpec(name="digits", source="mnist", batch_augmentation="rotate")

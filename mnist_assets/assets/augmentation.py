@@ -28,7 +28,8 @@ from mnist_assets.ml.field_names import (
     MODEL_FIELDS,
     SOURCE_INDEX,
 )
-from mnist_assets.ml.fiftyone_store import replace_split, split_view, write_pngs
+from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, write_pngs
+from mnist_assets.ml.label_errors import given_label_probability, ranking_rows
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, channels_last, concatenate, load_view_tensors
 from mnist_assets.ml.training import fit
@@ -188,7 +189,7 @@ def build(p: Pipeline) -> list:
         ],
         group_name=p.group("augmentation"),
         kinds={"fiftyone"},
-        code_version="3",
+        code_version="4",
         automation_condition=follows_lineage(),
         check_specs=[p.check("models_compared", "model_comparison")],
         description="Test-split accuracy and per-class recall of every model, and what fine-tuning fixed and broke.",
@@ -217,6 +218,9 @@ def build(p: Pipeline) -> list:
             metadata["broken"] = int((before & ~after).sum())
         for row in rows:
             metadata[f"accuracy_{row['model'].replace(' ', '_').replace('-', '_').lower()}"] = row["accuracy"]
+        known = p.spec.known_label_errors
+        if known and LENET_PREDICTIONS in predictions and FINETUNED_PREDICTIONS in predictions:
+            metadata.update(label_errors_by_model(view, truth, known))
         if recalls:
             metadata["recall_plot"] = png(plots.grouped_bars(classes, recalls, "per-class recall, test", "recall"))
         yield dg.MaterializeResult(metadata=metadata)
@@ -227,5 +231,22 @@ def build(p: Pipeline) -> list:
             passed={"LeNet", "fine-tuned LeNet"} <= set(compared),
             metadata={"models": ", ".join(compared)},
         )
+
+    def label_errors_by_model(view, truth, known: list[int]) -> dict:
+        """How each LeNet, and their ensemble (mean probability), ranks the confirmed label errors by
+        the probability it gives the given label, lowest first."""
+        position = {name: i for i, name in enumerate(classes)}
+        labels = np.array([position[label] for label in truth])
+        confidence = {
+            name: given_label_probability(read_vectors(view, f"{field}.logits"), labels)
+            for field, name in ((LENET_PREDICTIONS, "LeNet"), (FINETUNED_PREDICTIONS, "fine-tuned LeNet"))
+        }
+        confidence["ensemble (mean probability)"] = np.mean(list(confidence.values()), axis=0)
+        rows = ranking_rows(view.values(SOURCE_INDEX), {name: -c for name, c in confidence.items()}, known)
+        ensemble = rows[-1]
+        return {
+            "label_error_rankings": markdown_table(rows),
+            **{f"ensemble_confirmed_label_errors_in_{top}": found for top, found in ensemble.items() if top != "ranking"},
+        }
 
     return [augmented_set, finetuned_model, finetuned_predictions, model_comparison]

@@ -157,7 +157,7 @@ def build(p: Pipeline) -> list:
         plots_md = {}
         for method, key in keys.items():
             context.log.info(f"{method} of {len(view)} CLIP embeddings ({split}) as brain run {key}")
-            points = compute_projection(dataset, view, CLIP_EMBEDDINGS, key, method=method)
+            points = compute_projection(dataset, view, CLIP_EMBEDDINGS, key, method=method, numba_cache_dir=settings.numba_cache_dir)
             plots_md[f"{method}_plot"] = png(plots.scatter_by_label(points, labels, f"CLIP {method.upper()}, {split}"))
         yield dg.MaterializeResult(metadata={"count": len(view), "brain_keys": ", ".join(keys.values()), **weights_metadata(info), **plots_md})
         present = set(dataset.list_brain_runs())

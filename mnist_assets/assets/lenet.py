@@ -194,7 +194,7 @@ def build(p: Pipeline) -> list:
         model, _, tensors = load_model_for(p, store, "lenet_checkpoint", tensors)
         _, embeddings = predict(model, tensors, settings.torch_device())
         write_vectors(view, LENET_EMBEDDINGS, embeddings, tensors.sample_ids)
-        points = compute_umap(dataset, view, LENET_EMBEDDINGS, lenet_umap_key(split))
+        points = compute_umap(dataset, view, LENET_EMBEDDINGS, lenet_umap_key(split), settings.numba_cache_dir)
         yield dg.MaterializeResult(
             metadata={
                 "count": len(tensors),

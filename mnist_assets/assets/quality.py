@@ -21,7 +21,7 @@ from mnist_assets.ml.field_names import (
     scored_predictions,
 )
 from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_floats
-from mnist_assets.ml.label_errors import known_errors_in_tops, ranks_of_known_errors
+from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
@@ -47,11 +47,8 @@ def label_error_metadata(source_index, mistakenness, label_quality, issues, know
         "confirmed_label_errors": ("mistakenness (brain's formula)", mistakenness),
         "cleanlab_confirmed_label_errors": ("cleanlab label quality (lowest first)", -np.asarray(label_quality)),
     }
-    metadata, rows = {}, []
-    for prefix, (name, scores) in rankings.items():
-        tops = known_errors_in_tops(source_index, scores, known=known)
-        metadata.update({f"{prefix}_in_top{top}": found for top, found in tops.items()})
-        rows.append({"ranking": name, **{f"top{top}": found for top, found in tops.items()}})
+    rows = ranking_rows(source_index, dict(rankings.values()), known)
+    metadata = {f"{prefix}_in_{top}": found for prefix, row in zip(rankings, rows) for top, found in row.items() if top != "ranking"}
     ranks = ranks_of_known_errors(source_index, mistakenness, known)
     flagged = set(np.asarray(source_index)[issues].tolist())
     return {

@@ -29,3 +29,19 @@ def known_errors_in_tops(source_indices, scores, tops=TOPS, known=CONFIRMED_TEST
     """How many of the known errors rank in the top N, for each N in `tops`."""
     ranks = ranks_of_known_errors(source_indices, scores, known).values()
     return {top: sum(rank < top for rank in ranks) for top in tops}
+
+
+def ranking_rows(source_indices, rankings: dict[str, np.ndarray], known=CONFIRMED_TEST_LABEL_ERRORS) -> list[dict]:
+    """One row per ranking (name -> scores, highest first): how many known errors are in each top N."""
+    return [
+        {"ranking": name, **{f"top{top}": found for top, found in known_errors_in_tops(source_indices, scores, known=known).items()}}
+        for name, scores in rankings.items()
+    ]
+
+
+def given_label_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each sample's predicted probability of its given label (cleanlab's self-confidence)."""
+    from scipy.special import softmax
+
+    probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=1)
+    return probabilities[np.arange(len(probabilities)), np.asarray(labels)]
