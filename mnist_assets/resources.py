@@ -49,6 +49,7 @@ class MnistSettings(dg.ConfigurableResource):
     clip_model: str = DEFAULT_CLIP_MODEL
     clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
     device: str = "auto"
+    clip_precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
     threads: Optional[int] = None
 
     @field_validator("limit", "epochs", "threads")
@@ -72,6 +73,13 @@ class MnistSettings(dg.ConfigurableResource):
             raise SettingsError(f"MNIST_ASSETS_DEVICE={value!r}: use auto, cpu, cuda or cuda:N")
         return value
 
+    @field_validator("clip_precision")
+    @classmethod
+    def _known_precision(cls, value):
+        if value not in ("auto", "fp32", "bf16"):
+            raise SettingsError(f"MNIST_ASSETS_CLIP_PRECISION={value!r}: use auto, fp32 or bf16")
+        return value
+
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "MnistSettings":
         env = os.environ if environ is None else environ
@@ -84,6 +92,7 @@ class MnistSettings(dg.ConfigurableResource):
             clip_model=env.get("MNIST_ASSETS_CLIP_MODEL") or DEFAULT_CLIP_MODEL,
             clip_pretrained=env.get("MNIST_ASSETS_CLIP_PRETRAINED") or DEFAULT_CLIP_PRETRAINED,
             device=env.get("MNIST_ASSETS_DEVICE") or "auto",
+            clip_precision=env.get("MNIST_ASSETS_CLIP_PRECISION") or "auto",
             threads=_positive_int("MNIST_ASSETS_THREADS", env.get("MNIST_ASSETS_THREADS")),
         )
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_assets.ml.clip_models import ClipWeightsError, embed_images, load_clip, preprocess_batch, validate_clip_settings
+from mnist_assets.ml.clip_models import ClipWeightsError, autocast_dtype, embed_images, load_clip, preprocess_batch, validate_clip_settings
 from mnist_assets.ml.zero_shot import OFFICIAL_TEMPLATES, text_classifier, validate_templates, zero_shot_logits
 
 
@@ -99,3 +99,15 @@ def test_bad_clip_settings_are_refused():
         load_clip("ViT-B-32", "no-such-tag")
     with pytest.raises(ValueError, match="exactly one"):
         validate_templates(["a photo of a digit"])
+
+
+def test_bf16_embeddings_agree_with_fp32_on_real_digits(tiny, digits):
+    """The precision setting: bf16 autocast (CUDA's default) gives the fp32 embeddings to a cosine of 0.999."""
+    fp32, _ = embed_images(tiny, digits, precision="fp32")
+    bf16, _ = embed_images(tiny, digits, precision="bf16")
+    assert not np.array_equal(fp32, bf16)  # bf16 really ran
+    cosine = (fp32 * bf16).sum(axis=1)  # both L2-normalized
+    assert cosine.min() >= 0.999
+    assert autocast_dtype("auto", "cpu") is None and autocast_dtype("auto", "cuda") is torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("fp8", "cpu")

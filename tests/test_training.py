@@ -7,7 +7,7 @@ import torch
 from mnist_assets.ml.checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from mnist_assets.ml.cross_validation import out_of_fold_logits, stratified_folds
 from mnist_assets.ml.models import ModernLeNet5, SmallResNet, build_model
-from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize
+from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
 from mnist_assets.ml.training import TrainConfig, evaluate, fit, predict
 
 
@@ -155,3 +155,13 @@ def test_out_of_fold_predictions_see_through_flipped_labels(small_mnist):
     assert result.misclassified == int((predicted != noisy).sum())
     assert (predicted[flipped] == true_labels[flipped]).mean() > 0.8  # out of sample: the true digit
     assert [row["held_out"] for row in result.fold_rows] == [1000, 1000, 1000]
+
+
+def test_splits_move_to_the_device_once_and_batch_there(small_mnist):
+    train, _, _ = small_mnist
+    placed = on_device(train, "cpu")
+    assert placed.images is train.images and placed.labels is train.labels  # already there: no copy
+    batches = list(iterate_batches(placed, 1000, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    expected = list(iterate_batches(train, 1000, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, expected))
+    assert batches[0][0].device == placed.images.device and batches[0][0].dtype == torch.float32

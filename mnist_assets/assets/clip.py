@@ -12,7 +12,7 @@ from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first, 
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots
-from mnist_assets.ml.clip_models import embed_images, load_clip, validate_clip_settings
+from mnist_assets.ml.clip_models import autocast_dtype, embed_images, load_clip, validate_clip_settings
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.field_names import (
     CLIP_EMBEDDINGS,
@@ -111,7 +111,8 @@ def build(p: Pipeline) -> list:
                 context.log.info(f"{p.name}/clip_embeddings[{split}]: {done}/{total} images")
 
         embeddings, images_per_second = embed_images(
-            clip, tensors.images, config.batch_size, device, config.invert, config.pad, on_progress=log_progress
+            clip, tensors.images, config.batch_size, device, config.invert, config.pad, on_progress=log_progress,
+            precision=settings.clip_precision,
         )
         write_vectors(view, CLIP_EMBEDDINGS, embeddings, tensors.sample_ids)
         array_path = store.artifact_path("clip", f"{split}-{clip.name}-{clip.weights}.npy")
@@ -128,6 +129,7 @@ def build(p: Pipeline) -> list:
                 "preprocessing": f"invert={config.invert}, pad={config.pad}",
                 "images_per_second": round(images_per_second, 1),
                 "device": device,
+                "precision": "bf16" if autocast_dtype(settings.clip_precision, device) else "fp32",
                 "array_file": dg.MetadataValue.path(str(array_path)),
             }
         )

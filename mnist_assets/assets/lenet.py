@@ -93,9 +93,11 @@ def training_results(p: Pipeline, settings: MnistSettings, name: str, result, tr
 
 
 def build(p: Pipeline) -> list:
+    training_data = dg.AssetDep(p.key("raw_dataset"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))
+
     @dg.asset(
         key=p.key("lenet_checkpoint"),
-        deps=[dg.AssetDep(p.key("raw_dataset"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))],
+        deps=[training_data],
         group_name=p.group("lenet"),
         kinds={"pytorch"},
         pool=HEAVY_POOL,
@@ -127,7 +129,7 @@ def build(p: Pipeline) -> list:
 
     @dg.asset(
         key=p.key("lenet_oof_predictions"),
-        deps=[dg.AssetDep(p.key("raw_dataset"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))],
+        deps=[training_data],
         group_name=p.group("lenet"),
         kinds={"pytorch", "fiftyone"},
         pool=HEAVY_POOL,

@@ -206,13 +206,25 @@ def preprocess_batch(
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), value=255.0 if invert else 0.0)
     mode = "bilinear" if clip.interpolation == "bilinear" else "bicubic"
-    matrix = resize_matrix(x.shape[-1], clip.image_size, mode)
+    matrix = resize_matrix(x.shape[-1], clip.image_size, mode).to(x.device)  # runs where the batch is
     # The 1/255 scaling rides on the (small) left matrix instead of a pass over the batch.
     resized = ((matrix.T / 255.0) @ x @ matrix).clamp_(0.0, 1.0)
     # Standardize (repeating a gray channel by broadcasting): one pass, (y - mean) / std = y * (1 / std) - mean / std.
-    scale = 1.0 / torch.tensor(clip.std).view(1, 3, 1, 1)
-    bias = -torch.tensor(clip.mean).view(1, 3, 1, 1) * scale
+    scale = 1.0 / torch.tensor(clip.std, device=x.device).view(1, 3, 1, 1)
+    bias = -torch.tensor(clip.mean, device=x.device).view(1, 3, 1, 1) * scale
     return torch.addcmul(bias, resized, scale)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """The autocast dtype for embedding: bf16 where asked, or by default ("auto") on CUDA; None: fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda"):
+        return torch.bfloat16
+    return None
 
 
 @torch.inference_mode()
@@ -224,14 +236,21 @@ def embed_images(
     invert: bool = False,
     pad: int = 0,
     on_progress=None,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, float]:
-    """L2-normalized image embeddings [N, D] and the images per second achieved."""
+    """L2-normalized image embeddings [N, D] and the images per second achieved.
+
+    Each uint8 batch goes to the device first (a quarter of the bytes of its float form) and is
+    preprocessed there; `precision` "bf16" (the default on CUDA) runs the model under bf16 autocast.
+    """
+    dtype = autocast_dtype(precision, device)
     started = time.perf_counter()
     chunks = []
     bar = tqdm(total=len(images_uint8), desc="clip", mininterval=2.0, leave=False, disable=not sys.stderr.isatty())
     for start in range(0, len(images_uint8), batch_size):
-        batch = preprocess_batch(images_uint8[start : start + batch_size], clip, invert, pad).to(device)
-        features = clip.model.encode_image(batch)
+        batch = preprocess_batch(images_uint8[start : start + batch_size].to(device, non_blocking=True), clip, invert, pad)
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            features = clip.model.encode_image(batch)
         chunks.append(F.normalize(features.float(), dim=-1).cpu())
         bar.update(len(batch))
         if on_progress is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import softmax
 from scipy.stats import entropy
-from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
 
 # Brain's uniqueness: weighted mean distance to 3 nearest neighbours.
@@ -48,11 +47,21 @@ def uniqueness(embeddings: np.ndarray) -> np.ndarray:
         return np.ones(count)
     centred = normalize(embeddings - embeddings.mean(axis=0, keepdims=True))
     wanted = UNIQUENESS_NEIGHBORS + 1 if count <= BRAIN_FULL_MATRIX_LIMIT else UNIQUENESS_NEIGHBORS
-    neighbours = NearestNeighbors(n_neighbors=min(wanted + 1, count), metric="cosine").fit(centred)
-    cosine, _ = neighbours.kneighbors(centred)
-    cosine = cosine[:, 1:].astype(np.float64)  # column 0: the sample itself
+    cosine = nearest_cosine_distances(centred, min(wanted + 1, count))[:, 1:]  # column 0: the sample itself
     scores = np.mean(cosine[:, -UNIQUENESS_NEIGHBORS:] * UNIQUENESS_WEIGHTS, axis=1)
     return scores / scores.max()
+
+
+def nearest_cosine_distances(unit: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
+    """Cosine distances [N, k] from each of the unit-length rows to its k nearest rows (itself
+    first), nearest first: blocks of one float32 matrix product and a top-k. The brute-force search
+    sklearn's NearestNeighbors does with the cosine metric, 5x faster on 51,000 x 84 (10.5 s
+    against 53 s here; largest difference 6e-7)."""
+    import torch
+
+    rows = torch.from_numpy(np.asarray(unit, dtype=np.float32))
+    found = [1.0 - (rows[start : start + block] @ rows.T).topk(k, dim=1).values for start in range(0, len(rows), block)]
+    return torch.cat(found).numpy()
 
 
 def label_quality(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

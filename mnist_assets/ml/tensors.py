@@ -141,16 +141,19 @@ def normalize(images_uint8: torch.Tensor, mean: float = MNIST_MEAN, std: float =
     return (channels_first(images_uint8).float() / 255.0 - mean) / std
 
 
+def on_device(data: SplitTensors, device: str) -> SplitTensors:
+    """The split with its uint8 images and labels copied to `device` once (a no-op where they are
+    already), so that batches are sliced and standardized there instead of copied one by one."""
+    return SplitTensors(data.images.to(device), data.labels.to(device), data.sample_ids, data.mean, data.std)
+
+
 def iterate_batches(
     data: SplitTensors, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
 ):
-    """Yield (normalized images, labels) batches sliced from memory; seeded shuffling."""
+    """Yield (normalized images, labels) batches sliced where the split's tensors are; seeded
+    shuffling (the order is drawn on the CPU, so it is the same on every device)."""
     count = len(data)
-    order = torch.randperm(count, generator=generator) if shuffle else None
+    order = torch.randperm(count, generator=generator).to(data.images.device) if shuffle else None
     for start in range(0, count, batch_size):
-        if order is None:
-            index = slice(start, start + batch_size)
-            yield normalize(data.images[index], data.mean, data.std), data.labels[index]
-        else:
-            index = order[start : start + batch_size]
-            yield normalize(data.images[index], data.mean, data.std), data.labels[index]
+        index = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+        yield normalize(data.images[index], data.mean, data.std), data.labels[index]

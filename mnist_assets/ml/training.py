@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, batch_augmentation
-from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize
+from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
 
 RECIPES = ("onecycle", "series")
 KEEP = ("best", "last")
@@ -107,7 +107,7 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model, data: SplitTensors, device, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(model, data: SplitTensors, device, batch_size: int = 4096) -> tuple[float, float]:
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     total_loss, correct = 0.0, 0
@@ -133,6 +133,7 @@ def fit(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
+    train, validation = on_device(train, device), on_device(validation, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.resolved_weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -182,7 +183,7 @@ def predict(model: nn.Module, data: SplitTensors, device: str = "cpu", batch_siz
     logits = []
     try:
         for start in range(0, len(images_uint8), batch_size):
-            batch = normalize(images_uint8[start : start + batch_size], data.mean, data.std).to(device)
+            batch = normalize(images_uint8[start : start + batch_size].to(device), data.mean, data.std)
             logits.append(model(batch).cpu())
     finally:
         hook.remove()
