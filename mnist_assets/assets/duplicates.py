@@ -11,6 +11,7 @@ from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks, pixel_embeddings
 from mnist_assets.ml.field_names import DUPLICATES_VIEW, GROUND_TRUTH, SPLIT, leaks_view_name
+from mnist_assets.ml.fiftyone_store import save_view
 from mnist_assets.ml.mnist_source import SPLITS
 from mnist_assets.resources import MnistSettings
 
@@ -50,10 +51,10 @@ def build(p: Pipeline) -> list:
         report = find_duplicates_and_leaks(dataset, sample_ids, embeddings, SPLIT, config.threshold)
 
         split_of = dict(zip(*dataset.values(["id", SPLIT])))
-        dataset.save_view(DUPLICATES_VIEW, dataset.select(report.duplicate_groups_in_order, ordered=True), overwrite=True)
+        save_view(dataset, DUPLICATES_VIEW, dataset.select(report.duplicate_groups_in_order, ordered=True))
         for split in SPLITS:
             ordered = [sid for group in report.leak_groups(split_of, split) for sid in group]
-            dataset.save_view(leaks_view_name(split), dataset.select(ordered, ordered=True), overwrite=True)
+            save_view(dataset, leaks_view_name(split), dataset.select(ordered, ordered=True))
 
         test_into_train = report.leaks_between[("test", "train")]
         leak_rows = [{"split": a, "twin in": b, "samples": n} for (a, b), n in sorted(report.leaks_between.items())]

@@ -20,7 +20,7 @@ from mnist_assets.ml.field_names import (
     saved_view_names,
     scored_predictions,
 )
-from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_floats
+from mnist_assets.ml.fiftyone_store import read_vectors, save_view, split_view, write_floats
 from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
@@ -35,7 +35,7 @@ def cleanlab_scores(view, dataset, split: str, sample_ids, truth, logits, classe
     quality, issues = quality_scores.label_quality(logits, np.array([position[label] for label in truth]))
     write_floats(view, LABEL_QUALITY, quality, sample_ids)
     flagged = [sample_ids[i] for i in np.flatnonzero(issues)]
-    dataset.save_view(label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY), overwrite=True)
+    save_view(dataset, label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY))
     return quality, issues, {"label_issues": len(flagged), "label_quality_mean": float(quality.mean())}
 
 
@@ -98,7 +98,7 @@ def build(p: Pipeline) -> list:
         for field, values in scores.items():
             write_floats(view, field, values, sample_ids)
         for field, name in saved_view_names(split).items():
-            dataset.save_view(name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE), overwrite=True)
+            save_view(dataset, name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE))
         quality, issues, cleanlab = cleanlab_scores(view, dataset, split, sample_ids, truth, logits, p.classes())
 
         values = dict(zip(QUALITY_FIELDS, view.values(list(QUALITY_FIELDS))))

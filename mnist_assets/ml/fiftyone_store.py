@@ -287,6 +287,15 @@ def declare_field(dataset: fo.Dataset, field: str, ftype, **kwargs) -> None:
             dataset.add_sample_field(field, ftype, **kwargs)
 
 
+def save_view(dataset: fo.Dataset, name: str, view) -> None:
+    """Save (or replace) a named view. The names live in one list on the dataset's document, which
+    partitions running at once in other processes rewrite in turn (a stale copy lost another
+    split's view, and then failed replacing its own): so under the dataset's lock, reloaded first."""
+    with _file_lock(f"dataset-{dataset.name}"):
+        dataset.reload()
+        dataset.save_view(name, view, overwrite=True)
+
+
 def write_classifications(
     view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str] = DIGITS
 ) -> None:

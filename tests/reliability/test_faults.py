@@ -143,7 +143,7 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
     settings = make_settings(limit=300, epochs=1)
     env = subprocess_env(settings, MNIST_ASSETS_EPOCHS=1)
     materialize_splits_at_once(env, "mnist/raw_dataset,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions")
-    assert dg.materialize([asset("lenet_checkpoint")], resources={"settings": settings}).success
+    assert dg.materialize([asset("lenet_checkpoint"), asset("lenet_oof_predictions")], resources={"settings": settings}).success
     materialize_splits_at_once(env, "mnist/lenet_predictions,mnist/lenet_embeddings,mnist/hardness_scores")
     dataset = settings.store("mnist").dataset()
     dataset.reload()
@@ -154,4 +154,5 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
             assert all(value is not None for value in view.values(field)), f"{field} missing on {split}"
         assert {f"clip_umap_{split}", f"lenet_umap_{split}"} <= set(dataset.list_brain_runs())
         assert {f"eval_clip_{split}", f"eval_lenet_{split}"} <= set(dataset.list_evaluations())
-        assert f"likely-mislabeled-{split}" in dataset.list_saved_views()
+        # Saved views live in one list on the dataset: three processes saving theirs at once must keep all.
+        assert {f"likely-mislabeled-{split}", f"hardest-{split}", f"most-unique-{split}", f"label-issues-{split}"} <= set(dataset.list_saved_views())
