@@ -74,7 +74,7 @@ def build(p: Pipeline) -> list:
             "seconds": round(time.perf_counter() - started, 1),
         }
         if pairs:
-            metadata["test_leaks"] = png(_pairs_grid(dataset, parts, pairs))
+            metadata["test_leaks"] = png(_pairs_grid(dataset, parts, pairs, split_of))
         context.log.info(f"{metadata['near_duplicates']} near duplicates; {test_into_train} test images with a twin in train")
         yield dg.MaterializeResult(metadata=metadata)
         yield dg.AssetCheckResult(
@@ -88,10 +88,9 @@ def build(p: Pipeline) -> list:
     return [duplicates_and_leaks]
 
 
-def _pairs_grid(dataset, parts, groups: list[list[str]]) -> bytes:
+def _pairs_grid(dataset, parts, groups: list[list[str]], split_of: dict[str, str]) -> bytes:
     """Each leaking test image followed by its twins, titled with split and label."""
     pixels = {sid: image for _, _, tensors in parts for sid, image in zip(tensors.sample_ids, tensors.images)}
     ids = [sid for group in groups for sid in group]
     labels = dict(zip(*dataset.select(ids).values(["id", f"{GROUND_TRUTH}.label"])))
-    splits = dict(zip(*dataset.select(ids).values(["id", SPLIT])))
-    return plots.image_grid(np.stack([pixels[sid] for sid in ids]), [f"{splits[sid]}: {labels[sid]}" for sid in ids], columns=6)
+    return plots.image_grid(np.stack([pixels[sid] for sid in ids]), [f"{split_of[sid]}: {labels[sid]}" for sid in ids], columns=6)

@@ -28,7 +28,7 @@ class TrainingConfig(dg.Config):
     epochs: Optional[int] = None  # None: the dataset's declared epochs (10 unless defs.yaml says otherwise)
     batch_size: int = 64
     lr: float = 3e-3
-    batch_augmentation: Optional[str] = None  # None: the dataset's ("affine" for MNIST); "none", "affine", "flip"
+    batch_augmentation: Optional[str] = None  # None: the dataset's (both shipped: "none"); "none", "affine", "flip"
     keep: str = "best"  # the state with the lowest validation loss; "last": the final epoch
     seed: int = 51
     accuracy_threshold: Optional[float] = None  # None: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
