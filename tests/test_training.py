@@ -137,6 +137,20 @@ def test_folds_are_stratified_seeded_and_cover_every_sample(mnist):
     assert not np.array_equal(fold_of, stratified_folds(labels, 5, seed=52))
     with pytest.raises(ValueError, match="at least 2"):
         stratified_folds(labels, 1, seed=51)
+    with pytest.raises(ValueError, match="3 samples cannot be split into 5 folds"):
+        stratified_folds(labels[:3], 5, seed=51)
+
+
+def test_folds_ignore_classes_absent_from_the_split(mnist):
+    """A split may hold only some of the declared classes (a folder or a limit): the class indices
+    that are absent must not stop the folds (they did: bincount counted them as empty classes)."""
+    labels = mnist.train_labels[:3000]
+    labels = labels[(labels == 2) | (labels == 7)]  # classes 0, 1, 3-6, 8, 9 absent
+    fold_of = stratified_folds(labels, 5, seed=51)
+    assert set(np.unique(fold_of)) == set(range(5))
+    for digit in (2, 7):
+        counts = np.bincount(fold_of[labels == digit], minlength=5)
+        assert counts.max() - counts.min() <= 1
 
 
 def test_out_of_fold_predictions_see_through_flipped_labels(small_mnist):

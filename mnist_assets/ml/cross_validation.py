@@ -22,9 +22,10 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     labels = np.asarray(labels)
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
-    smallest = np.bincount(labels).min(initial=len(labels)) if len(labels) else 0
-    if len(labels) < folds or smallest == 0:
+    if len(labels) < folds:
         raise ValueError(f"{len(labels)} samples cannot be split into {folds} folds")
+    # Classes absent from this split (a class index with no samples) are no obstacle; scikit-learn
+    # warns when a present class has fewer samples than folds and spreads the ones it has.
     fold_of = np.empty(len(labels), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
