@@ -16,7 +16,7 @@ from mnist_assets.definitions import defs
 SPLITS = ("train", "validation", "test")
 PER_SPLIT_DOWNSTREAM = [
     "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
-    "lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions",
+    "lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions",
 ]
 TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model"]
 
@@ -99,7 +99,7 @@ def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(se
     # The retrained checkpoint re-scores every split; the CLIP branch of the other splits is untouched,
     # and so is every other dataset.
     expected |= {(f"mnist/{name}", split) for split in ("validation", "test") for name in
-                 ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")}
+                 ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")}
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks"]}
     assert set(requests) == expected
     assert_lineage_order(order)

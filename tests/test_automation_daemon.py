@@ -86,7 +86,7 @@ def test_refreshing_train_flows_through_the_lineage_once(ui, environment):
                     "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "train"}]}}})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
 
-    retrained = ["lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions"]
+    retrained = ["lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions"]
     mnist = {name: partitions for name, partitions in nodes.items() if name.startswith("mnist/")}  # fashion_mnist stays as it is
     expected = {(name, "train") for name, partitions in mnist.items() if partitions != [None]}
     expected |= {(f"mnist/{name}", split) for name in retrained for split in ("validation", "test")}

@@ -24,7 +24,8 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     graph = defs.resolve_asset_graph()
     all_keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     names = set(NINE) | {
-        "lenet_predictions", "lenet_embeddings", "lenet_oof_predictions", "finetuned_predictions", "model_comparison", "duplicates_and_leaks",
+        "lenet_predictions", "lenet_embeddings", "lenet_oof_predictions", "fold_ensemble_predictions", "finetuned_predictions",
+        "model_comparison", "duplicates_and_leaks",
     }
     assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
     keys = {f"mnist/{name}" for name in names}
@@ -46,11 +47,13 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     parents = {key.split("/")[1]: {p.to_user_string() for p in node(key).parent_keys} for key in keys}
     assert parents["clip_embeddings"] == {"mnist/raw_dataset"}
     assert {"mnist/clip_embeddings"} == parents["umap_projection"] == parents["zero_shot_predictions"]
-    assert parents["hardness_scores"] == {"mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/lenet_oof_predictions"}
+    assert parents["hardness_scores"] == {
+        "mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/lenet_oof_predictions", "mnist/fold_ensemble_predictions"}
     assert parents["lenet_oof_predictions"] == {"mnist/raw_dataset"}
+    assert parents["fold_ensemble_predictions"] == {"mnist/lenet_oof_predictions", "mnist/raw_dataset"}
     assert parents["finetuned_model"] == {"mnist/lenet_checkpoint", "mnist/augmented_set"}
     assert parents["finetuned_predictions"] == {"mnist/finetuned_model", "mnist/raw_dataset"}
-    assert parents["model_comparison"] == {"mnist/lenet_predictions", "mnist/finetuned_predictions"}
+    assert parents["model_comparison"] == {"mnist/lenet_predictions", "mnist/finetuned_predictions", "mnist/fold_ensemble_predictions"}
     assert parents["duplicates_and_leaks"] == {"mnist/raw_dataset"}
 
 
@@ -128,9 +131,11 @@ def test_each_split_holds_its_samples_with_every_field(graph_run):
     for split in SPLITS:
         assert {f"clip_umap_{split}", f"clip_pca_{split}", f"lenet_umap_{split}"} <= brain_runs
     assert {"hardest-test", "likely-mislabeled-test", "most-unique-test"} <= set(dataset.list_saved_views())
-    # cleanlab's label quality: the given label's probability, on train by the out-of-sample predictions.
-    for split, predictions in (("train", "lenet_oof_predictions"), ("validation", "lenet_predictions"), ("test", "lenet_predictions")):
+    # cleanlab's label quality: the given label's probability by the out-of-sample predictions (on
+    # train each sample's fold model, elsewhere the fold models' ensemble).
+    for split in SPLITS:
         view = split_view(dataset, split)
+        predictions = "lenet_oof_predictions" if split == "train" else "fold_ensemble_predictions"
         quality, truth, logits = view.values(["label_quality", "ground_truth.label", f"{predictions}.logits"])
         probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         assert np.allclose(quality, probabilities[np.arange(LIMIT), [int(t) for t in truth]], atol=1e-6)
@@ -172,7 +177,21 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     assert "cleanlab label quality" in hardness["label_error_rankings"] and hardness["label_issues"] > 0
     oof = materializations(results, "lenet_oof_predictions")[None]
     assert oof["count"] == LIMIT and oof["folds"] == 5 and oof["misclassified"] == round((1 - oof["accuracy"]) * LIMIT)
-    assert materializations(results, "hardness_scores")["train"]["scored_predictions"] == "lenet_oof_predictions"
+    # the fold models' ensemble on test, evaluated like the checkpoint's predictions
+    folds_truth, folds_predicted, folds_confidence = view.values(["ground_truth.label", "fold_ensemble_predictions.label", "fold_ensemble_predictions.confidence"])
+    folds_accuracy = float(np.mean(np.array(folds_truth) == np.array(folds_predicted)))
+    folds_meta = materializations(results, "fold_ensemble_predictions")["test"]
+    assert folds_meta["accuracy"] == pytest.approx(folds_accuracy) and folds_accuracy > 0.2
+    assert folds_meta["checkpoint_epoch"] == "1, 1, 1, 1, 1"  # five fold models of one epoch each
+    assert all(0.1 <= c <= 1 for c in folds_confidence)
+    scored = {split: materializations(results, "hardness_scores")[split]["scored_predictions"] for split in SPLITS}
+    assert scored == {"train": "lenet_oof_predictions", "validation": "fold_ensemble_predictions", "test": "fold_ensemble_predictions"}
+    # likely-mislabeled = lowest label quality first; its top rows are those of the metadata table
+    likely = settings.store("mnist").dataset().load_saved_view("likely-mislabeled-test")
+    quality = likely.values("label_quality")
+    assert len(quality) == 200 and quality == sorted(quality)
+    table_rows = hardness["top20_likely_mislabeled"].split("\n")[2:]
+    assert len(table_rows) == 20 and table_rows[0].startswith(f"| {likely.first()['source_index']} |")
     duplicates = materializations(results, "duplicates_and_leaks")[None]
     assert duplicates["images"] == 3 * LIMIT and duplicates["exact_duplicates"] == 0  # MNIST has no byte-identical images
     assert duplicates["test_leaks_into_train"] == 0  # the nearest pair in the full set is 1 test/train pair (README)
@@ -180,7 +199,8 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     comparison = materializations(results, "model_comparison")[None]
     assert comparison["accuracy_lenet"] == pytest.approx(accuracy)
     assert isinstance(comparison["fixed"], int) and isinstance(comparison["broken"], int)
-    assert "ensemble (mean probability)" in comparison["label_error_rankings"]
+    assert "ensemble (mean probability)" in comparison["label_error_rankings"] and "LeNet fold ensemble" in comparison["label_error_rankings"]
+    assert comparison["accuracy_lenet_fold_ensemble"] == pytest.approx(folds_accuracy)
     assert 0 <= comparison["ensemble_confirmed_label_errors_in_top20"] <= comparison["ensemble_confirmed_label_errors_in_top100"] <= 1
 
 

@@ -3,9 +3,18 @@
 import numpy as np
 import pytest
 import torch
+from scipy.special import softmax
 
-from mnist_assets.ml.checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from mnist_assets.ml.cross_validation import out_of_fold_logits, stratified_folds
+from mnist_assets.ml.checkpoints import (
+    CheckpointError,
+    checkpoint_payload,
+    load_checkpoint,
+    load_model,
+    load_models,
+    save_checkpoint,
+    save_checkpoint_set,
+)
+from mnist_assets.ml.cross_validation import ensemble_logits, out_of_fold_logits, stratified_folds
 from mnist_assets.ml.models import ModernLeNet5, SmallResNet, build_model
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
 from mnist_assets.ml.training import TrainConfig, evaluate, fit, predict
@@ -126,6 +135,35 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "absent.pt")
 
 
+def test_checkpoint_set_round_trip_and_refusals(tmp_path):
+    """The fold models travel as one file: all members come back, in order; a plain checkpoint
+    loads as a set of one; a set is not mistaken for a single checkpoint, nor a foreign file for a set."""
+    models = [build_model("lenet5", seed) for seed in (1, 2, 3)]
+    payloads = [
+        checkpoint_payload(arch="lenet5", model=m.state_dict(), optimizer={}, epoch=i + 1, metrics={}, settings={"mean": 0.13, "std": 0.31})
+        for i, m in enumerate(models)
+    ]
+    path = tmp_path / "folds.pt"
+    save_checkpoint_set(path, payloads)
+    loaded = load_models(path)
+    assert [payload["epoch"] for _, payload in loaded] == [1, 2, 3]
+    for (model, _), original in zip(loaded, models):
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in original.state_dict().items())
+    single = tmp_path / "single.pt"
+    save_checkpoint(single, arch="lenet5", model=models[0].state_dict(), optimizer={}, epoch=7, metrics={}, settings={})
+    assert [payload["epoch"] for _, payload in load_models(single)] == [7]
+    with pytest.raises(CheckpointError, match="not an mnist_assets classifier checkpoint"):
+        load_checkpoint(path)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "mnist_assets.classifier_set/1", "members": [{"weights": torch.zeros(3)}]}, foreign)
+    with pytest.raises(CheckpointError, match="not an mnist_assets classifier set"):
+        load_models(foreign)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated or not a safe checkpoint"):
+        load_models(truncated)
+
+
 def test_folds_are_stratified_seeded_and_cover_every_sample(mnist):
     labels = mnist.train_labels[:2000]
     fold_of = stratified_folds(labels, 5, seed=51)
@@ -156,7 +194,7 @@ def test_folds_ignore_classes_absent_from_the_split(mnist):
 def test_out_of_fold_predictions_see_through_flipped_labels(small_mnist):
     """Each sample is predicted by the fold model that never saw it (or its wrong label): flipped
     samples come out as their true digit, which is what makes out-of-sample scores find label errors."""
-    train, validation, _ = small_mnist
+    train, validation, test = small_mnist
     flipped = np.arange(0, 3000, 50)  # 60 labels changed to another digit
     true_labels = train.labels.numpy().copy()
     noisy = true_labels.copy()
@@ -165,6 +203,15 @@ def test_out_of_fold_predictions_see_through_flipped_labels(small_mnist):
     config = TrainConfig(epochs=3)
     result = out_of_fold_logits(lambda fold: build_model("lenet5", 51 + fold), data, validation, config, folds=3)
     assert result.logits.shape == (3000, 10) and np.isfinite(result.logits).all()
+    # the kept fold models as an ensemble on another split: softmax of its logits = mean probability
+    models = [build_model("lenet5", 0) for _ in result.fits]
+    for model, fold_fit in zip(models, result.fits):
+        model.load_state_dict(fold_fit.best_state)
+    ensemble = ensemble_logits(models, test)
+    each = [softmax(predict(model, test)[0].astype(np.float64), axis=1) for model in models]
+    assert ensemble.shape == (len(test), 10) and np.allclose(softmax(ensemble, axis=1), np.mean(each, axis=0), atol=1e-5)
+    assert (ensemble.argmax(axis=1) == test.labels.numpy()).mean() > 0.9
+    assert np.array_equal(ensemble_logits(models[:1], test), predict(models[0], test)[0])  # one model: its own logits
     predicted = result.logits.argmax(axis=1)
     assert result.misclassified == int((predicted != noisy).sum())
     assert (predicted[flipped] == true_labels[flipped]).mean() > 0.8  # out of sample: the true digit

@@ -23,6 +23,7 @@ from mnist_assets.ml.augmentation import augment_images
 from mnist_assets.ml.field_names import (
     EVAL_FINETUNED,
     FINETUNED_PREDICTIONS,
+    FOLD_ENSEMBLE_PREDICTIONS,
     GROUND_TRUTH,
     LENET_PREDICTIONS,
     MODEL_FIELDS,
@@ -186,10 +187,11 @@ def build(p: Pipeline) -> list:
         deps=[
             dg.AssetDep(p.key("lenet_predictions"), partition_mapping=TEST_ONLY),
             dg.AssetDep(finetuned_predictions, partition_mapping=TEST_ONLY),
+            dg.AssetDep(p.key("fold_ensemble_predictions"), partition_mapping=TEST_ONLY),
         ],
         group_name=p.group("augmentation"),
         kinds={"fiftyone"},
-        code_version="4",
+        code_version="5",  # 5: the fold models' ensemble compared too
         automation_condition=follows_lineage(),
         check_specs=[p.check("models_compared", "model_comparison")],
         description="Test-split accuracy and per-class recall of every model, and what fine-tuning fixed and broke.",
@@ -220,7 +222,7 @@ def build(p: Pipeline) -> list:
             metadata[f"accuracy_{row['model'].replace(' ', '_').replace('-', '_').lower()}"] = row["accuracy"]
         known = p.spec.known_label_errors
         if known and LENET_PREDICTIONS in predictions and FINETUNED_PREDICTIONS in predictions:
-            metadata.update(label_errors_by_model(view, truth, known))
+            metadata.update(label_errors_by_model(view, truth, known, with_folds=FOLD_ENSEMBLE_PREDICTIONS in predictions))
         if recalls:
             metadata["recall_plot"] = png(plots.grouped_bars(classes, recalls, "per-class recall, test", "recall"))
         yield dg.MaterializeResult(metadata=metadata)
@@ -232,9 +234,10 @@ def build(p: Pipeline) -> list:
             metadata={"models": ", ".join(compared)},
         )
 
-    def label_errors_by_model(view, truth, known: list[int]) -> dict:
-        """How each LeNet, and their ensemble (mean probability), ranks the confirmed label errors by
-        the probability it gives the given label, lowest first."""
+    def label_errors_by_model(view, truth, known: list[int], with_folds: bool) -> dict:
+        """How each LeNet, the ensemble of the checkpoint and the fine-tuned model (mean probability),
+        and the fold models' ensemble rank the confirmed label errors by the probability each gives
+        the given label, lowest first."""
         position = {name: i for i, name in enumerate(classes)}
         labels = np.array([position[label] for label in truth])
         confidence = {
@@ -242,8 +245,10 @@ def build(p: Pipeline) -> list:
             for field, name in ((LENET_PREDICTIONS, "LeNet"), (FINETUNED_PREDICTIONS, "fine-tuned LeNet"))
         }
         confidence["ensemble (mean probability)"] = np.mean(list(confidence.values()), axis=0)
+        if with_folds:
+            confidence[MODEL_FIELDS[FOLD_ENSEMBLE_PREDICTIONS]] = given_label_probability(read_vectors(view, f"{FOLD_ENSEMBLE_PREDICTIONS}.logits"), labels)
         rows = ranking_rows(view.values(SOURCE_INDEX), {name: -c for name, c in confidence.items()}, known)
-        ensemble = rows[-1]
+        ensemble = rows[2]
         return {
             "label_error_rankings": markdown_table(rows),
             **{f"ensemble_confirmed_label_errors_in_{top}": found for top, found in ensemble.items() if top != "ranking"},

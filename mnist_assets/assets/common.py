@@ -13,14 +13,14 @@ from sklearn.metrics import confusion_matrix, recall_score
 
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots
-from mnist_assets.ml.checkpoints import load_model
+from mnist_assets.ml.checkpoints import load_models
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import GROUND_TRUTH, eval_key
 from mnist_assets.ml.fiftyone_store import evaluate, split_view, write_classifications
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
-from mnist_assets.ml.training import predict
+from mnist_assets.ml.cross_validation import ensemble_logits
 from mnist_assets.resources import DatasetStore, MnistSettings
 
 # Training, embedding and UMAP run in this concurrency pool so that concurrent
@@ -100,10 +100,18 @@ def checkpoint_path(store: DatasetStore, name: str):
 
 def load_model_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitTensors):
     """A checkpoint's model and payload, and the tensors standardized as that model was trained."""
+    models, payloads, tensors = load_models_for(p, store, name, tensors)
+    return models[0], payloads[0], tensors
+
+
+def load_models_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitTensors):
+    """The models and payloads of a checkpoint or checkpoint set (ml/checkpoints.py), and the tensors
+    standardized as they were trained (the members of a set share the train split's statistics)."""
     with materialize_first(p, name):
-        model, payload = load_model(checkpoint_path(store, name))
-    mean, std = payload["settings"].get("mean", tensors.mean), payload["settings"].get("std", tensors.std)
-    return model, payload, SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, mean, std)
+        models, payloads = zip(*load_models(checkpoint_path(store, name)))
+    settings = payloads[0]["settings"]
+    mean, std = settings.get("mean", tensors.mean), settings.get("std", tensors.std)
+    return list(models), list(payloads), SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, mean, std)
 
 
 def per_class_recall(truth, predicted, classes: list[str]) -> list[float]:
@@ -131,9 +139,9 @@ def predict_split(context, p: Pipeline, settings: MnistSettings, checkpoint: str
     split = context.partition_key
     store = p.store(settings)
     dataset, view, tensors = split_tensors(p, settings, split, store)
-    model, payload, tensors = load_model_for(p, store, checkpoint, tensors)
+    models, payloads, tensors = load_models_for(p, store, checkpoint, tensors)
     started = time.perf_counter()
-    logits, _ = predict(model, tensors, settings.torch_device())
+    logits = ensemble_logits(models, tensors, settings.torch_device())  # one model: its own logits
     classes = p.classes()
     write_classifications(view, field, logits, tensors.sample_ids, classes)
     evaluate(dataset, view, field, eval_key(eval_prefix, split), classes)
@@ -142,7 +150,8 @@ def predict_split(context, p: Pipeline, settings: MnistSettings, checkpoint: str
     context.log.info(f"{p.name}/{field}[{split}]: accuracy {metadata['accuracy']:.4f}")
     return {
         "count": len(tensors),
-        "checkpoint_epoch": payload["epoch"],
+        # the kept epoch (of each member, for a set)
+        "checkpoint_epoch": payloads[0]["epoch"] if len(payloads) == 1 else ", ".join(str(payload["epoch"]) for payload in payloads),
         "seconds": round(time.perf_counter() - started, 2),
         "logits": logits,
         **metadata,

@@ -9,9 +9,17 @@ from mnist_assets.assets.common import HEAVY_POOL, Pipeline, checkpoint_path, li
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
-from mnist_assets.ml.checkpoints import save_checkpoint
+from mnist_assets.ml.checkpoints import checkpoint_payload, save_checkpoint_set, save_payload
 from mnist_assets.ml.cross_validation import out_of_fold_logits
-from mnist_assets.ml.field_names import EVAL_LENET, LENET_EMBEDDINGS, LENET_OOF_PREDICTIONS, LENET_PREDICTIONS, lenet_umap_key
+from mnist_assets.ml.field_names import (
+    EVAL_FOLD_ENSEMBLE,
+    EVAL_LENET,
+    FOLD_ENSEMBLE_PREDICTIONS,
+    LENET_EMBEDDINGS,
+    LENET_OOF_PREDICTIONS,
+    LENET_PREDICTIONS,
+    lenet_umap_key,
+)
 from mnist_assets.ml.fiftyone_store import write_classifications, write_vectors
 from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
@@ -69,10 +77,9 @@ def training_metadata(result, config: TrainConfig, path) -> dict:
     }
 
 
-def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
-    """The kept state of a fit as an atomic checkpoint, with everything needed to use it again."""
-    save_checkpoint(
-        path,
+def fit_payload(result, train_cfg: TrainConfig, train, **settings) -> dict:
+    """The kept state of a fit as a checkpoint, with everything needed to use it again."""
+    return checkpoint_payload(
         arch=train_cfg.arch,
         model=result.best_state,
         optimizer=result.best_optimizer_state,
@@ -80,6 +87,11 @@ def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
         metrics=result.best_metrics,
         settings={**config_dict(train_cfg), "mean": train.mean, "std": train.std, **settings},
     )
+
+
+def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
+    """The kept state of a fit as an atomic checkpoint."""
+    save_payload(path, fit_payload(result, train_cfg, train, **settings))
 
 
 def training_results(p: Pipeline, settings: MnistSettings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
@@ -133,12 +145,13 @@ def build(p: Pipeline) -> list:
         group_name=p.group("lenet"),
         kinds={"pytorch", "fiftyone"},
         pool=HEAVY_POOL,
-        code_version="1",
+        code_version="2",  # 2: the fold models kept, as one checkpoint set, for fold_ensemble_predictions
         automation_condition=follows_lineage(),
         check_specs=[p.check("logits_finite", "lenet_oof_predictions")],
         description=(
             "Out-of-sample LeNet predictions for every training sample: K-fold cross-validation (5 folds, seeded, "
-            "stratified) with the checkpoint's recipe; train's quality scores and sample selection read them."
+            "stratified) with the checkpoint's recipe; train's quality scores and sample selection read them. "
+            "The fold models are kept (one atomic checkpoint set) for fold_ensemble_predictions."
         ),
     )
     def lenet_oof_predictions(context: dg.AssetExecutionContext, config: OutOfFoldConfig, settings: MnistSettings):
@@ -156,6 +169,9 @@ def build(p: Pipeline) -> list:
             return build_model(train_cfg.arch, train_cfg.seed + fold, **p.spec.model_shape())
 
         result = out_of_fold_logits(fold_model, train, validation, train_cfg, config.folds, settings.torch_device(), on_fold=log_fold)
+        path = checkpoint_path(store, "lenet_oof_predictions")  # the fold models, for fold_ensemble_predictions
+        shape = p.spec.model_shape()
+        save_checkpoint_set(path, [fit_payload(fold_fit, train_cfg, train, **shape) for fold_fit in result.fits])
         write_classifications(view, LENET_OOF_PREDICTIONS, result.logits, train.sample_ids, p.classes())
         yield dg.MaterializeResult(
             metadata={
@@ -163,6 +179,7 @@ def build(p: Pipeline) -> list:
                 "folds": config.folds,
                 "accuracy": round(result.accuracy, 5),
                 "misclassified": result.misclassified,
+                "fold_models": dg.MetadataValue.path(str(path)),
                 "per_fold": markdown_table(result.fold_rows),
                 "epochs": train_cfg.epochs,
                 "batch_augmentation": train_cfg.batch_augmentation,
@@ -174,6 +191,11 @@ def build(p: Pipeline) -> list:
     lenet_predictions = prediction_asset(
         p, LENET_PREDICTIONS, "lenet", "lenet_checkpoint", EVAL_LENET,
         "LeNet label, confidence and logits per sample, evaluated against ground truth.",
+    )
+    fold_ensemble_predictions = prediction_asset(
+        p, FOLD_ENSEMBLE_PREDICTIONS, "lenet", "lenet_oof_predictions", EVAL_FOLD_ENSEMBLE,
+        "The K fold models' ensemble (mean probability) per sample, evaluated against ground truth: out of sample on "
+        "validation and test, where quality scores read it (on train each fold model saw 4 of 5 folds).",
     )
 
     @dg.asset(
@@ -207,4 +229,4 @@ def build(p: Pipeline) -> list:
         )
         yield checks.check_finite(p.key("lenet_embeddings"), "embeddings", embeddings, (len(tensors), 84))
 
-    return [lenet_checkpoint, lenet_oof_predictions, lenet_predictions, lenet_embeddings]
+    return [lenet_checkpoint, lenet_oof_predictions, lenet_predictions, fold_ensemble_predictions, lenet_embeddings]

@@ -1,6 +1,7 @@
 """The series' step 6: hardness, mistakenness and uniqueness from LeNet's outputs."""
 
 import dagster as dg
+import fiftyone as fo
 import numpy as np
 
 from mnist_assets.assets.common import Pipeline, materialize_first
@@ -13,7 +14,6 @@ from mnist_assets.ml.field_names import (
     LABEL_QUALITY,
     LENET_EMBEDDINGS,
     MISTAKENNESS,
-    QUALITY_FIELDS,
     SOURCE_INDEX,
     UNIQUENESS,
     label_issues_view_name,
@@ -28,28 +28,26 @@ from mnist_assets.resources import MnistSettings
 SAVED_VIEW_SIZE = 200
 
 
-def cleanlab_scores(view, dataset, split: str, sample_ids, truth, logits, classes) -> tuple[np.ndarray, np.ndarray, dict]:
-    """cleanlab's label quality into its field and the split's label-issues view; the scores, the
-    issue mask and metadata."""
-    position = {name: i for i, name in enumerate(classes)}
-    quality, issues = quality_scores.label_quality(logits, np.array([position[label] for label in truth]))
-    write_floats(view, LABEL_QUALITY, quality, sample_ids)
+def save_quality_views(dataset, view, split: str, label_quality: np.ndarray, issues: np.ndarray, sample_ids) -> None:
+    """The split's saved views: the SAVED_VIEW_SIZE highest of each score, and cleanlab's label
+    issues (lowest label quality first)."""
+    for name, (field, highest_first) in saved_view_names(split).items():
+        save_view(dataset, name, view.sort_by(field, reverse=highest_first).limit(SAVED_VIEW_SIZE))
     flagged = [sample_ids[i] for i in np.flatnonzero(issues)]
     save_view(dataset, label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY))
-    return quality, issues, {"label_issues": len(flagged), "label_quality_mean": float(quality.mean())}
 
 
 def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
     """Where mistakenness and cleanlab rank the test labels human reviewers confirmed wrong
     (ml/label_errors.py): top 20 / 50 / 100 of each (as keys and a table), the rank of each by
-    mistakenness, and how many of them cleanlab flags."""
+    cleanlab's label quality (the likely-mislabeled view's order), and how many of them cleanlab flags."""
     rankings = {
         "confirmed_label_errors": ("mistakenness (brain's formula)", mistakenness),
         "cleanlab_confirmed_label_errors": ("cleanlab label quality (lowest first)", -np.asarray(label_quality)),
     }
     rows = ranking_rows(source_index, dict(rankings.values()), known)
     metadata = {f"{prefix}_in_{top}": found for prefix, row in zip(rankings, rows) for top, found in row.items() if top != "ranking"}
-    ranks = ranks_of_known_errors(source_index, mistakenness, known)
+    ranks = ranks_of_known_errors(source_index, -np.asarray(label_quality), known)
     flagged = set(np.asarray(source_index)[issues].tolist())
     return {
         **metadata,
@@ -64,17 +62,19 @@ def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("hardness_scores"),
         partitions_def=split_partitions,
-        # lenet_oof_predictions is read by the train partition only (an unpartitioned parent is every
-        # partition's); it changes together with the checkpoint, so this costs no extra run.
-        deps=[p.key("lenet_predictions"), p.key("lenet_embeddings"), p.key("lenet_oof_predictions")],
+        # Scores from out-of-sample predictions: lenet_oof_predictions on train (an unpartitioned parent
+        # is every partition's; it changes with the checkpoint, so this costs no extra run), the fold
+        # ensemble elsewhere; uniqueness from LeNet's embeddings; lenet_predictions is design.md's edge.
+        deps=[p.key("lenet_predictions"), p.key("lenet_embeddings"), p.key("lenet_oof_predictions"), p.key("fold_ensemble_predictions")],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="5",
+        code_version="6",  # 6: out-of-sample predictions on every split; likely-mislabeled by label quality
         automation_condition=follows_lineage(),
         check_specs=[p.check("scores_complete", "hardness_scores")],
         description=(
-            "Per-sample hardness, mistakenness (LeNet vs ground truth; on train the out-of-sample predictions), "
-            "uniqueness (LeNet embeddings), and cleanlab's label quality and label issues."
+            "Per-sample hardness, mistakenness and cleanlab's label quality and label issues from out-of-sample "
+            "predictions (on train lenet_oof_predictions, elsewhere fold_ensemble_predictions), uniqueness from "
+            "LeNet's embeddings; likely-mislabeled = lowest label quality first."
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
@@ -83,34 +83,32 @@ def build(p: Pipeline) -> list:
         view = split_view(dataset, split)
         predictions = scored_predictions(split)
         source = predictions if split == "train" else f"{predictions}[{split}]"  # the asset that writes them
-        sample_ids, truth, predicted = view.values(["id", f"{GROUND_TRUTH}.label", f"{predictions}.label"])
+        sample_ids, truth, predicted, source_index = view.values(["id", f"{GROUND_TRUTH}.label", f"{predictions}.label", SOURCE_INDEX])
         if not sample_ids or any(label is None for label in predicted):
             raise ValueError(f"samples of {split!r} lack {predictions}; materialize {p.name}/{source} first.")
         logits = read_vectors(view, f"{predictions}.logits")
         with materialize_first(p, "lenet_embeddings", split):
             embeddings = read_vectors(view, LENET_EMBEDDINGS)
-        # fiftyone-brain's formulas, vectorized; one bulk write per field (see ml/quality_scores.py).
-        scores = {
+        # fiftyone-brain's formulas and cleanlab, vectorized; one bulk write for all four fields.
+        position = {name: i for i, name in enumerate(p.classes())}
+        quality, issues = quality_scores.label_quality(logits, np.array([position[label] for label in truth]))
+        values = {
             HARDNESS: quality_scores.hardness(logits),
             MISTAKENNESS: quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),
             UNIQUENESS: quality_scores.uniqueness(embeddings),
+            LABEL_QUALITY: quality,
         }
-        for field, values in scores.items():
-            write_floats(view, field, values, sample_ids)
-        for field, name in saved_view_names(split).items():
-            save_view(dataset, name, view.sort_by(field, reverse=True).limit(SAVED_VIEW_SIZE))
-        quality, issues, cleanlab = cleanlab_scores(view, dataset, split, sample_ids, truth, logits, p.classes())
+        write_floats(view, values, sample_ids)
+        save_quality_views(dataset, view, split, quality, issues, sample_ids)
 
-        values = dict(zip(QUALITY_FIELDS, view.values(list(QUALITY_FIELDS))))
-        source_index = view.values(SOURCE_INDEX)
-        top = np.argsort(-np.asarray(values[MISTAKENNESS], dtype=float))[:20]
+        top = np.argsort(quality, kind="stable")[:20]  # the likely-mislabeled view's order
         top_rows = [
             {
                 "source_index": source_index[i],
                 "ground_truth": truth[i],
                 predictions: predicted[i],
+                "label_quality": float(quality[i]),
                 "mistakenness": float(values[MISTAKENNESS][i]),
-                "hardness": float(values[HARDNESS][i]),
             }
             for i in top
         ]
@@ -120,29 +118,29 @@ def build(p: Pipeline) -> list:
         )
         if known_label_errors:
             context.log.info(
-                "confirmed test label errors in the top 20/50/100 by mistakenness: "
-                + ", ".join(str(known_label_errors[f"confirmed_label_errors_in_top{t}"]) for t in (20, 50, 100))
+                "confirmed test label errors in the top 20/50/100 by label quality: "
+                + ", ".join(str(known_label_errors[f"cleanlab_confirmed_label_errors_in_top{t}"]) for t in (20, 50, 100))
             )
-        context.log.info(f"{split}: scored {len(view)} samples; saved views {list(saved_view_names(split).values())}")
-        arrays = {field: np.asarray([v for v in vals if v is not None], dtype=float) for field, vals in values.items()}
+        context.log.info(f"{split}: scored {len(sample_ids)} samples; saved views {list(saved_view_names(split))}")
         yield dg.MaterializeResult(
             metadata={
-                "count": len(view),
+                "count": len(sample_ids),
                 "misclassified": int((np.array(truth) != np.array(predicted)).sum()),
-                **{f"{field}_mean": float(array.mean()) for field, array in arrays.items()},
-                "distributions": png(plots.histograms(arrays, f"{split}: quality scores")),
+                **{f"{field}_mean": float(array.mean()) for field, array in values.items()},
+                "distributions": png(plots.histograms(values, f"{split}: quality scores")),
                 "top20_likely_mislabeled": markdown_table(top_rows),
                 "scored_predictions": predictions,
-                "saved_views": ", ".join([*saved_view_names(split).values(), label_issues_view_name(split)]),
-                **cleanlab,
+                "saved_views": ", ".join([*saved_view_names(split), label_issues_view_name(split)]),
+                "label_issues": int(issues.sum()),
                 **known_label_errors,
             }
         )
-        missing = {field: len(view) - len(array) for field, array in arrays.items()}
+        stored = view.aggregate([fo.Count(field) for field in values])  # what the database holds, in one pass
+        missing = {field: len(sample_ids) - count for field, count in zip(values, stored)}
         yield dg.AssetCheckResult(
             asset_key=p.key("hardness_scores"),
             check_name="scores_complete",
-            passed=not any(missing.values()) and all(np.isfinite(a).all() for a in arrays.values()),
+            passed=not any(missing.values()) and all(np.isfinite(array).all() for array in values.values()),
             metadata={"missing": str(missing)},
         )
 

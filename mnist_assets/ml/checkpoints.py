@@ -14,6 +14,7 @@ from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.models import build_model
 
 FORMAT = "mnist_assets.classifier/1"
+SET_FORMAT = "mnist_assets.classifier_set/1"
 REQUIRED_KEYS = ("format", "arch", "model", "optimizer", "epoch", "metrics", "settings")
 
 
@@ -21,17 +22,23 @@ class CheckpointError(MissingInputError):
     """A checkpoint file is missing, truncated or not one of ours."""
 
 
-def save_checkpoint(path: Path, *, arch: str, model: dict, optimizer: dict, epoch: int, metrics: dict, settings: dict) -> None:
+def checkpoint_payload(*, arch: str, model: dict, optimizer: dict, epoch: int, metrics: dict, settings: dict) -> dict:
+    return {"format": FORMAT, "arch": arch, "model": model, "optimizer": optimizer, "epoch": epoch, "metrics": metrics, "settings": settings}
+
+
+def save_checkpoint(path: Path, **fields) -> None:
     """Serialize to memory, then write via a temporary file and rename: no partial file is ever visible."""
-    payload = {
-        "format": FORMAT,
-        "arch": arch,
-        "model": model,
-        "optimizer": optimizer,
-        "epoch": epoch,
-        "metrics": metrics,
-        "settings": settings,
-    }
+    save_payload(path, checkpoint_payload(**fields))
+
+
+def save_checkpoint_set(path: Path, payloads: list[dict]) -> None:
+    """Several classifiers (the fold models of a cross-validation) in one file, written at once, so
+    a failed run never leaves a mix of old and new members."""
+    save_payload(path, {"format": SET_FORMAT, "members": payloads})
+
+
+def save_payload(path: Path, payload: dict) -> None:
+    """Write a checkpoint payload (or set) atomically."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -39,17 +46,8 @@ def save_checkpoint(path: Path, *, arch: str, model: dict, optimizer: dict, epoc
 
 def load_checkpoint(path: Path) -> dict:
     """Load and validate a checkpoint (tensors and plain values only; no pickled code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or not a safe checkpoint ({type(error).__name__}: {str(error)[:200]}); "
-            "write it again"
-        ) from error
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or any(k not in payload for k in REQUIRED_KEYS):
+    payload = _read(path)
+    if not _is_classifier(payload):
         raise CheckpointError(
             f"checkpoint {path} is not an mnist_assets classifier checkpoint (format {FORMAT}); write it again"
         )
@@ -58,7 +56,38 @@ def load_checkpoint(path: Path) -> dict:
 
 def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
     """The model of a checkpoint with its weights, and the checkpoint itself."""
-    payload = load_checkpoint(path)
+    return _model(load_checkpoint(path), path)
+
+
+def load_models(path: Path) -> list[tuple[torch.nn.Module, dict]]:
+    """Every model of a checkpoint set (or the one model of a checkpoint), with its checkpoint."""
+    payload = _read(path)
+    if _is_classifier(payload):
+        return [_model(payload, path)]
+    members = payload.get("members") if isinstance(payload, dict) and payload.get("format") == SET_FORMAT else None
+    if not members or not all(_is_classifier(member) for member in members):
+        raise CheckpointError(f"checkpoint {path} is not an mnist_assets classifier set (format {SET_FORMAT}); write it again")
+    return [_model(member, path) for member in members]
+
+
+def _read(path: Path):
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a safe checkpoint ({type(error).__name__}: {str(error)[:200]}); "
+            "write it again"
+        ) from error
+
+
+def _is_classifier(payload) -> bool:
+    return isinstance(payload, dict) and payload.get("format") == FORMAT and all(k in payload for k in REQUIRED_KEYS)
+
+
+def _model(payload: dict, path: Path) -> tuple[torch.nn.Module, dict]:
     settings = payload["settings"]
     model = build_model(
         payload["arch"],

@@ -15,6 +15,7 @@ CLIP_EMBEDDINGS = "clip_embeddings"
 CLIP_ZERO_SHOT = "clip_zero_shot"
 LENET_PREDICTIONS = "lenet_predictions"
 LENET_OOF_PREDICTIONS = "lenet_oof_predictions"  # train only: K-fold, each from a model that did not see it
+FOLD_ENSEMBLE_PREDICTIONS = "fold_ensemble_predictions"  # the K fold models' mean probability, every split
 LENET_EMBEDDINGS = "lenet_embeddings"
 FINETUNED_PREDICTIONS = "finetuned_predictions"
 
@@ -22,22 +23,28 @@ FINETUNED_PREDICTIONS = "finetuned_predictions"
 HARDNESS = "hardness"
 MISTAKENNESS = "mistakenness"
 UNIQUENESS = "uniqueness"
-QUALITY_FIELDS = (HARDNESS, MISTAKENNESS, UNIQUENESS)
 LABEL_QUALITY = "label_quality"  # cleanlab's
 
 
 def scored_predictions(split: str) -> str:
-    """The predictions a split's quality scores and sample selection read: on train the out-of-sample
-    ones (the checkpoint memorized train), elsewhere the checkpoint's."""
-    return LENET_OOF_PREDICTIONS if split == "train" else LENET_PREDICTIONS
+    """The predictions a split's quality scores and sample selection read, out of sample on every
+    split: on train each sample's held-out fold model (the checkpoint memorized train), elsewhere
+    the fold models' ensemble (it ranked the confirmed label errors better than the checkpoint)."""
+    return LENET_OOF_PREDICTIONS if split == "train" else FOLD_ENSEMBLE_PREDICTIONS
 
 # The prediction fields the comparison reads, with the names people see.
-MODEL_FIELDS = {CLIP_ZERO_SHOT: "CLIP zero-shot", LENET_PREDICTIONS: "LeNet", FINETUNED_PREDICTIONS: "fine-tuned LeNet"}
+MODEL_FIELDS = {
+    CLIP_ZERO_SHOT: "CLIP zero-shot",
+    LENET_PREDICTIONS: "LeNet",
+    FINETUNED_PREDICTIONS: "fine-tuned LeNet",
+    FOLD_ENSEMBLE_PREDICTIONS: "LeNet fold ensemble",  # the mean probabilities of the K fold models
+}
 
 # Eval key prefixes: the evaluation of a split is stored as `<prefix>_<split>`.
 EVAL_CLIP = "eval_clip"
 EVAL_LENET = "eval_lenet"
 EVAL_FINETUNED = "eval_finetuned"
+EVAL_FOLD_ENSEMBLE = "eval_fold_ensemble"
 
 
 def eval_key(prefix: str, split: str) -> str:
@@ -53,9 +60,16 @@ def lenet_umap_key(split: str) -> str:
     return f"lenet_umap_{split}"
 
 
-def saved_view_names(split: str) -> dict[str, str]:
-    """The dataset's saved views for a split, keyed by the quality field they sort on."""
-    return {HARDNESS: f"hardest-{split}", MISTAKENNESS: f"likely-mislabeled-{split}", UNIQUENESS: f"most-unique-{split}"}
+def saved_view_names(split: str) -> dict[str, tuple[str, bool]]:
+    """The dataset's ranked saved views for a split: name -> (the quality field it sorts on,
+    highest first?). Likely mislabeled = lowest cleanlab label quality (the probability of the given
+    label) first: on full MNIST it ranked the confirmed label errors at least as well as brain's
+    mistakenness at every cut-off (README, "Finding label errors")."""
+    return {
+        f"hardest-{split}": (HARDNESS, True),
+        f"likely-mislabeled-{split}": (LABEL_QUALITY, False),
+        f"most-unique-{split}": (UNIQUENESS, True),
+    }
 
 
 DUPLICATES_VIEW = "duplicates"  # every group of near duplicates, the kept image first

@@ -27,7 +27,7 @@ from fiftyone import ViewField as F
 from PIL import Image
 
 from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
-from mnist_assets.ml.bulk_writes import classification_documents, set_field, stored_vectors
+from mnist_assets.ml.bulk_writes import classification_documents, set_fields, stored_vectors, vectors_from_stored
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import GROUND_TRUTH, IMAGE_HASH, SOURCE_INDEX, SPLIT
 from mnist_assets.ml.files import atomic_write_bytes
@@ -308,7 +308,7 @@ def write_classifications(
     labels = [classes[p] for p in predicted.tolist()]
     confidences = probabilities[np.arange(len(predicted)), predicted]
     declare_field(view._dataset, field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
-    set_field(view._dataset, field, sample_ids, classification_documents(labels, confidences, logits))
+    set_fields(view._dataset, sample_ids, {field: classification_documents(labels, confidences, logits)})
 
 
 def write_vectors(view: fo.DatasetView, field: str, vectors: np.ndarray, sample_ids: list[str]) -> None:
@@ -317,25 +317,28 @@ def write_vectors(view: fo.DatasetView, field: str, vectors: np.ndarray, sample_
     if not np.isfinite(vectors).all():
         raise ValueError(f"refusing to write {field}: vectors contain NaN or infinite values")
     declare_field(view._dataset, field, fo.VectorField)
-    set_field(view._dataset, field, sample_ids, stored_vectors(vectors))
+    set_fields(view._dataset, sample_ids, {field: stored_vectors(vectors)})
 
 
-def write_floats(view: fo.DatasetView, field: str, values: np.ndarray, sample_ids: list[str]) -> None:
-    """Store one number per sample in bulk."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise ValueError(f"refusing to write {field}: values contain NaN or infinite values")
-    declare_field(view._dataset, field, fo.FloatField)
-    set_field(view._dataset, field, sample_ids, values.tolist())
+def write_floats(view: fo.DatasetView, columns: dict[str, np.ndarray], sample_ids: list[str]) -> None:
+    """Store one number per sample in each field of `columns`, all fields in one bulk update."""
+    columns = {field: np.asarray(values, dtype=np.float64) for field, values in columns.items()}
+    for field, values in columns.items():
+        if not np.isfinite(values).all():
+            raise ValueError(f"refusing to write {field}: values contain NaN or infinite values")
+    for field in columns:
+        declare_field(view._dataset, field, fo.FloatField)
+    set_fields(view._dataset, sample_ids, {field: values.tolist() for field, values in columns.items()})
 
 
 def read_vectors(view: fo.DatasetView, field: str) -> np.ndarray:
-    """The vectors of `field` for every sample of the view, in view order."""
-    values = view.values(field)
+    """The vectors of `field` for every sample of the view, in view order (read in their stored
+    form and decoded at once: see ml/bulk_writes.py)."""
+    values = view.values(field, _raw=True)
     missing = sum(value is None for value in values)
     if missing:
         raise MissingInputError(f"{missing} samples have no {field!r}")
-    return np.stack(values).astype(np.float32)
+    return vectors_from_stored(values).astype(np.float32)
 
 
 def evaluate(dataset: fo.Dataset, view: fo.DatasetView, pred_field: str, eval_key: str, classes: list[str] = DIGITS):
