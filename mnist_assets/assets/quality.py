@@ -95,7 +95,7 @@ def build(p: Pipeline) -> list:
         values = {
             HARDNESS: quality_scores.hardness(logits),
             MISTAKENNESS: quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),
-            UNIQUENESS: quality_scores.uniqueness(embeddings),
+            UNIQUENESS: quality_scores.uniqueness(embeddings, settings.torch_device()),
             LABEL_QUALITY: quality,
         }
         write_floats(view, values, sample_ids)
