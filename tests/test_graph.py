@@ -227,7 +227,7 @@ def test_augmented_samples_link_to_their_sources(graph_run):
     sources = main.select(list(set(source_ids)))
     source_labels = dict(zip(sources.values("id"), sources.values("ground_truth.label")))
     assert all(source_labels[s] == label for s, label in zip(source_ids, labels))
-    assert set(strategies) == {"misclassified"}
+    assert set(strategies) == {"hardest"}  # the default (README, "Augmentation strategies")
 
 
 def split_contents(dataset, split: str) -> dict:
