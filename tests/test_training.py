@@ -14,10 +14,10 @@ from mnist_assets.ml.checkpoints import (
     save_checkpoint,
     save_checkpoint_set,
 )
-from mnist_assets.ml.cross_validation import ensemble_logits, out_of_fold_logits, stratified_folds
+from mnist_assets.ml.cross_validation import out_of_fold_logits, stratified_folds
 from mnist_assets.ml.models import ModernLeNet5, SmallResNet, build_model
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
-from mnist_assets.ml.training import TrainConfig, evaluate, fit, predict
+from mnist_assets.ml.training import TrainConfig, ensemble_logits, evaluate, fit, predict
 
 
 def tensors(images, labels):

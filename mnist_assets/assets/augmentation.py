@@ -32,11 +32,12 @@ from mnist_assets.ml.field_names import (
 from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, write_pngs
 from mnist_assets.ml.label_errors import given_label_probability, ranking_rows
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
-from mnist_assets.ml.tensors import SplitTensors, channels_last, concatenate, load_view_tensors
+from mnist_assets.ml.tensors import SplitTensors, channels_last, class_positions, concatenate, load_view_tensors
 from mnist_assets.ml.training import fit
 from mnist_assets.resources import MnistSettings
 
 AUGMENTED_SPLIT = "augmented"
+PAIR_ENSEMBLE = "ensemble (mean probability)"  # the checkpoint and the fine-tuned model
 TRAIN_ONLY = dg.SpecificPartitionsPartitionMapping(["train"])
 TEST_ONLY = dg.SpecificPartitionsPartitionMapping(["test"])
 
@@ -239,17 +240,16 @@ def build(p: Pipeline) -> list:
         """How each LeNet, the ensemble of the checkpoint and the fine-tuned model (mean probability),
         and the fold models' ensemble rank the confirmed label errors by the probability each gives
         the given label, lowest first."""
-        position = {name: i for i, name in enumerate(classes)}
-        labels = np.array([position[label] for label in truth])
+        labels = class_positions(truth, classes)
         confidence = {
             name: given_label_probability(read_vectors(view, f"{field}.logits"), labels)
             for field, name in ((LENET_PREDICTIONS, "LeNet"), (FINETUNED_PREDICTIONS, "fine-tuned LeNet"))
         }
-        confidence["ensemble (mean probability)"] = np.mean(list(confidence.values()), axis=0)
+        confidence[PAIR_ENSEMBLE] = np.mean(list(confidence.values()), axis=0)
         if with_folds:
             confidence[MODEL_FIELDS[FOLD_ENSEMBLE_PREDICTIONS]] = given_label_probability(read_vectors(view, f"{FOLD_ENSEMBLE_PREDICTIONS}.logits"), labels)
         rows = ranking_rows(view.values(SOURCE_INDEX), {name: -c for name, c in confidence.items()}, known)
-        ensemble = rows[2]
+        ensemble = next(row for row in rows if row["ranking"] == PAIR_ENSEMBLE)
         return {
             "label_error_rankings": markdown_table(rows),
             **{f"ensemble_confirmed_label_errors_in_{top}": found for top, found in ensemble.items() if top != "ranking"},

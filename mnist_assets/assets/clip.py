@@ -24,6 +24,7 @@ from mnist_assets.ml.field_names import (
 )
 from mnist_assets.ml.fiftyone_store import evaluate, read_vectors, split_view, write_classifications, write_vectors
 from mnist_assets.ml.files import atomic_write_bytes
+from mnist_assets.ml.tensors import class_positions
 from mnist_assets.ml.visualization import compute_projection
 from mnist_assets.ml.zero_shot import CLASS_NAME_SETS, OBJECT_TEMPLATES, TEMPLATE_SETS, text_classifier, validate_templates, zero_shot_logits
 from mnist_assets.partitions import split_partitions
@@ -153,8 +154,7 @@ def build(p: Pipeline) -> list:
         dataset = store.dataset()
         view = split_view(dataset, split)
         info = clip_info(store, split, p.name)
-        position = {name: i for i, name in enumerate(classes)}
-        labels = np.array([position[label] for label in view.values(f"{GROUND_TRUTH}.label")])
+        labels = class_positions(view.values(f"{GROUND_TRUTH}.label"), classes)
         keys = clip_projection_keys(split)
         plots_md = {}
         for method, key in keys.items():

@@ -20,7 +20,7 @@ from mnist_assets.ml.field_names import GROUND_TRUTH, eval_key
 from mnist_assets.ml.fiftyone_store import evaluate, split_view, write_classifications
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
-from mnist_assets.ml.cross_validation import ensemble_logits
+from mnist_assets.ml.training import ensemble_logits
 from mnist_assets.resources import DatasetStore, MnistSettings
 
 # Training, embedding and UMAP run in this concurrency pool so that concurrent

@@ -22,6 +22,7 @@ from mnist_assets.ml.field_names import (
 )
 from mnist_assets.ml.fiftyone_store import read_vectors, save_view, split_view, write_floats
 from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
+from mnist_assets.ml.tensors import class_positions
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
@@ -90,8 +91,7 @@ def build(p: Pipeline) -> list:
         with materialize_first(p, "lenet_embeddings", split):
             embeddings = read_vectors(view, LENET_EMBEDDINGS)
         # fiftyone-brain's formulas and cleanlab, vectorized; one bulk write for all four fields.
-        position = {name: i for i, name in enumerate(p.classes())}
-        quality, issues = quality_scores.label_quality(logits, np.array([position[label] for label in truth]))
+        quality, issues = quality_scores.label_quality(logits, class_positions(truth, p.classes()))
         values = {
             HARDNESS: quality_scores.hardness(logits),
             MISTAKENNESS: quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),

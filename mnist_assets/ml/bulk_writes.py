@@ -1,5 +1,6 @@
-"""FiftyOne's stored forms, written and read in bulk: one pymongo bulk update per field, for values
-FiftyOne would otherwise serialize one by one, and vectors decoded from their stored bytes at once.
+"""FiftyOne's stored forms, written and read in bulk: pymongo bulk updates (several fields of a
+sample in one update) for values FiftyOne would otherwise serialize one by one, and vectors decoded
+from their stored bytes at once.
 
 `set_values` spends most of its time turning each value into its database form (a Classification
 object to a dict, with validation hooks), not in the database: for 70,000 predictions it is about

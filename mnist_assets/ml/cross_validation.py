@@ -3,8 +3,8 @@
 A model scores the samples it trained on as it memorized them (a 99.2% LeNet gets 72 of 51,000
 training samples wrong), so hardness, mistakenness and cleanlab on `train` read these instead:
 each sample's logits come from the fold model that never saw it (the confident-learning paper's
-and cleanlab's practice). The fold models are kept: as an ensemble (the mean of their
-probabilities) they score the other splits, and ranked the 15 confirmed MNIST test label errors
+and cleanlab's practice). The fold models are kept: as an ensemble (`training.ensemble_logits`,
+the mean of their probabilities) they score the other splits, and ranked the 15 confirmed MNIST test label errors
 better than the checkpoint alone (README, "Finding label errors").
 """
 
@@ -13,7 +13,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy.special import log_softmax, logsumexp
 from sklearn.model_selection import StratifiedKFold
 
 from mnist_assets.ml.tensors import SplitTensors
@@ -95,16 +94,3 @@ def out_of_fold_logits(
             on_fold(row)
     return OutOfFoldResult(logits, labels, fold_of, rows, fits)
 
-
-def ensemble_logits(models: list[torch.nn.Module], data: SplitTensors, device: str = "cpu") -> np.ndarray:
-    """Logits [N, classes] whose softmax is the models' mean probability (one model: its own logits)."""
-    if len(models) == 1:
-        return predict(models[0], data, device)[0]
-    log_probabilities = np.stack([log_softmax(predict(model, data, device)[0].astype(np.float64), axis=1) for model in models])
-    return mean_probability_logits(log_probabilities)
-
-
-def mean_probability_logits(log_probabilities: np.ndarray) -> np.ndarray:
-    """[models, N, classes] log-probabilities -> [N, classes] logits whose softmax is the models'
-    mean probability (the log of that mean, computed stably)."""
-    return (logsumexp(log_probabilities, axis=0) - np.log(len(log_probabilities))).astype(np.float32)

@@ -87,6 +87,12 @@ def decode_pngs(paths: list[str], channels: int = 1, size: int = 28, workers: in
         return np.stack(list(pool.map(lambda path: decode_png(path, channels, size), paths)))
 
 
+def class_positions(labels: list[str], classes: list[str]) -> np.ndarray:
+    """Each label's position in `classes` (a KeyError names a label outside them)."""
+    position = {name: i for i, name in enumerate(classes)}
+    return np.array([position[label] for label in labels], dtype=np.int64)
+
+
 def load_view_tensors(
     view,
     cache_dir: Path | None = None,
@@ -102,9 +108,8 @@ def load_view_tensors(
     in `classes`.
     """
     classes = classes or [str(digit) for digit in range(10)]
-    position = {name: i for i, name in enumerate(classes)}
     sample_ids, filepaths, labels = view.values(["id", "filepath", f"{label_field}.label"])
-    unknown = {label for label in labels if label not in position}
+    unknown = set(labels) - set(classes)
     if unknown:
         raise ValueError(f"some samples have no {label_field} label or one outside the classes: {sorted(map(str, unknown))[:5]}")
     key = content_key(sample_ids, filepaths, labels, (channels, size, size))
@@ -120,7 +125,7 @@ def load_view_tensors(
             atomic_write_bytes(cache_file, buffer.getvalue())
     return SplitTensors(
         images=torch.from_numpy(np.ascontiguousarray(images)),
-        labels=torch.tensor([position[label] for label in labels], dtype=torch.int64),
+        labels=torch.from_numpy(class_positions(labels, classes)),
         sample_ids=list(sample_ids),
     )
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.special import log_softmax, logsumexp
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -190,6 +191,20 @@ def predict(model: nn.Module, data: SplitTensors, device: str = "cpu", batch_siz
     if not logits:
         return np.zeros((0, model.fc2.out_features), np.float32), np.zeros((0, 84), np.float32)
     return torch.cat(logits).numpy(), torch.cat(captured).numpy()
+
+
+def ensemble_logits(models: list[torch.nn.Module], data: SplitTensors, device: str = "cpu") -> np.ndarray:
+    """Logits [N, classes] whose softmax is the models' mean probability (one model: its own logits)."""
+    if len(models) == 1:
+        return predict(models[0], data, device)[0]
+    log_probabilities = np.stack([log_softmax(predict(model, data, device)[0].astype(np.float64), axis=1) for model in models])
+    return mean_probability_logits(log_probabilities)
+
+
+def mean_probability_logits(log_probabilities: np.ndarray) -> np.ndarray:
+    """[models, N, classes] log-probabilities -> [N, classes] logits whose softmax is the models'
+    mean probability (the log of that mean, computed stably)."""
+    return (logsumexp(log_probabilities, axis=0) - np.log(len(log_probabilities))).astype(np.float32)
 
 
 def config_dict(config: TrainConfig) -> dict:
