@@ -7,7 +7,7 @@ import torch
 
 from graph import asset
 from mnist_assets.definitions import defs
-from mnist_assets.ml.checkpoints import load_checkpoint
+from mnist_assets.ml.checkpoints import load_checkpoint, load_models
 from mnist_assets.ml.fiftyone_store import split_view
 from mnist_assets.resources import MnistSettings
 from mnist_assets.run_all import materialize_stage, stages
@@ -211,7 +211,9 @@ def test_checkpoints_are_complete_and_safe(graph_run):
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
         assert payload["settings"]["seed"] == 51
     lenet = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["settings"]
-    assert lenet["batch_augmentation"] == "none"  # MNIST's declared default (defs/mnist/defs.yaml)
+    assert lenet["batch_augmentation"] == "affine"  # MNIST's declaration (defs/mnist/defs.yaml)
+    folds = load_models(settings.store("mnist").artifact_path("checkpoints", "lenet_oof_predictions.pt"))
+    assert len(folds) == 5 and {payload["settings"]["batch_augmentation"] for _, payload in folds} == {"none"}  # plain scorers
     finetuned = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
     assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == ("onecycle", 1e-3, "affine", "last")
     assert finetuned["augmented_count"] > 0

@@ -56,3 +56,20 @@ def test_training_takes_the_datasets_batch_augmentation_unless_the_config_says(m
     assert train_config(TrainingConfig(), Pipeline(DatasetSpec(name="digits", source="mnist")), settings).batch_augmentation == "none"
     with pytest.raises(ValueError, match="batch_augmentation"):
         DatasetSpec(name="digits", source="mnist", batch_augmentation="rotate")
+
+
+def test_the_checkpoint_takes_checkpoint_epochs_and_the_fold_models_the_plain_recipe(make_settings):
+    from mnist_assets.assets.common import Pipeline
+    from mnist_assets.assets.lenet import OutOfFoldConfig, TrainingConfig, train_config
+    from mnist_assets.ml.dataset_spec import DatasetSpec
+
+    declared = Pipeline(DatasetSpec(name="digits", source="mnist", epochs=8, checkpoint_epochs=20, batch_augmentation="affine"))
+    settings = make_settings()
+    checkpoint, folds = train_config(TrainingConfig(), declared, settings), train_config(OutOfFoldConfig(), declared, settings)
+    assert (checkpoint.epochs, checkpoint.batch_augmentation) == (20, "affine")
+    assert (folds.epochs, folds.batch_augmentation) == (8, "none")
+    assert train_config(OutOfFoldConfig(epochs=3, batch_augmentation="affine"), declared, settings).batch_augmentation == "affine"
+    assert train_config(TrainingConfig(), Pipeline(DatasetSpec(name="digits", source="mnist", epochs=8)), settings).epochs == 8
+    assert train_config(TrainingConfig(), declared, make_settings(epochs=2)).epochs == 2  # MNIST_ASSETS_EPOCHS: quick runs
+    with pytest.raises(ValueError, match="checkpoint_epochs"):
+        DatasetSpec(name="digits", source="mnist", checkpoint_epochs=0)

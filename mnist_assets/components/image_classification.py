@@ -14,8 +14,8 @@ class ImageClassificationPipeline(DatasetSpec, dg.Component, dg.Resolvable):
     Attributes are those of `mnist_assets.ml.dataset_spec.DatasetSpec`: `name` and `source`
     (`mnist`, `fashion-mnist` or `folder`) are required, `path` too for a folder; `image_size`,
     `channels`, `class_names`, `validation_fraction`, `test_fraction`, `split_seed`,
-    `horizontal_flip`, `clip_class_names`, `clip_templates`, `label_errors`, `epochs` and
-    `accuracy_gate` are optional.
+    `horizontal_flip`, `clip_class_names`, `clip_templates`, `label_errors`, `epochs`,
+    `checkpoint_epochs`, `batch_augmentation` and `accuracy_gate` are optional.
     """
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -52,9 +52,11 @@ class DatasetSpec(BaseModel):
     clip_class_names: Optional[list[str]] = None
     clip_templates: Optional[list[str]] = None
     label_errors: Optional[list[int]] = None  # test-file indices of confirmed label errors
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1)  # every LeNet's: the checkpoint's unless checkpoint_epochs says, the fold models'
+    checkpoint_epochs: Optional[int] = Field(None, ge=1)  # lenet_checkpoint's, where it needs more (batch augmentation)
     # lenet_checkpoint's per-batch augmentation: "none", "affine" (random affine per sample and epoch)
-    # or "flip". On MNIST "affine" is more accurate but ranks the confirmed label errors worse (README).
+    # or "flip". The fold models that score label quality always train without it: on MNIST
+    # affine-trained models are more accurate but rank the confirmed label errors worse (README).
     batch_augmentation: Literal["none", "affine", "flip"] = "none"
     accuracy_gate: Optional[float] = Field(None, ge=0, le=1)  # blocking validation-accuracy floor
 
