@@ -42,7 +42,6 @@ class TrainingConfig(dg.Config):
     seed: int = 51
     accuracy_threshold: Optional[float] = None  # None: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
 
-
     def declared(self, spec: DatasetSpec) -> dict:
         """What the dataset declares for the fields left None: lenet_checkpoint's epochs and batch augmentation."""
         return {"epochs": spec.checkpoint_epochs or spec.epochs, "batch_augmentation": spec.batch_augmentation}

@@ -4,8 +4,8 @@ A model scores the samples it trained on as it memorized them (a 99.2% LeNet get
 training samples wrong), so hardness, mistakenness and cleanlab on `train` read these instead:
 each sample's logits come from the fold model that never saw it (the confident-learning paper's
 and cleanlab's practice). The fold models are kept: as an ensemble (`training.ensemble_logits`,
-the mean of their probabilities) they score the other splits, and ranked the 15 confirmed MNIST test label errors
-better than the checkpoint alone (README, "Finding label errors").
+the mean of their probabilities) they score the other splits, and ranked the 15 confirmed MNIST
+test label errors better than the checkpoint alone (README, "Finding label errors").
 """
 
 from dataclasses import dataclass, field
