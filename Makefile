@@ -9,7 +9,7 @@ DATASET ?= mnist
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run test ui app bench clean
+.PHONY: setup run test ui app bench clean review
 
 setup: $(STAMP)
 
@@ -28,10 +28,17 @@ ui: setup
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 app: setup
-	$(PY) -m mnist_assets.app --port $(APP_PORT) --dataset $(DATASET)
+	$(PY) -m mnist_assets.app --port $(APP_PORT) --dataset $(DATASET) $(if $(VIEW),--view $(VIEW))
+
+# Record the label decisions of a CSV or JSON file and apply them (mnist_assets/review.py).
+review: setup
+	@test -n "$(DECISIONS)" || { echo "usage: make review DECISIONS=<file.csv|file.json> [DATASET=mnist]" >&2; exit 2; }
+	$(PY) -m mnist_assets.review import "$(DECISIONS)" --dataset $(DATASET)
 
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+# Keeps .mnist_assets/reviews: the review logs hold people's decisions, which nothing rebuilds.
 clean:
-	rm -rf .mnist_assets .dagster_home/storage .dagster_home/history .dagster_home/logs .dagster_home/schedules
+	find .mnist_assets -mindepth 1 -maxdepth 1 ! -name reviews -exec rm -rf {} + 2>/dev/null || true
+	rm -rf .dagster_home/storage .dagster_home/history .dagster_home/logs .dagster_home/schedules

@@ -4,6 +4,7 @@ import argparse
 
 import fiftyone as fo
 
+from mnist_assets.pipeline import declared_spec
 from mnist_assets.resources import MnistSettings
 
 
@@ -11,14 +12,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5151)
-    parser.add_argument("--view", help="open a saved view, e.g. likely-mislabeled-test")
+    parser.add_argument("--view", help="open a saved view, e.g. review-queue-test")
     parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>), default mnist")
     args = parser.parse_args()
     settings = MnistSettings.from_env()
-    dataset = settings.store(args.dataset).dataset()
-    if len(dataset) == 0:
-        raise SystemExit(f"dataset {dataset.name!r} is empty; run `make run` (or materialize {args.dataset}/raw_dataset) first.")
+    try:
+        declared_spec(args.dataset)
+    except ValueError as error:
+        raise SystemExit(f"{error}; pass DATASET=<one of them>.") from None
+    store = settings.store(args.dataset)
+    if not store.exists() or len(store.dataset()) == 0:
+        raise SystemExit(f"dataset {store.name!r} has no samples yet; run `make run` (or materialize {args.dataset}/raw_dataset) first.")
+    dataset = store.dataset()
     saved = dataset.list_saved_views()
+    if args.view and args.view not in saved:
+        raise SystemExit(f"no saved view {args.view!r} in {dataset.name!r}; saved views: {', '.join(saved) or 'none yet'}.")
     target = dataset.load_saved_view(args.view) if args.view else dataset
     session = fo.launch_app(target, address=args.address, port=args.port, remote=True)
     print(f"FiftyOne App: http://{args.address}:{args.port}  dataset {dataset.name!r}, {len(dataset)} samples")

@@ -5,13 +5,13 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from mnist_assets.assets import augmentation, clip, dataset, duplicates, lenet, quality
+from mnist_assets.assets import augmentation, clip, dataset, duplicates, lenet, quality, review
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.ml.dataset_spec import DatasetSpec, DatasetSpecError
 from mnist_assets.partitions import split_partitions
-from mnist_assets.schedules import build_source_sensor
+from mnist_assets.sensors import build_review_sensor, build_source_sensor
 
-STAGES = (dataset, clip, lenet, quality, duplicates, augmentation)
+STAGES = (dataset, review, clip, lenet, quality, duplicates, augmentation)
 DEFS_FOLDER = Path(__file__).resolve().parent / "defs"
 
 
@@ -43,7 +43,7 @@ def declared_pipeline(name: str) -> Pipeline:
 
 
 def build_pipeline_defs(spec: DatasetSpec) -> dg.Definitions:
-    """Every asset under `<name>/`, with jobs per partitioning and a sensor on the source files."""
+    """Every asset under `<name>/`, with jobs per partitioning, and sensors on the source files and the review."""
     p = Pipeline(spec)
     assets = [asset for stage in STAGES for asset in stage.build(p)]
     per_split = [key for asset in assets if asset.partitions_def is not None for key in asset.keys]
@@ -74,4 +74,5 @@ def build_pipeline_defs(spec: DatasetSpec) -> dg.Definitions:
         ),
         raw_job,
     ]
-    return dg.Definitions(assets=assets, jobs=jobs, sensors=[build_source_sensor(spec, raw_job)])
+    sensors = [build_source_sensor(spec, raw_job), build_review_sensor(spec, p.key("label_review"), p.key("raw_dataset"))]
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors)

@@ -115,7 +115,10 @@ class MnistSettings(dg.ConfigurableResource):
 
         name = f"{self.namespace}-{dataset}" if self.namespace else dataset
         check_safe_name(name, "dataset name")
-        return DatasetStore(name=name, dir=self.home_path / "datasets" / name, images_dir=self.home_path / "images")
+        return DatasetStore(
+            name=name, dir=self.home_path / "datasets" / name, images_dir=self.home_path / "images",
+            review_dir=self.home_path / "reviews" / name,
+        )
 
     def torch_device(self) -> str:
         import torch
@@ -143,6 +146,14 @@ class DatasetStore:
     name: str
     dir: Path
     images_dir: Path
+    review_dir: Path  # the review log: a person's decisions, kept apart from what the pipeline rebuilds
+
+    def decision_log(self):
+        """The dataset's log of label decisions (ml/decisions.py), rewritten under its own lock."""
+        from mnist_assets.ml.decisions import DecisionLog
+        from mnist_assets.ml.locks import exclusive
+
+        return DecisionLog(self.review_dir / "decisions.jsonl", exclusive(f"review-{self.name}"))
 
     @property
     def tensor_cache_dir(self) -> Path:
@@ -159,6 +170,15 @@ class DatasetStore:
         from mnist_assets.ml.fiftyone_store import get_dataset
 
         return get_dataset(self.name)
+
+    def exists(self) -> bool:
+        """Whether the FiftyOne dataset exists (without creating it)."""
+        import fiftyone as fo
+
+        from mnist_assets.ml.fiftyone_store import connect
+
+        connect()
+        return fo.dataset_exists(self.name)
 
     def augmented(self):
         """Augmented samples live in their own dataset, `<name>-augmented`, linked to their sources."""

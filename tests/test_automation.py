@@ -15,7 +15,7 @@ from mnist_assets.definitions import defs
 
 SPLITS = ("train", "validation", "test")
 PER_SPLIT_DOWNSTREAM = [
-    "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
+    "label_review", "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
     "lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions",
 ]
 TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model"]
@@ -102,6 +102,48 @@ def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(se
                  ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")}
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks"]}
     assert set(requests) == expected
+    assert_lineage_order(order)
+
+
+def test_graph_depth_covers_the_longest_chain():
+    """follows_lineage looks GRAPH_DEPTH levels up: at least as deep as the graph."""
+    from mnist_assets.automation import GRAPH_DEPTH
+
+    asset_graph, depth = graph(), {}
+    for key in asset_graph.toposorted_asset_keys:
+        depth[key] = 1 + max((depth[parent] for parent in asset_graph.get(key).parent_keys), default=0)
+    assert max(depth.values()) <= GRAPH_DEPTH
+
+
+# What a label decision re-runs: label_review[split] is what the review sensor materializes.
+TEST_DECISION = {(f"mnist/{name}", "test") for name in (
+    "dataset_metadata", "zero_shot_predictions", "lenet_predictions", "fold_ensemble_predictions", "hardness_scores",
+    "finetuned_predictions")} | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
+
+
+def test_a_decision_on_test_re_evaluates_test_and_never_retrains(settled):
+    instance, cursor, time = settled
+    report(instance, mnist("label_review"), "test")
+    order, _ = run_ticks(instance, cursor, time)
+    requests = flatten(order)
+    assert len(requests) == len(set(requests)), f"something ran twice: {order}"
+    # Pixels did not change: no embeddings, projections or training.
+    assert set(requests) == TEST_DECISION
+    assert_lineage_order(order)
+
+
+def test_a_decision_on_train_retrains_once_then_everything_below_once(settled):
+    instance, cursor, time = settled
+    report(instance, mnist("label_review"), "train")
+    order, _ = run_ticks(instance, cursor, time)
+    requests = flatten(order)
+    assert len(requests) == len(set(requests)), f"something ran twice: {order}"
+    rescored = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+    expected = {(f"mnist/{name}", split) for name in rescored for split in SPLITS}
+    expected |= {("mnist/dataset_metadata", "train"), ("mnist/zero_shot_predictions", "train")}
+    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks"]}
+    assert set(requests) == expected
+    assert ("mnist/lenet_checkpoint", None) in order[0] and ("mnist/lenet_oof_predictions", None) in order[0]
     assert_lineage_order(order)
 
 

@@ -25,7 +25,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     all_keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     names = set(NINE) | {
         "lenet_predictions", "lenet_embeddings", "lenet_oof_predictions", "fold_ensemble_predictions", "finetuned_predictions",
-        "model_comparison", "duplicates_and_leaks",
+        "model_comparison", "duplicates_and_leaks", "label_review",
     }
     assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
     keys = {f"mnist/{name}" for name in names}
@@ -39,6 +39,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     assert {f"{d}_{j}" for d in ("mnist", "fashion_mnist") for j in ("per_split_job", "clip_job", "training_job", "raw_job")} <= jobs
     assert defs.resolve_sensor_def("lineage_automation").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_sensor_def("mnist_source_sensor") and defs.resolve_sensor_def("fashion_mnist_source_sensor")
+    assert defs.resolve_sensor_def("mnist_review_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     for key in all_keys:
         assert node(key).description, f"{key} needs a description"
         assert node(key).code_version, f"{key} needs a code version"
@@ -46,15 +47,21 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     # Lineage as drawn in design.md.
     parents = {key.split("/")[1]: {p.to_user_string() for p in node(key).parent_keys} for key in keys}
     assert parents["clip_embeddings"] == {"mnist/raw_dataset"}
-    assert {"mnist/clip_embeddings"} == parents["umap_projection"] == parents["zero_shot_predictions"]
+    assert parents["umap_projection"] == {"mnist/clip_embeddings"}
+    assert parents["zero_shot_predictions"] == {"mnist/clip_embeddings", "mnist/label_review"}
+    assert parents["label_review"] == {"mnist/raw_dataset"}  # the labels in use: every reader of labels is below it
+    assert parents["dataset_metadata"] == parents["lenet_checkpoint"] == {"mnist/label_review"}
+    assert parents["lenet_embeddings"] == {"mnist/lenet_checkpoint", "mnist/raw_dataset"}  # pixels only
     assert parents["hardness_scores"] == {
-        "mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/lenet_oof_predictions", "mnist/fold_ensemble_predictions"}
-    assert parents["lenet_oof_predictions"] == {"mnist/raw_dataset"}
-    assert parents["fold_ensemble_predictions"] == {"mnist/lenet_oof_predictions", "mnist/raw_dataset"}
-    assert parents["finetuned_model"] == {"mnist/lenet_checkpoint", "mnist/augmented_set"}
-    assert parents["finetuned_predictions"] == {"mnist/finetuned_model", "mnist/raw_dataset"}
-    assert parents["model_comparison"] == {"mnist/lenet_predictions", "mnist/finetuned_predictions", "mnist/fold_ensemble_predictions"}
-    assert parents["duplicates_and_leaks"] == {"mnist/raw_dataset"}
+        "mnist/label_review", "mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/lenet_oof_predictions",
+        "mnist/fold_ensemble_predictions"}
+    assert parents["lenet_oof_predictions"] == {"mnist/label_review"}
+    assert parents["fold_ensemble_predictions"] == {"mnist/lenet_oof_predictions", "mnist/label_review"}
+    assert parents["finetuned_model"] == {"mnist/lenet_checkpoint", "mnist/augmented_set", "mnist/label_review"}
+    assert parents["finetuned_predictions"] == {"mnist/finetuned_model", "mnist/label_review"}
+    assert parents["model_comparison"] == {
+        "mnist/lenet_predictions", "mnist/finetuned_predictions", "mnist/fold_ensemble_predictions", "mnist/label_review"}
+    assert parents["duplicates_and_leaks"] == {"mnist/label_review"}
 
 
 def test_make_run_stages_follow_the_graph():
@@ -280,3 +287,133 @@ def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
     assert {i for i in after if after[i] == before.get(i)} == set(range(49)) - {7}
     assert view.match({"source_index": 7}).first().ground_truth.label == str(labels[7])
     assert 49 not in after and 60 in after
+
+
+# --- Human review through the graph ----------------------------------------------------------------
+
+
+def metadata_of(result, name: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == f"mnist/{name}":
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError(f"mnist/{name} was not materialized")
+
+
+def materialize_all(settings, instance) -> dict:
+    """Every asset of mnist, every partition, as `make run` (and the UI's "Materialize all") does."""
+    results = {}
+    for keys, partitioned in stages(datasets=["mnist"]):
+        for partition in SPLITS if partitioned else [None]:
+            result = materialize_stage(instance, keys, partition, {"settings": settings})
+            assert result.success, f"stage {keys} [{partition}] failed"
+            results[(tuple(keys), partition)] = result
+    return results
+
+
+def test_a_reviewers_work_survives_the_weekly_refresh_and_materialize_all(graph_run, mnist):
+    settings, instance, _ = graph_run
+    dataset = settings.store("mnist").dataset()
+    view = split_view(dataset, "test")
+    corrected, tagged, excluded = (view.match({"source_index": i}).first() for i in (5, 6, 7))
+    wrong = str((int(corrected.ground_truth.label) + 1) % 10)
+    corrected.ground_truth.label = wrong  # what the App's label editor writes
+    corrected.save()
+    view.select([tagged.id]).tag_samples("blurry")  # a person's own tag
+    view.select([excluded.id]).tag_samples("review:exclude")
+    junk = split_view(dataset, "train").first()  # an exclusion on train retrains without it
+    split_view(dataset, "train").select([junk.id]).tag_samples("review:exclude")
+    before = split_contents(dataset, "test")
+
+    # The review sensor notices the App edits on test, and only there.
+    from mnist_assets.definitions import defs
+
+    sensor = defs.resolve_sensor_def("mnist_review_sensor")
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"settings": settings}, definitions=defs))
+    assert sorted(request.partition_key for request in tick.run_requests) == ["test", "train"]
+
+    # The weekly refresh re-ingests test before any review ran; then "Materialize all".
+    refresh = dg.materialize([asset("raw_dataset")], partition_key="test", instance=instance, resources={"settings": settings})
+    assert refresh.success and metadata_of(refresh, "raw_dataset")["samples_kept"] == LIMIT
+    results = materialize_all(settings, instance)
+
+    dataset.reload()
+    after = split_contents(dataset, "test")
+    assert after["id"] == before["id"] and after["tags"] == before["tags"]  # same samples, every tag kept
+    assert all(value is not None for field in ("clip_embeddings", "lenet_predictions", "hardness") for value in after[field][:5])
+    view = split_view(dataset, "test")
+    assert view.match({"source_index": 5}).first().ground_truth.label == wrong
+    assert view.match({"source_index": 5}).first().ground_truth_original.label == str(mnist.test_labels[5])
+    assert view.match({"source_index": 7}).first().review_decision == "exclude"
+    review = next(metadata_of(r, "label_review") for (keys, partition), r in results.items() if partition == "test"
+                  and dg.AssetKey(["mnist", "label_review"]) in keys)
+    assert (review["decisions_relabel"], review["decisions_exclude"], review["usable"]) == (1, 1, LIMIT - 1)
+    log = settings.store("mnist").decision_log().read()
+    assert sorted((d.split, d.source_index, d.decision, d.via) for d in log) == [
+        ("test", 5, "relabel", "app"), ("test", 7, "exclude", "tag:review:exclude"), ("train", junk.source_index, "exclude", "tag:review:exclude")]
+
+    # The excluded training sample is out of training, the fold models, augmentation and duplicates.
+    checkpoint = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))
+    assert checkpoint["settings"]["train_count"] == LIMIT - 1
+    assert materializations(results, "lenet_oof_predictions")[None]["count"] == LIMIT - 1
+    assert junk.id not in set(settings.store("mnist").augmented().values("source_sample_id"))
+    assert materializations(results, "duplicates_and_leaks")[None]["images"] == 3 * LIMIT - 2
+
+    # The excluded sample is out of every evaluation; the source-label accuracy counts every sample.
+    predictions = materializations(results, "lenet_predictions")["test"]
+    assert (predictions["evaluated"], predictions["excluded"]) == (LIMIT - 1, 1)
+    in_use, source, decided, predicted = view.values(["ground_truth.label", "ground_truth_original.label", "review_decision", "lenet_predictions.label"])
+    kept = [(p, t) for p, t, d in zip(predicted, in_use, decided) if d != "exclude"]
+    assert predictions["accuracy"] == pytest.approx(sum(p == t for p, t in kept) / len(kept))
+    assert predictions["accuracy_source_labels"] == pytest.approx(np.mean(np.array(predicted) == np.array(source)))
+    assert len(dataset.load_evaluation_view("eval_lenet_test")) == LIMIT - 1
+    comparison = materializations(results, "model_comparison")[None]
+    assert comparison["evaluated"] == LIMIT - 1 and comparison["accuracy_lenet"] == pytest.approx(predictions["accuracy"])
+    assert comparison["accuracy_source_labels_lenet"] == pytest.approx(predictions["accuracy_source_labels"])
+    hardness = materializations(results, "hardness_scores")["test"]
+    assert hardness["count"] == LIMIT - 1
+    queue = dataset.load_saved_view("review-queue-test")
+    assert 0 < len(queue) and not {5, 7} & set(queue.values("source_index"))
+    assert queue.values("label_quality") == sorted(queue.values("label_quality"))
+
+    # The sensor sees nothing new once label_review ran.
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"settings": settings}, definitions=defs))
+    assert not tick.run_requests
+
+    # A dataset rebuilt from the source gets the decisions back at ingest.
+    dataset.delete()
+    rebuilt = dg.materialize([asset("raw_dataset")], partition_key="test", instance=instance, resources={"settings": settings})
+    assert rebuilt.success and metadata_of(rebuilt, "raw_dataset")["samples_added"] == LIMIT
+    view = split_view(settings.store("mnist").dataset(), "test")
+    assert view.match({"source_index": 5}).first().ground_truth.label == wrong
+    assert view.match({"source_index": 7}).first().review_decision == "exclude"
+
+
+def test_the_shipped_mnist_review_applies_with_one_command(graph_run, tmp_path):
+    """`make review DECISIONS=...` on the human verdicts for the 15 confirmed test label errors: of
+    them, only 947 is among the first 1,000 test images this run ingested; the others wait in the log."""
+    import subprocess
+    import sys
+
+    from processes import REPO
+    from reliability.helpers import subprocess_env
+
+    settings, _, _ = graph_run
+    command = [sys.executable, "-m", "mnist_assets.review", "import"]
+    shipped = REPO / "mnist_assets/defs/mnist/reviewed_test_labels.csv"
+    done = subprocess.run([*command, str(shipped)], env=subprocess_env(settings), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "recorded 15 decisions" in done.stdout and "mnist/label_review[test]" in done.stdout
+    log = settings.store("mnist").decision_log().read()
+    shipped_decisions = [d for d in log if d.via.startswith("file:reviewed_test_labels.csv")]
+    assert sorted(d.source_index for d in shipped_decisions) == [947, 1621, 1901, 2130, 2462, 2597, 2654, 3520, 3558, 5937, 6651, 6783, 8527, 9679, 9729]
+    assert sum(d.decision == "exclude" for d in shipped_decisions) == 5
+    sample = split_view(settings.store("mnist").dataset(), "test").match({"source_index": 947}).first()
+    assert (sample.ground_truth.label, sample.ground_truth_original.label, sample.review_decision) == ("9", "8", "relabel")
+
+    # A bad file is refused whole, naming the line and the fix; the log is untouched.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source_index,decision,label\n12,relabel,9\n10000,exclude,\n")
+    refused = subprocess.run([*command, str(bad), "--split", "test"], env=subprocess_env(settings), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "line 3: no test sample has source_index 10000" in refused.stderr
+    assert settings.store("mnist").decision_log().read() == log

@@ -69,18 +69,19 @@ def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_
             assert nodes[f"{dataset}/{name}"]["assetChecksOrError"]["checks"], f"{dataset}/{name} has no check"
     repository = data["repositoriesOrError"]["nodes"][0]
     assert not repository["schedules"]  # the weekly refresh is raw_dataset's cron automation condition
-    assert {"lineage_automation", "mnist_source_sensor", "fashion_mnist_source_sensor"} == {s["name"] for s in repository["sensors"]}
+    assert {"lineage_automation", "mnist_source_sensor", "fashion_mnist_source_sensor", "mnist_review_sensor",
+            "fashion_mnist_review_sensor"} == {s["name"] for s in repository["sensors"]}
 
 
 @pytest.fixture(scope="module")
 def fiftyone_app(environment):
-    ingest = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions",
-         "--select", "mnist/raw_dataset", "--partition", "validation"],
-        cwd=REPO, env=environment, capture_output=True, text=True, timeout=300,
+    """`make app VIEW=review-queue-test` on mnist's graph, materialized by `make run`'s module."""
+    graph = subprocess.run(
+        [sys.executable, "-m", "mnist_assets.run_all", "--datasets", "mnist"],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=900,
     )
-    assert ingest.returncode == 0, ingest.stderr[-2000:]
-    with make_server("app", "APP_PORT", environment, "/", Path(environment["DAGSTER_HOME"]) / "app.log") as port:
+    assert graph.returncode == 0, graph.stdout[-3000:] + graph.stderr[-2000:]
+    with make_server("app", "APP_PORT", {**environment, "VIEW": "review-queue-test"}, "/", Path(environment["DAGSTER_HOME"]) / "app.log") as port:
         yield port
 
 
@@ -164,16 +165,19 @@ def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, d
     page.screenshot(path=ARTIFACTS / "dagster-raw_dataset-materialized.png")
 
 
-def test_browser_fiftyone_app_shows_the_dataset(browser, fiftyone_app):
+def test_browser_fiftyone_app_shows_the_review_queue(browser, fiftyone_app):
+    """The App opens on the saved view `review-queue-test`: the likely mislabeled test samples no one
+    has decided on, with the review fields in the sidebar."""
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(f"http://127.0.0.1:{fiftyone_app}/")
     try:
-        for field in ("ground_truth", "split", "source_index"):  # the dataset's fields in the sidebar
+        for field in ("ground_truth", "ground_truth_original", "review_decision", "label_quality"):  # sidebar fields
             page.get_by_text(field, exact=True).filter(visible=True).first.wait_for(timeout=120000)
+        page.get_by_text("review-queue-test").filter(visible=True).first.wait_for(timeout=60000)  # the view selector
         page.wait_for_timeout(3000)  # let the sample grid paint
     finally:
-        page.screenshot(path=ARTIFACTS / "fiftyone-app.png")
-    assert "servers" in page.inner_text("body") or "servers" in page.content()  # the dataset's name in the header
+        page.screenshot(path=ARTIFACTS / "fiftyone-review-queue-test.png")
+    assert "servers-mnist" in page.inner_text("body")  # the dataset's name in the header
 
 
 def open_materialize_all_dialog(page, port: int, attempts: int = 3):

@@ -25,21 +25,25 @@ from mnist_assets.ml.field_names import (
     FINETUNED_PREDICTIONS,
     FOLD_ENSEMBLE_PREDICTIONS,
     GROUND_TRUTH,
+    GROUND_TRUTH_ORIGINAL,
     LENET_PREDICTIONS,
     MODEL_FIELDS,
     SOURCE_INDEX,
 )
-from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, write_pngs
+from mnist_assets.ml.decisions import accuracy_side_by_side
+from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, usable_view, write_pngs
 from mnist_assets.ml.label_errors import given_label_probability, ranking_rows
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, channels_last, class_positions, concatenate, load_view_tensors
 from mnist_assets.ml.training import fit
+from mnist_assets.partitions import TRAINING_SPLITS
 from mnist_assets.resources import MnistSettings
 
 AUGMENTED_SPLIT = "augmented"
 PAIR_ENSEMBLE = "ensemble (mean probability)"  # the checkpoint and the fine-tuned model
 TRAIN_ONLY = dg.SpecificPartitionsPartitionMapping(["train"])
 TEST_ONLY = dg.SpecificPartitionsPartitionMapping(["test"])
+TRAINING_ONLY = dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS)
 
 
 class AugmentationConfig(dg.Config):
@@ -81,7 +85,7 @@ def build(p: Pipeline) -> list:
         ],
         group_name=p.group("augmentation"),
         kinds={"pytorch", "fiftyone"},
-        code_version="4",  # 4: default strategy hardest
+        code_version="5",
         automation_condition=follows_lineage(),
         check_specs=[p.check("sample_count", "augmented_set")],
         description="Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples.",
@@ -147,11 +151,11 @@ def build(p: Pipeline) -> list:
 
     @dg.asset(
         key=p.key("finetuned_model"),
-        deps=[p.key("lenet_checkpoint"), augmented_set],
+        deps=[p.key("lenet_checkpoint"), augmented_set, dg.AssetDep(p.key("label_review"), partition_mapping=TRAINING_ONLY)],
         group_name=p.group("augmentation"),
         kinds={"pytorch"},
         pool=HEAVY_POOL,
-        code_version="3",
+        code_version="4",
         automation_condition=follows_lineage(),
         check_specs=[p.check("accuracy_gate", "finetuned_model", blocking=True)],
         description="LeNet fine-tuned on train plus the augmented set (atomic checkpoint); finetuned_predictions uses it.",
@@ -190,17 +194,22 @@ def build(p: Pipeline) -> list:
             dg.AssetDep(p.key("lenet_predictions"), partition_mapping=TEST_ONLY),
             dg.AssetDep(finetuned_predictions, partition_mapping=TEST_ONLY),
             dg.AssetDep(p.key("fold_ensemble_predictions"), partition_mapping=TEST_ONLY),
+            dg.AssetDep(p.key("label_review"), partition_mapping=TEST_ONLY),
         ],
         group_name=p.group("augmentation"),
         kinds={"fiftyone"},
-        code_version="5",  # 5: the fold models' ensemble compared too
+        code_version="6",
         automation_condition=follows_lineage(),
         check_specs=[p.check("models_compared", "model_comparison")],
-        description="Test-split accuracy and per-class recall of every model, and what fine-tuning fixed and broke.",
+        description=(
+            "Test-split accuracy (labels in use, and source labels beside it) and per-class recall of every model, "
+            "and what fine-tuning fixed and broke."
+        ),
     )
     def model_comparison(context: dg.AssetExecutionContext, settings: MnistSettings):
         dataset = p.store(settings).dataset()
-        view = split_view(dataset, "test")
+        everything = split_view(dataset, "test")
+        view = usable_view(dataset, "test")  # the labels in use; excluded samples left out
         truth = np.array(view.values(f"{GROUND_TRUTH}.label"))
         schema = dataset.get_field_schema()
         rows, recalls, predictions = [], {}, {}
@@ -214,17 +223,21 @@ def build(p: Pipeline) -> list:
             recall = per_class_recall(truth, predicted, classes)
             recalls[name] = recall
             rows.append({"model": name, "accuracy": float((predicted == truth).mean()), **{f"recall_{c}": r for c, r in zip(classes, recall)}})
-        metadata = {"table": markdown_table(rows)}
+        metadata = {"table": markdown_table(rows), "evaluated": len(truth), "excluded": len(everything) - len(truth)}
+        side_by_side = accuracy_side_by_side(everything)
+        metadata["accuracy_by_labels"] = markdown_table(side_by_side)
+        for row in side_by_side:
+            metadata[f"accuracy_source_labels_{metadata_name(row['model'])}"] = row["accuracy_source_labels"]
         if LENET_PREDICTIONS in predictions and FINETUNED_PREDICTIONS in predictions:
             before = predictions[LENET_PREDICTIONS] == truth
             after = predictions[FINETUNED_PREDICTIONS] == truth
             metadata["fixed"] = int((~before & after).sum())
             metadata["broken"] = int((before & ~after).sum())
         for row in rows:
-            metadata[f"accuracy_{row['model'].replace(' ', '_').replace('-', '_').lower()}"] = row["accuracy"]
+            metadata[f"accuracy_{metadata_name(row['model'])}"] = row["accuracy"]
         known = p.spec.known_label_errors
         if known and LENET_PREDICTIONS in predictions and FINETUNED_PREDICTIONS in predictions:
-            metadata.update(label_errors_by_model(view, truth, known, with_folds=FOLD_ENSEMBLE_PREDICTIONS in predictions))
+            metadata.update(label_errors_by_model(everything, known, with_folds=FOLD_ENSEMBLE_PREDICTIONS in predictions))
         if recalls:
             metadata["recall_plot"] = png(plots.grouped_bars(classes, recalls, "per-class recall, test", "recall"))
         yield dg.MaterializeResult(metadata=metadata)
@@ -236,11 +249,11 @@ def build(p: Pipeline) -> list:
             metadata={"models": ", ".join(compared)},
         )
 
-    def label_errors_by_model(view, truth, known: list[int], with_folds: bool) -> dict:
+    def label_errors_by_model(view, known: list[int], with_folds: bool) -> dict:
         """How each LeNet, the ensemble of the checkpoint and the fine-tuned model (mean probability),
         and the fold models' ensemble rank the confirmed label errors by the probability each gives
-        the given label, lowest first."""
-        labels = class_positions(truth, classes)
+        the source's label, lowest first, on every sample (the published findings' terms)."""
+        labels = class_positions(view.values(f"{GROUND_TRUTH_ORIGINAL}.label"), classes)
         confidence = {
             name: given_label_probability(read_vectors(view, f"{field}.logits"), labels)
             for field, name in ((LENET_PREDICTIONS, "LeNet"), (FINETUNED_PREDICTIONS, "fine-tuned LeNet"))
@@ -256,3 +269,8 @@ def build(p: Pipeline) -> list:
         }
 
     return [augmented_set, finetuned_model, finetuned_predictions, model_comparison]
+
+
+def metadata_name(model: str) -> str:
+    """A model's name as a metadata key: "fine-tuned LeNet" -> fine_tuned_lenet."""
+    return model.replace(" ", "_").replace("-", "_").lower()

@@ -8,7 +8,7 @@ import numpy as np
 
 import dagster as dg
 from mnist_assets import checks
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first, prediction_metadata, split_tensors
+from mnist_assets.assets.common import HEAVY_POOL, Pipeline, evaluation_metadata, materialize_first, split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots
@@ -20,9 +20,8 @@ from mnist_assets.ml.field_names import (
     EVAL_CLIP,
     GROUND_TRUTH,
     clip_projection_keys,
-    eval_key,
 )
-from mnist_assets.ml.fiftyone_store import evaluate, read_vectors, split_view, write_classifications, write_vectors
+from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_classifications, write_vectors
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import class_positions
 from mnist_assets.ml.visualization import compute_projection
@@ -105,7 +104,7 @@ def build(p: Pipeline) -> list:
                 "predictions are meaningless, for tests and smoke runs only."
             )
         store = p.store(settings)
-        _, view, tensors = split_tensors(p, settings, split, store, standardize=False)
+        _, view, tensors = split_tensors(p, settings, split, store, standardize=False, with_excluded=True)
 
         def log_progress(done, total):
             if done == total or done % (config.batch_size * 20) == 0:
@@ -173,10 +172,10 @@ def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("zero_shot_predictions"),
         partitions_def=split_partitions,
-        deps=[clip_embeddings],
+        deps=[clip_embeddings, p.key("label_review")],
         group_name=p.group("clip"),
         kinds={"pytorch", "fiftyone"},
-        code_version="2",
+        code_version="3",
         automation_condition=follows_lineage(),
         check_specs=[p.check("logits_finite", "zero_shot_predictions")],
         description="CLIP zero-shot label, confidence and logits per sample from a prompt-template ensemble.",
@@ -201,9 +200,7 @@ def build(p: Pipeline) -> list:
         logits = zero_shot_logits(clip, embeddings, classifier)
         sample_ids = view.values("id")
         write_classifications(view, CLIP_ZERO_SHOT, logits, sample_ids, classes)
-        evaluate(dataset, view, CLIP_ZERO_SHOT, eval_key(EVAL_CLIP, split), classes)
-        truth, predicted = view.values([f"{GROUND_TRUTH}.label", f"{CLIP_ZERO_SHOT}.label"])
-        metadata = prediction_metadata(truth, predicted, classes, split, CLIP_ZERO_SHOT)
+        metadata = evaluation_metadata(dataset, split, CLIP_ZERO_SHOT, EVAL_CLIP, classes)
         context.log.info(f"{p.name}/clip_zero_shot[{split}]: accuracy {metadata['accuracy']:.4f} ({len(templates)} templates)")
         yield dg.MaterializeResult(
             metadata={

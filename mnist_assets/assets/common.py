@@ -16,8 +16,8 @@ from mnist_assets.ml import plots
 from mnist_assets.ml.checkpoints import load_models
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.errors import MissingInputError
-from mnist_assets.ml.field_names import GROUND_TRUTH, eval_key
-from mnist_assets.ml.fiftyone_store import evaluate, split_view, write_classifications
+from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, eval_key
+from mnist_assets.ml.fiftyone_store import evaluate, split_view, usable_view, write_classifications
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
 from mnist_assets.ml.training import ensemble_logits
@@ -76,12 +76,16 @@ def record_normalization(store: DatasetStore, images: np.ndarray) -> dict:
     return values
 
 
-def split_tensors(p: Pipeline, settings: MnistSettings, split: str, store: DatasetStore | None = None, standardize: bool = True):
+def split_tensors(
+    p: Pipeline, settings: MnistSettings, split: str, store: DatasetStore | None = None, standardize: bool = True,
+    with_excluded: bool = False,
+):
     """The dataset, the split's view and its tensors (through the cached bridge), standardized with
-    the train split's recorded mean and std (unless `standardize` is off: pixels only)."""
+    the train split's recorded mean and std (unless `standardize` is off: pixels only). The samples a
+    person excluded are left out unless `with_excluded` (pixels every sample needs: embeddings, predictions)."""
     store = store or p.store(settings)
     dataset = store.dataset()
-    view = split_view(dataset, split)
+    view = split_view(dataset, split) if with_excluded else usable_view(dataset, split)
     if len(view) == 0:
         raise ValueError(f"split {split!r} has no samples; materialize {p.name}/raw_dataset[{split}] first.")
     with materialize_first(p, "raw_dataset", split):
@@ -132,22 +136,39 @@ def prediction_metadata(truth: list[str], predicted: list[str], classes: list[st
     }
 
 
+def evaluation_metadata(dataset, split: str, field: str, eval_prefix: str, classes: list[str]) -> dict:
+    """Evaluate a split's `field` predictions (the App's `<eval_prefix>_<split>`) against the labels
+    in use, leaving out the samples a person excluded; and, beside it, the accuracy on every sample
+    against the source's labels (what published numbers compare with)."""
+    usable = usable_view(dataset, split)
+    evaluate(dataset, usable, field, eval_key(eval_prefix, split), classes)
+    truth, predicted = usable.values([f"{GROUND_TRUTH}.label", f"{field}.label"])
+    source, every = split_view(dataset, split).values([f"{GROUND_TRUTH_ORIGINAL}.label", f"{field}.label"])
+    return {
+        **prediction_metadata(truth, predicted, classes, split, field),
+        "accuracy_source_labels": float(np.mean(np.asarray(source) == np.asarray(every))) if every else 0.0,
+        "evaluated": len(truth),
+        "excluded": len(every) - len(truth),
+    }
+
+
 def predict_split(context, p: Pipeline, settings: MnistSettings, checkpoint: str, field: str, eval_prefix: str) -> dict:
-    """Write `field` predictions of a checkpoint on the context's split and evaluate them; returns
-    metadata, and the logits under "logits" for the caller's check."""
+    """Write `field` predictions of a checkpoint on every sample of the context's split and evaluate
+    them; returns metadata, and the logits under "logits" for the caller's check."""
     settings.configure_torch()
     split = context.partition_key
     store = p.store(settings)
-    dataset, view, tensors = split_tensors(p, settings, split, store)
+    dataset, view, tensors = split_tensors(p, settings, split, store, with_excluded=True)
     models, payloads, tensors = load_models_for(p, store, checkpoint, tensors)
     started = time.perf_counter()
     logits = ensemble_logits(models, tensors, settings.torch_device())  # one model: its own logits
     classes = p.classes()
     write_classifications(view, field, logits, tensors.sample_ids, classes)
-    evaluate(dataset, view, field, eval_key(eval_prefix, split), classes)
-    truth, predicted = view.values([f"{GROUND_TRUTH}.label", f"{field}.label"])
-    metadata = prediction_metadata(truth, predicted, classes, split, field)
-    context.log.info(f"{p.name}/{field}[{split}]: accuracy {metadata['accuracy']:.4f}")
+    metadata = evaluation_metadata(dataset, split, field, eval_prefix, classes)
+    context.log.info(
+        f"{p.name}/{field}[{split}]: accuracy {metadata['accuracy']:.4f} (labels in use), "
+        f"{metadata['accuracy_source_labels']:.4f} (source labels)"
+    )
     return {
         "count": len(tensors),
         # the kept epoch (of each member, for a set)
@@ -192,10 +213,10 @@ def prediction_asset(p: Pipeline, name: str, stage: str, checkpoint: str, eval_p
     @dg.asset(
         key=p.key(name),
         partitions_def=split_partitions,
-        deps=[p.key(checkpoint), p.key("raw_dataset")],
+        deps=[p.key(checkpoint), p.key("label_review")],
         group_name=p.group(stage),
         kinds={"pytorch", "fiftyone"},
-        code_version="2",
+        code_version="3",
         automation_condition=follows_lineage(),
         check_specs=[p.check("logits_finite", name)],
         description=description,

@@ -11,7 +11,8 @@ from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.field_names import GROUND_TRUTH
-from mnist_assets.ml.fiftyone_store import split_fingerprint, split_view, sync_split, write_pngs
+from mnist_assets.ml.decisions import review_split
+from mnist_assets.ml.fiftyone_store import backfill_original_labels, split_fingerprint, split_lock, split_view, sync_split, usable_view, write_pngs
 from mnist_assets.ml.sources import load_source, split_of
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
@@ -26,7 +27,7 @@ def build(p: Pipeline) -> list:
         partitions_def=split_partitions,
         group_name=p.group("dataset"),
         kinds={"fiftyone", "python"},
-        code_version="3",
+        code_version="4",
         automation_condition=weekly_refresh(),
         check_specs=[p.check("sample_count", "raw_dataset"), p.check("labels_in_range", "raw_dataset"), p.check("class_balance", "raw_dataset")],
         description=f"{spec.source} images, verified{' and converted' if spec.source == 'folder' else ''}, as PNG files and FiftyOne samples with ground_truth and split; unchanged samples are kept.",
@@ -44,11 +45,19 @@ def build(p: Pipeline) -> list:
         context.log.info(f"{split}: wrote {written} new PNG files ({len(paths) - written} already there)")
         dataset = store.dataset()
         hashes = data.hashes
-        changes = sync_split(dataset, split, paths, data.labels, data.indices, hashes, classes)
+        log = store.decision_log()
+        with split_lock(dataset, split):
+            backfill_original_labels(dataset, split, [classes[int(label)] for label in data.labels], data.indices, hashes)
+            # A person's decisions made in the App since the last review go into the log before any
+            # sample is replaced; after the sync, the log gives every sample, new ones too, its label.
+            recorded = review_split(split_view(dataset, split), split, log, classes)
+            changes = sync_split(dataset, split, paths, data.labels, data.indices, hashes, classes)
+            review = review_split(split_view(dataset, split), split, log, classes)
         count = changes["count"]
         context.log.info(
             f"{split}: {count} samples in dataset {dataset.name!r} (kept {changes['kept']}, replaced {changes['replaced']}, "
-            f"added {changes['added']}, removed {changes['removed']})"
+            f"added {changes['added']}, removed {changes['removed']}); review log: {len(recorded.new) + len(review.new)} new "
+            f"decisions from the App, {review.plan.counts()} in force, {len(review.plan.stale)} stale"
         )
         normalization = record_normalization(store, data.images) if split == "train" else {}
         record_ingest(store, split, count, data.available)
@@ -65,6 +74,8 @@ def build(p: Pipeline) -> list:
                 "available": data.available,
                 "limited": count < data.available,
                 **{f"samples_{change}": changes[change] for change in ("kept", "replaced", "added", "removed")},
+                **{f"decisions_{kind}": count for kind, count in review.plan.counts().items()},
+                "stale_decisions": len(review.plan.stale),
                 "source": source.source,
                 "dataset": dataset.name,
                 "images_dir": dg.MetadataValue.path(str(paths[0].parent) if paths else str(store.images_dir)),
@@ -83,21 +94,20 @@ def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("dataset_metadata"),
         partitions_def=split_partitions,
-        deps=[raw_dataset],
+        deps=[p.key("label_review")],
         group_name=p.group("dataset"),
         kinds={"fiftyone", "python"},
-        code_version="2",
+        code_version="3",
         automation_condition=follows_lineage(),
         check_specs=[p.check("images_match_declared_shape", "dataset_metadata")],
-        description="FiftyOne image metadata, file-size and pixel statistics, and class counts of a split.",
+        description="FiftyOne image metadata, file-size and pixel statistics, and class counts (labels in use) of a split.",
     )
     def dataset_metadata(context: dg.AssetExecutionContext, settings: MnistSettings):
         split = context.partition_key
-        dataset, view, tensors = split_tensors(p, settings, split, standardize=False)  # also warms the cache training reads from
+        dataset, view, tensors = split_tensors(p, settings, split, standardize=False, with_excluded=True)
         view.compute_metadata(num_workers=4, progress=False)
-        sizes, widths, heights, channels, labels = view.values(
-            ["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels", f"{GROUND_TRUTH}.label"]
-        )
+        sizes, widths, heights, channels = view.values(["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels"])
+        labels = usable_view(dataset, split).values(f"{GROUND_TRUTH}.label")  # the labels in use of the samples that count
         pixels = tensors.images.float() / 255.0
         missing = sum(size is None for size in sizes)
         sizes_array = np.array([s for s in sizes if s is not None], dtype=np.float64)
@@ -105,6 +115,7 @@ def build(p: Pipeline) -> list:
         yield dg.MaterializeResult(
             metadata={
                 "count": len(view),
+                "excluded": len(view) - len(labels),
                 "size_bytes_min": int(sizes_array.min()),
                 "size_bytes_max": int(sizes_array.max()),
                 "size_bytes_mean": round(float(sizes_array.mean()), 1),

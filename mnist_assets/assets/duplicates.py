@@ -26,10 +26,10 @@ class DuplicatesConfig(dg.Config):
 def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("duplicates_and_leaks"),
-        deps=[p.key("raw_dataset")],  # every split
+        deps=[p.key("label_review")],  # every split; the samples a person excluded are left out
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="1",
+        code_version="2",
         automation_condition=follows_lineage(),
         check_specs=[
             p.check("no_test_leaks_into_train", "duplicates_and_leaks", blocking=False,

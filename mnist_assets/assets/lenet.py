@@ -117,7 +117,8 @@ def training_results(p: Pipeline, settings: MnistSettings, name: str, result, tr
 
 
 def build(p: Pipeline) -> list:
-    training_data = dg.AssetDep(p.key("raw_dataset"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))
+    # The labels in use of train and validation (a person's decisions applied, excluded samples left out).
+    training_data = dg.AssetDep(p.key("label_review"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))
 
     @dg.asset(
         key=p.key("lenet_checkpoint"),
@@ -125,7 +126,7 @@ def build(p: Pipeline) -> list:
         group_name=p.group("lenet"),
         kinds={"pytorch"},
         pool=HEAVY_POOL,
-        code_version="4",  # 3: the dataset's batch augmentation by default; 4: its checkpoint_epochs
+        code_version="5",
         automation_condition=follows_lineage(),
         check_specs=[p.check("accuracy_gate", "lenet_checkpoint", blocking=True)],
         description="LeNet-5 trained on train, keeping the state with the best validation loss (atomic checkpoint).",
@@ -157,7 +158,7 @@ def build(p: Pipeline) -> list:
         group_name=p.group("lenet"),
         kinds={"pytorch", "fiftyone"},
         pool=HEAVY_POOL,
-        code_version="3",  # 2: the fold models kept as one checkpoint set; 3: the plain recipe, whatever the checkpoint's
+        code_version="4",
         automation_condition=follows_lineage(),
         check_specs=[p.check("logits_finite", "lenet_oof_predictions")],
         description=(
@@ -227,7 +228,7 @@ def build(p: Pipeline) -> list:
         settings.configure_torch()
         split = context.partition_key
         store = p.store(settings)
-        dataset, view, tensors = split_tensors(p, settings, split, store)
+        dataset, view, tensors = split_tensors(p, settings, split, store, with_excluded=True)
         model, _, tensors = load_model_for(p, store, "lenet_checkpoint", tensors)
         _, embeddings = predict(model, tensors, settings.torch_device())
         write_vectors(view, LENET_EMBEDDINGS, embeddings, tensors.sample_ids)

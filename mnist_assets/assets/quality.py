@@ -10,6 +10,7 @@ from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots, quality_scores
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
+    GROUND_TRUTH_ORIGINAL,
     HARDNESS,
     LABEL_QUALITY,
     LENET_EMBEDDINGS,
@@ -17,25 +18,33 @@ from mnist_assets.ml.field_names import (
     SOURCE_INDEX,
     UNIQUENESS,
     label_issues_view_name,
+    review_queue_view_name,
     saved_view_names,
     scored_predictions,
 )
-from mnist_assets.ml.fiftyone_store import read_vectors, save_view, split_view, write_floats
+from mnist_assets.ml.decisions import undecided
+from mnist_assets.ml.fiftyone_store import read_vectors, save_view, split_view, usable_view, write_floats
 from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
 from mnist_assets.ml.tensors import class_positions
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
 
 SAVED_VIEW_SIZE = 200
+# Candidates for review: the lowest label qualities (the confident-learning study had people look at
+# its top 100 of MNIST's test set) and cleanlab's label issues.
+REVIEW_CANDIDATES = 100
 
 
 def save_quality_views(dataset, view, split: str, label_quality: np.ndarray, issues: np.ndarray, sample_ids) -> None:
-    """The split's saved views: the SAVED_VIEW_SIZE highest of each score, and cleanlab's label
-    issues (lowest label quality first)."""
+    """The split's saved views: the SAVED_VIEW_SIZE highest of each score, cleanlab's label issues
+    (lowest label quality first), and the review queue: the candidates no one has decided on yet,
+    lowest label quality first (a saved view is a query, so a decided sample leaves it at once)."""
     for name, (field, highest_first) in saved_view_names(split).items():
         save_view(dataset, name, view.sort_by(field, reverse=highest_first).limit(SAVED_VIEW_SIZE))
     flagged = [sample_ids[i] for i in np.flatnonzero(issues)]
     save_view(dataset, label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY))
+    candidates = set(flagged) | {sample_ids[i] for i in np.argsort(label_quality, kind="stable")[:REVIEW_CANDIDATES]}
+    save_view(dataset, review_queue_view_name(split), undecided(view.select(sorted(candidates))).sort_by(LABEL_QUALITY))
 
 
 def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
@@ -59,6 +68,18 @@ def label_error_metadata(source_index, mistakenness, label_quality, issues, know
     }
 
 
+def source_label_rankings(view, predictions: str, classes: list[str], known: list[int]) -> dict:
+    """label_error_metadata on every sample of the view against the source's labels: published
+    label errors are ranked by the labels they were found in, whatever a person decided since
+    (so the figures stay comparable after someone fixes those very samples)."""
+    source_index, source_labels = view.values([SOURCE_INDEX, f"{GROUND_TRUTH_ORIGINAL}.label"])
+    logits = read_vectors(view, f"{predictions}.logits")
+    labels = class_positions(source_labels, classes)
+    quality, issues = quality_scores.label_quality(logits, labels)
+    mistaken = quality_scores.mistakenness(logits, logits.argmax(axis=1) == labels)
+    return label_error_metadata(source_index, mistaken, quality, issues, known)
+
+
 def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("hardness_scores"),
@@ -66,22 +87,26 @@ def build(p: Pipeline) -> list:
         # Scores from out-of-sample predictions: lenet_oof_predictions on train (an unpartitioned parent
         # is every partition's; it changes with the checkpoint, so this costs no extra run), the fold
         # ensemble elsewhere; uniqueness from LeNet's embeddings; lenet_predictions is design.md's edge.
-        deps=[p.key("lenet_predictions"), p.key("lenet_embeddings"), p.key("lenet_oof_predictions"), p.key("fold_ensemble_predictions")],
+        deps=[
+            p.key("label_review"), p.key("lenet_predictions"), p.key("lenet_embeddings"), p.key("lenet_oof_predictions"),
+            p.key("fold_ensemble_predictions"),
+        ],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="6",  # 6: out-of-sample predictions on every split; likely-mislabeled by label quality
+        code_version="7",
         automation_condition=follows_lineage(),
         check_specs=[p.check("scores_complete", "hardness_scores")],
         description=(
-            "Per-sample hardness, mistakenness and cleanlab's label quality and label issues from out-of-sample "
-            "predictions (on train lenet_oof_predictions, elsewhere fold_ensemble_predictions), uniqueness from "
-            "LeNet's embeddings; likely-mislabeled = lowest label quality first."
+            "Per-sample hardness, mistakenness and cleanlab's label quality and label issues (labels in use, excluded "
+            "samples left out) from out-of-sample predictions (on train lenet_oof_predictions, elsewhere "
+            "fold_ensemble_predictions), uniqueness from LeNet's embeddings; likely-mislabeled = lowest label quality "
+            "first; review-queue-<split>: the likely mislabeled no one has decided on."
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
         split = context.partition_key
         dataset = p.store(settings).dataset()
-        view = split_view(dataset, split)
+        view = usable_view(dataset, split)  # the labels in use; excluded samples are not scored
         predictions = scored_predictions(split)
         source = predictions if split == "train" else f"{predictions}[{split}]"  # the asset that writes them
         sample_ids, truth, predicted, source_index = view.values(["id", f"{GROUND_TRUTH}.label", f"{predictions}.label", SOURCE_INDEX])
@@ -114,7 +139,7 @@ def build(p: Pipeline) -> list:
         ]
         known = p.spec.known_label_errors
         known_label_errors = (
-            label_error_metadata(source_index, values[MISTAKENNESS], quality, issues, known) if split == "test" and known else {}
+            source_label_rankings(split_view(dataset, split), predictions, p.classes(), known) if split == "test" and known else {}
         )
         if known_label_errors:
             context.log.info(
@@ -130,7 +155,8 @@ def build(p: Pipeline) -> list:
                 "distributions": png(plots.histograms(values, f"{split}: quality scores")),
                 "top20_likely_mislabeled": markdown_table(top_rows),
                 "scored_predictions": predictions,
-                "saved_views": ", ".join([*saved_view_names(split), label_issues_view_name(split)]),
+                "saved_views": ", ".join([*saved_view_names(split), label_issues_view_name(split), review_queue_view_name(split)]),
+                "review_queue": len(dataset.load_saved_view(review_queue_view_name(split))),
                 "label_issues": int(issues.sum()),
                 **known_label_errors,
             }

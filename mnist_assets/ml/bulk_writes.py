@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from itertools import islice
+from itertools import islice, repeat
 
 import numpy as np
 from bson import Binary, ObjectId
@@ -52,30 +52,56 @@ def vectors_from_stored(stored: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(row[header_size:] for row in raw), dtype=dtype).reshape(len(raw), shape[0])
 
 
+def classification_document(label: str, **attributes) -> dict:
+    """fo.Classification(label, **attributes) in its stored form."""
+    return {"_id": ObjectId(), "_cls": "Classification", "tags": [], "label": label, **attributes}
+
+
 def classification_documents(labels: list[str], confidences: np.ndarray, logits: np.ndarray) -> Iterator[dict]:
     """fo.Classification(label, confidence, logits) in its stored form, one per sample."""
     confidences = np.asarray(confidences, dtype=np.float64).tolist()
     for label, confidence, row in zip(labels, confidences, stored_vectors(np.asarray(logits, dtype=np.float64))):
-        yield {"_id": ObjectId(), "_cls": "Classification", "tags": [], "label": label, "confidence": confidence, "logits": row}
+        yield classification_document(label, confidence=confidence, logits=row)
 
 
-def set_fields(dataset, sample_ids: list[str], columns: dict[str, Iterable]) -> None:
+def set_fields(dataset, sample_ids: list[str], columns: dict[str, Iterable], where: dict[str, Iterable] | None = None) -> int:
     """Set each field of `columns` of each sample (by id) to its value, already in stored form, all
     fields in one update per sample: bulk updates of CHUNK samples, each sent while the next is
     built (pymongo waits on the database without the GIL). The fields must be declared on the
-    dataset first."""
+    dataset first. Returns how many samples were updated.
+
+    Without `where`, every sample must still exist: a sample removed meanwhile (a concurrent
+    re-ingest) would silently lose its values, so that raises. With `where` (field -> each sample's
+    expected current value), a sample is updated only if it still holds those values (compare and
+    set: a person's edit made since it was read is never overwritten), and mismatches are expected.
+    """
     import fiftyone.core.sample as fos
 
+    sample_ids = list(sample_ids)
     now = datetime.utcnow()  # naive UTC, as FiftyOne stores last_modified_at
-    rows = zip(sample_ids, *columns.values())
+    conditions = zip(*where.values()) if where else repeat(())
+    rows = zip(sample_ids, conditions, *columns.values())
     collection = dataset._sample_collection
     with ThreadPoolExecutor(max_workers=1) as writer:
         sent = []
         while chunk := list(islice(rows, CHUNK)):
             operations = [
-                UpdateOne({"_id": ObjectId(i)}, {"$set": {**dict(zip(columns, values)), "last_modified_at": now}}) for i, *values in chunk
+                UpdateOne(
+                    {"_id": ObjectId(i), **dict(zip(where or {}, expected))},
+                    {"$set": {**dict(zip(columns, values)), "last_modified_at": now}},
+                )
+                for i, expected, *values in chunk
             ]
             sent.append(writer.submit(collection.bulk_write, operations, ordered=False))
-        for write in sent:
-            write.result()
+        matched = sum(write.result().matched_count for write in sent)
     fos.Sample._reload_docs(dataset._sample_collection_name, sample_ids=sample_ids)  # samples held in memory
+    if where is None and matched < len(sample_ids):
+        raise StaleWriteError(
+            f"{len(sample_ids) - matched} of {len(sample_ids)} samples of dataset {dataset.name!r} were removed while "
+            f"{', '.join(columns)} was written (a concurrent re-ingest?); run the step again."
+        )
+    return matched
+
+
+class StaleWriteError(RuntimeError):
+    """Samples vanished while their fields were written."""

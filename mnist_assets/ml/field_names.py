@@ -8,7 +8,16 @@ here; assets and the plain ML code import them instead of repeating string liter
 SPLIT = "split"
 SOURCE_INDEX = "source_index"  # position in the source file, or a hash of a folder image's path
 IMAGE_HASH = "image_hash"  # a short hash of the pixels: re-ingest compares it
-GROUND_TRUTH = "ground_truth"
+GROUND_TRUTH = "ground_truth"  # the label in use: the source's, or a person's decision (review log)
+GROUND_TRUTH_ORIGINAL = "ground_truth_original"  # the source's label, as ingested; benchmarks read it
+
+# Human review (ml/decisions.py): the latest decision of the review log on each sample, and the
+# sample tags a person sets in the App to record one.
+REVIEW_DECISION = "review_decision"  # relabel, exclude or confirm; None: undecided
+REVIEW_LABEL = "review_label"  # the label the log last gave ground_truth (None: the source's); a differing ground_truth is a person's edit
+TAG_EXCLUDE = "review:exclude"  # leave the sample out of training, fold models, evaluation, augmentation
+TAG_CONFIRM = "review:ok"  # the source's label is right
+RELABEL_TAG_PREFIX = "relabel:"  # relabel:<class>
 
 # Sample fields written by the models.
 CLIP_EMBEDDINGS = "clip_embeddings"
@@ -78,6 +87,11 @@ DUPLICATES_VIEW = "duplicates"  # every group of near duplicates, the kept image
 def leaks_view_name(split: str) -> str:
     """The saved view of a split's images that have a near copy in another split, each followed by its copies."""
     return f"leaks-{split}"
+
+
+def review_queue_view_name(split: str) -> str:
+    """The saved view of a split's likely mislabeled samples that no one has decided on yet."""
+    return f"review-queue-{split}"
 
 
 def label_issues_view_name(split: str) -> str:

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,16 +20,16 @@ import fiftyone.core.odm as foo
 import fiftyone.core.service as fos
 import fiftyone.service.util as fosu
 import psutil
-from filelock import FileLock
 from scipy.special import softmax
 from fiftyone import ViewField as F
 from PIL import Image
 
 from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
-from mnist_assets.ml.bulk_writes import classification_documents, set_fields, stored_vectors, vectors_from_stored
+from mnist_assets.ml.bulk_writes import classification_document, classification_documents, set_fields, stored_vectors, vectors_from_stored
 from mnist_assets.ml.errors import MissingInputError
-from mnist_assets.ml.field_names import GROUND_TRUTH, IMAGE_HASH, SOURCE_INDEX, SPLIT
+from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, IMAGE_HASH, REVIEW_DECISION, REVIEW_LABEL, SOURCE_INDEX, SPLIT
 from mnist_assets.ml.files import atomic_write_bytes
+from mnist_assets.ml.locks import exclusive
 from mnist_assets.ml.names import check_safe_name
 
 DIGITS = [str(digit) for digit in range(10)]
@@ -76,13 +75,6 @@ def _start_service_for_this_folder(service) -> None:
     fos.Service.start(service)
 
 
-def _file_lock(name: str) -> FileLock:
-    """An exclusive lock beside the embedded database (per machine), for a `with` block."""
-    folder = Path(fo.config.database_dir).parent if not fo.config.database_uri else Path(tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(folder / f".{name}.lock")
-
-
 def connect() -> None:
     """Connect to FiftyOne's database, one process at a time.
 
@@ -95,7 +87,7 @@ def connect() -> None:
         return
     # Here, not at import: FiftyOne's service start attaches to any folder's database (above).
     fos.DatabaseService.start = _start_service_for_this_folder
-    with _file_lock("fiftyone_db"):
+    with exclusive("fiftyone_db"):
         foo.get_db_conn()
     os.environ[PORT_OWNER_VARIABLE] = fo.config.database_dir  # for child processes: whose port they inherit
 
@@ -105,7 +97,7 @@ def get_dataset(name: str) -> fo.Dataset:
     check_safe_name(name, "dataset name")
     connect()
     # Runs of different splits may start at once on a new dataset: one creates it.
-    with _file_lock(f"dataset-{name}"):
+    with exclusive(f"dataset-{name}"):
         if fo.dataset_exists(name):
             return fo.load_dataset(name)
         return _create_dataset(name)
@@ -118,13 +110,26 @@ def _create_dataset(name: str) -> fo.Dataset:
     dataset.add_sample_field(SOURCE_INDEX, fo.IntField)
     dataset.add_sample_field(IMAGE_HASH, fo.StringField)
     dataset.add_sample_field(GROUND_TRUTH, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    _declare_review_fields(dataset)
     dataset.create_index(SPLIT)
     return dataset
+
+
+def _declare_review_fields(dataset: fo.Dataset) -> None:
+    declare_field(dataset, GROUND_TRUTH_ORIGINAL, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    declare_field(dataset, REVIEW_DECISION, fo.StringField)
+    declare_field(dataset, REVIEW_LABEL, fo.StringField)
 
 
 def split_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
     """The samples of one split, in source order (so arrays line up across assets)."""
     return dataset.match(F(SPLIT) == split).sort_by(SOURCE_INDEX)
+
+
+def usable_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
+    """The samples of a split that count: all but those a person excluded (ml/decisions.py). Training,
+    fold models, evaluations, quality scores, augmentation and duplicates read these."""
+    return dataset.match((F(SPLIT) == split) & (F(REVIEW_DECISION) != "exclude")).sort_by(SOURCE_INDEX)
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -184,30 +189,53 @@ def sync_split(
     """Make `split` hold exactly these samples (labels are positions in `classes`), keeping every
     sample that is still true.
 
-    A stored sample with the same source index, file, label and pixel hash is
-    kept as it is (same id, every field it has); one whose image or label
+    A stored sample with the same source index, file, source label (`ground_truth_original`) and
+    pixel hash is kept as it is (same id, every field it has, a person's label in `ground_truth`
+    and tags included); one whose image or source label
     changed is replaced by a new sample, new source indices are added and
     vanished ones removed. New samples are staged first and old ones deleted
     only once the new ones are in, so a failed ingest leaves the split as it
     was. Returns the counts: kept, replaced, added, removed, count.
     """
-    with _file_lock(f"ingest-{dataset.name}-{split}"):
+    with split_lock(dataset, split):
         return _sync_split(dataset, split, filepaths, [classes[int(label)] for label in labels], source_indices, hashes)
+
+
+def split_lock(dataset: fo.Dataset, split: str):
+    """The lock of one split's samples: its ingest and its review decisions, one at a time."""
+    return exclusive(f"ingest-{dataset.name}-{split}")
+
+
+def backfill_original_labels(dataset: fo.Dataset, split: str, labels: list[str], source_indices, hashes) -> int:
+    """Give samples ingested before `ground_truth_original` existed their source label (matched by
+    source index and pixel hash), so that a label a person changed in `ground_truth` before then is
+    recognized as their decision instead of a changed source. Returns how many samples it filled."""
+    _declare_review_fields(dataset)
+    view = split_view(dataset, split).match(~F(f"{GROUND_TRUTH_ORIGINAL}.label").exists())
+    if len(view) == 0:
+        return 0
+    source = {int(index): (label, image_hash) for index, label, image_hash in zip(source_indices, labels, hashes)}
+    ids, indices, stored_hashes = view.values(["id", SOURCE_INDEX, IMAGE_HASH])
+    matched = [(i, source[int(index)][0]) for i, index, h in zip(ids, indices, stored_hashes) if source.get(int(index), (None, None))[1] == h]
+    if matched:
+        set_fields(dataset, [i for i, _ in matched], {GROUND_TRUTH_ORIGINAL: [classification_document(label) for _, label in matched]})
+    return len(matched)
 
 
 def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> dict[str, int]:
     staging = STAGING_PREFIX + split
-    declare_field(dataset, IMAGE_HASH, fo.StringField)  # datasets made before it existed
+    declare_field(dataset, IMAGE_HASH, fo.StringField)  # datasets made before these existed
+    _declare_review_fields(dataset)
     dataset.delete_samples(dataset.match(F(SPLIT) == staging))  # leftovers of an interrupted ingest
     stored = split_view(dataset, split)
-    schema = dataset.get_field_schema()
-    stored_hashes = stored.values(IMAGE_HASH) if IMAGE_HASH in schema else [None] * len(stored)
+    ids, indices, paths, stored_hashes, in_use, original = stored.values(
+        ["id", SOURCE_INDEX, "filepath", IMAGE_HASH, f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_ORIGINAL}.label"]
+    )
+    # Samples ingested before ground_truth_original existed hold the source's label in ground_truth.
+    source_labels = [o if o is not None else label for o, label in zip(original, in_use)]
     old = {
         int(index): (sample_id, path, label, image_hash)
-        for sample_id, index, path, label, image_hash in zip(
-            stored.values("id"), stored.values(SOURCE_INDEX), stored.values("filepath"),
-            stored.values(f"{GROUND_TRUTH}.label"), stored_hashes,
-        )
+        for sample_id, index, path, label, image_hash in zip(ids, indices, paths, source_labels, stored_hashes)
     }
     wanted = {int(index): position for position, index in enumerate(source_indices)}
     unchanged = {
@@ -225,7 +253,11 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
     }
     if to_add:
         samples = [
-            _new_sample(filepaths[p], staging, source_indices[p], labels[p], hashes[p], {}) for p in to_add
+            _new_sample(
+                filepaths[p], staging, source_indices[p], labels[p], hashes[p],
+                {GROUND_TRUTH_ORIGINAL: fo.Classification(label=labels[p]), REVIEW_DECISION: None, REVIEW_LABEL: None},
+            )
+            for p in to_add
         ]
         try:
             # Samples built here have known types: skip FiftyOne's per-sample validation (4x faster).
@@ -254,7 +286,7 @@ def replace_split(
 ) -> int:
     """Make `split` hold exactly these new samples (plus any `extra_fields` values); other splits
     are untouched. For derived sets (the augmented samples), which are rebuilt whole."""
-    with _file_lock(f"ingest-{dataset.name}-{split}"):
+    with split_lock(dataset, split):
         staging = STAGING_PREFIX + split
         dataset.delete_samples(dataset.match(F(SPLIT) == staging))
         samples = [
@@ -281,7 +313,7 @@ def declare_field(dataset: fo.Dataset, field: str, ftype, **kwargs) -> None:
     """
     if field in dataset.get_field_schema():
         return
-    with _file_lock(f"dataset-{dataset.name}"):
+    with exclusive(f"dataset-{dataset.name}"):
         dataset.reload()
         if field not in dataset.get_field_schema():
             dataset.add_sample_field(field, ftype, **kwargs)
@@ -291,7 +323,7 @@ def save_view(dataset: fo.Dataset, name: str, view) -> None:
     """Save (or replace) a named view. The names live in one list on the dataset's document, which
     partitions running at once in other processes rewrite in turn (a stale copy lost another
     split's view, and then failed replacing its own): so under the dataset's lock, reloaded first."""
-    with _file_lock(f"dataset-{dataset.name}"):
+    with exclusive(f"dataset-{dataset.name}"):
         dataset.reload()
         dataset.save_view(name, view, overwrite=True)
 

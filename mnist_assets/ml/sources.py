@@ -142,3 +142,14 @@ def _image_files(spec: DatasetSpec, split: str, part: SourcePart, hashes: list[s
     return [
         f"{spec.name}/{PurePosixPath(name).with_suffix('')}-{image_hash[:12]}.png" for name, image_hash in zip(part.files, hashes)
     ]
+
+
+def decision_sources(arrays: SourceArrays, spec: DatasetSpec) -> dict[str, dict[int, tuple[str, str]]]:
+    """Per split, every sample the source holds (no limit): source index -> (pixel hash, class name).
+    Decision files are checked against it."""
+    classes = spec.classes()
+    found = {}
+    for split in ("train", "validation", "test"):
+        data = split_of(arrays, spec, split, None)
+        found[split] = {int(index): (image_hash, classes[int(label)]) for index, image_hash, label in zip(data.indices, data.hashes, data.labels)}
+    return found

@@ -142,7 +142,7 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
     """Each per-split asset with its three partitions running at once (what "Materialize all" does)."""
     settings = make_settings(limit=300, epochs=1)
     env = subprocess_env(settings, MNIST_ASSETS_EPOCHS=1)
-    materialize_splits_at_once(env, "mnist/raw_dataset,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions")
+    materialize_splits_at_once(env, "mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions")
     assert dg.materialize([asset("lenet_checkpoint"), asset("lenet_oof_predictions")], resources={"settings": settings}).success
     materialize_splits_at_once(env, "mnist/lenet_predictions,mnist/fold_ensemble_predictions,mnist/lenet_embeddings,mnist/hardness_scores")
     dataset = settings.store("mnist").dataset()

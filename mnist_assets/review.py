@@ -1,0 +1,119 @@
+"""Record label decisions from a file or from Python, and see where a dataset's review stands.
+
+    python -m mnist_assets.review import FILE [--dataset mnist] [--split test] [--no-apply]
+    python -m mnist_assets.review status [--dataset mnist]
+
+`import` checks every row of a CSV (`source_index,decision,label`, optional `split` and `note`; `#`
+lines are comments) or JSON file against the dataset's source, adds the decisions to the dataset's
+review log (all of them, or none with every bad row named), then materializes `label_review` for
+each split they touch in the Dagster instance the UI reads, so the labels in use change at once and
+automation re-runs what depends on them. `make review DECISIONS=FILE` runs it.
+
+From Python:
+
+    from mnist_assets.review import record_decisions
+    record_decisions("mnist", [{"split": "test", "source_index": 947, "decision": "relabel", "label": "9"}])
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mnist_assets.ml.decisions import SPLITS, DecisionError
+
+
+def _dataset(name: str):
+    from mnist_assets.pipeline import declared_spec
+    from mnist_assets.resources import MnistSettings
+
+    settings = MnistSettings.from_env()
+    return declared_spec(name), settings, settings.store(name)
+
+
+def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: str = "python"):
+    """Check and record decisions (dicts with split, source_index, decision, label) for a declared
+    dataset; with `apply`, materialize label_review for the splits they touch. Returns the decisions."""
+    from mnist_assets.ml.decisions import record_rows
+
+    spec, settings, store = _dataset(dataset)
+    decisions = record_rows(store.decision_log(), list(enumerate(rows, start=1)), via, spec, settings.source_dir, settings.downloads_dir)
+    if apply:
+        apply_review(dataset, sorted({d.split for d in decisions}, key=SPLITS.index))
+    return decisions
+
+
+def import_file(dataset: str, path: str, split: str | None = None, apply: bool = True):
+    """`record_decisions` for a decision file; `split` fills rows without one."""
+    from mnist_assets.ml.decisions import import_decision_file
+
+    spec, settings, store = _dataset(dataset)
+    decisions = import_decision_file(store.decision_log(), path, spec, settings.source_dir, settings.downloads_dir, split)
+    if apply:
+        apply_review(dataset, sorted({d.split for d in decisions}, key=SPLITS.index))
+    return decisions
+
+
+def apply_review(dataset: str, splits: list[str]) -> None:
+    """Materialize `<dataset>/label_review[split]` for each split, in the instance the UI reads."""
+    import dagster as dg
+
+    from mnist_assets.definitions import defs
+    from mnist_assets.environment import dagster_home
+    from mnist_assets.run_all import materialize_stage, summarize
+
+    dagster_home().mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.get()
+    for split in splits:
+        result = materialize_stage(instance, [dg.AssetKey([dataset, "label_review"])], split, defs.resources)
+        lines, failures = summarize(result, split)
+        print("\n".join(lines + failures))
+        if not result.success:
+            raise SystemExit(f"{dataset}/label_review[{split}] failed; see above.")
+
+
+def status(dataset: str) -> list[dict]:
+    """Per split: the decisions in force by kind, stale ones, and the review queue's length."""
+    from mnist_assets.ml.decisions import SplitSamples, plan_apply
+    from mnist_assets.ml.field_names import review_queue_view_name
+    from mnist_assets.ml.fiftyone_store import split_view
+
+    _, _, store = _dataset(dataset)
+    if not store.exists():
+        raise SystemExit(f"dataset {store.name!r} does not exist yet; materialize {dataset}/raw_dataset first (`make run`).")
+    data, decisions = store.dataset(), store.decision_log().by_key()
+    rows = []
+    for split in SPLITS:
+        plan = plan_apply(SplitSamples.read(split_view(data, split)), split, decisions)
+        queue = review_queue_view_name(split)
+        pending = len(data.load_saved_view(queue)) if queue in data.list_saved_views() else None
+        rows.append({"split": split, **plan.counts(), "stale": len(plan.stale), "pending": pending})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    importing = commands.add_parser("import", help="record the decisions of a CSV or JSON file")
+    importing.add_argument("file")
+    importing.add_argument("--dataset", default="mnist")
+    importing.add_argument("--split", choices=SPLITS, help="the split of rows that name none")
+    importing.add_argument("--no-apply", action="store_true", help="only record; label_review applies them later")
+    showing = commands.add_parser("status", help="decisions in force, stale ones and pending reviews per split")
+    showing.add_argument("--dataset", default="mnist")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "import":
+            decisions = import_file(args.dataset, args.file, args.split, apply=not args.no_apply)
+            print(f"recorded {len(decisions)} decisions from {args.file} in {_dataset(args.dataset)[2].decision_log().path}")
+        else:
+            for row in status(args.dataset):
+                print("  ".join(f"{key}={value}" for key, value in row.items()))
+    except (DecisionError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

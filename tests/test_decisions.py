@@ -1,0 +1,221 @@
+"""The review log and its meeting with a real FiftyOne split: collect, apply, files, concurrency."""
+
+import json
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from mnist_assets.ml.decisions import (
+    Decision,
+    DecisionError,
+    DecisionLog,
+    SplitSamples,
+    collect,
+    decisions_from_rows,
+    fold,
+    read_decision_file,
+    review_split,
+    undecided,
+)
+from mnist_assets.ml.fiftyone_store import get_dataset, split_view, sync_split, usable_view
+from mnist_assets.ml.locks import exclusive
+from mnist_assets.ml.sources import pixel_hashes
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def decision(kind, label=None, image_hash="h", via="python", index=5, split="test"):
+    return Decision(split, index, image_hash, kind, label, None, "3", "2026-12-01T00:00:00+00:00", via)
+
+
+def test_the_latest_decision_wins_and_stale_ones_are_not_applied():
+    state, stale = fold([decision("relabel", "8"), decision("exclude")], "3", "h")
+    assert (state.label, state.decision, state.excluded) == ("8", "exclude", True)  # exclusion keeps the label in use
+    state, _ = fold([decision("relabel", "8"), decision("confirm")], "3", "h")
+    assert (state.label, state.decision) == ("3", "confirm")
+    state, _ = fold([decision("relabel", "3")], "3", "h")  # relabelled to the source's label: a confirmation
+    assert (state.label, state.decision) == ("3", "confirm")
+    state, stale = fold([decision("relabel", "8", image_hash="old")], "3", "new")
+    assert (state.label, state.decision) == ("3", None) and len(stale) == 1
+
+
+@pytest.fixture
+def test_split(make_settings, mnist):
+    """The first 40 real MNIST test images as a split of a fresh dataset, and its review log."""
+    settings = make_settings()
+    store = settings.store("mnist")
+    dataset = store.dataset()
+    images, labels, indices = mnist.test_images[:40], mnist.test_labels[:40], np.arange(40)
+    paths = [f"/data/t10k/{i:05d}.png" for i in indices]
+
+    def ingest(into=dataset):
+        return sync_split(into, "test", paths, labels, indices, pixel_hashes(images), DIGITS)
+
+    ingest()
+    return dataset, store.decision_log(), ingest
+
+
+def by_index(view, index):
+    return view.match({"source_index": index}).first()
+
+
+def test_app_edits_and_tags_are_recorded_once_and_applied(test_split, mnist):
+    dataset, log, _ = test_split
+    view = split_view(dataset, "test")
+    edited, tagged, excluded, confirmed = by_index(view, 1), by_index(view, 2), by_index(view, 3), by_index(view, 4)
+    new_label = str((int(edited.ground_truth.label) + 1) % 10)
+    edited.ground_truth.label = new_label  # exactly what the App's label editor writes
+    edited.save()
+    view.select([tagged.id]).tag_samples("relabel:7")
+    view.select([excluded.id]).tag_samples("review:exclude")
+    view.select([confirmed.id]).tag_samples("review:ok")
+
+    result = review_split(split_view(dataset, "test"), "test", log, DIGITS)
+    assert sorted((d.source_index, d.decision, d.label, d.via) for d in result.new) == [
+        (1, "relabel", new_label, "app"), (2, "relabel", "7", "tag:relabel:7"), (3, "exclude", None, "tag:review:exclude"),
+        (4, "confirm", None, "tag:review:ok"),
+    ]
+    assert all(d.image_hash == by_index(view, d.source_index).image_hash for d in result.new)
+    assert not result.rejected and result.plan.counts() == {"relabel": 2, "exclude": 1, "confirm": 1}
+    view = split_view(dataset, "test")
+    assert by_index(view, 2).ground_truth.label == "7" and by_index(view, 2).ground_truth_original.label == str(mnist.test_labels[2])
+    assert by_index(view, 3).review_decision == "exclude" and "review:exclude" in by_index(view, 3).tags  # tags stay
+    assert len(usable_view(dataset, "test")) == 39
+    # Nothing new the second time: tags already recorded, labels as the log says.
+    again = review_split(split_view(dataset, "test"), "test", log, DIGITS)
+    assert again.new == [] and again.written == 0 and len(log.read()) == 4
+
+
+def test_a_label_outside_the_classes_is_reported_and_left_as_set(test_split):
+    dataset, log, _ = test_split
+    sample = by_index(split_view(dataset, "test"), 6)
+    sample.ground_truth.label = "seven"
+    sample.save()
+    split_view(dataset, "test").select([by_index(split_view(dataset, "test"), 7).id]).tag_samples(["relabel:1", "relabel:2"])
+    result = review_split(split_view(dataset, "test"), "test", log, DIGITS)
+    assert result.new == [] and log.read() == []
+    assert len(result.rejected) == 2 and "'seven' is not a declared class" in result.rejected[0] and "more than one class" in result.rejected[1]
+    assert by_index(split_view(dataset, "test"), 6).ground_truth.label == "seven"  # the person fixes it
+
+
+def test_decisions_survive_a_reingest_and_a_rebuilt_dataset(test_split):
+    dataset, log, ingest = test_split
+    sample = by_index(split_view(dataset, "test"), 9)
+    sample_id, label = sample.id, str((int(sample.ground_truth.label) + 3) % 10)
+    sample.ground_truth.label = label
+    sample.save()
+    dataset.select([sample_id]).tag_samples("my-own-tag")
+    changes = ingest()  # the weekly refresh's re-ingest, before any review ran
+    assert changes["kept"] == 40 and changes["replaced"] == 0
+    kept = by_index(split_view(dataset, "test"), 9)
+    assert (kept.id, kept.ground_truth.label, "my-own-tag" in kept.tags) == (sample_id, label, True)
+    review_split(split_view(dataset, "test"), "test", log, DIGITS)
+    assert [(d.source_index, d.label) for d in log.read()] == [(9, label)]
+    name = dataset.name
+    dataset.delete()  # as good as a fresh database: the log lives outside it
+    rebuilt = get_dataset(name)
+    ingest(rebuilt)
+    assert by_index(split_view(rebuilt, "test"), 9).ground_truth.label != label  # the source's label, until reviewed
+    review_split(split_view(rebuilt, "test"), "test", log, DIGITS)
+    assert by_index(split_view(rebuilt, "test"), 9).ground_truth.label == label
+
+
+def test_review_queue_drops_a_sample_the_moment_someone_acts(test_split):
+    dataset, log, _ = test_split
+    view = split_view(dataset, "test")
+    queue = undecided(view)
+    assert len(queue) == 40
+    view.select([by_index(view, 1).id]).tag_samples("review:ok")
+    sample = by_index(view, 2)
+    sample.ground_truth.label = str((int(sample.ground_truth.label) + 1) % 10)
+    sample.save()
+    assert len(undecided(split_view(dataset, "test"))) == 38  # before any review ran
+    review_split(split_view(dataset, "test"), "test", log, DIGITS)
+    assert len(undecided(split_view(dataset, "test"))) == 38
+
+
+def test_a_changed_image_makes_its_decision_stale(test_split, mnist):
+    dataset, log, _ = test_split
+    sample = by_index(split_view(dataset, "test"), 11)
+    log.append([Decision("test", 11, "not-these-pixels", "relabel", "0", None, sample.ground_truth.label, "t", "python")])
+    result = review_split(split_view(dataset, "test"), "test", log, DIGITS)
+    assert len(result.plan.stale) == 1 and by_index(split_view(dataset, "test"), 11).ground_truth.label == str(mnist.test_labels[11])
+
+
+SOURCES = {"test": {947: ("h947", "8"), 3: ("h3", "0")}, "train": {}, "validation": {}}
+
+
+def test_a_decision_file_is_checked_row_by_row(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("# a comment\nsource_index,decision,label\n947,relabel,9\n3,exclude,\n")
+    rows = read_decision_file(good, default_split="test")
+    decisions = decisions_from_rows(rows, "file:good.csv", SOURCES, DIGITS)
+    assert [(d.source_index, d.decision, d.label, d.image_hash, d.original_label, d.via) for d in decisions] == [
+        (947, "relabel", "9", "h947", "8", "file:good.csv:3"), (3, "exclude", None, "h3", "0", "file:good.csv:4")]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("split,source_index,decision,label\ntest,947,relabel,nine\ntest,99999,confirm,\ntest,3,erase,\n"
+                   "test,3,exclude,4\nsplit9,3,confirm,\ntest,x,confirm,\ntest,947,confirm,\n")
+    with pytest.raises(DecisionError) as refused:
+        decisions_from_rows(read_decision_file(bad), "file:bad.csv", SOURCES, DIGITS)
+    message = str(refused.value)
+    assert message.startswith("6 of 7 decisions refused, none recorded")
+    for expected in ("line 2: relabel needs a declared class", "line 3: no test sample has source_index 99999", "line 4: decision 'erase'",
+                     "line 5: exclude takes no label", "line 6: split 'split9'", "line 7: source_index 'x'"):
+        assert expected in message
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("d.json", "[{\"source_index\": 3,", "is not valid JSON"),
+    ("d.json", "{\"source_index\": 3}", "expected a JSON list"),
+    ("d.csv", "index,verdict\n3,exclude\n", "the header lacks ['decision', 'source_index']"),
+    ("d.csv", "# only a comment\n", "holds no decisions"),
+    ("d.txt", "source_index,decision\n", "decision files are .csv or .json"),
+])
+def test_malformed_decision_files_are_refused_with_the_fix(tmp_path, name, text, expected):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DecisionError) as refused:
+        read_decision_file(path)
+    assert expected in str(refused.value)
+
+
+def test_json_decision_files_read_like_csv(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"split": "test", "source_index": 947, "decision": "relabel", "label": "9"}]))
+    assert [d.label for d in decisions_from_rows(read_decision_file(path), "file:d.json", SOURCES, DIGITS)] == ["9"]
+
+
+def _append_many(path: str, lock_name: str, worker: int, count: int) -> None:
+    log = DecisionLog(path, exclusive(lock_name))
+    for i in range(count):
+        log.append([Decision("test", worker * 1000 + i, "h", "exclude", None, "1", "1", "t", f"python:{worker}")])
+
+
+def test_concurrent_appends_lose_no_decision(tmp_path):
+    """Separate processes appending at once (the asset, the CLI, an ingest): every decision stays."""
+    path = tmp_path / "decisions.jsonl"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(str(path), f"review-test-{tmp_path.name}", w, 25)) for w in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+        assert process.exitcode == 0
+    decisions = DecisionLog(path, exclusive("unused")).read()
+    assert sorted(d.source_index for d in decisions) == sorted(w * 1000 + i for w in range(3) for i in range(25))
+
+
+def test_a_damaged_log_line_is_named(tmp_path):
+    path = tmp_path / "decisions.jsonl"
+    path.write_text('{"split": "test"}\n')
+    with pytest.raises(DecisionError, match="line 1 is not a decision"):
+        DecisionLog(path, exclusive("unused")).read()
+
+
+def test_split_samples_read_one_query(test_split):
+    dataset, _, _ = test_split
+    samples = SplitSamples.read(split_view(dataset, "test"))
+    assert len(samples.ids) == 40 and samples.source_index == list(range(40)) and samples.label == samples.original
+    assert collect(samples, "test", {}, DIGITS).new == []
