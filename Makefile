@@ -6,10 +6,11 @@ STAMP := $(VENV)/.setup-done
 PORT ?= 3000
 APP_PORT ?= 5151
 DATASET ?= mnist
+WORKER ?= $(shell hostname)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run test ui app bench clean review
+.PHONY: setup run test ui app bench clean review worker
 
 setup: $(STAMP)
 
@@ -29,6 +30,11 @@ ui: setup
 
 app: setup
 	$(PY) -m mnist_assets.app --port $(APP_PORT) --dataset $(DATASET) $(if $(VIEW),--view $(VIEW))
+
+# One Celery worker in the foreground, one step at a time (docs/scale-out.md): it needs the same
+# environment as the launcher (DAGSTER_HOME, DAGSTER_CELERY_*, DAGSTER_PG_*, MNIST_ASSETS_*, FIFTYONE_DATABASE_URI).
+worker: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml -n $(WORKER) -- --concurrency=1 --loglevel=INFO
 
 # Record the label decisions of a CSV or JSON file and apply them (mnist_assets/review.py).
 review: setup

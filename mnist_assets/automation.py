@@ -1,9 +1,10 @@
 """When assets re-run on their own: a weekly refresh of the raw data, and lineage for the rest.
 
 Only each dataset's `raw_dataset` has a clock (its cron condition). Every other asset follows
-its parents with `follows_lineage()`: Dagster's `eager()` condition, held back
-while anything upstream of it, at any depth, is still going to change. That
-extra wait is what makes one refresh run each asset once, in lineage order:
+its parents with `follows_lineage()`: Dagster's `eager()` condition, counting only parents whose
+data changed (a new data version: re-ingesting an unchanged split changes nothing downstream)
+or its own new code version, and held back while anything upstream of it, at any depth, is still
+going to change. That extra wait is what makes one refresh run each asset once, in lineage order:
 without it a per-split asset would run as soon as its split was re-ingested,
 with the old checkpoint, and again when the retrained checkpoint arrived.
 
@@ -34,11 +35,18 @@ def _only_candidates(condition: dg.AutomationCondition) -> dg.AutomationConditio
     return AC.in_latest_time_window() & condition
 
 
+def _any_parent_changed() -> dg.AutomationCondition:
+    """A parent materialized with a new data version since the last tick (not by a run that also
+    materialized this asset), or will be requested on this tick. A re-run that reproduces its data
+    (the same split re-ingested, the same labels reviewed) keeps its data version and counts not."""
+    changed = (AC.data_version_changed() & ~AC.executed_with_root_target()) | AC.will_be_requested()
+    return AC.any_deps_match(_only_candidates(changed)).with_label("any_deps_changed")
+
+
 def _will_change(depth: int) -> dg.AutomationCondition:
     """True for an asset that is running, or that is due to run because its own parents changed
     after its last request, or that has such an asset upstream (`depth` levels up)."""
-    parents_updated = AC.any_deps_match(_only_candidates(AC.newly_updated() | AC.will_be_requested()))
-    due = parents_updated.since(AC.newly_requested() | AC.newly_updated())
+    due = _any_parent_changed().since(AC.newly_requested() | AC.newly_updated())
     condition = AC.in_progress() | due
     if depth > 1:
         condition = condition | AC.any_deps_match(_will_change(depth - 1))
@@ -51,8 +59,10 @@ def upstream_settling(depth: int = GRAPH_DEPTH) -> dg.AutomationCondition:
 
 
 def follows_lineage() -> dg.AutomationCondition:
-    """`eager()`, but only once everything upstream has settled: each refresh runs the asset once."""
-    return (AC.eager() & ~upstream_settling()).with_label("follows_lineage")
+    """`eager()` on parents whose data changed or on a new code version of the asset itself, but
+    only once everything upstream has settled: each refresh runs the asset once."""
+    triggers = _any_parent_changed() | AC.code_version_changed()
+    return (AC.eager().replace("any_deps_updated", triggers) & ~upstream_settling()).with_label("follows_lineage")
 
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:

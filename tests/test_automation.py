@@ -1,11 +1,12 @@
 """What re-runs on its own: automation conditions, evaluated in process tick by tick.
 
 Each tick's requests are "run" at once by recording materializations of exactly
-what was requested, so the tests see the order and the count of every request
-a refresh leads to, without executing the assets.
+what was requested (each with a new data version: new data), so the tests see the
+order and the count of every request a refresh leads to, without executing the assets.
 """
 
 import datetime
+import itertools
 
 import dagster as dg
 import pytest
@@ -25,8 +26,15 @@ def graph():
     return defs.resolve_asset_graph()
 
 
-def report(instance, key: dg.AssetKey, partition: str | None) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+VERSIONS = itertools.count()
+
+
+def report(instance, key: dg.AssetKey, partition: str | None, data_version: str | None = None) -> None:
+    """A materialization of `key[partition]` with `data_version` (default: a new one)."""
+    version = data_version or f"v{next(VERSIONS)}"
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=key, partition=partition, tags={"dagster/data_version": version})
+    )
 
 
 def mnist(name: str) -> dg.AssetKey:
@@ -44,15 +52,15 @@ def materialize_everything(instance) -> None:
     for key in asset_graph.toposorted_asset_keys:
         node = asset_graph.get(key)
         for partition in node.partitions_def.get_partition_keys() if node.partitions_def else [None]:
-            report(instance, key, partition)
+            report(instance, key, partition, data_version=f"first-{partition}")
 
 
-def run_ticks(instance, cursor, first_time: datetime.datetime, limit: int = 30):
+def run_ticks(instance, cursor, first_time: datetime.datetime, limit: int = 30, definitions=defs):
     """Evaluate tick after tick, materializing each tick's requests, until a tick requests nothing."""
     order, time = [], first_time
     for _ in range(limit):
         time += datetime.timedelta(minutes=1)
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor, evaluation_time=time)
+        result = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=cursor, evaluation_time=time)
         cursor = result.cursor
         tick = requested(result)
         if not tick:
@@ -145,6 +153,32 @@ def test_a_decision_on_train_retrains_once_then_everything_below_once(settled):
     assert set(requests) == expected
     assert ("mnist/lenet_checkpoint", None) in order[0] and ("mnist/lenet_oof_predictions", None) in order[0]
     assert_lineage_order(order)
+
+
+def test_a_re_ingest_that_changes_nothing_re_runs_nothing(settled):
+    """The weekly refresh re-ingests every split; unchanged, each keeps its data version."""
+    instance, cursor, time = settled
+    for split in SPLITS:
+        report(instance, mnist("raw_dataset"), split, data_version=f"first-{split}")
+    order, _ = run_ticks(instance, cursor, time)
+    assert order == []
+
+
+def test_a_new_code_version_re_runs_the_asset_and_what_its_new_data_changes(settled):
+    instance, cursor, time = settled
+
+    def bump(spec):
+        return spec.replace_attributes(code_version=spec.code_version + "-changed")
+
+    checkpoint = mnist("lenet_checkpoint")
+    assets = [a.map_asset_specs(bump) if checkpoint in a.keys else a for a in defs.assets]
+    changed = dg.Definitions(assets=assets, sensors=defs.sensors, resources=defs.resources)
+    order, _ = run_ticks(instance, cursor, time, definitions=changed)
+    requests = flatten(order)
+    assert order[0] == [("mnist/lenet_checkpoint", None)] and len(requests) == len(set(requests))
+    below = {(f"mnist/{name}", split) for name in ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+             for split in SPLITS}
+    assert below | {("mnist/augmented_set", None), ("mnist/finetuned_model", None), ("mnist/model_comparison", None)} == set(requests[1:])
 
 
 def test_refreshing_test_alone_never_retrains(settled):

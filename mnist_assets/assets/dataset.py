@@ -66,8 +66,9 @@ def build(p: Pipeline) -> list:
         counts = class_counts(stored_labels, classes)
         examples = [int(np.flatnonzero(data.labels == c)[0]) for c in range(len(classes)) if (data.labels == c).any()]
         yield dg.MaterializeResult(
-            # Same samples, labels and pixels give the same data version, so the UI marks downstream
-            # assets stale only when the split's content really changed.
+            # Same source samples, labels and pixels give the same data version: the UI marks downstream
+            # assets stale, and automation re-runs them, only when the source changed. (Decisions this
+            # ingest applied change label_review's data version; the review sensor runs it for them.)
             data_version=dg.DataVersion(split_fingerprint(data.indices, data.labels, hashes)),
             metadata={
                 "count": count,

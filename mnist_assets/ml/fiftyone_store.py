@@ -29,7 +29,7 @@ from mnist_assets.ml.bulk_writes import classification_document, classification_
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, IMAGE_HASH, REVIEW_DECISION, REVIEW_LABEL, SOURCE_INDEX, SPLIT
 from mnist_assets.ml.files import atomic_write_bytes
-from mnist_assets.ml.locks import exclusive
+from mnist_assets.ml.locks import exclusive, local_file_lock
 from mnist_assets.ml.names import check_safe_name
 
 DIGITS = [str(digit) for digit in range(10)]
@@ -80,14 +80,14 @@ def connect() -> None:
 
     Concurrent first connections (e.g. Dagster's multiprocess executor) would
     each try to start the embedded mongod on the same folder and time out; a
-    file lock makes the second wait and find the first one's service.
+    file lock (the database is not there yet) makes the second wait and find the first one's service.
     """
     configure_fiftyone(fo)
     if fo.config.database_uri:
         return
     # Here, not at import: FiftyOne's service start attaches to any folder's database (above).
     fos.DatabaseService.start = _start_service_for_this_folder
-    with exclusive("fiftyone_db"):
+    with local_file_lock("fiftyone_db"):
         foo.get_db_conn()
     os.environ[PORT_OWNER_VARIABLE] = fo.config.database_dir  # for child processes: whose port they inherit
 

@@ -1,0 +1,187 @@
+"""Refresh latency, measured against `make run` of the whole graph on the same limited data in the
+same bench run, on the default executor and on Celery:
+
+- `refresh_over_make_run`: from launching a re-ingest of `mnist/raw_dataset[train]` whose content
+  changed (one more training sample) until every downstream asset partition has re-materialized
+  through `lineage_automation` under the daemon (`make ui`);
+- `backfill_over_make_run`: the UI's "Materialize all" of mnist (one backfill) through the daemon,
+  in fresh folders.
+
+    .venv/bin/python benchmarks/bench_refresh.py [--executors multiprocess celery] [--limit 300]
+
+The services come up as in the tests (tests/processes.py): `make ui` on a free port, Redis and two
+`make worker` workers for Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from processes import celery_worker, graphql, make_server, quick_run_env, redis_server, runs_in_flight  # noqa: E402
+
+SPLITS = ("train", "validation", "test")
+RESCORED = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+TIMEOUT = 3600
+
+
+def environment(root: Path, limit: int) -> dict:
+    env = quick_run_env(root, "bench")
+    env.update(MNIST_ASSETS_LIMIT=str(limit), DATASETS="mnist")
+    return env
+
+
+@contextlib.contextmanager
+def executor_services(kind: str, env: dict, root: Path):
+    """What the executor needs beside `make ui`: nothing, or Redis and two Celery workers."""
+    if kind != "celery":
+        yield {**env, "MNIST_ASSETS_EXECUTOR": kind}
+        return
+    with redis_server(root / "redis") as broker, contextlib.ExitStack() as workers:
+        env = {**env, "MNIST_ASSETS_EXECUTOR": "celery", "DAGSTER_CELERY_BROKER_URL": f"{broker}/0",
+               "DAGSTER_CELERY_BACKEND_URL": f"{broker}/1"}
+        for name in ("w1", "w2"):
+            workers.enter_context(celery_worker(name, env, root / f"{name}.log"))
+        yield env
+
+
+def make_run(env: dict) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "mnist_assets.run_all", "--datasets", "mnist"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"make run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def materializations(port: int) -> list[tuple[str, str | None, float]]:
+    data = graphql(port, "{ assetNodes { assetKey { path } assetMaterializations(limit: 1000) { partition timestamp } } }")
+    return [("/".join(node["assetKey"]["path"]), event["partition"], int(event["timestamp"]) / 1000)
+            for node in data["assetNodes"] for event in node["assetMaterializations"]]
+
+
+def wait_for(port: int, expected: set, since: float, quiet: float = 30) -> float:
+    """Until every expected (asset, partition) has materialized after `since` and no run is in flight
+    for `quiet` seconds; returns the time of the last expected materialization."""
+    deadline, quiet_since = time.time() + TIMEOUT, None
+    while time.time() < deadline:
+        new = {(name, partition): stamp for name, partition, stamp in materializations(port) if stamp >= since}
+        done = expected <= set(new) and runs_in_flight(port) == 0
+        quiet_since = (quiet_since or time.time()) if done else None
+        if quiet_since and time.time() - quiet_since > quiet:
+            return max(new[item] for item in expected)
+        time.sleep(2)
+    raise TimeoutError(f"not materialized within {TIMEOUT} s: {sorted(expected - set(new))}")
+
+
+def launch_raw_train(port: int) -> float:
+    repository = graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
+    repository = repository["repositoriesOrError"]["nodes"][0]
+    started = time.time()
+    launched = graphql(port, """
+      mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        {"params": {"selector": {"repositoryLocationName": repository["location"]["name"], "repositoryName": repository["name"],
+                                 "jobName": "mnist_raw_job"},
+                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "train"}]}}})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return started
+
+
+def refresh_expected(port: int) -> set:
+    nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
+    mnist = {"/".join(n["assetKey"]["path"]): n["partitionKeys"] for n in nodes if n["assetKey"]["path"][0] == "mnist"}
+    expected = {(name, "train") for name, partitions in mnist.items() if partitions}
+    expected |= {(f"mnist/{name}", split) for name in RESCORED for split in ("validation", "test")}
+    expected |= {(name, None) for name, partitions in mnist.items() if not partitions}
+    return expected
+
+
+def refresh(kind: str, root: Path, limit: int) -> dict:
+    """`make run` on `limit` samples, then the UI with one more training sample: the re-ingest of
+    train changes its content, and automation refreshes everything below it."""
+    env = environment(root, limit)
+    with executor_services(kind, env, root) as env:
+        baseline = make_run(env)
+        bigger = {**env, "MNIST_ASSETS_LIMIT": str(limit + 1)}
+        with make_server("ui", "PORT", bigger, "/server_info", root / "ui.log") as port:
+            wait_quiet(port)
+            started = launch_raw_train(port)
+            finished = wait_for(port, refresh_expected(port), started)
+    return {"make_run_seconds": round(baseline, 1), "refresh_seconds": round(finished - started, 1),
+            "refresh_over_make_run": round((finished - started) / baseline, 2)}
+
+
+def backfill(kind: str, root: Path, limit: int, baseline: float) -> dict:
+    """The UI's "Materialize all" of mnist in fresh folders, through the daemon."""
+    env = environment(root, limit)
+    with executor_services(kind, env, root) as env:
+        with make_server("ui", "PORT", env, "/server_info", root / "ui.log") as port:
+            nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
+            keys = [n["assetKey"]["path"] for n in nodes if n["assetKey"]["path"][0] == "mnist"]
+            started = time.time()
+            launched = graphql(port, """
+              mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+                __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+                {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True}})["launchPartitionBackfill"]
+            assert launched["__typename"] == "LaunchBackfillSuccess", launched
+            deadline, status = time.time() + TIMEOUT, None
+            while time.time() < deadline:
+                status = graphql(port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }'
+                                 % launched["backfillId"])["partitionBackfillOrError"]["status"]
+                if status not in ("REQUESTED", "IN_PROGRESS"):
+                    break
+                time.sleep(2)
+            finished = time.time()
+            assert status == "COMPLETED_SUCCESS", status
+            runs = graphql(port, '{ runsOrError(filter: {tags: [{key: "dagster/backfill", value: "%s"}]}) { ... on Runs { count } } }'
+                           % launched["backfillId"])["runsOrError"]["count"]
+    return {"backfill_seconds": round(finished - started, 1), "backfill_runs": runs,
+            "backfill_over_make_run": round((finished - started) / baseline, 2)}
+
+
+def wait_quiet(port: int, seconds: float = 20) -> None:
+    quiet_since = None
+    while True:
+        quiet_since = (quiet_since or time.time()) if runs_in_flight(port) == 0 else None
+        if quiet_since and time.time() - quiet_since > seconds:
+            return
+        time.sleep(2)
+
+
+def run(work: Path, executors=("multiprocess", "celery"), limit: int = 300) -> dict:
+    results = {"refresh_limit_per_split": limit}
+    for kind in executors:
+        suffix = "" if kind == "multiprocess" else f"_{kind}"
+        print(f"== refresh and backfill, {kind} executor", flush=True)
+        measured = refresh(kind, Path(tempfile.mkdtemp(dir=work, prefix=f"refresh-{kind}-")), limit)
+        measured.update(backfill(kind, Path(tempfile.mkdtemp(dir=work, prefix=f"backfill-{kind}-")), limit, measured["make_run_seconds"]))
+        print(json.dumps(measured), flush=True)
+        results.update({f"{key}{suffix}": value for key, value in measured.items()})
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--executors", nargs="+", default=["multiprocess", "celery"])
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--work", default=None, help="folder for the runs' data (default: a temporary one)")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_refresh_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(run(work, args.executors, args.limit), indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    main()

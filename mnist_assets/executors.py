@@ -1,0 +1,50 @@
+"""Where launched runs execute their steps, chosen by `MNIST_ASSETS_EXECUTOR`.
+
+- `multiprocess` (default): each step in a fresh process on this machine (Dagster's default).
+- `in_process`: every step of a run in the run's own process, one after another: no process start
+  and code import per step.
+- `celery`: each step on a Celery worker (`make worker`), through the broker and result backend in
+  `DAGSTER_CELERY_BROKER_URL` and `DAGSTER_CELERY_BACKEND_URL` (read by the launcher and every
+  worker). A watchdog makes the run fail, naming the step and the worker, when the worker that
+  runs a step stops answering (killed), and fails it with the fix when no worker answers for
+  `MNIST_ASSETS_CELERY_WAIT_SECONDS` (default 120), instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+EXECUTORS = ("multiprocess", "in_process", "celery")
+DEFAULT_WAIT_SECONDS = 120
+# Worker-side settings every worker must share with the launcher (deploy/celery.yaml has them too):
+# a started task records its worker, so a lost one can be named.
+CELERY_SETTINGS = {"task_track_started": True, "worker_prefetch_multiplier": 1}
+
+
+def celery_wait_seconds() -> int:
+    raw = os.environ.get("MNIST_ASSETS_CELERY_WAIT_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_WAIT_SECONDS
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(f"MNIST_ASSETS_CELERY_WAIT_SECONDS={raw!r} must be a positive whole number of seconds.")
+    return int(raw)
+
+
+def build_executor(kind: str) -> dg.ExecutorDefinition:
+    """The executor of the code location's jobs (asset runs, backfills, automation)."""
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "celery":
+        from mnist_assets.celery_executor import watched_celery_executor  # only then: celery's imports
+
+        return watched_celery_executor.configured(
+            {
+                "broker": {"env": "DAGSTER_CELERY_BROKER_URL"},
+                "backend": {"env": "DAGSTER_CELERY_BACKEND_URL"},
+                "config_source": CELERY_SETTINGS,
+                "worker_wait_seconds": celery_wait_seconds(),
+            }
+        )
+    return dg.multiprocess_executor

@@ -1,0 +1,209 @@
+"""The graph's steps on two Celery workers, as on two machines: Redis as broker, PostgreSQL for
+Dagster's runs and events (deploy/dagster-celery.yaml, the shipped file), one shared MongoDB, one
+shared data folder, and a temporary folder (where a file lock would live) of each worker's own.
+
+On limited data (100 samples per split): a slice of the graph with the three partitions of each
+per-split stage launched at once, then "Materialize all" as a backfill through the daemon; then the
+faults: a worker killed during a step, and a run with no worker left.
+"""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from processes import REPO, celery_worker, graphql, make_server, mongod_server, postgres_database, redis_server
+
+LIMIT = 100
+SPLITS = ("train", "validation", "test")
+WORKERS = ("w1", "w2")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("celery")
+    with postgres_database() as pg, mongod_server(root / "mongo") as mongo, redis_server(root / "redis") as broker:
+        home = root / "dagster_home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster-celery.yaml").read_text())
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE", "DAGSTER_"))}
+        env.update(
+            DAGSTER_HOME=str(home), DAGSTER_DISABLE_TELEMETRY="1", **pg,
+            DAGSTER_CELERY_BROKER_URL=f"{broker}/0", DAGSTER_CELERY_BACKEND_URL=f"{broker}/1",
+            MNIST_ASSETS_EXECUTOR="celery", MNIST_ASSETS_CELERY_WAIT_SECONDS="20",
+            FIFTYONE_DATABASE_URI=mongo, MNIST_ASSETS_HOME=str(root / "shared-data"), MNIST_ASSETS_NAMESPACE="celery",
+            MNIST_ASSETS_LIMIT=str(LIMIT), MNIST_ASSETS_CLIP_MODEL="mnist-tiny", MNIST_ASSETS_CLIP_PRETRAINED="none",
+            MNIST_ASSETS_DEVICE="cpu", MNIST_ASSETS_THREADS="1",
+        )
+        # The one-time set-up of docs/scale-out.md: one heavy step per worker at a time.
+        limit = subprocess.run([str(Path(sys.executable).with_name("dagster")), "instance", "concurrency", "set", "heavy", str(len(WORKERS))],
+                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert limit.returncode == 0, limit.stderr[-2000:]
+        with contextlib.ExitStack() as running:
+            workers = {}
+            for name in WORKERS:  # each its own temporary folder: no file lock could be shared
+                machine = root / f"machine-{name}"
+                machine.mkdir()
+                workers[name] = running.enter_context(celery_worker(name, {**env, "TMPDIR": str(machine)}, root / f"{name}.log"))
+            yield env, root, workers
+
+
+def materialize(env, selection: str, partition: str | None = None, config: dict | None = None, timeout: int = 600):
+    command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions", "--select", selection]
+    command += ["--partition", partition] if partition else []
+    command += ["--config-json", json.dumps(config)] if config else []
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(processes, timeout: int = 600) -> list[str]:
+    outputs = []
+    for process in processes:
+        output, _ = process.communicate(timeout=timeout)
+        assert process.returncode == 0, output[-4000:]
+        outputs.append(output)
+    return outputs
+
+
+def instance(env) -> dg.DagsterInstance:
+    os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_")})
+    return dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+
+
+def workers_of_steps(env, run_id: str | None = None) -> dict[str, set[str]]:
+    """Step key -> the Celery workers that ran it, from the event log in PostgreSQL (of every run, or one)."""
+    found: dict[str, set[str]] = {}
+    with instance(env) as dagster:
+        for run in [dagster.get_run_by_id(run_id)] if run_id else dagster.get_runs():
+            for entry in dagster.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+                if "in celery worker" in (entry.message or ""):
+                    metadata = entry.dagster_event.engine_event_data.metadata
+                    found.setdefault(entry.step_key, set()).add(metadata["Celery worker"].value)
+    return found
+
+
+def check_evaluations(env) -> list[tuple[str, bool]]:
+    """("<asset>:<check>", passed) of every check evaluation of every run."""
+    found = []
+    with instance(env) as dagster:
+        for run in dagster.get_runs():
+            for entry in dagster.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                evaluation = entry.dagster_event.event_specific_data
+                found.append((f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}", evaluation.passed))
+    return found
+
+
+def materialized(env, name: str) -> set:
+    with instance(env) as dagster:
+        key = dg.AssetKey(["mnist", name])
+        records = dagster.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=100).records
+        return {record.partition_key for record in records}
+
+
+SLICE = [
+    ("mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings", True),
+    ("mnist/lenet_checkpoint,mnist/lenet_oof_predictions", False),
+    ("mnist/lenet_predictions,mnist/fold_ensemble_predictions,mnist/lenet_embeddings,mnist/hardness_scores", True),
+]
+
+
+def test_a_slice_of_the_graph_runs_on_both_workers(cluster):
+    env, _, _ = cluster
+    for selection, per_split in SLICE:  # each per-split stage: its three partitions launched at once
+        finish([materialize(env, selection, split) for split in SPLITS] if per_split else [materialize(env, selection)])
+    ran_on = workers_of_steps(env)
+    assert {worker.split("@")[0] for workers in ran_on.values() for worker in workers} == set(WORKERS), ran_on
+    for name in ("raw_dataset", "label_review", "dataset_metadata", "clip_embeddings", "lenet_predictions", "hardness_scores"):
+        assert materialized(env, name) == set(SPLITS), name
+    assert materialized(env, "lenet_checkpoint") == {None}
+    evaluations = check_evaluations(env)
+    assert len(evaluations) >= 20 and all(passed for _, passed in evaluations), evaluations
+    assert sum(name == "mnist/hardness_scores:scores_complete" for name, _ in evaluations) == 3
+    # The shared MongoDB holds the samples every worker wrote, with the views of all three splits.
+    import pymongo
+
+    database = pymongo.MongoClient(env["FIFTYONE_DATABASE_URI"])["fiftyone"]
+    document = database["datasets"].find_one({"name": "celery-mnist"})
+    assert database[document["sample_collection_name"]].count_documents({}) == 3 * LIMIT
+    views = {view["name"] for view in database["views"].find({"_dataset_id": document["_id"]})}
+    assert {f"{view}-{split}" for view in ("likely-mislabeled", "review-queue") for split in SPLITS} <= views
+
+
+def test_materialize_all_through_the_daemon(cluster):
+    """The UI's "Materialize all" on mnist: one backfill, its runs queued and their steps on Celery."""
+    env, root, _ = cluster
+    with make_server("ui", "PORT", env, "/server_info", root / "ui.log") as port:
+        nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
+        keys = [node["assetKey"]["path"] for node in nodes if node["assetKey"]["path"][0] == "mnist"]
+        launched = graphql(port, """
+          mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+            {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True, "title": "Materialize all"}})
+        launched = launched["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        deadline, status = time.time() + 1200, None
+        while time.time() < deadline:
+            status = graphql(port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }'
+                             % launched["backfillId"])["partitionBackfillOrError"]["status"]
+            if status not in ("REQUESTED", "IN_PROGRESS"):
+                break
+            time.sleep(5)
+        assert status == "COMPLETED_SUCCESS", status
+    with instance(env) as dagster:
+        backfill_runs = dagster.get_runs(dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]}))
+    assert backfill_runs and all(run.status == dg.DagsterRunStatus.SUCCESS for run in backfill_runs)
+    for name in ("model_comparison", "finetuned_model", "augmented_set"):
+        assert None in materialized(env, name)
+    assert materialized(env, "finetuned_predictions") == set(SPLITS)
+    stepped = workers_of_steps(env)
+    assert "mnist__finetuned_model" in stepped and "mnist__model_comparison" in stepped
+
+
+def test_a_killed_worker_fails_its_step_by_name_and_the_rerun_completes(cluster):
+    env, root, workers = cluster
+    checkpoint = Path(env["MNIST_ASSETS_HOME"]) / "datasets" / "celery-mnist" / "checkpoints" / "lenet_checkpoint.pt"
+    before = checkpoint.read_bytes()
+    long_training = {"ops": {"mnist__lenet_checkpoint": {"config": {"epochs": 100000}}}}
+    run = materialize(env, "mnist/lenet_checkpoint", config=long_training)
+    deadline, victim = time.time() + 180, None
+    while victim is None and time.time() < deadline:
+        for name in WORKERS:
+            if "epoch 3/100000" in (root / f"{name}.log").read_text():
+                victim = name
+        time.sleep(0.5)
+    assert victim, "the long training never started"
+    os.killpg(workers[victim].pid, signal.SIGKILL)  # the worker, its pool process, everything
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode != 0
+    assert f"Celery worker {victim}@" in output and "while it ran step 'mnist__lenet_checkpoint'" in output
+    # Nothing half-written: the previous checkpoint whole, no temporary file beside it.
+    assert checkpoint.read_bytes() == before
+    assert [p.name for p in checkpoint.parent.iterdir() if p.name.startswith(".")] == []
+    # The same run again completes on the remaining worker (the killed one's lease on any lock ends by itself).
+    survivor = next(name for name in WORKERS if name != victim)
+    output = finish([materialize(env, "mnist/lenet_checkpoint")])[0]
+    run_id = re.search(r"([0-9a-f-]{36}) - \d+ - RUN_START", output).group(1)
+    assert {worker.split("@")[0] for worker in workers_of_steps(env, run_id)["mnist__lenet_checkpoint"]} == {survivor}
+    from mnist_assets.ml.checkpoints import load_checkpoint
+
+    assert load_checkpoint(checkpoint)["epoch"] >= 1
+
+
+def test_a_run_with_no_worker_gives_up_with_the_fix(cluster):
+    env, _, workers = cluster
+    for process in workers.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    started = time.time()
+    run = materialize(env, "mnist/raw_dataset", "test")
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode != 0 and time.time() - started < 120
+    assert "no Celery worker answered" in output and "make worker" in output

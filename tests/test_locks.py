@@ -1,0 +1,96 @@
+"""Locks every worker shares: leases in the database, taken over when a holder vanishes."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from mnist_assets.ml.locks import LeaseLock, LockTimeout
+from processes import REPO, mongod_server
+
+
+@pytest.fixture(scope="module")
+def shared_mongodb(tmp_path_factory):
+    with mongod_server(tmp_path_factory.mktemp("locks")) as uri:
+        yield uri
+
+
+@pytest.fixture
+def collection(shared_mongodb, request):
+    import pymongo
+
+    return pymongo.MongoClient(shared_mongodb)["locks_test"][request.node.name[:60]]
+
+
+def test_one_holder_at_a_time_and_the_timeout_names_it(collection):
+    first, second = LeaseLock("dataset-x", collection), LeaseLock("dataset-x", collection, timeout=0.5)
+    with first:
+        with first:  # re-entrant in its own process
+            pass
+        with pytest.raises(LockTimeout, match=r"lock 'dataset-x' is held by process \d+ on .*waited 0 s"):
+            second.acquire()
+    with second:  # released: the other one takes it at once
+        assert collection.find_one({"_id": "dataset-x"})["holder"] == second.holder
+    assert collection.find_one({"_id": "dataset-x"}) is None
+
+
+def test_a_waiting_holder_gets_the_lock_when_it_is_released(collection):
+    first, second, order = LeaseLock("ingest", collection), LeaseLock("ingest", collection, timeout=30), []
+    first.acquire()
+    waiter = threading.Thread(target=lambda: (second.acquire(), order.append("second"), second.release()))
+    waiter.start()
+    time.sleep(1.0)
+    order.append("first done")
+    first.release()
+    waiter.join(30)
+    assert order == ["first done", "second"]
+
+
+def test_a_crashed_holder_blocks_only_until_its_lease_ends(collection):
+    crashed = LeaseLock("views", collection, lease=1.5)
+    crashed.acquire()
+    crashed._stop.set()  # the process died: nobody renews or releases
+    started = time.monotonic()
+    with LeaseLock("views", collection, timeout=30):
+        waited = time.monotonic() - started
+    assert 0.5 < waited < 10
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from mnist_assets.ml.fiftyone_store import declare_field, get_dataset, save_view
+    import fiftyone as fo
+    name, worker = sys.argv[1], sys.argv[2]
+    dataset = get_dataset(name)
+    for i in range(12):
+        declare_field(dataset, f"field_{worker}_{i}", fo.FloatField)
+        save_view(dataset, f"view-{worker}-{i}", dataset.limit(i + 1))
+""")
+
+
+def test_two_machines_without_a_shared_lock_folder_lose_no_write(shared_mongodb, tmp_path):
+    """Two processes with different temporary folders (where a file lock would live) declare fields
+    and save views on one dataset at once: every field and every view is there afterwards."""
+    import pymongo
+
+    processes = []
+    for worker in ("a", "b"):
+        folder = tmp_path / f"machine-{worker}"
+        folder.mkdir()
+        env = {**os.environ, "FIFTYONE_DATABASE_URI": shared_mongodb, "TMPDIR": str(folder), "MNIST_ASSETS_HOME": str(folder / "home")}
+        processes.append(subprocess.Popen([sys.executable, "-c", WRITER, "shared-locks", worker], cwd=REPO, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for process in processes:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    database = pymongo.MongoClient(shared_mongodb)["fiftyone"]
+    document = database["datasets"].find_one({"name": "shared-locks"})
+    fields = {field["name"] for field in document["sample_fields"]}
+    assert {f"field_{w}_{i}" for w in "ab" for i in range(12)} <= fields
+    views = {view["name"] for view in database["views"].find({"_dataset_id": document["_id"]})}
+    assert views == {f"view-{w}-{i}" for w in "ab" for i in range(12)}
+    assert set(document.get("saved_views", [])) and len(document["saved_views"]) == 24
