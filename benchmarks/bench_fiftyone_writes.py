@@ -6,9 +6,8 @@ up linearly to the same count (the loop's cost per sample is constant).
 
 import time
 
-import numpy as np
-
 import fiftyone as fo
+import numpy as np
 
 from mnist_assets.ml.fiftyone_store import DIGITS, write_classifications
 
@@ -27,7 +26,9 @@ def run(view, loop_samples: int = 2000) -> dict:
     for i, sample in enumerate(subset.iter_samples(progress=False)):
         probabilities = np.exp(logits[i]) / np.exp(logits[i]).sum()
         best = int(probabilities.argmax())
-        sample["bench_predictions"] = fo.Classification(label=DIGITS[best], confidence=float(probabilities[best]), logits=logits[i].tolist())
+        sample["bench_predictions"] = fo.Classification(
+            label=DIGITS[best], confidence=float(probabilities[best]), logits=logits[i].tolist()
+        )
         sample.save()
     loop = (time.perf_counter() - started) * count / min(loop_samples, count)
     view._dataset.delete_sample_field("bench_predictions")

@@ -48,8 +48,12 @@ def executor_services(kind: str, env: dict, root: Path):
         yield {**env, "MNIST_ASSETS_EXECUTOR": kind}
         return
     with redis_server(root / "redis") as broker, contextlib.ExitStack() as workers:
-        env = {**env, "MNIST_ASSETS_EXECUTOR": "celery", "DAGSTER_CELERY_BROKER_URL": f"{broker}/0",
-               "DAGSTER_CELERY_BACKEND_URL": f"{broker}/1"}
+        env = {
+            **env,
+            "MNIST_ASSETS_EXECUTOR": "celery",
+            "DAGSTER_CELERY_BROKER_URL": f"{broker}/0",
+            "DAGSTER_CELERY_BACKEND_URL": f"{broker}/1",
+        }
         for name in ("w1", "w2"):
             workers.enter_context(celery_worker(name, env, root / f"{name}.log"))
         yield env
@@ -57,8 +61,14 @@ def executor_services(kind: str, env: dict, root: Path):
 
 def make_run(env: dict) -> float:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "mnist_assets.run_all", "--datasets", "mnist"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_assets.run_all", "--datasets", "mnist"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"make run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return time.perf_counter() - started
@@ -66,8 +76,11 @@ def make_run(env: dict) -> float:
 
 def materializations(port: int) -> list[tuple[str, str | None, float]]:
     data = graphql(port, "{ assetNodes { assetKey { path } assetMaterializations(limit: 1000) { partition timestamp } } }")
-    return [("/".join(node["assetKey"]["path"]), event["partition"], int(event["timestamp"]) / 1000)
-            for node in data["assetNodes"] for event in node["assetMaterializations"]]
+    return [
+        ("/".join(node["assetKey"]["path"]), event["partition"], int(event["timestamp"]) / 1000)
+        for node in data["assetNodes"]
+        for event in node["assetMaterializations"]
+    ]
 
 
 def wait_for(port: int, expected: set, since: float, quiet: float = 30) -> float:
@@ -88,12 +101,22 @@ def launch_raw_train(port: int) -> float:
     repository = graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
     repository = repository["repositoriesOrError"]["nodes"][0]
     started = time.time()
-    launched = graphql(port, """
+    launched = graphql(
+        port,
+        """
       mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
         __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-        {"params": {"selector": {"repositoryLocationName": repository["location"]["name"], "repositoryName": repository["name"],
-                                 "jobName": "mnist_raw_job"},
-                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "train"}]}}})["launchRun"]
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": repository["location"]["name"],
+                    "repositoryName": repository["name"],
+                    "jobName": "mnist_raw_job",
+                },
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "train"}]},
+            }
+        },
+    )["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return started
 
@@ -118,8 +141,11 @@ def refresh(kind: str, root: Path, limit: int) -> dict:
             wait_quiet(port)
             started = launch_raw_train(port)
             finished = wait_for(port, refresh_expected(port), started)
-    return {"make_run_seconds": round(baseline, 1), "refresh_seconds": round(finished - started, 1),
-            "refresh_over_make_run": round((finished - started) / baseline, 2)}
+    return {
+        "make_run_seconds": round(baseline, 1),
+        "refresh_seconds": round(finished - started, 1),
+        "refresh_over_make_run": round((finished - started) / baseline, 2),
+    }
 
 
 def backfill(kind: str, root: Path, limit: int, baseline: float) -> dict:
@@ -130,24 +156,34 @@ def backfill(kind: str, root: Path, limit: int, baseline: float) -> dict:
             nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
             keys = [n["assetKey"]["path"] for n in nodes if n["assetKey"]["path"][0] == "mnist"]
             started = time.time()
-            launched = graphql(port, """
+            launched = graphql(
+                port,
+                """
               mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
                 __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True}})["launchPartitionBackfill"]
+                {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True}},
+            )["launchPartitionBackfill"]
             assert launched["__typename"] == "LaunchBackfillSuccess", launched
             deadline, status = time.time() + TIMEOUT, None
             while time.time() < deadline:
-                status = graphql(port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }'
-                                 % launched["backfillId"])["partitionBackfillOrError"]["status"]
+                status = graphql(
+                    port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }' % launched["backfillId"]
+                )["partitionBackfillOrError"]["status"]
                 if status not in ("REQUESTED", "IN_PROGRESS"):
                     break
                 time.sleep(2)
             finished = time.time()
             assert status == "COMPLETED_SUCCESS", status
-            runs = graphql(port, '{ runsOrError(filter: {tags: [{key: "dagster/backfill", value: "%s"}]}) { ... on Runs { count } } }'
-                           % launched["backfillId"])["runsOrError"]["count"]
-    return {"backfill_seconds": round(finished - started, 1), "backfill_runs": runs,
-            "backfill_over_make_run": round((finished - started) / baseline, 2)}
+            runs = graphql(
+                port,
+                '{ runsOrError(filter: {tags: [{key: "dagster/backfill", value: "%s"}]}) { ... on Runs { count } } }'
+                % launched["backfillId"],
+            )["runsOrError"]["count"]
+    return {
+        "backfill_seconds": round(finished - started, 1),
+        "backfill_runs": runs,
+        "backfill_over_make_run": round((finished - started) / baseline, 2),
+    }
 
 
 def wait_quiet(port: int, seconds: float = 20) -> None:

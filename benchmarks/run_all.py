@@ -157,9 +157,19 @@ def print_table(results: dict) -> None:
         value = results.get(key)
         met = value is not None and (value <= bound if op == "<=" else value >= bound if op == ">=" else value < bound)
         print(f"| {key} | {value} | {op} {bound} | {'yes' if met else 'NO'} |")
-    for key in ("training_seconds", "umap_seconds_first", "umap_seconds_later", "cuda_reason", "lenet_epoch_pipeline_seconds", "lenet_epoch_limit_seconds", "lenet_epoch_peer_seconds",
-                "clip_mnist_tiny_pipeline_over_raw", "clip_vit_b_32_pipeline_over_raw",
-                "clip_mnist_tiny_pipeline_over_peer", "clip_vit_b_32_pipeline_over_peer"):
+    for key in (
+        "training_seconds",
+        "umap_seconds_first",
+        "umap_seconds_later",
+        "cuda_reason",
+        "lenet_epoch_pipeline_seconds",
+        "lenet_epoch_limit_seconds",
+        "lenet_epoch_peer_seconds",
+        "clip_mnist_tiny_pipeline_over_raw",
+        "clip_vit_b_32_pipeline_over_raw",
+        "clip_mnist_tiny_pipeline_over_peer",
+        "clip_vit_b_32_pipeline_over_peer",
+    ):
         print(f"| {key} | {results.get(key)} | | |")
     if "scaling" in results:
         print("\n| limit/split | raw_dataset s | clip_embeddings s | lenet_checkpoint s | umap s | e2e s |\n|---|---|---|---|---|---|")

@@ -8,9 +8,16 @@ going to change. That extra wait is what makes one refresh run each asset once, 
 without it a per-split asset would run as soon as its split was re-ingested,
 with the old checkpoint, and again when the retrained checkpoint arrived.
 
+One exception keeps a refresh to few runs: a parent requested on the same tick with the same
+partitioning goes into the same run (Dagster makes one run per partition key of a tick, its steps
+in lineage order), so a child need not wait for it. `with_same_run_parents` gives each asset its
+list of such parents, taken from the graph.
+
 The conditions are evaluated by `lineage_automation`, an automation condition
 sensor that is on by default and runs under the Dagster daemon (`make ui`).
 """
+
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -53,16 +60,44 @@ def _will_change(depth: int) -> dg.AutomationCondition:
     return _only_candidates(condition)
 
 
-def upstream_settling(depth: int = GRAPH_DEPTH) -> dg.AutomationCondition:
-    """True while any parent, or any asset further upstream, is running or due to run."""
-    return AC.any_deps_match(_will_change(depth)).with_label("upstream_still_changing")
+def upstream_settling(same_run_parents: Sequence[dg.AssetKey] = (), depth: int = GRAPH_DEPTH) -> dg.AutomationCondition:
+    """True while any parent, or any asset further upstream, is running or due to run; a parent in
+    `same_run_parents` that is requested on this tick does not count (it runs first in the same run,
+    and it was requested only because everything above it had settled or shares that run too)."""
+    changing = _will_change(depth)
+    if not same_run_parents:
+        return AC.any_deps_match(changing).with_label("upstream_still_changing")
+    same_run = dg.AssetSelection.assets(*same_run_parents)
+    elsewhere = AC.any_deps_match(changing).ignore(same_run)
+    waiting = AC.any_deps_match(changing & ~AC.will_be_requested()).allow(same_run)
+    return (elsewhere | waiting).with_label("upstream_still_changing")
 
 
-def follows_lineage() -> dg.AutomationCondition:
+def follows_lineage(same_run_parents: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
     """`eager()` on parents whose data changed or on a new code version of the asset itself, but
     only once everything upstream has settled: each refresh runs the asset once."""
     triggers = _any_parent_changed() | AC.code_version_changed()
-    return (AC.eager().replace("any_deps_updated", triggers) & ~upstream_settling()).with_label("follows_lineage")
+    settling = upstream_settling(same_run_parents)
+    return (AC.eager().replace("any_deps_updated", triggers) & ~settling).with_label("follows_lineage")
+
+
+def with_same_run_parents(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """The assets, each `follows_lineage` condition told which parents share its partitioning (the
+    same split, or both unpartitioned), that is, can run in the same run."""
+    partitioning = {key: asset.partitions_def for asset in assets for key in asset.keys}
+
+    def assign(spec: dg.AssetSpec) -> dg.AssetSpec:
+        condition = spec.automation_condition
+        if condition is None or condition.get_label() != "follows_lineage":
+            return spec
+        same = [
+            dep.asset_key
+            for dep in spec.deps
+            if dep.asset_key in partitioning and dep.partition_mapping is None and partitioning[dep.asset_key] == partitioning[spec.key]
+        ]
+        return spec.replace_attributes(automation_condition=follows_lineage(same))
+
+    return [asset.map_asset_specs(assign) for asset in assets]
 
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
@@ -70,7 +105,7 @@ def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
         "lineage_automation",
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=15,
+        minimum_interval_seconds=5,  # a refresh waits one interval per level of the graph
         description=(
             "Evaluates every asset's automation condition: the weekly refresh of each raw_dataset, "
             "and lineage for everything downstream of it."

@@ -90,9 +90,12 @@ class Watchdog(threading.Thread):
             lost = self._lost_workers(waiting, alive)
             if lost:
                 for step_key, worker in lost.items():
-                    self._fail(waiting.pop(step_key), f"Celery worker {worker} stopped answering while it ran step "
-                               f"{step_key!r} (killed, or cut off from the broker); nothing it half-wrote is visible. "
-                               "Launch the run again: the remaining workers take it.")
+                    self._fail(
+                        waiting.pop(step_key),
+                        f"Celery worker {worker} stopped answering while it ran step "
+                        f"{step_key!r} (killed, or cut off from the broker); nothing it half-wrote is visible. "
+                        "Launch the run again: the remaining workers take it.",
+                    )
                 for step_key, result in waiting.items():
                     if result.state == "PENDING":
                         result.revoke()
@@ -101,9 +104,12 @@ class Watchdog(threading.Thread):
                 for step_key, result in waiting.items():
                     if result.state == "PENDING":
                         result.revoke()
-                        self._fail(result, f"no Celery worker answered on {self.broker} for {self.wait} s, so step "
-                                   f"{step_key!r} never started; start one with `make worker` (same environment "
-                                   "and settings as the launcher), then launch the run again.")
+                        self._fail(
+                            result,
+                            f"no Celery worker answered on {self.broker} for {self.wait} s, so step "
+                            f"{step_key!r} never started; start one with `make worker` (same environment "
+                            "and settings as the launcher), then launch the run again.",
+                        )
 
     def _lost_workers(self, waiting: dict, alive: set) -> dict[str, str]:
         lost = {}

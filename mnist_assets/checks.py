@@ -7,9 +7,8 @@ Each function is also called directly by the tests.
 
 from __future__ import annotations
 
-import numpy as np
-
 import dagster as dg
+import numpy as np
 
 # Below this many samples class fractions are too noisy to judge balance.
 MIN_SAMPLES_FOR_BALANCE = 1000
@@ -72,9 +71,7 @@ def check_images(asset, widths: list, heights: list, channels: list, missing: in
 def check_finite(asset, name: str, values: np.ndarray, expected_shape: tuple) -> dg.AssetCheckResult:
     """All values finite and the array of the expected shape (None in the shape matches anything)."""
     values = np.asarray(values)
-    shape_ok = values.ndim == len(expected_shape) and all(
-        e is None or e == s for e, s in zip(expected_shape, values.shape)
-    )
+    shape_ok = values.ndim == len(expected_shape) and all(e is None or e == s for e, s in zip(expected_shape, values.shape))
     finite = bool(np.isfinite(values).all()) if values.size else True
     return dg.AssetCheckResult(
         asset_key=asset,
@@ -91,7 +88,11 @@ def check_accuracy_gate(asset, accuracy: float, threshold: float, limited: bool)
             asset_key=asset,
             check_name="accuracy_gate",
             passed=True,
-            metadata={"accuracy": accuracy, "threshold": threshold, "note": "skipped: limited run (raw_dataset ingested with a limit, or MNIST_ASSETS_EPOCHS set)"},
+            metadata={
+                "accuracy": accuracy,
+                "threshold": threshold,
+                "note": "skipped: limited run (raw_dataset ingested with a limit, or MNIST_ASSETS_EPOCHS set)",
+            },
         )
     return dg.AssetCheckResult(
         asset_key=asset,

@@ -7,6 +7,7 @@ import yaml
 
 from mnist_assets.assets import augmentation, clip, dataset, duplicates, lenet, quality, review
 from mnist_assets.assets.common import Pipeline
+from mnist_assets.automation import with_same_run_parents
 from mnist_assets.ml.dataset_spec import DatasetSpec, DatasetSpecError
 from mnist_assets.partitions import split_partitions
 from mnist_assets.sensors import build_review_sensor, build_source_sensor
@@ -45,7 +46,7 @@ def declared_pipeline(name: str) -> Pipeline:
 def build_pipeline_defs(spec: DatasetSpec) -> dg.Definitions:
     """Every asset under `<name>/`, with jobs per partitioning, and sensors on the source files and the review."""
     p = Pipeline(spec)
-    assets = [asset for stage in STAGES for asset in stage.build(p)]
+    assets = with_same_run_parents([asset for stage in STAGES for asset in stage.build(p)])
     per_split = [key for asset in assets if asset.partitions_def is not None for key in asset.keys]
     unpartitioned = [key for asset in assets if asset.partitions_def is None for key in asset.keys]
     raw_job = dg.define_asset_job(

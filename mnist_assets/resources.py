@@ -91,7 +91,7 @@ class MnistSettings(dg.ConfigurableResource):
         return value
 
     @classmethod
-    def from_env(cls, environ: dict | None = None) -> "MnistSettings":
+    def from_env(cls, environ: dict | None = None) -> MnistSettings:
         env = os.environ if environ is None else environ
         return cls(
             home=str(Path(env["MNIST_ASSETS_HOME"]).resolve()) if env.get("MNIST_ASSETS_HOME") else str(assets_home()),
@@ -120,14 +120,16 @@ class MnistSettings(dg.ConfigurableResource):
         """UMAP's compiled functions (ml/numba_cache.py), shared by every dataset and run."""
         return self.home_path / "numba_cache"
 
-    def store(self, dataset: str) -> "DatasetStore":
+    def store(self, dataset: str) -> DatasetStore:
         """The FiftyOne dataset and folder of one declared dataset (under the namespace, if set)."""
         from mnist_assets.ml.names import check_safe_name
 
         name = f"{self.namespace}-{dataset}" if self.namespace else dataset
         check_safe_name(name, "dataset name")
         return DatasetStore(
-            name=name, dir=self.home_path / "datasets" / name, images_dir=self.home_path / "images",
+            name=name,
+            dir=self.home_path / "datasets" / name,
+            images_dir=self.home_path / "images",
             review_dir=self.home_path / "reviews" / name,
         )
 
@@ -146,7 +148,6 @@ class MnistSettings(dg.ConfigurableResource):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-
 
 
 @dataclass(frozen=True)

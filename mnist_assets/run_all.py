@@ -78,9 +78,7 @@ def summarize(result, partition) -> tuple[list[str], list[str]]:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             materialization = event.event_specific_data.materialization
             shown = {
-                key: value.value
-                for key, value in materialization.metadata.items()
-                if key in SUMMARY_KEYS or key.endswith("_accuracy")
+                key: value.value for key, value in materialization.metadata.items() if key in SUMMARY_KEYS or key.endswith("_accuracy")
             }
             label = materialization.asset_key.to_user_string() + (f"[{partition}]" if partition else "")
             values = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())

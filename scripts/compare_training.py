@@ -14,15 +14,17 @@ import time
 import torch
 
 from mnist_assets.assets.common import split_tensors
-from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, evaluate, fit
+from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.resources import MnistSettings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", default=["lenet5:onecycle", "lenet5:series"], help="arch:recipe or arch:recipe:batch_augmentation")
+    parser.add_argument(
+        "--runs", nargs="+", default=["lenet5:onecycle", "lenet5:series"], help="arch:recipe or arch:recipe:batch_augmentation"
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=51)
     parser.add_argument("--json", help="also write the rows to this JSON file")
@@ -36,9 +38,14 @@ def main() -> None:
     rows = []
     for run in args.runs:
         arch, recipe, *augmentation = run.split(":")
-        config = TrainConfig(arch=arch, recipe=recipe, epochs=args.epochs, seed=args.seed,
-                             batch_augmentation=augmentation[0] if augmentation else "none",
-                             horizontal_flip=pipeline.spec.flips)
+        config = TrainConfig(
+            arch=arch,
+            recipe=recipe,
+            epochs=args.epochs,
+            seed=args.seed,
+            batch_augmentation=augmentation[0] if augmentation else "none",
+            horizontal_flip=pipeline.spec.flips,
+        )
         started = time.perf_counter()
         model = build_model(arch, args.seed, **pipeline.spec.model_shape())
         # fit leaves the model holding its best validation-loss state.
@@ -59,8 +66,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     print("\n| arch | recipe | batch augmentation | best epoch | val acc | test acc | s/epoch |\n|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['arch']} | {row['recipe']} | {row['batch_augmentation']} | {row['best_epoch']} | {row['val_accuracy']:.4f} "
-              f"| {row['test_accuracy']:.4f} | {row['seconds_per_epoch']} |")
+        print(
+            f"| {row['arch']} | {row['recipe']} | {row['batch_augmentation']} | {row['best_epoch']} | {row['val_accuracy']:.4f} "
+            f"| {row['test_accuracy']:.4f} | {row['seconds_per_epoch']} |"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

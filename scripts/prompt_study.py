@@ -8,7 +8,6 @@ and mnist/raw_dataset[test] materialized. Prints one table: accuracy and per-cla
 
 import argparse
 
-
 from mnist_assets.ml.clip_models import embed_images, load_clip
 from mnist_assets.ml.fiftyone_store import split_view
 from mnist_assets.ml.tensors import load_view_tensors
@@ -40,7 +39,11 @@ def main() -> None:
             classifier = text_classifier(clip, CLASS_NAME_SETS[names], TEMPLATE_SETS[template_set], settings.torch_device())
             predicted = zero_shot_logits(clip, embeddings, classifier).argmax(1)
             recall = [float((predicted[labels == d] == d).mean()) for d in range(10)]
-            print(f"| {template_set} | {names} | {preprocessing} | {float((predicted == labels).mean()):.4f} | " + " | ".join(f"{r:.3f}" for r in recall) + " |")
+            print(
+                f"| {template_set} | {names} | {preprocessing} | {float((predicted == labels).mean()):.4f} | "
+                + " | ".join(f"{r:.3f}" for r in recall)
+                + " |"
+            )
 
 
 if __name__ == "__main__":

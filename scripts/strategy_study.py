@@ -15,14 +15,14 @@ import json
 
 import numpy as np
 
-from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_images
-from mnist_assets.ml.checkpoints import load_model
 from mnist_assets.assets.augmentation import FinetuneConfig
 from mnist_assets.assets.common import split_tensors
-from mnist_assets.pipeline import declared_pipeline
+from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_images
+from mnist_assets.ml.checkpoints import load_model
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, concatenate
 from mnist_assets.ml.training import KEEP, RECIPES, TrainConfig, fit, predict
+from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.resources import MnistSettings
 
 
@@ -36,12 +36,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--recipe", default=defaults.recipe, choices=RECIPES)
-    parser.add_argument("--batch-augmentation", default=defaults.batch_augmentation, choices=BATCH_AUGMENTATIONS,
-                        help="augment every training batch on the fly")
-    parser.add_argument("--keep", default=defaults.keep, choices=KEEP,
-                        help="the state kept: lowest validation loss, or the last epoch")
-    parser.add_argument("--control", action="store_true",
-                        help="also fine-tune with no augmented set (train only), to see what the subset itself adds")
+    parser.add_argument(
+        "--batch-augmentation",
+        default=defaults.batch_augmentation,
+        choices=BATCH_AUGMENTATIONS,
+        help="augment every training batch on the fly",
+    )
+    parser.add_argument("--keep", default=defaults.keep, choices=KEEP, help="the state kept: lowest validation loss, or the last epoch")
+    parser.add_argument(
+        "--control", action="store_true", help="also fine-tune with no augmented set (train only), to see what the subset itself adds"
+    )
     parser.add_argument("--json", help="also write every run to this file")
     args = parser.parse_args()
 
@@ -65,27 +69,42 @@ def main() -> None:
             images, sources = augment_images(data["train"].images[chosen], args.copies, seed)
             extra = SplitTensors(images, data["train"].labels[chosen][sources], [f"aug-{i}" for i in range(len(images))])
             model, _ = load_model(checkpoint)
-            config = TrainConfig(arch="lenet5", recipe=args.recipe, epochs=args.epochs, lr=args.lr, seed=seed,
-                                 batch_augmentation=args.batch_augmentation, keep=args.keep)
+            config = TrainConfig(
+                arch="lenet5",
+                recipe=args.recipe,
+                epochs=args.epochs,
+                lr=args.lr,
+                seed=seed,
+                batch_augmentation=args.batch_augmentation,
+                keep=args.keep,
+            )
             fit(model, concatenate(data["train"], extra), data["validation"], config)
             correct = predict(model, data["test"])[0].argmax(1) == test_labels
             run = {
-                "strategy": strategy, "seed": seed, "selected": len(chosen),
+                "strategy": strategy,
+                "seed": seed,
+                "selected": len(chosen),
                 "test_accuracy": float(correct.mean()),
-                "fixed": int((~base_correct & correct).sum()), "broken": int((base_correct & ~correct).sum()),
+                "fixed": int((~base_correct & correct).sum()),
+                "broken": int((base_correct & ~correct).sum()),
             }
             runs.append(run)
             print(run, flush=True)
 
-    print(f"\nrecipe {args.recipe}, lr {args.lr}, {args.epochs} epochs, batch augmentation {args.batch_augmentation}, keep {args.keep}, "
-          f"budget {args.budget} x {args.copies}; LeNet {base_correct.mean():.4f}")
+    print(
+        f"\nrecipe {args.recipe}, lr {args.lr}, {args.epochs} epochs, batch augmentation {args.batch_augmentation}, keep {args.keep}, "
+        f"budget {args.budget} x {args.copies}; LeNet {base_correct.mean():.4f}"
+    )
     print("| strategy | selected | test accuracy (mean +- sd) | fixed | broken |\n|---|---|---|---|---|")
     for strategy in strategies:
         rows = [r for r in runs if r["strategy"] == strategy]
         acc = np.array([r["test_accuracy"] for r in rows])
         fixed = np.array([r["fixed"] for r in rows])
         broken = np.array([r["broken"] for r in rows])
-        print(f"| {strategy} | {rows[0]['selected']} | {acc.mean():.4f} +- {acc.std():.4f} | {fixed.mean():.1f} +- {fixed.std():.1f} | {broken.mean():.1f} +- {broken.std():.1f} |")
+        print(
+            f"| {strategy} | {rows[0]['selected']} | {acc.mean():.4f} +- {acc.std():.4f} "
+            f"| {fixed.mean():.1f} +- {fixed.std():.1f} | {broken.mean():.1f} +- {broken.std():.1f} |"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(runs, handle, indent=2)

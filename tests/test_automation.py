@@ -16,8 +16,16 @@ from mnist_assets.definitions import defs
 
 SPLITS = ("train", "validation", "test")
 PER_SPLIT_DOWNSTREAM = [
-    "label_review", "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
-    "lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions",
+    "label_review",
+    "dataset_metadata",
+    "clip_embeddings",
+    "umap_projection",
+    "zero_shot_predictions",
+    "lenet_predictions",
+    "fold_ensemble_predictions",
+    "lenet_embeddings",
+    "hardness_scores",
+    "finetuned_predictions",
 ]
 TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model"]
 
@@ -32,9 +40,7 @@ VERSIONS = itertools.count()
 def report(instance, key: dg.AssetKey, partition: str | None, data_version: str | None = None) -> None:
     """A materialization of `key[partition]` with `data_version` (default: a new one)."""
     version = data_version or f"v{next(VERSIONS)}"
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=key, partition=partition, tags={"dagster/data_version": version})
-    )
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition, tags={"dagster/data_version": version}))
 
 
 def mnist(name: str) -> dg.AssetKey:
@@ -87,14 +93,26 @@ def flatten(order):
 
 
 def assert_lineage_order(order):
-    """Every request comes in a later tick than, or the same run as, each of its parents' requests."""
+    """Every request comes in a later tick than each of its parents' requests, or in the same run
+    (the same tick and partition key: Dagster makes one run per partition key of a tick and orders
+    its steps by lineage)."""
     tick_of = {item: i for i, tick in enumerate(order) for item in tick}
     asset_graph = graph()
     for (name, partition), tick in tick_of.items():
         for parent in asset_graph.get(dg.AssetKey(name.split("/"))).parent_keys:
             for (other, other_partition), other_tick in tick_of.items():
-                if other == parent.to_user_string():
-                    assert other_tick <= tick, f"{name}[{partition}] ran before its parent {other}[{other_partition}]"
+                if other != parent.to_user_string():
+                    continue
+                if None not in (partition, other_partition) and partition != other_partition:
+                    continue  # per split, a child reads its own split of its parent
+                assert other_tick < tick or (other_tick == tick and other_partition == partition), (
+                    f"{name}[{partition}] ran before its parent {other}[{other_partition}], or beside it in another run"
+                )
+
+
+def runs_of(order) -> int:
+    """How many runs the ticks' requests make: one per partition key per tick."""
+    return sum(len({partition for _, partition in tick}) for tick in order)
 
 
 def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(settled):
@@ -106,8 +124,11 @@ def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(se
     expected = {(f"mnist/{name}", "train") for name in PER_SPLIT_DOWNSTREAM}
     # The retrained checkpoint re-scores every split; the CLIP branch of the other splits is untouched,
     # and so is every other dataset.
-    expected |= {(f"mnist/{name}", split) for split in ("validation", "test") for name in
-                 ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")}
+    expected |= {
+        (f"mnist/{name}", split)
+        for split in ("validation", "test")
+        for name in ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+    }
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks"]}
     assert set(requests) == expected
     assert_lineage_order(order)
@@ -124,9 +145,17 @@ def test_graph_depth_covers_the_longest_chain():
 
 
 # What a label decision re-runs: label_review[split] is what the review sensor materializes.
-TEST_DECISION = {(f"mnist/{name}", "test") for name in (
-    "dataset_metadata", "zero_shot_predictions", "lenet_predictions", "fold_ensemble_predictions", "hardness_scores",
-    "finetuned_predictions")} | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
+TEST_DECISION = {
+    (f"mnist/{name}", "test")
+    for name in (
+        "dataset_metadata",
+        "zero_shot_predictions",
+        "lenet_predictions",
+        "fold_ensemble_predictions",
+        "hardness_scores",
+        "finetuned_predictions",
+    )
+} | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
 
 
 def test_a_decision_on_test_re_evaluates_test_and_never_retrains(settled):
@@ -176,8 +205,11 @@ def test_a_new_code_version_re_runs_the_asset_and_what_its_new_data_changes(sett
     order, _ = run_ticks(instance, cursor, time, definitions=changed)
     requests = flatten(order)
     assert order[0] == [("mnist/lenet_checkpoint", None)] and len(requests) == len(set(requests))
-    below = {(f"mnist/{name}", split) for name in ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
-             for split in SPLITS}
+    below = {
+        (f"mnist/{name}", split)
+        for name in ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+        for split in SPLITS
+    }
     assert below | {("mnist/augmented_set", None), ("mnist/finetuned_model", None), ("mnist/model_comparison", None)} == set(requests[1:])
 
 
@@ -188,7 +220,9 @@ def test_refreshing_test_alone_never_retrains(settled):
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
     assert set(requests) == {(f"mnist/{name}", "test") for name in PER_SPLIT_DOWNSTREAM} | {
-        ("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
+        ("mnist/model_comparison", None),
+        ("mnist/duplicates_and_leaks", None),
+    }
     assert_lineage_order(order)
 
 
@@ -198,7 +232,10 @@ def test_weekly_cron_refreshes_everything_once(settled):
     assert WEEKLY_REFRESH_CRON == "0 3 * * 1"
     monday = datetime.datetime(2026, 11, 30, 2, 59)
     order, _ = run_ticks(instance, cursor, monday)
-    assert sorted(name for name, _ in order[0] if name.endswith("/raw_dataset")) == ["fashion_mnist/raw_dataset"] * 3 + ["mnist/raw_dataset"] * 3
+    assert (
+        sorted(name for name, _ in order[0] if name.endswith("/raw_dataset"))
+        == ["fashion_mnist/raw_dataset"] * 3 + ["mnist/raw_dataset"] * 3
+    )
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
     asset_graph = graph()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from processes import REPO, graphql, make_server, quick_run_env, runs_in_flight, stop_mongod, wait_until_quiet
 
 SPLITS = ["train", "validation", "test"]
@@ -51,16 +50,25 @@ def materializations(port: int) -> list[tuple[str, str | None, float]]:
 
 def test_materialize_all_backfill_completes(ui):
     nodes = asset_nodes(ui)
-    launched = graphql(ui, """
+    launched = graphql(
+        ui,
+        """
       mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
         __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-        {"params": {"assetSelection": [{"path": name.split("/")} for name in nodes], "allPartitions": True,
-                    "title": "Materialize all (test)"}})["launchPartitionBackfill"]
+        {
+            "params": {
+                "assetSelection": [{"path": name.split("/")} for name in nodes],
+                "allPartitions": True,
+                "title": "Materialize all (test)",
+            }
+        },
+    )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     deadline, status = time.time() + 1500, None
     while time.time() < deadline:
-        status = graphql(ui, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }'
-                         % launched["backfillId"])["partitionBackfillOrError"]["status"]
+        status = graphql(
+            ui, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }' % launched["backfillId"]
+        )["partitionBackfillOrError"]["status"]
         if status not in ("REQUESTED", "IN_PROGRESS"):
             break
         time.sleep(10)
@@ -78,12 +86,22 @@ def test_refreshing_train_flows_through_the_lineage_once(ui, environment):
     nodes = asset_nodes(ui)
     repository = graphql(ui, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
     repository = repository["repositoriesOrError"]["nodes"][0]
-    launched = graphql(ui, """
+    launched = graphql(
+        ui,
+        """
       mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
         __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-        {"params": {"selector": {"repositoryLocationName": repository["location"]["name"],
-                                 "repositoryName": repository["name"], "jobName": "mnist_raw_job"},
-                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "train"}]}}})["launchRun"]
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": repository["location"]["name"],
+                    "repositoryName": repository["name"],
+                    "jobName": "mnist_raw_job",
+                },
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "train"}]},
+            }
+        },
+    )["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
 
     retrained = ["lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions"]
@@ -108,8 +126,10 @@ def test_refreshing_train_flows_through_the_lineage_once(ui, environment):
     assert all(count == 1 for count in counts.values()), f"ran more than once: {[k for k, c in counts.items() if c > 1]}"
     # Lineage order: every asset after each of its (new) parents.
     when = {(name, partition): stamp for name, partition, stamp in new}
-    parents = {"/".join(node["assetKey"]["path"]): ["/".join(d["path"]) for d in node["dependencyKeys"]]
-               for node in graphql(ui, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]}
+    parents = {
+        "/".join(node["assetKey"]["path"]): ["/".join(d["path"]) for d in node["dependencyKeys"]]
+        for node in graphql(ui, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]
+    }
     for (name, partition), stamp in when.items():
         for parent in parents[name]:
             for (other, other_partition), other_stamp in when.items():
@@ -169,7 +189,11 @@ def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environme
 
     rerun = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-f", str(changed), "--select", "mnist/lenet_checkpoint"],
-        env=environment, cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=environment,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     retrained = stale_status(changed, environment["DAGSTER_HOME"])

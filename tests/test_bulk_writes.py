@@ -32,9 +32,13 @@ def test_bulk_writes_read_back_exactly_like_set_values(make_settings, monkeypatc
     # FiftyOne's way: Classification objects through set_values.
     probabilities = softmax(logits, axis=1)
     dataset.add_sample_field("reference", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
-    dataset.set_values("reference", [
-        fo.Classification(label=classes[p.argmax()], confidence=float(p.max()), logits=row.tolist()) for p, row in zip(probabilities, logits)
-    ])
+    dataset.set_values(
+        "reference",
+        [
+            fo.Classification(label=classes[p.argmax()], confidence=float(p.max()), logits=row.tolist())
+            for p, row in zip(probabilities, logits)
+        ],
+    )
     dataset.add_sample_field("reference_score", fo.FloatField)
     dataset.set_values("reference_score", probabilities[:, 0].tolist())
     embeddings = np.random.default_rng(1).normal(size=(COUNT, 84)).astype(np.float32)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from processes import REPO, celery_worker, graphql, make_server, mongod_server, postgres_database, redis_server
 
 LIMIT = 100
@@ -36,16 +35,31 @@ def cluster(tmp_path_factory):
         (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster-celery.yaml").read_text())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE", "DAGSTER_"))}
         env.update(
-            DAGSTER_HOME=str(home), DAGSTER_DISABLE_TELEMETRY="1", **pg,
-            DAGSTER_CELERY_BROKER_URL=f"{broker}/0", DAGSTER_CELERY_BACKEND_URL=f"{broker}/1",
-            MNIST_ASSETS_EXECUTOR="celery", MNIST_ASSETS_CELERY_WAIT_SECONDS="20",
-            FIFTYONE_DATABASE_URI=mongo, MNIST_ASSETS_HOME=str(root / "shared-data"), MNIST_ASSETS_NAMESPACE="celery",
-            MNIST_ASSETS_LIMIT=str(LIMIT), MNIST_ASSETS_CLIP_MODEL="mnist-tiny", MNIST_ASSETS_CLIP_PRETRAINED="none",
-            MNIST_ASSETS_DEVICE="cpu", MNIST_ASSETS_THREADS="1",
+            DAGSTER_HOME=str(home),
+            DAGSTER_DISABLE_TELEMETRY="1",
+            **pg,
+            DAGSTER_CELERY_BROKER_URL=f"{broker}/0",
+            DAGSTER_CELERY_BACKEND_URL=f"{broker}/1",
+            MNIST_ASSETS_EXECUTOR="celery",
+            MNIST_ASSETS_CELERY_WAIT_SECONDS="20",
+            FIFTYONE_DATABASE_URI=mongo,
+            MNIST_ASSETS_HOME=str(root / "shared-data"),
+            MNIST_ASSETS_NAMESPACE="celery",
+            MNIST_ASSETS_LIMIT=str(LIMIT),
+            MNIST_ASSETS_CLIP_MODEL="mnist-tiny",
+            MNIST_ASSETS_CLIP_PRETRAINED="none",
+            MNIST_ASSETS_DEVICE="cpu",
+            MNIST_ASSETS_THREADS="1",
         )
         # The one-time set-up of docs/scale-out.md: one heavy step per worker at a time.
-        limit = subprocess.run([str(Path(sys.executable).with_name("dagster")), "instance", "concurrency", "set", "heavy", str(len(WORKERS))],
-                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        limit = subprocess.run(
+            [str(Path(sys.executable).with_name("dagster")), "instance", "concurrency", "set", "heavy", str(len(WORKERS))],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert limit.returncode == 0, limit.stderr[-2000:]
         with contextlib.ExitStack() as running:
             workers = {}
@@ -57,7 +71,15 @@ def cluster(tmp_path_factory):
 
 
 def materialize(env, selection: str, partition: str | None = None, config: dict | None = None, timeout: int = 600):
-    command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions", "--select", selection]
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "asset",
+        "materialize",
+        "-m",
+        "mnist_assets.definitions",
+        "--select",
+        selection,
+    ]
     command += ["--partition", partition] if partition else []
     command += ["--config-json", json.dumps(config)] if config else []
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -142,16 +164,20 @@ def test_materialize_all_through_the_daemon(cluster):
     with make_server("ui", "PORT", env, "/server_info", root / "ui.log") as port:
         nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
         keys = [node["assetKey"]["path"] for node in nodes if node["assetKey"]["path"][0] == "mnist"]
-        launched = graphql(port, """
+        launched = graphql(
+            port,
+            """
           mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-            {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True, "title": "Materialize all"}})
+            {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True, "title": "Materialize all"}},
+        )
         launched = launched["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         deadline, status = time.time() + 1200, None
         while time.time() < deadline:
-            status = graphql(port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }'
-                             % launched["backfillId"])["partitionBackfillOrError"]["status"]
+            status = graphql(
+                port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }' % launched["backfillId"]
+            )["partitionBackfillOrError"]["status"]
             if status not in ("REQUESTED", "IN_PROGRESS"):
                 break
             time.sleep(5)

@@ -10,13 +10,13 @@ import subprocess
 import dagster as dg
 import numpy as np
 import pytest
-from pydantic import ValidationError
-
 import torch
-from PIL import Image
-
 from graph import asset
 from image_folders import FOLDER_CLASSES, folder_declaration, write_image_folder
+from PIL import Image
+from processes import REPO
+from pydantic import ValidationError
+
 from mnist_assets.ml.dataset_spec import FASHION, DatasetSpec
 from mnist_assets.ml.fiftyone_store import split_view
 from mnist_assets.ml.folder_source import FolderSourceError
@@ -24,7 +24,6 @@ from mnist_assets.ml.mnist_source import DEBIAN_FASHION_MNIST, MnistSourceError,
 from mnist_assets.ml.sources import load_source, split_of
 from mnist_assets.pipeline import build_pipeline_defs
 from mnist_assets.run_all import materialize_stage, stages
-from processes import REPO
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +212,11 @@ def test_a_folder_dataset_goes_through_every_asset(make_settings, clothes_folder
 
     store = settings.store("my_clothes")
     dataset = store.dataset()
-    assert {split: len(split_view(dataset, split)) for split in ("train", "validation", "test")} == {"train": 408, "validation": 72, "test": 120}
+    assert {split: len(split_view(dataset, split)) for split in ("train", "validation", "test")} == {
+        "train": 408,
+        "validation": 72,
+        "test": 120,
+    }
     test = split_view(dataset, "test")
     widths, channels = test.values(["metadata.width", "metadata.num_channels"])
     assert set(widths) == {32} and set(channels) == {3}

@@ -73,7 +73,9 @@ def test_app_edits_and_tags_are_recorded_once_and_applied(test_split, mnist):
 
     result = review_split(split_view(dataset, "test"), "test", log, DIGITS)
     assert sorted((d.source_index, d.decision, d.label, d.via) for d in result.new) == [
-        (1, "relabel", new_label, "app"), (2, "relabel", "7", "tag:relabel:7"), (3, "exclude", None, "tag:review:exclude"),
+        (1, "relabel", new_label, "app"),
+        (2, "relabel", "7", "tag:relabel:7"),
+        (3, "exclude", None, "tag:review:exclude"),
         (4, "confirm", None, "tag:review:ok"),
     ]
     assert all(d.image_hash == by_index(view, d.source_index).image_hash for d in result.new)
@@ -95,7 +97,11 @@ def test_a_label_outside_the_classes_is_reported_and_left_as_set(test_split):
     split_view(dataset, "test").select([by_index(split_view(dataset, "test"), 7).id]).tag_samples(["relabel:1", "relabel:2"])
     result = review_split(split_view(dataset, "test"), "test", log, DIGITS)
     assert result.new == [] and log.read() == []
-    assert len(result.rejected) == 2 and "'seven' is not a declared class" in result.rejected[0] and "more than one class" in result.rejected[1]
+    assert (
+        len(result.rejected) == 2
+        and "'seven' is not a declared class" in result.rejected[0]
+        and "more than one class" in result.rejected[1]
+    )
     assert by_index(split_view(dataset, "test"), 6).ground_truth.label == "seven"  # the person fixes it
 
 
@@ -152,27 +158,40 @@ def test_a_decision_file_is_checked_row_by_row(tmp_path):
     rows = read_decision_file(good, default_split="test")
     decisions = decisions_from_rows(rows, "file:good.csv", SOURCES, DIGITS)
     assert [(d.source_index, d.decision, d.label, d.image_hash, d.original_label, d.via) for d in decisions] == [
-        (947, "relabel", "9", "h947", "8", "file:good.csv:3"), (3, "exclude", None, "h3", "0", "file:good.csv:4")]
+        (947, "relabel", "9", "h947", "8", "file:good.csv:3"),
+        (3, "exclude", None, "h3", "0", "file:good.csv:4"),
+    ]
 
     bad = tmp_path / "bad.csv"
-    bad.write_text("split,source_index,decision,label\ntest,947,relabel,nine\ntest,99999,confirm,\ntest,3,erase,\n"
-                   "test,3,exclude,4\nsplit9,3,confirm,\ntest,x,confirm,\ntest,947,confirm,\n")
+    bad.write_text(
+        "split,source_index,decision,label\ntest,947,relabel,nine\ntest,99999,confirm,\ntest,3,erase,\n"
+        "test,3,exclude,4\nsplit9,3,confirm,\ntest,x,confirm,\ntest,947,confirm,\n"
+    )
     with pytest.raises(DecisionError) as refused:
         decisions_from_rows(read_decision_file(bad), "file:bad.csv", SOURCES, DIGITS)
     message = str(refused.value)
     assert message.startswith("6 of 7 decisions refused, none recorded")
-    for expected in ("line 2: relabel needs a declared class", "line 3: no test sample has source_index 99999", "line 4: decision 'erase'",
-                     "line 5: exclude takes no label", "line 6: split 'split9'", "line 7: source_index 'x'"):
+    for expected in (
+        "line 2: relabel needs a declared class",
+        "line 3: no test sample has source_index 99999",
+        "line 4: decision 'erase'",
+        "line 5: exclude takes no label",
+        "line 6: split 'split9'",
+        "line 7: source_index 'x'",
+    ):
         assert expected in message
 
 
-@pytest.mark.parametrize("name, text, expected", [
-    ("d.json", "[{\"source_index\": 3,", "is not valid JSON"),
-    ("d.json", "{\"source_index\": 3}", "expected a JSON list"),
-    ("d.csv", "index,verdict\n3,exclude\n", "the header lacks ['decision', 'source_index']"),
-    ("d.csv", "# only a comment\n", "holds no decisions"),
-    ("d.txt", "source_index,decision\n", "decision files are .csv or .json"),
-])
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("d.json", '[{"source_index": 3,', "is not valid JSON"),
+        ("d.json", '{"source_index": 3}', "expected a JSON list"),
+        ("d.csv", "index,verdict\n3,exclude\n", "the header lacks ['decision', 'source_index']"),
+        ("d.csv", "# only a comment\n", "holds no decisions"),
+        ("d.txt", "source_index,decision\n", "decision files are .csv or .json"),
+    ],
+)
 def test_malformed_decision_files_are_refused_with_the_fix(tmp_path, name, text, expected):
     path = tmp_path / name
     path.write_text(text)

@@ -4,8 +4,8 @@ import dagster as dg
 import numpy as np
 import pytest
 import torch
-
 from graph import asset
+
 from mnist_assets.definitions import defs
 from mnist_assets.ml.checkpoints import load_checkpoint, load_models
 from mnist_assets.ml.fiftyone_store import split_view
@@ -15,8 +15,15 @@ from mnist_assets.run_all import materialize_stage, stages
 LIMIT = 1000
 SPLITS = ("train", "validation", "test")
 NINE = [
-    "raw_dataset", "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
-    "lenet_checkpoint", "hardness_scores", "augmented_set", "finetuned_model",
+    "raw_dataset",
+    "dataset_metadata",
+    "clip_embeddings",
+    "umap_projection",
+    "zero_shot_predictions",
+    "lenet_checkpoint",
+    "hardness_scores",
+    "augmented_set",
+    "finetuned_model",
 ]
 
 
@@ -24,8 +31,14 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     graph = defs.resolve_asset_graph()
     all_keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     names = set(NINE) | {
-        "lenet_predictions", "lenet_embeddings", "lenet_oof_predictions", "fold_ensemble_predictions", "finetuned_predictions",
-        "model_comparison", "duplicates_and_leaks", "label_review",
+        "lenet_predictions",
+        "lenet_embeddings",
+        "lenet_oof_predictions",
+        "fold_ensemble_predictions",
+        "finetuned_predictions",
+        "model_comparison",
+        "duplicates_and_leaks",
+        "label_review",
     }
     assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
     keys = {f"mnist/{name}" for name in names}
@@ -53,14 +66,22 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     assert parents["dataset_metadata"] == parents["lenet_checkpoint"] == {"mnist/label_review"}
     assert parents["lenet_embeddings"] == {"mnist/lenet_checkpoint", "mnist/raw_dataset"}  # pixels only
     assert parents["hardness_scores"] == {
-        "mnist/label_review", "mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/lenet_oof_predictions",
-        "mnist/fold_ensemble_predictions"}
+        "mnist/label_review",
+        "mnist/lenet_predictions",
+        "mnist/lenet_embeddings",
+        "mnist/lenet_oof_predictions",
+        "mnist/fold_ensemble_predictions",
+    }
     assert parents["lenet_oof_predictions"] == {"mnist/label_review"}
     assert parents["fold_ensemble_predictions"] == {"mnist/lenet_oof_predictions", "mnist/label_review"}
     assert parents["finetuned_model"] == {"mnist/lenet_checkpoint", "mnist/augmented_set", "mnist/label_review"}
     assert parents["finetuned_predictions"] == {"mnist/finetuned_model", "mnist/label_review"}
     assert parents["model_comparison"] == {
-        "mnist/lenet_predictions", "mnist/finetuned_predictions", "mnist/fold_ensemble_predictions", "mnist/label_review"}
+        "mnist/lenet_predictions",
+        "mnist/finetuned_predictions",
+        "mnist/fold_ensemble_predictions",
+        "mnist/label_review",
+    }
     assert parents["duplicates_and_leaks"] == {"mnist/label_review"}
 
 
@@ -185,7 +206,9 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     oof = materializations(results, "lenet_oof_predictions")[None]
     assert oof["count"] == LIMIT and oof["folds"] == 5 and oof["misclassified"] == round((1 - oof["accuracy"]) * LIMIT)
     # the fold models' ensemble on test, evaluated like the checkpoint's predictions
-    folds_truth, folds_predicted, folds_confidence = view.values(["ground_truth.label", "fold_ensemble_predictions.label", "fold_ensemble_predictions.confidence"])
+    folds_truth, folds_predicted, folds_confidence = view.values(
+        ["ground_truth.label", "fold_ensemble_predictions.label", "fold_ensemble_predictions.confidence"]
+    )
     folds_accuracy = float(np.mean(np.array(folds_truth) == np.array(folds_predicted)))
     folds_meta = materializations(results, "fold_ensemble_predictions")["test"]
     assert folds_meta["accuracy"] == pytest.approx(folds_accuracy) and folds_accuracy > 0.2
@@ -206,7 +229,9 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
     comparison = materializations(results, "model_comparison")[None]
     assert comparison["accuracy_lenet"] == pytest.approx(accuracy)
     assert isinstance(comparison["fixed"], int) and isinstance(comparison["broken"], int)
-    assert "ensemble (mean probability)" in comparison["label_error_rankings"] and "LeNet fold ensemble" in comparison["label_error_rankings"]
+    assert (
+        "ensemble (mean probability)" in comparison["label_error_rankings"] and "LeNet fold ensemble" in comparison["label_error_rankings"]
+    )
     assert comparison["accuracy_lenet_fold_ensemble"] == pytest.approx(folds_accuracy)
     assert 0 <= comparison["ensemble_confirmed_label_errors_in_top20"] <= comparison["ensemble_confirmed_label_errors_in_top100"] <= 1
 
@@ -222,7 +247,12 @@ def test_checkpoints_are_complete_and_safe(graph_run):
     folds = load_models(settings.store("mnist").artifact_path("checkpoints", "lenet_oof_predictions.pt"))
     assert len(folds) == 5 and {payload["settings"]["batch_augmentation"] for _, payload in folds} == {"none"}  # plain scorers
     finetuned = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
-    assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == ("onecycle", 1e-3, "affine", "last")
+    assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == (
+        "onecycle",
+        1e-3,
+        "affine",
+        "last",
+    )
     assert finetuned["augmented_count"] > 0
 
 
@@ -255,7 +285,12 @@ def test_rematerializing_an_unchanged_split_keeps_every_sample_and_field(graph_r
     result = dg.materialize([asset("raw_dataset")], partition_key="test", instance=instance, resources={"settings": settings})
     assert result.success
     metadata = {k: v.value for k, v in result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata.items()}
-    assert (metadata["samples_kept"], metadata["samples_replaced"], metadata["samples_added"], metadata["samples_removed"]) == (LIMIT, 0, 0, 0)
+    assert (metadata["samples_kept"], metadata["samples_replaced"], metadata["samples_added"], metadata["samples_removed"]) == (
+        LIMIT,
+        0,
+        0,
+        0,
+    )
     dataset.reload()
     assert {split: split_contents(dataset, split) for split in SPLITS} == before
 
@@ -345,12 +380,18 @@ def test_a_reviewers_work_survives_the_weekly_refresh_and_materialize_all(graph_
     assert view.match({"source_index": 5}).first().ground_truth.label == wrong
     assert view.match({"source_index": 5}).first().ground_truth_original.label == str(mnist.test_labels[5])
     assert view.match({"source_index": 7}).first().review_decision == "exclude"
-    review = next(metadata_of(r, "label_review") for (keys, partition), r in results.items() if partition == "test"
-                  and dg.AssetKey(["mnist", "label_review"]) in keys)
+    review = next(
+        metadata_of(r, "label_review")
+        for (keys, partition), r in results.items()
+        if partition == "test" and dg.AssetKey(["mnist", "label_review"]) in keys
+    )
     assert (review["decisions_relabel"], review["decisions_exclude"], review["usable"]) == (1, 1, LIMIT - 1)
     log = settings.store("mnist").decision_log().read()
     assert sorted((d.split, d.source_index, d.decision, d.via) for d in log) == [
-        ("test", 5, "relabel", "app"), ("test", 7, "exclude", "tag:review:exclude"), ("train", junk.source_index, "exclude", "tag:review:exclude")]
+        ("test", 5, "relabel", "app"),
+        ("test", 7, "exclude", "tag:review:exclude"),
+        ("train", junk.source_index, "exclude", "tag:review:exclude"),
+    ]
 
     # The excluded training sample is out of training, the fold models, augmentation and duplicates.
     checkpoint = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))
@@ -362,7 +403,9 @@ def test_a_reviewers_work_survives_the_weekly_refresh_and_materialize_all(graph_
     # The excluded sample is out of every evaluation; the source-label accuracy counts every sample.
     predictions = materializations(results, "lenet_predictions")["test"]
     assert (predictions["evaluated"], predictions["excluded"]) == (LIMIT - 1, 1)
-    in_use, source, decided, predicted = view.values(["ground_truth.label", "ground_truth_original.label", "review_decision", "lenet_predictions.label"])
+    in_use, source, decided, predicted = view.values(
+        ["ground_truth.label", "ground_truth_original.label", "review_decision", "lenet_predictions.label"]
+    )
     kept = [(p, t) for p, t, d in zip(predicted, in_use, decided) if d != "exclude"]
     assert predictions["accuracy"] == pytest.approx(sum(p == t for p, t in kept) / len(kept))
     assert predictions["accuracy_source_labels"] == pytest.approx(np.mean(np.array(predicted) == np.array(source)))
@@ -406,7 +449,23 @@ def test_the_shipped_mnist_review_applies_with_one_command(graph_run, tmp_path):
     assert "recorded 15 decisions" in done.stdout and "mnist/label_review[test]" in done.stdout
     log = settings.store("mnist").decision_log().read()
     shipped_decisions = [d for d in log if d.via.startswith("file:reviewed_test_labels.csv")]
-    assert sorted(d.source_index for d in shipped_decisions) == [947, 1621, 1901, 2130, 2462, 2597, 2654, 3520, 3558, 5937, 6651, 6783, 8527, 9679, 9729]
+    assert sorted(d.source_index for d in shipped_decisions) == [
+        947,
+        1621,
+        1901,
+        2130,
+        2462,
+        2597,
+        2654,
+        3520,
+        3558,
+        5937,
+        6651,
+        6783,
+        8527,
+        9679,
+        9729,
+    ]
     assert sum(d.decision == "exclude" for d in shipped_decisions) == 5
     sample = split_view(settings.store("mnist").dataset(), "test").match({"source_index": 947}).first()
     assert (sample.ground_truth.label, sample.ground_truth_original.label, sample.review_decision) == ("9", "8", "relabel")
@@ -414,6 +473,8 @@ def test_the_shipped_mnist_review_applies_with_one_command(graph_run, tmp_path):
     # A bad file is refused whole, naming the line and the fix; the log is untouched.
     bad = tmp_path / "bad.csv"
     bad.write_text("source_index,decision,label\n12,relabel,9\n10000,exclude,\n")
-    refused = subprocess.run([*command, str(bad), "--split", "test"], env=subprocess_env(settings), cwd=REPO, capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        [*command, str(bad), "--split", "test"], env=subprocess_env(settings), cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert refused.returncode == 2 and "line 3: no test sample has source_index 10000" in refused.stderr
     assert settings.store("mnist").decision_log().read() == log

@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
+from processes import REPO, mongod_server
 
 from mnist_assets.ml.locks import LeaseLock, LockTimeout
-from processes import REPO, mongod_server
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,16 @@ def test_two_machines_without_a_shared_lock_folder_lose_no_write(shared_mongodb,
         folder = tmp_path / f"machine-{worker}"
         folder.mkdir()
         env = {**os.environ, "FIFTYONE_DATABASE_URI": shared_mongodb, "TMPDIR": str(folder), "MNIST_ASSETS_HOME": str(folder / "home")}
-        processes.append(subprocess.Popen([sys.executable, "-c", WRITER, "shared-locks", worker], cwd=REPO, env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, "shared-locks", worker],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     for process in processes:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]

@@ -24,8 +24,10 @@ def test_scores_equal_fiftyone_brain(make_settings, mnist):
     dataset = settings.store("mnist").dataset()
     labels = mnist.test_labels[:COUNT]
     dataset.add_samples(
-        [fo.Sample(filepath=f"/nowhere/{i}.png", split="test", source_index=i,
-                   ground_truth=fo.Classification(label=str(labels[i]))) for i in range(COUNT)]
+        [
+            fo.Sample(filepath=f"/nowhere/{i}.png", split="test", source_index=i, ground_truth=fo.Classification(label=str(labels[i])))
+            for i in range(COUNT)
+        ]
     )
     ids = dataset.values("id")
     logits = linear_logits(mnist)
@@ -36,8 +38,9 @@ def test_scores_equal_fiftyone_brain(make_settings, mnist):
     assert 0.6 < correct.mean() < 0.95  # a real, imperfect classifier: both branches of mistakenness are used
 
     fob.compute_hardness(dataset, "predictions", hardness_field="brain_hardness", progress=False)
-    fob.compute_mistakenness(dataset, "predictions", label_field="ground_truth", mistakenness_field="brain_mistakenness",
-                             use_logits=True, progress=False)
+    fob.compute_mistakenness(
+        dataset, "predictions", label_field="ground_truth", mistakenness_field="brain_mistakenness", use_logits=True, progress=False
+    )
     fob.compute_uniqueness(dataset, embeddings="pixels", uniqueness_field="brain_uniqueness", progress=False)
 
     ours = {

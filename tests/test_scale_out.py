@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pymongo
 import pytest
-
 from processes import REPO, mongod_server, postgres_database
 
 
@@ -40,9 +39,22 @@ def materialize_raw_dataset_test(tmp_path, dagster_yaml: str, **variables):
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "dagster_home" / "dagster.yaml").write_text(dagster_yaml)
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "mnist_assets.definitions",
-         "--select", "mnist/raw_dataset", "--partition", "test"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "asset",
+            "materialize",
+            "-m",
+            "mnist_assets.definitions",
+            "--select",
+            "mnist/raw_dataset",
+            "--partition",
+            "test",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -64,13 +76,20 @@ def test_dagster_storage_on_postgres(postgres_server, tmp_path):
     shipped_config = (REPO / "deploy" / "dagster-postgres.yaml").read_text()
     materialize_raw_dataset_test(tmp_path, shipped_config, **postgres_server)
 
-    connection = psycopg2.connect(host="127.0.0.1", port=postgres_server["DAGSTER_PG_PORT"], user="dagster",
-                                  password=postgres_server["DAGSTER_PG_PASSWORD"], dbname="dagster")
+    connection = psycopg2.connect(
+        host="127.0.0.1",
+        port=postgres_server["DAGSTER_PG_PORT"],
+        user="dagster",
+        password=postgres_server["DAGSTER_PG_PASSWORD"],
+        dbname="dagster",
+    )
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT status FROM runs")
         assert [row[0] for row in cursor.fetchall()] == ["SUCCESS"]
-        cursor.execute("SELECT partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
-                       "AND asset_key = %s", ['["mnist", "raw_dataset"]'])
+        cursor.execute(
+            "SELECT partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key = %s",
+            ['["mnist", "raw_dataset"]'],
+        )
         assert [row[0] for row in cursor.fetchall()] == ["test"]
     connection.close()
     # Nothing went to the SQLite files that the default instance would have created.
@@ -91,8 +110,13 @@ def test_the_bench_follow_up_reads_the_database_its_end_to_end_run_wrote(externa
         "from mnist_assets.resources import MnistSettings\n"
         "print('test samples:', len(split_view(MnistSettings.from_env().store('mnist').dataset(), 'test')))\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FIFTYONE_DATABASE_URI": external_mongodb,
-           "MNIST_ASSETS_HOME": str(tmp_path / "elsewhere"), "MNIST_ASSETS_NAMESPACE": "scale-out"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "FIFTYONE_DATABASE_URI": external_mongodb,
+        "MNIST_ASSETS_HOME": str(tmp_path / "elsewhere"),
+        "MNIST_ASSETS_NAMESPACE": "scale-out",
+    }
     result = subprocess.run([sys.executable, "-c", script, str(home)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test samples: 100" in result.stdout, result.stdout

@@ -14,19 +14,32 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, stop_mongod, wait_until_quiet
 
 ARTIFACTS = REPO / "test-artifacts"
 NINE = [
-    "raw_dataset", "dataset_metadata", "clip_embeddings", "umap_projection", "zero_shot_predictions",
-    "lenet_checkpoint", "hardness_scores", "augmented_set", "finetuned_model",
+    "raw_dataset",
+    "dataset_metadata",
+    "clip_embeddings",
+    "umap_projection",
+    "zero_shot_predictions",
+    "lenet_checkpoint",
+    "hardness_scores",
+    "augmented_set",
+    "finetuned_model",
 ]
 EDGES = [
-    ("raw_dataset", "dataset_metadata"), ("raw_dataset", "clip_embeddings"), ("clip_embeddings", "umap_projection"),
-    ("clip_embeddings", "zero_shot_predictions"), ("raw_dataset", "lenet_checkpoint"), ("lenet_checkpoint", "lenet_predictions"),
-    ("lenet_predictions", "hardness_scores"), ("hardness_scores", "augmented_set"), ("augmented_set", "finetuned_model"),
-    ("lenet_checkpoint", "finetuned_model"), ("finetuned_model", "finetuned_predictions"),
+    ("raw_dataset", "dataset_metadata"),
+    ("raw_dataset", "clip_embeddings"),
+    ("clip_embeddings", "umap_projection"),
+    ("clip_embeddings", "zero_shot_predictions"),
+    ("raw_dataset", "lenet_checkpoint"),
+    ("lenet_checkpoint", "lenet_predictions"),
+    ("lenet_predictions", "hardness_scores"),
+    ("hardness_scores", "augmented_set"),
+    ("augmented_set", "finetuned_model"),
+    ("lenet_checkpoint", "finetuned_model"),
+    ("finetuned_model", "finetuned_predictions"),
     ("finetuned_predictions", "model_comparison"),
 ]
 
@@ -54,11 +67,14 @@ def test_ui_listens_on_localhost_only(dagster_ui):
 
 
 def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_ui):
-    data = graphql(dagster_ui, """
+    data = graphql(
+        dagster_ui,
+        """
       { assetNodes { assetKey { path } dependencyKeys { path } partitionKeys
                      assetChecksOrError { ... on AssetChecks { checks { name } } } }
         repositoriesOrError { ... on RepositoryConnection { nodes { schedules { name } sensors { name } } } } }
-    """)
+    """,
+    )
     nodes = {"/".join(node["assetKey"]["path"]): node for node in data["assetNodes"]}
     for dataset in ("mnist", "fashion_mnist"):  # the two shipped datasets, side by side
         assert {f"{dataset}/{name}" for name in NINE} <= set(nodes)
@@ -69,8 +85,13 @@ def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_
             assert nodes[f"{dataset}/{name}"]["assetChecksOrError"]["checks"], f"{dataset}/{name} has no check"
     repository = data["repositoriesOrError"]["nodes"][0]
     assert not repository["schedules"]  # the weekly refresh is raw_dataset's cron automation condition
-    assert {"lineage_automation", "mnist_source_sensor", "fashion_mnist_source_sensor", "mnist_review_sensor",
-            "fashion_mnist_review_sensor"} == {s["name"] for s in repository["sensors"]}
+    assert {
+        "lineage_automation",
+        "mnist_source_sensor",
+        "fashion_mnist_source_sensor",
+        "mnist_review_sensor",
+        "fashion_mnist_review_sensor",
+    } == {s["name"] for s in repository["sensors"]}
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +99,16 @@ def fiftyone_app(environment):
     """`make app VIEW=review-queue-test` on mnist's graph, materialized by `make run`'s module."""
     graph = subprocess.run(
         [sys.executable, "-m", "mnist_assets.run_all", "--datasets", "mnist"],
-        cwd=REPO, env=environment, capture_output=True, text=True, timeout=900,
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert graph.returncode == 0, graph.stdout[-3000:] + graph.stderr[-2000:]
-    with make_server("app", "APP_PORT", {**environment, "VIEW": "review-queue-test"}, "/", Path(environment["DAGSTER_HOME"]) / "app.log") as port:
+    with make_server(
+        "app", "APP_PORT", {**environment, "VIEW": "review-queue-test"}, "/", Path(environment["DAGSTER_HOME"]) / "app.log"
+    ) as port:
         yield port
 
 
@@ -91,7 +118,14 @@ def test_app_listens_on_localhost_only(fiftyone_app):
 
 # --- In a real browser -------------------------------------------------------------------------
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def chromium_path() -> str:
@@ -152,7 +186,11 @@ def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, d
 
     deadline = time.time() + 240
     while time.time() < deadline:
-        data = graphql(dagster_ui, '{ assetNodes(assetKeys: [{path: ["mnist", "raw_dataset"]}]) { assetMaterializations(partitions: ["test"]) { partition metadataEntries { label } } } }')
+        data = graphql(
+            dagster_ui,
+            '{ assetNodes(assetKeys: [{path: ["mnist", "raw_dataset"]}]) '
+            '{ assetMaterializations(partitions: ["test"]) { partition metadataEntries { label } } } }',
+        )
         materializations = data["assetNodes"][0]["assetMaterializations"]
         if materializations:
             break

@@ -13,7 +13,10 @@ def test_defaults_and_values_from_the_environment(tmp_path):
     settings = MnistSettings.from_env({"MNIST_ASSETS_HOME": str(tmp_path), "MNIST_ASSETS_LIMIT": "500", "MNIST_ASSETS_EPOCHS": "2"})
     assert settings.home == str(tmp_path) and settings.limit == 500 and settings.epochs == 2
     assert settings.store("mnist").name == "mnist" and settings.clip_model == "ViT-B-32" and settings.clip_pretrained == "openai"
-    assert settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt") == tmp_path / "datasets" / "mnist" / "checkpoints" / "lenet_checkpoint.pt"
+    assert (
+        settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt")
+        == tmp_path / "datasets" / "mnist" / "checkpoints" / "lenet_checkpoint.pt"
+    )
 
 
 @pytest.mark.parametrize(

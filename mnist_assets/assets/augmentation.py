@@ -20,6 +20,7 @@ from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
 from mnist_assets.ml.augmentation import augment_images
+from mnist_assets.ml.decisions import accuracy_side_by_side
 from mnist_assets.ml.field_names import (
     EVAL_FINETUNED,
     FINETUNED_PREDICTIONS,
@@ -30,7 +31,6 @@ from mnist_assets.ml.field_names import (
     MODEL_FIELDS,
     SOURCE_INDEX,
 )
-from mnist_assets.ml.decisions import accuracy_side_by_side
 from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, usable_view, write_pngs
 from mnist_assets.ml.label_errors import given_label_probability, ranking_rows
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
@@ -107,7 +107,9 @@ def build(p: Pipeline) -> list:
 
         source_index = np.asarray(view.values(SOURCE_INDEX))[source_positions]
         # Name the folder by what determines the pixels, so existing files are never stale.
-        key = hashlib.sha1(f"{config.strategy}|{config.seed}|{config.copies}|{p.spec.flips}|{p.spec.channels}x{p.spec.image_size}|{chosen.tolist()}".encode()).hexdigest()[:12]
+        key = hashlib.sha1(
+            f"{config.strategy}|{config.seed}|{config.copies}|{p.spec.flips}|{p.spec.channels}x{p.spec.image_size}|{chosen.tolist()}".encode()
+        ).hexdigest()[:12]
         folder = store.artifact_path("augmented", f"{config.strategy}-{key}")
         copy_number = np.tile(np.arange(config.copies), len(chosen))
         paths = [folder / f"{int(i):05d}-{int(k)}.png" for i, k in zip(source_index, copy_number)]
@@ -169,7 +171,13 @@ def build(p: Pipeline) -> list:
         train_cfg = train_config(config, p, settings, arch=payload["arch"])
         _, _, validation = split_tensors(p, settings, "validation", store)
         validation = SplitTensors(validation.images, validation.labels, validation.sample_ids, train.mean, train.std)
-        extra = load_view_tensors(split_view(store.augmented(), AUGMENTED_SPLIT), store.tensor_cache_dir, classes=classes, channels=p.spec.channels, size=p.spec.image_size)
+        extra = load_view_tensors(
+            split_view(store.augmented(), AUGMENTED_SPLIT),
+            store.tensor_cache_dir,
+            classes=classes,
+            channels=p.spec.channels,
+            size=p.spec.image_size,
+        )
         context.log.info(f"{p.name}: fine-tuning on {len(train)} + {len(extra)} augmented samples, {train_cfg.epochs} epochs")
         result = fit(
             model,
@@ -182,7 +190,11 @@ def build(p: Pipeline) -> list:
         yield from training_results(p, settings, "finetuned_model", result, train_cfg, config, train, augmented_count=len(extra))
 
     finetuned_predictions = prediction_asset(
-        p, FINETUNED_PREDICTIONS, "augmentation", "finetuned_model", EVAL_FINETUNED,
+        p,
+        FINETUNED_PREDICTIONS,
+        "augmentation",
+        "finetuned_model",
+        EVAL_FINETUNED,
         "The fine-tuned model's label, confidence and logits per sample, evaluated against ground truth.",
     )
 
@@ -222,7 +234,9 @@ def build(p: Pipeline) -> list:
             predictions[field] = predicted
             recall = per_class_recall(truth, predicted, classes)
             recalls[name] = recall
-            rows.append({"model": name, "accuracy": float((predicted == truth).mean()), **{f"recall_{c}": r for c, r in zip(classes, recall)}})
+            rows.append(
+                {"model": name, "accuracy": float((predicted == truth).mean()), **{f"recall_{c}": r for c, r in zip(classes, recall)}}
+            )
         metadata = {"table": markdown_table(rows), "evaluated": len(truth), "excluded": len(everything) - len(truth)}
         side_by_side = accuracy_side_by_side(everything)
         metadata["accuracy_by_labels"] = markdown_table(side_by_side)
@@ -260,7 +274,9 @@ def build(p: Pipeline) -> list:
         }
         confidence[PAIR_ENSEMBLE] = np.mean(list(confidence.values()), axis=0)
         if with_folds:
-            confidence[MODEL_FIELDS[FOLD_ENSEMBLE_PREDICTIONS]] = given_label_probability(read_vectors(view, f"{FOLD_ENSEMBLE_PREDICTIONS}.logits"), labels)
+            confidence[MODEL_FIELDS[FOLD_ENSEMBLE_PREDICTIONS]] = given_label_probability(
+                read_vectors(view, f"{FOLD_ENSEMBLE_PREDICTIONS}.logits"), labels
+            )
         rows = ranking_rows(view.values(SOURCE_INDEX), {name: -c for name, c in confidence.items()}, known)
         ensemble = next(row for row in rows if row["ranking"] == PAIR_ENSEMBLE)
         return {

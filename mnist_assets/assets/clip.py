@@ -4,9 +4,9 @@ import io
 import json
 from typing import Optional
 
+import dagster as dg
 import numpy as np
 
-import dagster as dg
 from mnist_assets import checks
 from mnist_assets.assets.common import HEAVY_POOL, Pipeline, evaluation_metadata, materialize_first, split_tensors
 from mnist_assets.automation import follows_lineage
@@ -25,7 +25,14 @@ from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_class
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import class_positions
 from mnist_assets.ml.visualization import compute_projection
-from mnist_assets.ml.zero_shot import CLASS_NAME_SETS, OBJECT_TEMPLATES, TEMPLATE_SETS, text_classifier, validate_templates, zero_shot_logits
+from mnist_assets.ml.zero_shot import (
+    CLASS_NAME_SETS,
+    OBJECT_TEMPLATES,
+    TEMPLATE_SETS,
+    text_classifier,
+    validate_templates,
+    zero_shot_logits,
+)
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import DatasetStore, MnistSettings
 
@@ -111,7 +118,13 @@ def build(p: Pipeline) -> list:
                 context.log.info(f"{p.name}/clip_embeddings[{split}]: {done}/{total} images")
 
         embeddings, images_per_second = embed_images(
-            clip, tensors.images, config.batch_size, device, config.invert, config.pad, on_progress=log_progress,
+            clip,
+            tensors.images,
+            config.batch_size,
+            device,
+            config.invert,
+            config.pad,
+            on_progress=log_progress,
             precision=settings.clip_precision,
         )
         write_vectors(view, CLIP_EMBEDDINGS, embeddings, tensors.sample_ids)
@@ -160,7 +173,9 @@ def build(p: Pipeline) -> list:
             context.log.info(f"{method} of {len(view)} CLIP embeddings ({split}) as brain run {key}")
             points = compute_projection(dataset, view, CLIP_EMBEDDINGS, key, method=method, numba_cache_dir=settings.numba_cache_dir)
             plots_md[f"{method}_plot"] = png(plots.scatter_by_label(points, labels, f"CLIP {method.upper()}, {split}"))
-        yield dg.MaterializeResult(metadata={"count": len(view), "brain_keys": ", ".join(keys.values()), **weights_metadata(info), **plots_md})
+        yield dg.MaterializeResult(
+            metadata={"count": len(view), "brain_keys": ", ".join(keys.values()), **weights_metadata(info), **plots_md}
+        )
         present = set(dataset.list_brain_runs())
         yield dg.AssetCheckResult(
             asset_key=p.key("umap_projection"),

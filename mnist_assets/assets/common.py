@@ -77,7 +77,11 @@ def record_normalization(store: DatasetStore, images: np.ndarray) -> dict:
 
 
 def split_tensors(
-    p: Pipeline, settings: MnistSettings, split: str, store: DatasetStore | None = None, standardize: bool = True,
+    p: Pipeline,
+    settings: MnistSettings,
+    split: str,
+    store: DatasetStore | None = None,
+    standardize: bool = True,
     with_excluded: bool = False,
 ):
     """The dataset, the split's view and its tensors (through the cached bridge), standardized with

@@ -10,9 +10,17 @@ from mnist_assets.assets.common import Pipeline, record_ingest, record_normaliza
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
-from mnist_assets.ml.field_names import GROUND_TRUTH
 from mnist_assets.ml.decisions import review_split
-from mnist_assets.ml.fiftyone_store import backfill_original_labels, split_fingerprint, split_lock, split_view, sync_split, usable_view, write_pngs
+from mnist_assets.ml.field_names import GROUND_TRUTH
+from mnist_assets.ml.fiftyone_store import (
+    backfill_original_labels,
+    split_fingerprint,
+    split_lock,
+    split_view,
+    sync_split,
+    usable_view,
+    write_pngs,
+)
 from mnist_assets.ml.sources import load_source, split_of
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
@@ -29,8 +37,16 @@ def build(p: Pipeline) -> list:
         kinds={"fiftyone", "python"},
         code_version="4",
         automation_condition=weekly_refresh(),
-        check_specs=[p.check("sample_count", "raw_dataset"), p.check("labels_in_range", "raw_dataset"), p.check("class_balance", "raw_dataset")],
-        description=f"{spec.source} images, verified{' and converted' if spec.source == 'folder' else ''}, as PNG files and FiftyOne samples with ground_truth and split; unchanged samples are kept.",
+        check_specs=[
+            p.check("sample_count", "raw_dataset"),
+            p.check("labels_in_range", "raw_dataset"),
+            p.check("class_balance", "raw_dataset"),
+        ],
+        description=(
+            f"{spec.source} images, verified{' and converted' if spec.source == 'folder' else ''}, as PNG files and FiftyOne "
+            "samples with ground_truth (the label in use), ground_truth_original and split; unchanged samples are kept, "
+            "and the review log's decisions applied."
+        ),
     )
     def raw_dataset(context: dg.AssetExecutionContext, settings: MnistSettings):
         split = context.partition_key
@@ -83,7 +99,9 @@ def build(p: Pipeline) -> list:
                 "new_png_files": written,
                 **{f"pixel_{name}": value for name, value in normalization.items()},
                 "class_counts": markdown_table([counts]),
-                "examples": png(plots.image_grid(data.images[examples], [f"{classes[data.labels[i]]} (#{data.indices[i]})" for i in examples])),
+                "examples": png(
+                    plots.image_grid(data.images[examples], [f"{classes[data.labels[i]]} (#{data.indices[i]})" for i in examples])
+                ),
                 "seconds": round(time.perf_counter() - started, 2),
             },
         )
@@ -107,7 +125,9 @@ def build(p: Pipeline) -> list:
         split = context.partition_key
         dataset, view, tensors = split_tensors(p, settings, split, standardize=False, with_excluded=True)
         view.compute_metadata(num_workers=4, progress=False)
-        sizes, widths, heights, channels = view.values(["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels"])
+        sizes, widths, heights, channels = view.values(
+            ["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels"]
+        )
         labels = usable_view(dataset, split).values(f"{GROUND_TRUTH}.label")  # the labels in use of the samples that count
         pixels = tensors.images.float() / 255.0
         missing = sum(size is None for size in sizes)

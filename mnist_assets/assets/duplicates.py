@@ -32,8 +32,12 @@ def build(p: Pipeline) -> list:
         code_version="2",
         automation_condition=follows_lineage(),
         check_specs=[
-            p.check("no_test_leaks_into_train", "duplicates_and_leaks", blocking=False,
-                    description="Warns when a test image has a (near) copy in train: the test score then flatters the model."),
+            p.check(
+                "no_test_leaks_into_train",
+                "duplicates_and_leaks",
+                blocking=False,
+                description="Warns when a test image has a (near) copy in train: the test score then flatters the model.",
+            ),
         ],
         description=(
             "Exact duplicates (file hashes), near duplicates (pixels) and leaks between train, validation and test, "

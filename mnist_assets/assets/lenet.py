@@ -138,7 +138,9 @@ def build(p: Pipeline) -> list:
         _, _, train = split_tensors(p, settings, "train", store)
         _, _, validation = split_tensors(p, settings, "validation", store)
         device = settings.torch_device()
-        context.log.info(f"{p.name}: training {train_cfg.arch} ({train_cfg.recipe}) on {len(train)} samples, {train_cfg.epochs} epochs, {device}")
+        context.log.info(
+            f"{p.name}: training {train_cfg.arch} ({train_cfg.recipe}) on {len(train)} samples, {train_cfg.epochs} epochs, {device}"
+        )
 
         def log_epoch(row):
             context.log.info(
@@ -203,11 +205,19 @@ def build(p: Pipeline) -> list:
         yield checks.check_finite(p.key("lenet_oof_predictions"), "logits", result.logits, (len(train), len(p.classes())))
 
     lenet_predictions = prediction_asset(
-        p, LENET_PREDICTIONS, "lenet", "lenet_checkpoint", EVAL_LENET,
+        p,
+        LENET_PREDICTIONS,
+        "lenet",
+        "lenet_checkpoint",
+        EVAL_LENET,
         "LeNet label, confidence and logits per sample, evaluated against ground truth.",
     )
     fold_ensemble_predictions = prediction_asset(
-        p, FOLD_ENSEMBLE_PREDICTIONS, "lenet", "lenet_oof_predictions", EVAL_FOLD_ENSEMBLE,
+        p,
+        FOLD_ENSEMBLE_PREDICTIONS,
+        "lenet",
+        "lenet_oof_predictions",
+        EVAL_FOLD_ENSEMBLE,
         "The K fold models' ensemble (mean probability) per sample, evaluated against ground truth: out of sample on "
         "validation and test, where quality scores read it (on train each fold model saw 4 of 5 folds).",
     )

@@ -8,6 +8,7 @@ from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots, quality_scores
+from mnist_assets.ml.decisions import undecided
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
@@ -22,7 +23,6 @@ from mnist_assets.ml.field_names import (
     saved_view_names,
     scored_predictions,
 )
-from mnist_assets.ml.decisions import undecided
 from mnist_assets.ml.fiftyone_store import read_vectors, save_view, split_view, usable_view, write_floats
 from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
 from mnist_assets.ml.tensors import class_positions
@@ -88,7 +88,10 @@ def build(p: Pipeline) -> list:
         # is every partition's; it changes with the checkpoint, so this costs no extra run), the fold
         # ensemble elsewhere; uniqueness from LeNet's embeddings; lenet_predictions is design.md's edge.
         deps=[
-            p.key("label_review"), p.key("lenet_predictions"), p.key("lenet_embeddings"), p.key("lenet_oof_predictions"),
+            p.key("label_review"),
+            p.key("lenet_predictions"),
+            p.key("lenet_embeddings"),
+            p.key("lenet_oof_predictions"),
             p.key("fold_ensemble_predictions"),
         ],
         group_name=p.group("quality"),

@@ -41,8 +41,12 @@ def build(p: Pipeline) -> list:
         code_version="1",
         automation_condition=follows_lineage(),
         check_specs=[
-            p.check("review_inputs_usable", "label_review", blocking=True,
-                    description="Every label and review tag a person set in the App names a declared class."),
+            p.check(
+                "review_inputs_usable",
+                "label_review",
+                blocking=True,
+                description="Every label and review tag a person set in the App names a declared class.",
+            ),
         ],
         description=(
             "A person's label decisions (relabel, exclude, confirm) from the App (an edited ground_truth, or the tags "

@@ -43,7 +43,9 @@ def vectors_from_stored(stored: list[bytes]) -> np.ndarray:
         return np.zeros((0, 0), dtype=np.float32)
     raw = [zlib.decompress(value) for value in stored]
     with io.BytesIO(raw[0]) as first:
-        read_header = np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(first) == (1, 0) else np.lib.format.read_array_header_2_0
+        read_header = (
+            np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(first) == (1, 0) else np.lib.format.read_array_header_2_0
+        )
         shape, fortran_order, dtype = read_header(first)
         header_size = first.tell()
     header = raw[0][:header_size]

@@ -23,7 +23,15 @@ class CheckpointError(MissingInputError):
 
 
 def checkpoint_payload(*, arch: str, model: dict, optimizer: dict, epoch: int, metrics: dict, settings: dict) -> dict:
-    return {"format": FORMAT, "arch": arch, "model": model, "optimizer": optimizer, "epoch": epoch, "metrics": metrics, "settings": settings}
+    return {
+        "format": FORMAT,
+        "arch": arch,
+        "model": model,
+        "optimizer": optimizer,
+        "epoch": epoch,
+        "metrics": metrics,
+        "settings": settings,
+    }
 
 
 def save_checkpoint(path: Path, **fields) -> None:
@@ -48,9 +56,7 @@ def load_checkpoint(path: Path) -> dict:
     """Load and validate a checkpoint (tensors and plain values only; no pickled code runs)."""
     payload = _read(path)
     if not _is_classifier(payload):
-        raise CheckpointError(
-            f"checkpoint {path} is not an mnist_assets classifier checkpoint (format {FORMAT}); write it again"
-        )
+        raise CheckpointError(f"checkpoint {path} is not an mnist_assets classifier checkpoint (format {FORMAT}); write it again")
     return payload
 
 
@@ -78,8 +84,7 @@ def _read(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(
-            f"checkpoint {path} is truncated or not a safe checkpoint ({type(error).__name__}: {str(error)[:200]}); "
-            "write it again"
+            f"checkpoint {path} is truncated or not a safe checkpoint ({type(error).__name__}: {str(error)[:200]}); write it again"
         ) from error
 
 

@@ -189,9 +189,7 @@ def resize_matrix(in_size: int, out_size: int, mode: str) -> torch.Tensor:
     return F.interpolate(rows, size=(1, out_size), mode=mode, align_corners=False).view(in_size, out_size)
 
 
-def preprocess_batch(
-    images_uint8: torch.Tensor, clip: LoadedClip, invert: bool = False, pad: int = 0
-) -> torch.Tensor:
+def preprocess_batch(images_uint8: torch.Tensor, clip: LoadedClip, invert: bool = False, pad: int = 0) -> torch.Tensor:
     """uint8 [B, C, H, H] (C 1 or 3; gray may be [B, H, H]) -> normalized float [B, 3, S, S], as
     open_clip's transform does it, on tensors.
 

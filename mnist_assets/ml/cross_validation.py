@@ -8,8 +8,8 @@ the mean of their probabilities) they score the other splits, and ranked the 15 
 test label errors better than the checkpoint alone (README, "Finding label errors").
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -93,4 +93,3 @@ def out_of_fold_logits(
         if on_fold is not None:
             on_fold(row)
     return OutOfFoldResult(logits, labels, fold_of, rows, fits)
-

@@ -29,10 +29,10 @@ class DatasetSpec(BaseModel):
     """One dataset: where its images come from, the shape the pipeline works at, and its classes.
 
     `mnist` and `fashion-mnist` are 28x28 grayscale with their ten classes (`path`: a folder
-    of their four IDX files, optional), worked on at 28x28 or, zero-padded, at 32x32. `folder` is a user's image-classification tree at `path`
-    (one sub-folder per class, optionally under `train/` and `test/`), converted once at ingest to
-    `image_size` x `image_size` with `channels` (1 gray, 3 RGB); its classes are its sub-folders
-    (sorted) unless `class_names` orders them. Validation is a seeded, stratified
+    of their four IDX files, optional), worked on at 28x28 or, zero-padded, at 32x32. `folder` is
+    a user's image-classification tree at `path` (one sub-folder per class, optionally under
+    `train/` and `test/`), converted once at ingest to `image_size` x `image_size` with `channels`
+    (1 gray, 3 RGB); its classes are its sub-folders (sorted) unless `class_names` orders them. Validation is a seeded, stratified
     `validation_fraction` of the training images (no source has a validation split); a folder
     without `test/` gives a seeded, stratified `test_fraction` of its images to test.
     """
@@ -71,7 +71,7 @@ class DatasetSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DatasetSpec":
+    def _consistent(self) -> DatasetSpec:
         if self.class_names is not None:
             if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
                 raise DatasetSpecError(f"dataset {self.name!r}: class_names must list at least two distinct names.")

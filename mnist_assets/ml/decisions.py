@@ -25,7 +25,7 @@ import io
 import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mnist_assets.ml.field_names import (
@@ -69,7 +69,7 @@ class Decision:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ class DecisionLog:
             try:
                 decisions.append(Decision(**json.loads(line)))
             except (ValueError, TypeError) as error:
-                raise DecisionError(f"{self.path} line {number} is not a decision ({error}); restore it from a backup or delete that line.") from error
+                raise DecisionError(
+                    f"{self.path} line {number} is not a decision ({error}); restore it from a backup or delete that line."
+                ) from error
         return decisions
 
     def append(self, new: list[Decision]) -> None:
@@ -168,18 +170,34 @@ class SplitSamples:
     decision: list[str | None]  # review_decision as stored
     applied: list[str | None]  # review_label: the label the log last gave the sample (None: none yet)
 
-    FIELDS = ("id", SOURCE_INDEX, IMAGE_HASH, f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_ORIGINAL}.label", "tags", REVIEW_DECISION, REVIEW_LABEL)
+    FIELDS = (
+        "id",
+        SOURCE_INDEX,
+        IMAGE_HASH,
+        f"{GROUND_TRUTH}.label",
+        f"{GROUND_TRUTH_ORIGINAL}.label",
+        "tags",
+        REVIEW_DECISION,
+        REVIEW_LABEL,
+    )
 
     @classmethod
-    def read(cls, view) -> "SplitSamples":
+    def read(cls, view) -> SplitSamples:
         schema = view.get_field_schema()
         fields = [name for name in cls.FIELDS if name.split(".")[0] in schema or name in ("id", "tags")]
         values = dict(zip(fields, view.values(fields))) if len(view) else {name: [] for name in fields}
         count = len(values["id"])
         column = lambda name: list(values.get(name, [None] * count))  # noqa: E731
-        return cls(column("id"), [int(i) for i in column(SOURCE_INDEX)], column(IMAGE_HASH), column(f"{GROUND_TRUTH}.label"),
-                   column(f"{GROUND_TRUTH_ORIGINAL}.label"), [list(t or []) for t in column("tags")], column(REVIEW_DECISION),
-                   column(REVIEW_LABEL))
+        return cls(
+            column("id"),
+            [int(i) for i in column(SOURCE_INDEX)],
+            column(IMAGE_HASH),
+            column(f"{GROUND_TRUTH}.label"),
+            column(f"{GROUND_TRUTH_ORIGINAL}.label"),
+            [list(t or []) for t in column("tags")],
+            column(REVIEW_DECISION),
+            column(REVIEW_LABEL),
+        )
 
     def fingerprint(self) -> str:
         """A hash of what a person can change in the App: labels, tags, and the decisions applied."""
@@ -210,45 +228,55 @@ def collect(samples: SplitSamples, split: str, log: dict[tuple[str, int], list[D
     A label is a person's edit when it differs from the one the platform last wrote to the sample
     (`review_label`, else the source's) and from the one the log says: a sample just re-created
     from the source, whose decisions are not applied yet, holds the source's label, not an edit."""
-    result, at, allowed = Collected(), now(), set(classes)
+    result, at = Collected(), now()
     for position, source_index in enumerate(samples.source_index):
         image_hash, original = samples.image_hash[position], samples.original[position]
         earlier = log.get((SOURCE_PART[split], source_index), [])
         state, _ = fold(earlier, original, image_hash)
-        where = f"{split} sample with source_index {source_index}"
-
-        def record(kind: str, label: str | None, via: str) -> None:
-            nonlocal state
+        intents, rejected = _app_intents(samples, position, state, earlier, classes, f"{split} sample with source_index {source_index}")
+        result.rejected += rejected
+        for kind, label, via in intents:
             decision = Decision(split, source_index, image_hash, kind, label, state.label, original, at, via)
             result.new.append(decision)
             state = step(state, decision, original)
-
-        label = samples.label[position]
-        written = samples.applied[position] if samples.applied[position] is not None else original
-        if label not in (written, state.label):
-            if label in allowed:
-                record("relabel" if label != original else "confirm", label if label != original else None, "app")
-            else:
-                result.rejected.append(
-                    f"{where}: ground_truth {label!r} is not a declared class ({', '.join(classes)}); "
-                    "set it to one of them in the App, or tag the sample review:exclude."
-                )
-        new_tags = [tag for tag in review_tags(samples.tags[position]) if tag not in _consumed_tags(earlier)]
-        relabels = [tag for tag in new_tags if tag.startswith(RELABEL_TAG_PREFIX)]
-        if len(relabels) > 1:
-            result.rejected.append(f"{where}: tags {relabels} name more than one class; keep one relabel:<class> tag.")
-            relabels = []
-        if TAG_CONFIRM in new_tags:
-            record("confirm", None, f"tag:{TAG_CONFIRM}")
-        for tag in relabels:
-            target = tag.removeprefix(RELABEL_TAG_PREFIX)
-            if target in allowed:
-                record("relabel" if target != original else "confirm", target if target != original else None, f"tag:{tag}")
-            else:
-                result.rejected.append(f"{where}: tag {tag!r} names no declared class ({', '.join(classes)}); use relabel:<class>.")
-        if TAG_EXCLUDE in new_tags:
-            record("exclude", None, f"tag:{TAG_EXCLUDE}")
     return result
+
+
+def _app_intents(samples: SplitSamples, position: int, state: SampleState, earlier: list[Decision], classes: list[str], where: str):
+    """What a person did to one sample in the App since the log last looked, as (decision, label,
+    via) in the order they count, and the input that cannot be used (with the fix)."""
+    original = samples.original[position]
+
+    def relabel(target: str, via: str) -> tuple:
+        return ("relabel", target, via) if target != original else ("confirm", None, via)
+
+    intents, rejected = [], []
+    label = samples.label[position]
+    written = samples.applied[position] if samples.applied[position] is not None else original
+    if label not in (written, state.label):
+        if label in classes:
+            intents.append(relabel(label, "app"))
+        else:
+            rejected.append(
+                f"{where}: ground_truth {label!r} is not a declared class ({', '.join(classes)}); "
+                "set it to one of them in the App, or tag the sample review:exclude."
+            )
+    new_tags = [tag for tag in review_tags(samples.tags[position]) if tag not in _consumed_tags(earlier)]
+    relabels = [tag for tag in new_tags if tag.startswith(RELABEL_TAG_PREFIX)]
+    if len(relabels) > 1:
+        rejected.append(f"{where}: tags {relabels} name more than one class; keep one relabel:<class> tag.")
+        relabels = []
+    if TAG_CONFIRM in new_tags:
+        intents.append(("confirm", None, f"tag:{TAG_CONFIRM}"))
+    for tag in relabels:
+        target = tag.removeprefix(RELABEL_TAG_PREFIX)
+        if target in classes:
+            intents.append(relabel(target, f"tag:{tag}"))
+        else:
+            rejected.append(f"{where}: tag {tag!r} names no declared class ({', '.join(classes)}); use relabel:<class>.")
+    if TAG_EXCLUDE in new_tags:
+        intents.append(("exclude", None, f"tag:{TAG_EXCLUDE}"))
+    return intents, rejected
 
 
 @dataclass
@@ -280,7 +308,11 @@ def absent(samples: SplitSamples, split: str, log: dict[tuple[str, int], list[De
     """Decided samples of this split's source part that the split does not hold (a limited ingest,
     or a sample now in the other split of its part)."""
     present = {(SOURCE_PART[split], index) for index in samples.source_index}
-    return sum(1 for key, decisions in log.items() if key[0] == SOURCE_PART[split] and key not in present and any(d.split == split for d in decisions))
+    return sum(
+        1
+        for key, decisions in log.items()
+        if key[0] == SOURCE_PART[split] and key not in present and any(d.split == split for d in decisions)
+    )
 
 
 # --- Decision files ---------------------------------------------------------------------------
@@ -311,7 +343,9 @@ def read_decision_file(path: Path, default_split: str | None = None) -> list[tup
         reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
         missing = {"source_index", "decision"} - set(reader.fieldnames or [])
         if missing:
-            raise DecisionError(f"{path} line {lines[0][0]}: the header lacks {sorted(missing)}; start the file with source_index,decision,label.")
+            raise DecisionError(
+                f"{path} line {lines[0][0]}: the header lacks {sorted(missing)}; start the file with source_index,decision,label."
+            )
         numbered = [(number, row) for (number, _), row in zip(lines[1:], reader)]
     else:
         raise DecisionError(f"{path}: decision files are .csv or .json, not {path.suffix or 'without a suffix'}.")
@@ -330,7 +364,11 @@ def decisions_from_rows(
     errors, decisions, at = [], [], now()
     for number, row in rows:
         where = f"{origin} line {number}"
-        split, kind, label = str(row.get("split") or ""), str(row.get("decision") or "").strip(), (str(row.get("label") or "").strip() or None)
+        split, kind, label = (
+            str(row.get("split") or ""),
+            str(row.get("decision") or "").strip(),
+            (str(row.get("label") or "").strip() or None),
+        )
         if split not in SPLITS:
             errors.append(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}; add a split column or pass --split.")
             continue
@@ -340,7 +378,9 @@ def decisions_from_rows(
             errors.append(f"{where}: source_index {row.get('source_index')!r} is not a whole number.")
             continue
         if source_index not in sources[split]:
-            errors.append(f"{where}: no {split} sample has source_index {source_index}; check the index (the `source_index` field in the App).")
+            errors.append(
+                f"{where}: no {split} sample has source_index {source_index}; check the index (the `source_index` field in the App)."
+            )
             continue
         if kind not in KINDS:
             errors.append(f"{where}: decision {kind!r} is not one of {', '.join(KINDS)}.")
@@ -353,7 +393,11 @@ def decisions_from_rows(
             continue
         image_hash, original = sources[split][source_index]
         old = (states or {}).get((split, source_index), original)
-        decisions.append(Decision(split, source_index, image_hash, kind, label, old, original, at, origin if origin == "python" else f"{origin}:{number}"))
+        decisions.append(
+            Decision(
+                split, source_index, image_hash, kind, label, old, original, at, origin if origin == "python" else f"{origin}:{number}"
+            )
+        )
     if errors:
         raise DecisionError(f"{len(errors)} of {len(rows)} decisions refused, none recorded:\n  " + "\n  ".join(errors))
     return decisions
@@ -402,7 +446,12 @@ def review_split(view, split: str, log: DecisionLog, classes: list[str]) -> Revi
     after = SplitSamples.read(view) if todo else samples
     return ReviewResult(
         labels_in_use_version(samples.source_index, plan.states),
-        collected.new, collected.rejected, plan, written, len(todo) - written, absent(samples, split, decisions),
+        collected.new,
+        collected.rejected,
+        plan,
+        written,
+        len(todo) - written,
+        absent(samples, split, decisions),
         review_fingerprint(after, decisions, split),
     )
 
@@ -474,13 +523,15 @@ def accuracy_side_by_side(view) -> list[dict]:
         if not scored:
             continue
         used = [(p, t) for p, t, _, d in scored if d != "exclude"]
-        rows.append({
-            "model": models[name],
-            "accuracy_labels_in_use": sum(p == t for p, t in used) / len(used) if used else 0.0,
-            "accuracy_source_labels": sum(p == o for p, _, o, _ in scored) / len(scored),
-            "evaluated": len(used),
-            "excluded": len(scored) - len(used),
-        })
+        rows.append(
+            {
+                "model": models[name],
+                "accuracy_labels_in_use": sum(p == t for p, t in used) / len(used) if used else 0.0,
+                "accuracy_source_labels": sum(p == o for p, _, o, _ in scored) / len(scored),
+                "evaluated": len(used),
+                "excluded": len(scored) - len(used),
+            }
+        )
     return rows
 
 

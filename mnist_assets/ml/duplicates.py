@@ -49,7 +49,9 @@ class DuplicateReport:
         return found
 
 
-def find_duplicates_and_leaks(samples, sample_ids: list[str], embeddings: np.ndarray, split_field: str, threshold: float) -> DuplicateReport:
+def find_duplicates_and_leaks(
+    samples, sample_ids: list[str], embeddings: np.ndarray, split_field: str, threshold: float
+) -> DuplicateReport:
     """Run the three brain methods on `samples` (one similarity index serves the two near-duplicate
     ones); `embeddings` holds one row per id in `sample_ids`."""
     report = DuplicateReport()

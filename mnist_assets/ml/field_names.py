@@ -41,6 +41,7 @@ def scored_predictions(split: str) -> str:
     the fold models' ensemble (it ranked the confirmed label errors better than the checkpoint)."""
     return LENET_OOF_PREDICTIONS if split == "train" else FOLD_ENSEMBLE_PREDICTIONS
 
+
 # The prediction fields the comparison reads, with the names people see.
 MODEL_FIELDS = {
     CLIP_ZERO_SHOT: "CLIP zero-shot",

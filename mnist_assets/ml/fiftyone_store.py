@@ -14,15 +14,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import fiftyone as fo
 import fiftyone.core.odm as foo
 import fiftyone.core.service as fos
 import fiftyone.service.util as fosu
+import numpy as np
 import psutil
-from scipy.special import softmax
 from fiftyone import ViewField as F
 from PIL import Image
+from scipy.special import softmax
 
 from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
 from mnist_assets.ml.bulk_writes import classification_document, classification_documents, set_fields, stored_vectors, vectors_from_stored
@@ -37,10 +37,7 @@ DIGITS = [str(digit) for digit in range(10)]
 
 def _has_running_mongod(service_process: psutil.Process) -> bool:
     try:
-        return any(
-            child.name().startswith("mongod") and child.status() != psutil.STATUS_ZOMBIE
-            for child in service_process.children()
-        )
+        return any(child.name().startswith("mongod") and child.status() != psutil.STATUS_ZOMBIE for child in service_process.children())
     except psutil.Error:
         return False
 
@@ -70,7 +67,7 @@ def _start_service_for_this_folder(service) -> None:
             if fosu.send_ipc_message(process, ("register", os.getpid())) is True:
                 service.attached, service.child = True, process
                 return
-        except IOError:
+        except OSError:
             continue
     fos.Service.start(service)
 
@@ -216,7 +213,9 @@ def backfill_original_labels(dataset: fo.Dataset, split: str, labels: list[str],
         return 0
     source = {int(index): (label, image_hash) for index, label, image_hash in zip(source_indices, labels, hashes)}
     ids, indices, stored_hashes = view.values(["id", SOURCE_INDEX, IMAGE_HASH])
-    matched = [(i, source[int(index)][0]) for i, index, h in zip(ids, indices, stored_hashes) if source.get(int(index), (None, None))[1] == h]
+    matched = [
+        (i, source[int(index)][0]) for i, index, h in zip(ids, indices, stored_hashes) if source.get(int(index), (None, None))[1] == h
+    ]
     if matched:
         set_fields(dataset, [i for i, _ in matched], {GROUND_TRUTH_ORIGINAL: [classification_document(label) for _, label in matched]})
     return len(matched)
@@ -254,7 +253,11 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
     if to_add:
         samples = [
             _new_sample(
-                filepaths[p], staging, source_indices[p], labels[p], hashes[p],
+                filepaths[p],
+                staging,
+                source_indices[p],
+                labels[p],
+                hashes[p],
                 {GROUND_TRUTH_ORIGINAL: fo.Classification(label=labels[p]), REVIEW_DECISION: None, REVIEW_LABEL: None},
             )
             for p in to_add
@@ -328,9 +331,7 @@ def save_view(dataset: fo.Dataset, name: str, view) -> None:
         dataset.save_view(name, view, overwrite=True)
 
 
-def write_classifications(
-    view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str] = DIGITS
-) -> None:
+def write_classifications(view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str] = DIGITS) -> None:
     """Store predictions (label, max-softmax confidence, logits) in bulk."""
     logits = np.asarray(logits, dtype=np.float64)
     if not np.isfinite(logits).all():

@@ -48,10 +48,14 @@ def _sub_folders(folder: Path) -> list[str]:
 def class_folders(root: Path | None) -> list[str]:
     """The class names of a folder dataset: its (training) sub-folders, sorted."""
     if root is None or not Path(root).is_dir():
-        raise FolderSourceError(f"dataset folder {root} does not exist; set `path` in the dataset's defs.yaml to a folder of class sub-folders.")
+        raise FolderSourceError(
+            f"dataset folder {root} does not exist; set `path` in the dataset's defs.yaml to a folder of class sub-folders."
+        )
     names = _sub_folders(_class_root(Path(root)))
     if len(names) < 2:
-        raise FolderSourceError(f"{_class_root(Path(root))} has {len(names)} class sub-folder(s); an image-classification folder needs at least two.")
+        raise FolderSourceError(
+            f"{_class_root(Path(root))} has {len(names)} class sub-folder(s); an image-classification folder needs at least two."
+        )
     return names
 
 
@@ -107,5 +111,7 @@ def load_folder(root: Path, classes: list[str], size: int, channels: int) -> tup
     if not root.is_dir():
         class_folders(root)  # raises with the fix
     if has_test_split(root):
-        return load_split_folder(root / "train", root, classes, size, channels), load_split_folder(root / "test", root, classes, size, channels)
+        return load_split_folder(root / "train", root, classes, size, channels), load_split_folder(
+            root / "test", root, classes, size, channels
+        )
     return load_split_folder(root, root, classes, size, channels), None

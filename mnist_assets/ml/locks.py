@@ -74,10 +74,17 @@ class LeaseLock:
         mine = lambda value, kept: {"$cond": [take, value, kept]}  # noqa: E731
         document = self.collection.find_one_and_update(
             {"_id": self.name},
-            [{"$set": {
-                "holder": mine(self.holder, "$holder"), "host": mine(socket.gethostname(), "$host"), "pid": mine(os.getpid(), "$pid"),
-                "since": mine("$$NOW", "$since"), "expires": mine(self._lease_until(), "$expires"),
-            }}],
+            [
+                {
+                    "$set": {
+                        "holder": mine(self.holder, "$holder"),
+                        "host": mine(socket.gethostname(), "$host"),
+                        "pid": mine(os.getpid(), "$pid"),
+                        "since": mine("$$NOW", "$since"),
+                        "expires": mine(self._lease_until(), "$expires"),
+                    }
+                }
+            ],
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )

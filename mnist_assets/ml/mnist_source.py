@@ -141,8 +141,7 @@ def parse_idx(data: bytes, key: str, origin: str = "<bytes>") -> np.ndarray:
     body = np.frombuffer(data, dtype=np.uint8, offset=header_size)
     if body.size != int(np.prod(dims)):
         raise MnistSourceError(
-            f"{origin}: {body.size} bytes of data, the header promises {int(np.prod(dims))}; "
-            "the file is truncated or padded, replace it."
+            f"{origin}: {body.size} bytes of data, the header promises {int(np.prod(dims))}; the file is truncated or padded, replace it."
         )
     array = body.reshape(dims)
     if not is_images and array.max(initial=0) > 9:
@@ -156,9 +155,7 @@ def load_from_folder(folder: Path, source: str | None = None, idx: IdxDataset = 
     for key, (stem, _, _) in idx.files.items():
         path = _find_file(folder, stem)
         if path is None:
-            raise MnistSourceError(
-                f"{folder}: missing {stem}.gz (or {stem}); the folder must hold all four {idx.title} IDX files."
-            )
+            raise MnistSourceError(f"{folder}: missing {stem}.gz (or {stem}); the folder must hold all four {idx.title} IDX files.")
         arrays[key] = parse_idx(read_verified_file(path, key, idx), key, str(path))
     for split in ("train", "test"):
         if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
@@ -226,9 +223,7 @@ def load_fashion_mnist(source_dir: Path | None, download_dir: Path) -> MnistArra
     return load_from_folder(folder, f"Fashion-MNIST mirror ({folder})", FASHION_MNIST)
 
 
-def split_indices(
-    train_labels: np.ndarray, seed: int = SPLIT_SEED, fraction: float = VALIDATION_FRACTION
-) -> dict[str, np.ndarray]:
+def split_indices(train_labels: np.ndarray, seed: int = SPLIT_SEED, fraction: float = VALIDATION_FRACTION) -> dict[str, np.ndarray]:
     """Source indices of the training file for `train` and `validation` (stratified, seeded).
 
     Test indices are those of the test file, in order.

@@ -26,7 +26,7 @@ class SourcePart:
     keys: np.ndarray  # each image's stable `source_index`: its position in an IDX file, a path hash in a folder
     files: list[str] | None = None  # folders: each image's path relative to the folder
 
-    def take(self, positions: np.ndarray) -> "SourcePart":
+    def take(self, positions: np.ndarray) -> SourcePart:
         files = [self.files[i] for i in positions] if self.files is not None else None
         return SourcePart(self.images[positions], self.labels[positions], self.keys[positions], files)
 
@@ -64,8 +64,12 @@ def load_source(spec: DatasetSpec, mnist_source_dir: str | None, downloads_dir: 
     else:
         arrays = load_fashion_mnist(spec.folder, downloads_dir / "fashion-mnist")
     return SourceArrays(
-        train=SourcePart(centred(arrays.train_images, spec.image_size), arrays.train_labels.astype(np.int64), np.arange(len(arrays.train_labels))),
-        test=SourcePart(centred(arrays.test_images, spec.image_size), arrays.test_labels.astype(np.int64), np.arange(len(arrays.test_labels))),
+        train=SourcePart(
+            centred(arrays.train_images, spec.image_size), arrays.train_labels.astype(np.int64), np.arange(len(arrays.train_labels))
+        ),
+        test=SourcePart(
+            centred(arrays.test_images, spec.image_size), arrays.test_labels.astype(np.int64), np.arange(len(arrays.test_labels))
+        ),
         source=arrays.source,
     )
 
@@ -139,9 +143,7 @@ def _image_files(spec: DatasetSpec, split: str, part: SourcePart, hashes: list[s
         stem = FILES["test_images" if split == "test" else "train_images"][0]
         folder = spec.source if spec.image_size == 28 else f"{spec.source}-{spec.image_size}px"
         return [f"{folder}/{stem}/{int(index):05d}.png" for index in part.keys]
-    return [
-        f"{spec.name}/{PurePosixPath(name).with_suffix('')}-{image_hash[:12]}.png" for name, image_hash in zip(part.files, hashes)
-    ]
+    return [f"{spec.name}/{PurePosixPath(name).with_suffix('')}-{image_hash[:12]}.png" for name, image_hash in zip(part.files, hashes)]
 
 
 def decision_sources(arrays: SourceArrays, spec: DatasetSpec) -> dict[str, dict[int, tuple[str, str]]]:
@@ -151,5 +153,7 @@ def decision_sources(arrays: SourceArrays, spec: DatasetSpec) -> dict[str, dict[
     found = {}
     for split in ("train", "validation", "test"):
         data = split_of(arrays, spec, split, None)
-        found[split] = {int(index): (image_hash, classes[int(label)]) for index, image_hash, label in zip(data.indices, data.hashes, data.labels)}
+        found[split] = {
+            int(index): (image_hash, classes[int(label)]) for index, image_hash, label in zip(data.indices, data.hashes, data.labels)
+        }
     return found

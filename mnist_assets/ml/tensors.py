@@ -72,9 +72,7 @@ def decode_png(path: str, channels: int = 1, size: int = 28) -> np.ndarray:
         with Image.open(path) as image:
             array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
     except (FileNotFoundError, OSError) as error:
-        raise FileNotFoundError(
-            f"image {path} is missing or unreadable ({error})"
-        ) from error
+        raise FileNotFoundError(f"image {path} is missing or unreadable ({error})") from error
     if array.shape[:2] != (size, size):
         raise MissingInputError(f"image {path} is {array.shape[1]}x{array.shape[0]}, expected {size}x{size}")
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
@@ -152,9 +150,7 @@ def on_device(data: SplitTensors, device: str) -> SplitTensors:
     return SplitTensors(data.images.to(device), data.labels.to(device), data.sample_ids, data.mean, data.std)
 
 
-def iterate_batches(
-    data: SplitTensors, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
-):
+def iterate_batches(data: SplitTensors, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
     """Yield (normalized images, labels) batches sliced where the split's tensors are; seeded
     shuffling (the order is drawn on the CPU, so it is the same on every device)."""
     count = len(data)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class TrainConfig:
             return self.weight_decay
         return RECIPE_WEIGHT_DECAY[self.recipe]
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {RECIPES}")
         if self.epochs <= 0:
@@ -83,7 +83,15 @@ def _progress(total: int, description: str):
 
 
 def train_one_epoch(
-    model, data: SplitTensors, optimizer, scheduler, batch_size, generator, device, description="train", label_smoothing=0.0,
+    model,
+    data: SplitTensors,
+    optimizer,
+    scheduler,
+    batch_size,
+    generator,
+    device,
+    description="train",
+    label_smoothing=0.0,
     augment: nn.Module | None = None,
 ):
     model.train()
@@ -152,8 +160,16 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         epoch_started = time.perf_counter()
         train_loss, train_accuracy = train_one_epoch(
-            model, train, optimizer, scheduler, config.batch_size, generator, device, f"epoch {epoch}/{config.epochs}",
-            config.label_smoothing, augment,
+            model,
+            train,
+            optimizer,
+            scheduler,
+            config.batch_size,
+            generator,
+            device,
+            f"epoch {epoch}/{config.epochs}",
+            config.label_smoothing,
+            augment,
         )
         val_loss, val_accuracy = evaluate(model, validation, device)
         row = {

@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-import numpy as np
-
 import fiftyone.brain as fob
+import numpy as np
 
 from mnist_assets.ml.fiftyone_store import delete_brain_run
 from mnist_assets.ml.numba_cache import cache_umap_compilation

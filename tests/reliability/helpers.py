@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-
-from mnist_assets.ml.fiftyone_store import split_view
 from processes import REPO  # noqa: F401 - re-exported for the tests here
 
+from mnist_assets.ml.fiftyone_store import split_view
 
 
 def split_snapshot(settings, split: str) -> tuple:

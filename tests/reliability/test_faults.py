@@ -9,12 +9,11 @@ import time
 import dagster as dg
 import numpy as np
 import torch
+from graph import asset, op_config
+from processes import mongod_processes
 
 from mnist_assets.ml.checkpoints import load_checkpoint
 from mnist_assets.ml.fiftyone_store import split_view
-
-from graph import asset, op_config
-from processes import mongod_processes
 
 from .helpers import REPO, dagster_cli, file_hash, run_cli, subprocess_env
 
@@ -33,7 +32,12 @@ def test_killed_training_leaves_the_previous_checkpoint_intact(make_settings):
     config = json.dumps(op_config("lenet_checkpoint", {"epochs": 500}))
     process = subprocess.Popen(
         dagster_cli("--select", "mnist/lenet_checkpoint", "--config-json", config),
-        env=subprocess_env(settings), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env=subprocess_env(settings),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.time() + 180
     for line in process.stdout:
@@ -56,8 +60,14 @@ SPLITS = ("train", "validation", "test")
 def materialize_splits_at_once(env: dict, selection: str) -> None:
     """`selection` for the three splits in three processes started together, as a backfill runs them."""
     processes = [
-        subprocess.Popen(dagster_cli("--select", selection, "--partition", split), env=env, cwd=REPO,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            dagster_cli("--select", selection, "--partition", split),
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for split in SPLITS
     ]
     for process in processes:
@@ -92,10 +102,14 @@ def test_stopped_database_is_restarted_and_finds_everything(make_settings, tmp_p
     assert second.returncode == 0, second.stderr[-2000:]
     name = settings.store("mnist").name
     count = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-c",
-         "import mnist_assets\nfrom mnist_assets.ml.fiftyone_store import get_dataset\n"
-         f"print(len(get_dataset('{name}')))"],
-        env=env, capture_output=True, text=True,
+        [
+            str(REPO / ".venv" / "bin" / "python"),
+            "-c",
+            f"import mnist_assets\nfrom mnist_assets.ml.fiftyone_store import get_dataset\nprint(len(get_dataset('{name}')))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert count.stdout.strip().splitlines()[-1:] == ["300"], count.stderr[-2000:]
     for process in mongod_processes(db_dir):
@@ -142,7 +156,10 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
     """Each per-split asset with its three partitions running at once (what "Materialize all" does)."""
     settings = make_settings(limit=300, epochs=1)
     env = subprocess_env(settings, MNIST_ASSETS_EPOCHS=1)
-    materialize_splits_at_once(env, "mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions")
+    materialize_splits_at_once(
+        env,
+        "mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions",
+    )
     assert dg.materialize([asset("lenet_checkpoint"), asset("lenet_oof_predictions")], resources={"settings": settings}).success
     materialize_splits_at_once(env, "mnist/lenet_predictions,mnist/fold_ensemble_predictions,mnist/lenet_embeddings,mnist/hardness_scores")
     dataset = settings.store("mnist").dataset()
@@ -150,10 +167,21 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
     for split in SPLITS:
         view = split_view(dataset, split)
         assert len(view) == 300
-        for field in ("clip_embeddings", "clip_zero_shot", "lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings",
-                      "hardness", "mistakenness", "uniqueness", "label_quality"):
+        for field in (
+            "clip_embeddings",
+            "clip_zero_shot",
+            "lenet_predictions",
+            "fold_ensemble_predictions",
+            "lenet_embeddings",
+            "hardness",
+            "mistakenness",
+            "uniqueness",
+            "label_quality",
+        ):
             assert all(value is not None for value in view.values(field)), f"{field} missing on {split}"
         assert {f"clip_umap_{split}", f"lenet_umap_{split}"} <= set(dataset.list_brain_runs())
         assert {f"eval_clip_{split}", f"eval_lenet_{split}", f"eval_fold_ensemble_{split}"} <= set(dataset.list_evaluations())
         # Saved views live in one list on the dataset: three processes saving theirs at once must keep all.
-        assert {f"likely-mislabeled-{split}", f"hardest-{split}", f"most-unique-{split}", f"label-issues-{split}"} <= set(dataset.list_saved_views())
+        assert {f"likely-mislabeled-{split}", f"hardest-{split}", f"most-unique-{split}", f"label-issues-{split}"} <= set(
+            dataset.list_saved_views()
+        )
