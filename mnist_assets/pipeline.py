@@ -75,5 +75,6 @@ def build_pipeline_defs(spec: DatasetSpec) -> dg.Definitions:
         ),
         raw_job,
     ]
-    sensors = [build_source_sensor(spec, raw_job), build_review_sensor(spec, p.key("label_review"), p.key("raw_dataset"))]
+    raw, review = p.key("raw_dataset"), p.key("label_review")
+    sensors = [build_source_sensor(spec, raw_job, raw), build_review_sensor(spec, review, raw)]
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors)

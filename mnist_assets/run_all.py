@@ -39,7 +39,7 @@ def stages(asset_graph=None, datasets=None):
     asset_graph = asset_graph or defs.resolve_asset_graph()
     order = [key for key in asset_graph.toposorted_asset_keys if datasets is None or key.path[0] in datasets]
     done: set = set()
-    partitioned = True
+    partitioned, idle = True, 0
     while len(done) < len(order):
         stage = []
         for key in order:
@@ -51,6 +51,11 @@ def stages(asset_graph=None, datasets=None):
         if stage:
             done.update(stage)
             yield stage, partitioned
+        idle = 0 if stage else idle + 1
+        if idle == 2:  # neither partitioning can go on: some parents are not among the assets to run
+            missing = {key: sorted(p.to_user_string() for p in asset_graph.get(key).parent_keys if p not in order) for key in order}
+            stuck = {key.to_user_string(): parents for key, parents in missing.items() if key not in done and parents}
+            raise ValueError(f"these assets read assets outside the datasets to run, add their datasets: {stuck}")
         partitioned = not partitioned
 
 

@@ -4,58 +4,52 @@ The weekly refresh is raw_dataset's cron automation condition (automation.py);
 everything downstream follows by lineage.
 """
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
 
 from mnist_assets.ml.dataset_spec import DatasetSpec
-from mnist_assets.ml.mnist_source import DEBIAN_FASHION_MNIST, SPLITS
+from mnist_assets.ml.mnist_source import SPLITS
+from mnist_assets.ml.sources import source_fingerprint, watched_folder
 from mnist_assets.resources import MnistSettings
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
-def source_fingerprint(folder: Path, recursive: bool = False) -> str:
-    """Names, sizes and modification times of the source files in `folder`: the IDX files, or
-    (`recursive`) every file of an image folder."""
-    digest = hashlib.sha256()
-    files = (p for p in folder.rglob("*") if p.is_file()) if recursive else folder.glob("*-ubyte*")
-    for path in sorted(files):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return digest.hexdigest()
+def _recorded_source_fingerprints(instance, raw_key: dg.AssetKey) -> list[str | None]:
+    """The source fingerprint each split's latest ingest recorded (None: never ingested, or before
+    raw_dataset recorded it)."""
+    found = []
+    for split in SPLITS:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=raw_key, asset_partitions=[split]), limit=1).records
+        entry = records[0].asset_materialization.metadata.get("source_fingerprint") if records else None
+        found.append(entry.value if entry is not None else None)
+    return found
 
 
-def watched_folder(spec: DatasetSpec) -> str | None:
-    """The folder a dataset's files are read from, when it is one a user can change."""
-    if spec.source == "mnist":
-        return os.environ.get("MNIST_ASSETS_SOURCE_DIR") or (str(spec.folder) if spec.folder else None)
-    if spec.source == "folder":
-        return str(spec.folder)
-    return str(spec.folder or DEBIAN_FASHION_MNIST)
-
-
-def build_source_sensor(spec: DatasetSpec, job) -> dg.SensorDefinition:
+def build_source_sensor(spec: DatasetSpec, job, raw_key: dg.AssetKey) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{spec.name}_source_sensor",
         job=job,
         minimum_interval_seconds=60,
         description=(
             f"Re-ingests every split of {spec.name} when its source files are added or change "
-            "(MNIST: MNIST_ASSETS_SOURCE_DIR or `path`; Fashion-MNIST: `path` or Debian's copy; folder: `path`)."
+            "(MNIST: MNIST_ASSETS_SOURCE_DIR or `path`; Fashion-MNIST: `path` or Debian's copy; folder: `path`), "
+            "compared with what the last ingest of each split recorded."
         ),
     )
-    def source_sensor(context: dg.SensorEvaluationContext):
-        folder = watched_folder(spec)
+    def source_sensor(context: dg.SensorEvaluationContext, settings: MnistSettings):
+        folder = watched_folder(spec, settings.source_dir)
         if not folder or not Path(folder).is_dir():
             return dg.SkipReason(f"no source folder to watch for {spec.name}.")
         fingerprint = source_fingerprint(Path(folder), recursive=spec.source == "folder")
-        if fingerprint == context.cursor:
-            return dg.SkipReason(f"{spec.name} source files unchanged.")
+        # The first tick after the sensor is turned on starts from what the ingests recorded, so
+        # turning it on re-ingests nothing that is already in.
+        seen = [context.cursor] * len(SPLITS) if context.cursor else _recorded_source_fingerprints(context.instance, raw_key)
         context.update_cursor(fingerprint)
+        if all(recorded == fingerprint for recorded in seen):
+            return dg.SkipReason(f"{spec.name} source files unchanged since the last ingest.")
         # Train and validation both come from the training files, so any change affects every split.
         return [dg.RunRequest(run_key=f"{fingerprint[:16]}-{split}", partition_key=split) for split in SPLITS]
 

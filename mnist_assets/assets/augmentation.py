@@ -1,6 +1,5 @@
 """The series' step 7 and its exercises: targeted augmentation, fine-tuning, and the comparison of models."""
 
-import hashlib
 from typing import Optional
 
 import dagster as dg
@@ -19,7 +18,7 @@ from mnist_assets.assets.lenet import TrainingConfig, train_config, training_res
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
-from mnist_assets.ml.augmentation import augment_images
+from mnist_assets.ml.augmentation import augment_images, copies_key
 from mnist_assets.ml.decisions import accuracy_side_by_side
 from mnist_assets.ml.field_names import (
     EVAL_FINETUNED,
@@ -106,10 +105,9 @@ def build(p: Pipeline) -> list:
         source_positions = chosen[sources.numpy()]
 
         source_index = np.asarray(view.values(SOURCE_INDEX))[source_positions]
-        # Name the folder by what determines the pixels, so existing files are never stale.
-        key = hashlib.sha1(
-            f"{config.strategy}|{config.seed}|{config.copies}|{p.spec.flips}|{p.spec.channels}x{p.spec.image_size}|{chosen.tolist()}".encode()
-        ).hexdigest()[:12]
+        # Name the folder by what determines the pixels (the chosen images themselves, the copies'
+        # settings, the augmentation code's version), so existing files are never stale.
+        key = copies_key(train.images[chosen], config.copies, config.seed, p.spec.flips)
         folder = store.artifact_path("augmented", f"{config.strategy}-{key}")
         copy_number = np.tile(np.arange(config.copies), len(chosen))
         paths = [folder / f"{int(i):05d}-{int(k)}.png" for i, k in zip(source_index, copy_number)]

@@ -1,6 +1,7 @@
 """The series' step 1: a dataset's verified images in FiftyOne per split, and their metadata."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -21,9 +22,14 @@ from mnist_assets.ml.fiftyone_store import (
     usable_view,
     write_pngs,
 )
-from mnist_assets.ml.sources import load_source, split_of
+from mnist_assets.ml.sources import load_source, source_fingerprint, split_of, watched_folder
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import MnistSettings
+
+
+def _source_fingerprint(spec, source_dir) -> str:
+    folder = watched_folder(spec, source_dir)
+    return source_fingerprint(Path(folder), recursive=spec.source == "folder") if folder and Path(folder).is_dir() else ""
 
 
 def build(p: Pipeline) -> list:
@@ -94,6 +100,8 @@ def build(p: Pipeline) -> list:
                 **{f"decisions_{kind}": count for kind, count in review.plan.counts().items()},
                 "stale_decisions": len(review.plan.stale),
                 "source": source.source,
+                # what the source sensor compares with (sensors.py): the watched files as this ingest saw them
+                "source_fingerprint": _source_fingerprint(spec, settings.source_dir),
                 "dataset": dataset.name,
                 "images_dir": dg.MetadataValue.path(str(paths[0].parent) if paths else str(store.images_dir)),
                 "new_png_files": written,

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import kornia.augmentation as K
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD, channels_first
 
 BATCH_AUGMENTATIONS = ("none", "affine", "flip")
+# Part of the stored copies' folder name: change it with series_augmentation or augment_images, so
+# that copies made by other code are never reused.
+AUGMENTATION_VERSION = "2"
 
 
 class GridDistortion(torch.nn.Module):
@@ -64,6 +70,14 @@ def series_augmentation(image_size: int = 28, horizontal_flip: bool = False) -> 
         K.RandomElasticTransform(kernel_size=(kernel, kernel), sigma=(5.0, 5.0), alpha=(20.0 / image_size, 20.0 / image_size), p=0.6),
         GridDistortion(num_steps=3, distort_limit=0.1, p=0.3),
     )
+
+
+def copies_key(images_uint8: torch.Tensor, copies: int, seed: int, horizontal_flip: bool = False) -> str:
+    """A name for the augmented copies of these images: it changes with their pixels, the number of
+    copies, the seed, the flips and AUGMENTATION_VERSION, everything that determines the output."""
+    digest = hashlib.sha1(f"{AUGMENTATION_VERSION}|{copies}|{seed}|{horizontal_flip}|{tuple(images_uint8.shape)}".encode())
+    digest.update(np.ascontiguousarray(images_uint8.numpy()).tobytes())
+    return digest.hexdigest()[:12]
 
 
 def augment_images(

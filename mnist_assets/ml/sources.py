@@ -14,7 +14,7 @@ import numpy as np
 
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
-from mnist_assets.ml.mnist_source import FILES, load_fashion_mnist, load_mnist, split_indices
+from mnist_assets.ml.mnist_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,27 @@ def _image_files(spec: DatasetSpec, split: str, part: SourcePart, hashes: list[s
         folder = spec.source if spec.image_size == 28 else f"{spec.source}-{spec.image_size}px"
         return [f"{folder}/{stem}/{int(index):05d}.png" for index in part.keys]
     return [f"{spec.name}/{PurePosixPath(name).with_suffix('')}-{image_hash[:12]}.png" for name, image_hash in zip(part.files, hashes)]
+
+
+def watched_folder(spec: DatasetSpec, mnist_source_dir: str | None) -> str | None:
+    """The folder a dataset's files are read from, when it is one a user can change (MNIST: the
+    MNIST_ASSETS_SOURCE_DIR setting, else `path`; Fashion-MNIST: `path`, else Debian's copy)."""
+    if spec.source == "mnist":
+        return mnist_source_dir or (str(spec.folder) if spec.folder else None)
+    if spec.source == "folder":
+        return str(spec.folder)
+    return str(spec.folder or DEBIAN_FASHION_MNIST)
+
+
+def source_fingerprint(folder: Path, recursive: bool = False) -> str:
+    """Names, sizes and modification times of the source files in `folder`: the IDX files, or
+    (`recursive`) every file of an image folder. raw_dataset records it; the source sensor compares."""
+    digest = hashlib.sha256()
+    files = (p for p in folder.rglob("*") if p.is_file()) if recursive else folder.glob("*-ubyte*")
+    for path in sorted(files):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
 
 
 def decision_sources(arrays: SourceArrays, spec: DatasetSpec) -> dict[str, dict[int, tuple[str, str]]]:
