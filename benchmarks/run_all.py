@@ -3,9 +3,11 @@
 Runs, in one process tree on one machine: `make run` end to end on full data in
 fresh folders (CLIP as mnist-tiny, random weights), then on that dataset the
 LeNet epoch, CLIP throughput and FiftyOne write benchmarks, then the scaling
-runs. Prints a table and writes benchmarks/results.json.
+runs, then the refresh latency runs (bench_refresh.py: a refresh and "Materialize all" through the
+daemon on limited data, against `make run` of the same data, on the default executor and on Celery).
+Prints a table and writes benchmarks/results.json.
 
-    .venv/bin/python benchmarks/run_all.py [--limit N] [--no-scaling] [--vit-images N]
+    .venv/bin/python benchmarks/run_all.py [--limit N] [--no-scaling] [--no-refresh] [--refresh-only] [--vit-images N]
 """
 
 import argparse
@@ -28,6 +30,7 @@ TARGETS = {
     "umap_first_over_later": (">=", 2.0),
     "e2e_seconds": ("<", 900.0),
     "e2e_peak_rss_mb": ("<", 4096.0),
+    "refresh_over_make_run": ("<=", 3.0),
 }
 
 
@@ -51,7 +54,19 @@ def main() -> None:
     parser.add_argument("--no-scaling", action="store_true", help="skip the 5k / 20k scaling runs")
     parser.add_argument("--vit-images", type=int, default=512, help="images for the ViT-B-32 throughput run")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
+    parser.add_argument("--no-refresh", action="store_true", help="skip the refresh and backfill latency runs")
+    parser.add_argument("--refresh-only", action="store_true", help="only the refresh and backfill runs, merged into --out")
     args = parser.parse_args()
+    if args.refresh_only:
+        import bench_refresh
+
+        from mnist_assets.environment import assets_home
+
+        results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+        results.update(bench_refresh.run(_fresh(assets_home() / "bench" / "refresh")))
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        print_table(results)
+        return
 
     from mnist_assets.environment import assets_home
 
@@ -112,9 +127,23 @@ def main() -> None:
         rows.append(_scaling_row("all", e2e))
         results["scaling"] = rows
 
+    if not args.no_refresh:
+        import bench_refresh
+
+        print("== refresh latency and Materialize all through the daemon, default executor and Celery", flush=True)
+        results.update(bench_refresh.run(_fresh(work / "refresh")))
+
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     print(f"\nwrote {args.out}")
+
+
+def _fresh(folder: Path) -> Path:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def _step_total(run: dict, asset: str) -> float:

@@ -1,6 +1,6 @@
 """Settings and handles shared by the assets: folders, the FiftyOne datasets, the device.
 
-Every setting comes from an environment variable (documented in README.md) and
+Every setting comes from an environment variable (documented in docs/settings.md) and
 is validated when the code location loads, so a bad value is refused before any
 work starts. Each declared dataset gets its own `DatasetStore`: its FiftyOne
 dataset and its folder under MNIST_ASSETS_HOME.
@@ -39,7 +39,7 @@ def _positive_int(name: str, raw: str | None) -> int | None:
 
 
 class MnistSettings(dg.ConfigurableResource):
-    """Where data lives and how much of it to use; see README.md for each variable."""
+    """Where data lives and how much of it to use; docs/settings.md lists each variable."""
 
     home: str
     source_dir: Optional[str] = None

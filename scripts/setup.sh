@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install everything mnist_assets needs; safe to run again.
-# Facts behind each step: ../shared/environment.md.
+# Why each step is as it is: the comments beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -239,12 +239,12 @@ def installed_with_apt(executable: str, package: str, search: str = "") -> str |
 
 def quick_run_env(root: Path, namespace: str) -> dict:
     """Environment for servers and runs on 200 samples per split, 1 epoch and the tiny CLIP, with a
-    Dagster home, data folder and database of their own under `root`."""
+    Dagster home (the project's default instance file), data folder and database of their own under `root`."""
     import os
 
     dagster_home = root / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (dagster_home / "dagster.yaml").write_text((REPO / ".dagster_home" / "dagster.yaml").read_text())  # the default instance
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MNIST_ASSETS_", "FIFTYONE_DATABASE"))}
     env.update(
         DAGSTER_HOME=str(dagster_home),

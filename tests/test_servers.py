@@ -1,10 +1,13 @@
-"""The servers a user opens: `make ui` (Dagster) and `make app` (FiftyOne), started for real.
+"""The servers a user opens and what runs under them: `make ui` (webserver and daemon) and `make app`
+(the FiftyOne App), started for real on 200 samples per split, driven through the UI's GraphQL API
+and, in headless Chromium (Playwright), as a person would.
 
-Checks that each listens on 127.0.0.1 only, that the UI's GraphQL API shows the
-graph (assets, lineage, partitions, checks, schedule), and, in headless
-Chromium driven by Playwright, that a person can see the asset graph, launch
-mnist/raw_dataset for one partition and see it succeed, and open the App on the dataset.
-Screenshots go to test-artifacts/.
+In order, on one instance: the servers listen on 127.0.0.1 only; the UI shows the graph; a person
+launches mnist/raw_dataset for one partition and sees it succeed; "Materialize all" opens a backfill
+of every asset and partition (cancelled: the next test runs one dataset's); the backfill of mnist
+through the daemon completes; a label corrected on test as the App writes it is picked up by the
+review sensor and re-evaluates exactly test's downstream, once, without training; the App opens the
+review queue; a changed code version shows as stale. Screenshots go to test-artifacts/.
 """
 
 import subprocess
@@ -12,11 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import pytest
-from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, stop_mongod, wait_until_quiet
+from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, runs_in_flight, stop_mongod, wait_until_quiet
 
 ARTIFACTS = REPO / "test-artifacts"
+SPLITS = ["train", "validation", "test"]
+
 NINE = [
     "raw_dataset",
     "dataset_metadata",
@@ -35,7 +41,7 @@ EDGES = [
     ("clip_embeddings", "zero_shot_predictions"),
     ("raw_dataset", "lenet_checkpoint"),
     ("lenet_checkpoint", "lenet_predictions"),
-    ("lenet_predictions", "hardness_scores"),
+    ("lenet_embeddings", "hardness_scores"),
     ("hardness_scores", "augmented_set"),
     ("augmented_set", "finetuned_model"),
     ("lenet_checkpoint", "finetuned_model"),
@@ -93,30 +99,6 @@ def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_
         "fashion_mnist_review_sensor",
     } == {s["name"] for s in repository["sensors"]}
 
-
-@pytest.fixture(scope="module")
-def fiftyone_app(environment):
-    """`make app VIEW=review-queue-test` on mnist's graph, materialized by `make run`'s module."""
-    graph = subprocess.run(
-        [sys.executable, "-m", "mnist_assets.run_all", "--datasets", "mnist"],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert graph.returncode == 0, graph.stdout[-3000:] + graph.stderr[-2000:]
-    with make_server(
-        "app", "APP_PORT", {**environment, "VIEW": "review-queue-test"}, "/", Path(environment["DAGSTER_HOME"]) / "app.log"
-    ) as port:
-        yield port
-
-
-def test_app_listens_on_localhost_only(fiftyone_app):
-    assert listening_ips(fiftyone_app) == {"127.0.0.1"}
-
-
-# --- In a real browser -------------------------------------------------------------------------
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -203,21 +185,6 @@ def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, d
     page.screenshot(path=ARTIFACTS / "dagster-raw_dataset-materialized.png")
 
 
-def test_browser_fiftyone_app_shows_the_review_queue(browser, fiftyone_app):
-    """The App opens on the saved view `review-queue-test`: the likely mislabeled test samples no one
-    has decided on, with the review fields in the sidebar."""
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
-    page.goto(f"http://127.0.0.1:{fiftyone_app}/")
-    try:
-        for field in ("ground_truth", "ground_truth_original", "review_decision", "label_quality"):  # sidebar fields
-            page.get_by_text(field, exact=True).filter(visible=True).first.wait_for(timeout=120000)
-        page.get_by_text("review-queue-test").filter(visible=True).first.wait_for(timeout=60000)  # the view selector
-        page.wait_for_timeout(3000)  # let the sample grid paint
-    finally:
-        page.screenshot(path=ARTIFACTS / "fiftyone-review-queue-test.png")
-    assert "servers-mnist" in page.inner_text("body")  # the dataset's name in the header
-
-
 def open_materialize_all_dialog(page, port: int, attempts: int = 3):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -241,20 +208,230 @@ def open_materialize_all_dialog(page, port: int, attempts: int = 3):
     raise AssertionError(f'"Launch backfill" stayed disabled in {attempts} tries (screenshots in {ARTIFACTS})')
 
 
-def test_browser_materialize_all_starts_a_backfill(browser, dagster_ui):
-    """A person clicks "Materialize all" on the lineage page and launches it: a backfill starts.
-    (tests/test_automation_daemon.py follows such a backfill to the end.)"""
-    # The runs the earlier tests started (and what automation adds after them) load the 2-core CI
-    # machine; the dialog below waits on partition queries that the busy webserver answers slowly.
-    wait_until_quiet(dagster_ui, seconds=20, timeout=600)
+def asset_nodes(port: int) -> dict:
+    data = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")
+    return {"/".join(node["assetKey"]["path"]): node["partitionKeys"] or [None] for node in data["assetNodes"]}
+
+
+def materializations(port: int) -> list[tuple[str, str | None, float]]:
+    """(asset, partition, timestamp in seconds) of every materialization, oldest first."""
+    data = graphql(port, "{ assetNodes { assetKey { path } assetMaterializations(limit: 500) { partition timestamp } } }")
+    found = [
+        ("/".join(node["assetKey"]["path"]), event["partition"], int(event["timestamp"]) / 1000)
+        for node in data["assetNodes"]
+        for event in node["assetMaterializations"]
+    ]
+    return sorted(found, key=lambda item: item[2])
+
+
+BACKFILL_QUERY = (
+    '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status numPartitions assetSelection { path } } } }'
+)
+
+
+def test_browser_materialize_all_opens_a_backfill_of_every_asset(browser, dagster_ui):
+    """A person clicks "Materialize all" on the lineage page and launches it: one backfill of every
+    asset of both datasets and every partition. It is cancelled at once; the next test runs mnist's."""
+    wait_until_quiet(dagster_ui, seconds=20, timeout=600)  # the busy webserver answers the dialog's queries slowly
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     launch = open_materialize_all_dialog(page, dagster_ui)
     page.screenshot(path=ARTIFACTS / "dagster-materialize-all-dialog.png")
     launch.click(timeout=30000)
     deadline, backfills = time.time() + 120, []
     while time.time() < deadline and not backfills:
-        data = graphql(dagster_ui, "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status numPartitions } } } }")
+        data = graphql(dagster_ui, "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id } } } }")
         backfills = data["partitionBackfillsOrError"]["results"]
-        time.sleep(2)
+        time.sleep(1)
+    assert len(backfills) == 1
+    cancelled = graphql(dagster_ui, 'mutation { cancelPartitionBackfill(backfillId: "%s") { __typename } }' % backfills[0]["id"])
+    assert cancelled["cancelPartitionBackfill"]["__typename"] == "CancelBackfillSuccess"
     page.screenshot(path=ARTIFACTS / "dagster-materialize-all-launched.png")
-    assert backfills and backfills[0]["status"] in ("REQUESTED", "IN_PROGRESS", "COMPLETED", "COMPLETED_SUCCESS")
+    backfill = graphql(dagster_ui, BACKFILL_QUERY % backfills[0]["id"])["partitionBackfillOrError"]
+    nodes = asset_nodes(dagster_ui)
+    assert {"/".join(key["path"]) for key in backfill["assetSelection"]} == set(nodes)
+    assert backfill["numPartitions"] == len(SPLITS)  # every split (unpartitioned assets come with them)
+    wait_until_quiet(dagster_ui, seconds=20, timeout=600)
+
+
+def test_materialize_all_of_mnist_through_the_daemon(dagster_ui):
+    """One backfill of every mnist asset and partition, as the UI launches it, completes."""
+    nodes = {name: partitions for name, partitions in asset_nodes(dagster_ui).items() if name.startswith("mnist/")}
+    launched = graphql(
+        dagster_ui,
+        """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+        {"params": {"assetSelection": [{"path": name.split("/")} for name in nodes], "allPartitions": True, "title": "Materialize all"}},
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    deadline, status = time.time() + 1500, None
+    while time.time() < deadline:
+        status = graphql(dagster_ui, BACKFILL_QUERY % launched["backfillId"])["partitionBackfillOrError"]["status"]
+        if status not in ("REQUESTED", "IN_PROGRESS"):
+            break
+        time.sleep(5)
+    assert status == "COMPLETED_SUCCESS", f"backfill ended {status}"
+    done = {(name, partition) for name, partition, _ in materializations(dagster_ui)}
+    expected = {(name, partition) for name, partitions in nodes.items() for partition in partitions}
+    assert expected <= done, f"not materialized: {sorted(expected - done)}"
+
+
+# What a decision on test re-runs (tests/test_automation.py proves the same tick by tick).
+TEST_DECISION = (
+    {("mnist/label_review", "test")}
+    | {
+        (f"mnist/{name}", "test")
+        for name in (
+            "dataset_metadata",
+            "zero_shot_predictions",
+            "lenet_predictions",
+            "fold_ensemble_predictions",
+            "hardness_scores",
+            "finetuned_predictions",
+        )
+    }
+    | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
+)
+
+
+# What the App's label editor does to the first test sample, in the servers' own database.
+CORRECT_A_LABEL = """
+from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.resources import MnistSettings
+sample = split_view(MnistSettings.from_env().store("mnist").dataset(), "test").first()
+sample.ground_truth.label = str((int(sample.ground_truth.label) + 1) % 10)
+sample.save()
+"""
+
+
+def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagster_ui, environment):
+    """As the App writes a correction: the review sensor materializes label_review[test], and
+    automation re-runs exactly what reads test's labels, once each, and never trains."""
+    wait_until_quiet(dagster_ui)
+    started = time.time()
+    corrected = subprocess.run(
+        [sys.executable, "-c", CORRECT_A_LABEL], cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert corrected.returncode == 0, corrected.stderr[-3000:]
+    deadline, quiet_since, new = started + 900, None, []
+    while time.time() < deadline:
+        new = [m for m in materializations(dagster_ui) if m[2] >= started]
+        settled = TEST_DECISION <= {(name, partition) for name, partition, _ in new} and runs_in_flight(dagster_ui) == 0
+        quiet_since = (quiet_since or time.time()) if settled else None
+        if quiet_since and time.time() - quiet_since > 30:  # six automation intervals without a new request
+            break
+        time.sleep(5)
+    counts = {}
+    for name, partition, _ in new:
+        counts[(name, partition)] = counts.get((name, partition), 0) + 1
+    assert set(counts) == TEST_DECISION, f"missing {sorted(TEST_DECISION - set(counts))}, unexpected {sorted(set(counts) - TEST_DECISION)}"
+    assert all(count == 1 for count in counts.values()), counts
+    review = graphql(
+        dagster_ui,
+        '{ runsOrError(filter: {tags: [{key: "mnist_assets/launched_by", value: "review sensor"}]}) { ... on Runs { count } } }',
+    )
+    assert review["runsOrError"]["count"] == 1
+
+
+@pytest.fixture(scope="module")
+def fiftyone_app(environment):
+    """`make app VIEW=review-queue-test` on mnist's graph (materialized by the backfill above)."""
+    with make_server(
+        "app", "APP_PORT", {**environment, "VIEW": "review-queue-test"}, "/", Path(environment["DAGSTER_HOME"]) / "app.log"
+    ) as port:
+        yield port
+
+
+def test_app_listens_on_localhost_only(fiftyone_app):
+    assert listening_ips(fiftyone_app) == {"127.0.0.1"}
+
+
+def test_browser_fiftyone_app_shows_the_review_queue(browser, fiftyone_app):
+    """The App opens on the saved view `review-queue-test`: the likely mislabeled test samples no one
+    has decided on, with the review fields in the sidebar."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(f"http://127.0.0.1:{fiftyone_app}/")
+    try:
+        for field in ("ground_truth", "ground_truth_original", "review_decision", "label_quality"):  # sidebar fields
+            page.get_by_text(field, exact=True).filter(visible=True).first.wait_for(timeout=120000)
+        page.get_by_text("review-queue-test").filter(visible=True).first.wait_for(timeout=60000)  # the view selector
+        page.wait_for_timeout(3000)  # let the sample grid paint
+    finally:
+        page.screenshot(path=ARTIFACTS / "fiftyone-review-queue-test.png")
+    assert "servers-mnist" in page.inner_text("body")  # the dataset's name in the header
+
+
+CHANGED_DEFINITIONS = """
+import dagster as dg
+from mnist_assets import definitions as shipped
+
+def bump(spec):
+    return spec.replace_attributes(code_version=spec.code_version + "-changed")
+
+assets = [a.map_asset_specs(bump) if dg.AssetKey(["mnist", "lenet_checkpoint"]) in a.keys else a for a in shipped.defs.assets]
+defs = dg.Definitions(assets=assets, resources=shipped.defs.resources)
+"""
+STALE_QUERY = """query($key: AssetKeyInput!, $partition: String) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+  staleStatus(partition: $partition) staleCauses(partition: $partition) { key { path } reason category } } } }"""
+
+
+def stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[str, list]]:
+    """Each asset's stale status (its `train` partition where partitioned), through the UI's GraphQL
+    schema served in process for `definitions_file` on the instance in `dagster_home`."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    instance = dg.DagsterInstance.from_config(dagster_home)
+    status = {}
+    try:
+        with define_out_of_process_context(str(definitions_file), "defs", instance) as context:
+            nodes = execute_dagster_graphql(context, "{ assetNodes { assetKey { path } partitionKeys } }").data["assetNodes"]
+            for node in nodes:
+                variables = {"key": {"path": node["assetKey"]["path"]}, "partition": "train" if node["partitionKeys"] else None}
+                result = execute_dagster_graphql(context, STALE_QUERY, variables)
+                assert not result.errors, result.errors
+                found = result.data["assetNodeOrError"]
+                status["/".join(node["assetKey"]["path"])] = (found["staleStatus"], found["staleCauses"])
+    finally:
+        instance.dispose()
+    return status
+
+
+def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environment, tmp_path):
+    """On the instance the tests above filled: nothing is stale with the shipped code. With
+    mnist/lenet_checkpoint's code version changed, it is stale (code); once it is re-materialized
+    with the new code, its new data version makes its children stale (data). raw_dataset stays fresh."""
+    if not materializations_exist(environment):
+        pytest.skip("needs the graph materialized by the backfill test")
+    changed = tmp_path / "changed_definitions.py"
+    changed.write_text(CHANGED_DEFINITIONS)
+    shipped = stale_status(REPO_DEFS, environment["DAGSTER_HOME"])
+    assert {name for name, (state, _) in shipped.items() if state == "STALE"} == set(), shipped
+
+    after = stale_status(changed, environment["DAGSTER_HOME"])
+    assert {name for name, (state, _) in after.items() if state == "STALE"} == {"mnist/lenet_checkpoint"}, after
+    assert [cause["category"] for cause in after["mnist/lenet_checkpoint"][1]] == ["CODE"]
+
+    rerun = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-f", str(changed), "--select", "mnist/lenet_checkpoint"],
+        env=environment,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    retrained = stale_status(changed, environment["DAGSTER_HOME"])
+    stale = {name for name, (state, _) in retrained.items() if state == "STALE"}
+    assert {"mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/finetuned_model"} <= stale, retrained
+    assert "mnist/lenet_checkpoint" not in stale and retrained["mnist/raw_dataset"][0] == "FRESH"
+    assert "DATA" in {cause["category"] for cause in retrained["mnist/lenet_predictions"][1]}
+
+
+def materializations_exist(environment) -> bool:
+    instance = dg.DagsterInstance.from_config(environment["DAGSTER_HOME"])
+    try:
+        return instance.get_latest_materialization_event(dg.AssetKey(["mnist", "model_comparison"])) is not None
+    finally:
+        instance.dispose()
+
+
+REPO_DEFS = Path(__file__).resolve().parents[1] / "mnist_assets" / "definitions.py"

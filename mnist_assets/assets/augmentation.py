@@ -48,7 +48,7 @@ TRAINING_ONLY = dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS)
 class AugmentationConfig(dg.Config):
     """Which training samples to augment, how many, and how many copies of each."""
 
-    # On the out-of-sample scores, 5 seeds (scripts/strategy_study.py, README): hardest 99.37%, the
+    # On the out-of-sample scores, 5 seeds (scripts/strategy_study.py, docs/recipes.md): hardest 99.37%, the
     # series' misclassified 99.28% (its 512 include mislabeled digits, copied 10 times each).
     strategy: str = "hardest"  # misclassified, hardest, most_unique, least_confident, active
     budget: int = 512
@@ -59,7 +59,7 @@ class AugmentationConfig(dg.Config):
 class FinetuneConfig(TrainingConfig):
     """The training config with fine-tuning's defaults: 15 epochs from the LeNet checkpoint, one-cycle
     peaking at 1e-3, a random affine on every training batch, and the last (annealed) state kept
-    (README: "Augmentation strategies"). The architecture is the checkpoint's.
+    (docs/recipes.md, "Augmentation strategies"). The architecture is the checkpoint's.
 
     The series' own setting (recipe "series", lr 1e-4, batch_augmentation "none", keep "best")
     changes nothing measurable on a 99.2% LeNet: as many test samples break as get fixed. With
@@ -197,7 +197,7 @@ def build(p: Pipeline) -> list:
     )
 
     # CLIP zero-shot is compared when present but is not a dependency: without CLIP weights the
-    # comparison of the two LeNets still runs (README, "Decisions").
+    # comparison of the two LeNets still runs (docs/decisions.md).
     @dg.asset(
         key=p.key("model_comparison"),
         deps=[

@@ -50,7 +50,7 @@ class TrainingConfig(dg.Config):
 class OutOfFoldConfig(TrainingConfig):
     """The checkpoint's fields and defaults, once per fold, but the plain recipe: the dataset's
     `epochs` and no batch augmentation. On MNIST plain models ranked the confirmed label errors
-    better than affine-trained ones (README "Finding label errors")."""
+    better than affine-trained ones (docs/label-errors.md)."""
 
     folds: int = 5
 

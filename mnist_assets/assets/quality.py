@@ -84,12 +84,11 @@ def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("hardness_scores"),
         partitions_def=split_partitions,
-        # Scores from out-of-sample predictions: lenet_oof_predictions on train (an unpartitioned parent
-        # is every partition's; it changes with the checkpoint, so this costs no extra run), the fold
-        # ensemble elsewhere; uniqueness from LeNet's embeddings; lenet_predictions is design.md's edge.
+        # What it reads: the labels in use; out-of-sample predictions, lenet_oof_predictions on train
+        # (an unpartitioned parent is every partition's; it changes with the checkpoint, so this costs
+        # no extra run) and the fold ensemble elsewhere; LeNet's embeddings for uniqueness.
         deps=[
             p.key("label_review"),
-            p.key("lenet_predictions"),
             p.key("lenet_embeddings"),
             p.key("lenet_oof_predictions"),
             p.key("fold_ensemble_predictions"),

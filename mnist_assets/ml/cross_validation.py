@@ -5,7 +5,7 @@ training samples wrong), so hardness, mistakenness and cleanlab on `train` read 
 each sample's logits come from the fold model that never saw it (the confident-learning paper's
 and cleanlab's practice). The fold models are kept: as an ensemble (`training.ensemble_logits`,
 the mean of their probabilities) they score the other splits, and ranked the 15 confirmed MNIST
-test label errors better than the checkpoint alone (README, "Finding label errors").
+test label errors better than the checkpoint alone (docs/label-errors.md).
 """
 
 from collections.abc import Callable

@@ -56,7 +56,7 @@ class DatasetSpec(BaseModel):
     checkpoint_epochs: Optional[int] = Field(None, ge=1)  # lenet_checkpoint's, where it needs more (batch augmentation)
     # lenet_checkpoint's per-batch augmentation: "none", "affine" (random affine per sample and epoch)
     # or "flip". The fold models that score label quality always train without it: on MNIST
-    # affine-trained models are more accurate but rank the confirmed label errors worse (README).
+    # affine-trained models are more accurate but rank the confirmed label errors worse (docs/label-errors.md).
     batch_augmentation: Literal["none", "affine", "flip"] = "none"
     accuracy_gate: Optional[float] = Field(None, ge=0, le=1)  # blocking validation-accuracy floor
 

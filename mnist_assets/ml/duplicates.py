@@ -4,7 +4,7 @@ Near duplicates are judged on the pixels at the declared shape (centred, cosine 
 brain's sklearn index computes it): a copy that was re-saved, re-encoded or slightly retouched
 stays near in pixels, while CLIP or LeNet embeddings put every neat "1" next to every other one.
 At the default threshold 0.01 (a pixel correlation of at least 0.99) one MNIST test image has a
-training image that near, and 25 Fashion-MNIST test images do (README, "Duplicates and leaks").
+training image that near, and 25 Fashion-MNIST test images do (docs/label-errors.md).
 """
 
 from collections import Counter

@@ -1,6 +1,6 @@
 """The names the pipeline writes into FiftyOne: sample fields, eval keys, brain keys and saved views.
 
-Users, the App and their own scripts rely on these (design.md's contract), so each is spelled once,
+Users, the App and their own scripts rely on these (the project's contract: keep them stable), so each is spelled once,
 here; assets and the plain ML code import them instead of repeating string literals.
 """
 
@@ -74,7 +74,7 @@ def saved_view_names(split: str) -> dict[str, tuple[str, bool]]:
     """The dataset's ranked saved views for a split: name -> (the quality field it sorts on,
     highest first?). Likely mislabeled = lowest cleanlab label quality (the probability of the given
     label) first: on full MNIST it ranked the confirmed label errors at least as well as brain's
-    mistakenness at every cut-off (README, "Finding label errors")."""
+    mistakenness at every cut-off (docs/label-errors.md)."""
     return {
         f"hardest-{split}": (HARDNESS, True),
         f"likely-mislabeled-{split}": (LABEL_QUALITY, False),

@@ -1,6 +1,5 @@
 """Bad input gets a clear error naming the problem and the fix, and changes nothing stored."""
 
-import gzip
 import shutil
 from pathlib import Path
 
@@ -31,42 +30,9 @@ def ingested(make_settings, tmp_path):
     return settings, source
 
 
-def _gunzip(folder, name):
-    raw = folder / name.removesuffix(".gz")
-    raw.write_bytes(gzip.decompress((folder / name).read_bytes()))
-    (folder / name).unlink()
-    return raw
-
-
 def truncated_gzip(folder):
     path = folder / IMAGES_GZ
     path.write_bytes(path.read_bytes()[:100000])
-
-
-def truncated_raw_idx(folder):
-    raw = _gunzip(folder, IMAGES_GZ)
-    raw.write_bytes(raw.read_bytes()[:-784])
-
-
-def wrong_magic(folder):
-    raw = _gunzip(folder, LABELS_GZ)
-    data = bytearray(raw.read_bytes())
-    data[3] = 0x03  # 2049 -> 2051
-    raw.write_bytes(bytes(data))
-
-
-def counts_disagree(folder):
-    raw = _gunzip(folder, LABELS_GZ)
-    data = bytearray(raw.read_bytes())
-    data[4:8] = (9999).to_bytes(4, "big")
-    raw.write_bytes(bytes(data[:-1]))
-
-
-def label_out_of_range(folder):
-    raw = _gunzip(folder, LABELS_GZ)
-    data = bytearray(raw.read_bytes())
-    data[8 + 17] = 12
-    raw.write_bytes(bytes(data))
 
 
 def md5_mismatch(folder):
@@ -80,16 +46,12 @@ def missing_file(folder):
     (folder / LABELS_GZ).unlink()
 
 
-# Every altered file fails the MD5 check first (the canonical sums are known for
-# gzipped and raw files); the IDX header checks behind it are tested on bytes in
-# tests/test_mnist_source.py.
+# Every altered IDX file fails the MD5 check (the canonical sums are known for gzipped and raw files)
+# before its header is read, so one changed byte and one cut file stand for them all here; the IDX
+# header checks behind the MD5 are tested on bytes in tests/test_mnist_source.py.
 CASES = {
     "truncated gzip": (truncated_gzip, "MD5"),
-    "truncated raw IDX": (truncated_raw_idx, "MD5"),
-    "wrong magic number": (wrong_magic, "MD5"),
-    "image and label counts disagree": (counts_disagree, "MD5"),
-    "label outside 0-9": (label_out_of_range, "MD5"),
-    "MD5 mismatch": (md5_mismatch, "MD5"),
+    "one byte changed": (md5_mismatch, "MD5"),
     "missing file": (missing_file, "missing t10k-labels-idx1-ubyte"),
 }
 
