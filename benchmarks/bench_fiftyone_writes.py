@@ -9,7 +9,8 @@ import time
 import fiftyone as fo
 import numpy as np
 
-from mnist_assets.ml.fiftyone_store import DIGITS, write_classifications
+from mnist_assets.ml.dataset_spec import DIGITS
+from mnist_assets.ml.fiftyone_store import write_classifications
 
 
 def run(view, loop_samples: int = 2000) -> dict:
@@ -18,7 +19,7 @@ def run(view, loop_samples: int = 2000) -> dict:
     logits = rng.normal(size=(count, 10)).astype(np.float32)
     ids = view.values("id")
     started = time.perf_counter()
-    write_classifications(view, "bench_predictions", logits, ids)
+    write_classifications(view, "bench_predictions", logits, ids, DIGITS)
     bulk = time.perf_counter() - started
 
     subset = view.limit(loop_samples)

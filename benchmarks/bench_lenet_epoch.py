@@ -13,8 +13,9 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from mnist_assets.ml.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
 from mnist_assets.ml.models import build_model
-from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD, SplitTensors, normalize
+from mnist_assets.ml.tensors import SplitTensors, normalize
 from mnist_assets.ml.training import train_one_epoch
 
 
@@ -33,7 +34,7 @@ def time_limit(train: SplitTensors) -> float:
     """The same loop with nothing but slicing a ready float tensor: the floor for any data path."""
     model = build_model("lenet5", seed=51)
     optimizer = _optimizer(model)
-    images, labels = normalize(train.images), train.labels
+    images, labels = normalize(train.images, train.mean, train.std), train.labels
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(51)
     started = time.perf_counter()
@@ -63,7 +64,7 @@ class PngDataset(Dataset):
     def __getitem__(self, i):
         with Image.open(self.paths[i]) as image:
             array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-        return (torch.from_numpy(array).unsqueeze(0) - MNIST_MEAN) / MNIST_STD, int(self.labels[i])
+        return (torch.from_numpy(array).unsqueeze(0) - MNIST_PIXEL_MEAN) / MNIST_PIXEL_STD, int(self.labels[i])
 
 
 def time_peer(paths: list[str], labels: list[int]) -> float:
@@ -84,10 +85,12 @@ def time_peer(paths: list[str], labels: list[int]) -> float:
 
 
 def run(view, cache_dir) -> dict:
+    from mnist_assets.ml.dataset_spec import DIGITS
     from mnist_assets.ml.tensors import load_view_tensors
 
     started = time.perf_counter()
-    train = load_view_tensors(view, cache_dir)
+    pixels = load_view_tensors(view, cache_dir, classes=DIGITS, channels=1, size=28)
+    train = SplitTensors(pixels.images, pixels.labels, pixels.sample_ids, MNIST_PIXEL_MEAN, MNIST_PIXEL_STD)
     load_seconds = time.perf_counter() - started
     paths = view.values("filepath")
     labels = [int(label) for label in view.values("ground_truth.label")]

@@ -87,18 +87,19 @@ def main() -> None:
     import bench_fiftyone_writes
     import bench_lenet_epoch
 
+    from mnist_assets.ml.dataset_spec import DIGITS
     from mnist_assets.ml.fiftyone_store import split_view
     from mnist_assets.ml.tensors import load_view_tensors
-    from mnist_assets.resources import MnistSettings
+    from mnist_assets.resources import Settings
 
-    store = MnistSettings.from_env().store("mnist")
+    store = Settings.from_env().store("mnist")
     dataset = store.dataset()
     print("== LeNet epoch: pipeline vs limit vs peer", flush=True)
     results.update(bench_lenet_epoch.run(split_view(dataset, "train"), store.tensor_cache_dir))
 
     print("== CLIP embedding throughput", flush=True)
     test_view = split_view(dataset, "test")
-    tensors = load_view_tensors(test_view, store.tensor_cache_dir)
+    tensors = load_view_tensors(test_view, store.tensor_cache_dir, classes=DIGITS, channels=1, size=28)
     paths = test_view.values("filepath")
     tiny_count = min(10000, len(tensors))
     results.update(bench_clip_embed.run("mnist-tiny", tensors.images[:tiny_count], paths[:tiny_count], 512))

@@ -5,7 +5,7 @@ import argparse
 import fiftyone as fo
 
 from mnist_assets.pipeline import declared_spec
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 
 def main() -> None:
@@ -15,7 +15,7 @@ def main() -> None:
     parser.add_argument("--view", help="open a saved view, e.g. review-queue-test")
     parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>), default mnist")
     args = parser.parse_args()
-    settings = MnistSettings.from_env()
+    settings = Settings.from_env()
     try:
         declared_spec(args.dataset)
     except ValueError as error:

@@ -106,6 +106,9 @@ def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=5,  # a refresh waits one interval per level of the graph
+        # Runs, not a backfill, for the partitions one tick requests: the backfill daemon looks at its
+        # backfills every 30 s, which made each level of a refresh wait that long.
+        emit_backfills=False,
         description=(
             "Evaluates every asset's automation condition: the weekly refresh of each raw_dataset, "
             "and lineage for everything downstream of it."

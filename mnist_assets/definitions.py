@@ -1,22 +1,19 @@
 """The code location: every dataset declared under `defs/` (one ImageClassificationPipeline each),
 the automation sensor, the shared settings resource and the executor they choose."""
 
-from pathlib import Path
-
 import dagster as dg
 
 import mnist_assets.defs
 from mnist_assets.automation import build_automation_sensor
+from mnist_assets.environment import REPO_ROOT
 from mnist_assets.executors import build_executor
 from mnist_assets.pipeline import check_unique_names
-from mnist_assets.resources import MnistSettings
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from mnist_assets.resources import Settings
 
 check_unique_names()
-settings = MnistSettings.from_env()
+settings = Settings.from_env()
 
 defs = dg.Definitions.merge(
-    dg.load_defs(mnist_assets.defs, project_root=PROJECT_ROOT),
+    dg.load_defs(mnist_assets.defs, project_root=REPO_ROOT),
     dg.Definitions(sensors=[build_automation_sensor()], resources={"settings": settings}, executor=build_executor(settings.executor)),
 )

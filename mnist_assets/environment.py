@@ -8,7 +8,7 @@ defaults inside the repository.
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where pyproject.toml is: relative dataset paths start here
 # Set beside FiftyOne's FIFTYONE_PRIVATE_DATABASE_PORT: the database folder that port belongs to.
 PORT_OWNER_VARIABLE = "MNIST_ASSETS_DATABASE_PORT_OWNER"
 

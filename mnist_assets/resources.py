@@ -38,7 +38,7 @@ def _positive_int(name: str, raw: str | None) -> int | None:
     return value
 
 
-class MnistSettings(dg.ConfigurableResource):
+class Settings(dg.ConfigurableResource):
     """Where data lives and how much of it to use; docs/settings.md lists each variable."""
 
     home: str
@@ -91,7 +91,7 @@ class MnistSettings(dg.ConfigurableResource):
         return value
 
     @classmethod
-    def from_env(cls, environ: dict | None = None) -> MnistSettings:
+    def from_env(cls, environ: dict | None = None) -> Settings:
         env = os.environ if environ is None else environ
         return cls(
             home=str(Path(env["MNIST_ASSETS_HOME"]).resolve()) if env.get("MNIST_ASSETS_HOME") else str(assets_home()),

@@ -25,9 +25,9 @@ from mnist_assets.ml.decisions import SPLITS, DecisionError
 
 def _dataset(name: str):
     from mnist_assets.pipeline import declared_spec
-    from mnist_assets.resources import MnistSettings
+    from mnist_assets.resources import Settings
 
-    settings = MnistSettings.from_env()
+    settings = Settings.from_env()
     return declared_spec(name), settings, settings.store(name)
 
 

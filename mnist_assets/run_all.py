@@ -17,7 +17,7 @@ import dagster as dg
 
 from mnist_assets.definitions import defs
 from mnist_assets.environment import assets_home, dagster_home
-from mnist_assets.ml.mnist_source import SPLITS
+from mnist_assets.ml.dataset_spec import SPLITS
 
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_KEYS = ("count", "accuracy", "best_val_accuracy", "test_accuracy", "fixed", "broken", "weights", "images_per_second")

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from mnist_assets.ml.dataset_spec import DatasetSpec
-from mnist_assets.ml.mnist_source import SPLITS
+from mnist_assets.ml.dataset_spec import SPLITS, DatasetSpec
 from mnist_assets.ml.sources import source_fingerprint, watched_folder
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
@@ -39,7 +38,7 @@ def build_source_sensor(spec: DatasetSpec, job, raw_key: dg.AssetKey) -> dg.Sens
             "compared with what the last ingest of each split recorded."
         ),
     )
-    def source_sensor(context: dg.SensorEvaluationContext, settings: MnistSettings):
+    def source_sensor(context: dg.SensorEvaluationContext, settings: Settings):
         folder = watched_folder(spec, settings.source_dir)
         if not folder or not Path(folder).is_dir():
             return dg.SkipReason(f"no source folder to watch for {spec.name}.")
@@ -92,7 +91,7 @@ def build_review_sensor(spec: DatasetSpec, review_key: dg.AssetKey, raw_key: dg.
             "review log (`python -m mnist_assets.review import`); automation then re-runs what depends on that split."
         ),
     )
-    def review_sensor(context: dg.SensorEvaluationContext, settings: MnistSettings):
+    def review_sensor(context: dg.SensorEvaluationContext, settings: Settings):
         from mnist_assets.ml.decisions import SplitSamples, review_fingerprint
         from mnist_assets.ml.fiftyone_store import split_view
 

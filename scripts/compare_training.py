@@ -17,7 +17,7 @@ from mnist_assets.assets.common import split_tensors
 from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, evaluate, fit
 from mnist_assets.pipeline import declared_pipeline
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>)")
     args = parser.parse_args()
 
-    settings = MnistSettings.from_env()
+    settings = Settings.from_env()
     settings.configure_torch()
     pipeline = declared_pipeline(args.dataset)
     data = {split: split_tensors(pipeline, settings, split)[2] for split in ("train", "validation", "test")}

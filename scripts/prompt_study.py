@@ -12,7 +12,8 @@ from mnist_assets.ml.clip_models import embed_images, load_clip
 from mnist_assets.ml.fiftyone_store import split_view
 from mnist_assets.ml.tensors import load_view_tensors
 from mnist_assets.ml.zero_shot import CLASS_NAME_SETS, TEMPLATE_SETS, text_classifier, zero_shot_logits
-from mnist_assets.resources import MnistSettings
+from mnist_assets.pipeline import declared_spec
+from mnist_assets.resources import Settings
 
 PREPROCESSING = {"plain": dict(invert=False, pad=0), "inverted": dict(invert=True, pad=0), "inverted+pad4": dict(invert=True, pad=4)}
 RUNS = [("series", "series"), ("official", "digits"), ("ensemble", "digits"), ("ensemble", "series")]
@@ -25,10 +26,17 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
-    settings = MnistSettings.from_env()
+    settings = Settings.from_env()
     clip = load_clip(args.model, args.pretrained, settings.torch_device())
     store = settings.store("mnist")
-    tensors = load_view_tensors(split_view(store.dataset(), args.split), store.tensor_cache_dir)
+    spec = declared_spec("mnist")
+    tensors = load_view_tensors(
+        split_view(store.dataset(), args.split),
+        store.tensor_cache_dir,
+        classes=spec.classes(),
+        channels=spec.channels,
+        size=spec.image_size,
+    )
     labels = tensors.labels.numpy()
     print(f"{args.model} / {clip.weights}, {len(labels)} {args.split} samples")
     print("| templates | class names | preprocessing | accuracy | " + " | ".join(f"recall {d}" for d in range(10)) + " |")

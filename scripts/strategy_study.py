@@ -18,12 +18,12 @@ import numpy as np
 from mnist_assets.assets.augmentation import FinetuneConfig
 from mnist_assets.assets.common import split_tensors
 from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_images
-from mnist_assets.ml.checkpoints import load_model
+from mnist_assets.ml.checkpoints import load_models
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, concatenate
 from mnist_assets.ml.training import KEEP, RECIPES, TrainConfig, fit, predict
 from mnist_assets.pipeline import declared_pipeline
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 
 def main() -> None:
@@ -49,14 +49,14 @@ def main() -> None:
     parser.add_argument("--json", help="also write every run to this file")
     args = parser.parse_args()
 
-    settings = MnistSettings.from_env()
+    settings = Settings.from_env()
     settings.configure_torch()
     pipeline = declared_pipeline("mnist")
     loaded = {s: split_tensors(pipeline, settings, s) for s in ("train", "validation", "test")}
     data = {s: tensors for s, (_, _, tensors) in loaded.items()}
     scores = read_scores(loaded["train"][1])
     checkpoint = settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt")
-    base, _ = load_model(checkpoint)
+    ((base, _),) = load_models(checkpoint)
     test_labels = data["test"].labels.numpy()
     base_correct = predict(base, data["test"])[0].argmax(1) == test_labels
     print(f"LeNet checkpoint: test accuracy {base_correct.mean():.4f}")
@@ -66,11 +66,13 @@ def main() -> None:
     for strategy in strategies:
         chosen = np.zeros(0, dtype=np.int64) if strategy == "none" else select_samples(strategy, args.budget, **scores)
         for seed in args.seeds:
-            images, sources = augment_images(data["train"].images[chosen], args.copies, seed)
-            extra = SplitTensors(images, data["train"].labels[chosen][sources], [f"aug-{i}" for i in range(len(images))])
-            model, _ = load_model(checkpoint)
+            images, sources = augment_images(data["train"].images[chosen], args.copies, seed, pipeline.spec.flips)
+            train = data["train"]
+            extra = SplitTensors(images, train.labels[chosen][sources], [f"aug-{i}" for i in range(len(images))], train.mean, train.std)
+            ((model, payload),) = load_models(checkpoint)
             config = TrainConfig(
-                arch="lenet5",
+                arch=payload["arch"],  # fine-tuning continues the checkpoint's architecture, as finetuned_model does
+                horizontal_flip=pipeline.spec.flips,
                 recipe=args.recipe,
                 epochs=args.epochs,
                 lr=args.lr,

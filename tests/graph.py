@@ -21,3 +21,12 @@ def asset(name: str, dataset: str = "mnist") -> dg.AssetsDefinition:
 def op_config(name: str, config: dict, dataset: str = "mnist") -> dict:
     """Run config giving `config` to the asset `<dataset>/<name>` (its op is `<dataset>__<name>`)."""
     return {"ops": {f"{dataset}__{name}": {"config": config}}}
+
+
+def saved_payload(path) -> dict:
+    """What a single-model checkpoint file holds (weights, epoch, metrics, settings)."""
+    from mnist_assets.ml.checkpoints import load_models
+
+    (_, payload), *others = load_models(path)
+    assert not others, f"{path} holds {len(others) + 1} models"
+    return payload

@@ -37,3 +37,36 @@ def write_image_folder(root: Path, fashion, per_class: int = 200, split_layout: 
 def folder_declaration(root: Path, name: str = "my_clothes", **extra) -> dict:
     """The attributes of the defs.yaml a user writes for the folder."""
     return {"name": name, "source": "folder", "path": str(root), "image_size": 32, "channels": 3, **extra}
+
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def write_shapes_folder(root: Path, per_class: int = 200, test_per_class: int = 60, size: int = 48, seed: int = 0) -> Path:
+    """`root/train|test/<shape>/*.png`: a filled circle, square or triangle of a random colour, size and
+    place on a random background, RGB, `size` x `size`: a small dataset where a model that trained
+    enough is right nearly always."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    for part, count in (("train", per_class), ("test", test_per_class)):
+        for shape in SHAPES:
+            folder = root / part / shape
+            folder.mkdir(parents=True, exist_ok=True)
+            for number in range(count):
+                background, ink = rng.integers(0, 256, size=3), rng.integers(0, 256, size=3)
+                while np.abs(background.astype(int) - ink.astype(int)).sum() < 150:  # keep the shape visible
+                    ink = rng.integers(0, 256, size=3)
+                image = Image.new("RGB", (size, size), tuple(int(v) for v in background))
+                draw = ImageDraw.Draw(image)
+                half = rng.uniform(0.18, 0.4) * size
+                cx, cy = rng.uniform(half, size - half, size=2)
+                fill = tuple(int(v) for v in ink)
+                if shape == "circle":
+                    draw.ellipse([cx - half, cy - half, cx + half, cy + half], fill=fill)
+                elif shape == "square":
+                    draw.rectangle([cx - half, cy - half, cx + half, cy + half], fill=fill)
+                else:
+                    draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=fill)
+                image.save(folder / f"{shape}_{number:04d}.png")
+    return root

@@ -5,8 +5,12 @@ import pytest
 import torch
 
 from mnist_assets.ml.augmentation import GridDistortion, augment_images, batch_augmentation
+from mnist_assets.ml.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
 from mnist_assets.ml.selection import STRATEGIES, active_score, select_samples
 from mnist_assets.ml.tensors import normalize
+
+MEAN, STD = MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
+BACKGROUND = -MEAN / STD  # a black pixel, standardized
 
 
 def test_augmentations_are_seeded_shaped_and_change_pixels(mnist):
@@ -45,8 +49,8 @@ def test_grid_distortion_keeps_shape_and_mostly_the_image(mnist):
 
 
 def test_batch_affine_draws_per_sample_and_shifts_in_background(mnist):
-    batch = normalize(torch.from_numpy(mnist.train_images[:256].copy()))
-    augment = batch_augmentation("affine")
+    batch = normalize(torch.from_numpy(mnist.train_images[:256].copy()), MEAN, STD)
+    augment = batch_augmentation("affine", BACKGROUND)
     torch.manual_seed(3)
     first = augment(batch)
     torch.manual_seed(3)
@@ -55,12 +59,12 @@ def test_batch_affine_draws_per_sample_and_shifts_in_background(mnist):
     changed = (first - batch).abs().mean(dim=(1, 2, 3)) > 0.05
     assert 0.35 < changed.float().mean() < 0.65  # p 0.5, drawn per sample, not once per batch
     # Background stays background: a blank image is unchanged, and the corners (no ink in MNIST) too.
-    blank = normalize(torch.zeros(4, 28, 28, dtype=torch.uint8))
+    blank = normalize(torch.zeros(4, 28, 28, dtype=torch.uint8), MEAN, STD)
     assert torch.allclose(augment(blank), blank, atol=1e-5)
     assert torch.allclose(first[:, :, 0, 0], batch[:, :, 0, 0], atol=1e-4)
-    assert batch_augmentation("none") is None
+    assert batch_augmentation("none", BACKGROUND) is None
     with pytest.raises(ValueError, match="unknown batch augmentation"):
-        batch_augmentation("mixup")
+        batch_augmentation("mixup", BACKGROUND)
 
 
 SCORES = dict(
@@ -105,8 +109,8 @@ def test_confirmed_label_errors_ranked_and_counted():
 
 
 def test_batch_flip_mirrors_about_half_the_samples_and_only_where_allowed(mnist):
-    batch = normalize(torch.from_numpy(mnist.train_images[:256].copy()))
-    augment = batch_augmentation("flip", horizontal_flip=True)
+    batch = normalize(torch.from_numpy(mnist.train_images[:256].copy()), MEAN, STD)
+    augment = batch_augmentation("flip", BACKGROUND, horizontal_flip=True)
     torch.manual_seed(5)
     out = augment(batch)
     mirrored = torch.tensor([torch.equal(o, b.flip(-1)) for o, b in zip(out, batch)])
@@ -114,8 +118,8 @@ def test_batch_flip_mirrors_about_half_the_samples_and_only_where_allowed(mnist)
     assert bool((mirrored | unchanged).all())  # each sample is either mirrored or left as it is
     assert 0.35 < mirrored.float().mean() < 0.65  # p 0.5, per sample
     with pytest.raises(ValueError, match="allow mirror images"):
-        batch_augmentation("flip")  # digits: a mirrored 2 is not a 2
+        batch_augmentation("flip", BACKGROUND)  # digits: a mirrored 2 is not a 2
     # The affine for clothes also mirrors: some outputs are exact mirror images of their input.
     torch.manual_seed(5)
-    clothes = batch_augmentation("affine", horizontal_flip=True)(batch)
+    clothes = batch_augmentation("affine", BACKGROUND, horizontal_flip=True)(batch)
     assert any(torch.equal(o, b.flip(-1)) for o, b in zip(clothes, batch))

@@ -217,9 +217,9 @@ def test_a_killed_worker_fails_its_step_by_name_and_the_rerun_completes(cluster)
     output = finish([materialize(env, "mnist/lenet_checkpoint")])[0]
     run_id = re.search(r"([0-9a-f-]{36}) - \d+ - RUN_START", output).group(1)
     assert {worker.split("@")[0] for worker in workers_of_steps(env, run_id)["mnist__lenet_checkpoint"]} == {survivor}
-    from mnist_assets.ml.checkpoints import load_checkpoint
+    from graph import saved_payload
 
-    assert load_checkpoint(checkpoint)["epoch"] >= 1
+    assert saved_payload(checkpoint)["epoch"] >= 1
 
 
 def test_a_run_with_no_worker_gives_up_with_the_fix(cluster):

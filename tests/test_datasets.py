@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from mnist_assets.ml.dataset_spec import FASHION, DatasetSpec
 from mnist_assets.ml.fiftyone_store import split_view
 from mnist_assets.ml.folder_source import FolderSourceError
-from mnist_assets.ml.mnist_source import DEBIAN_FASHION_MNIST, MnistSourceError, load_fashion_mnist
+from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, IdxSourceError, load_fashion_mnist
 from mnist_assets.ml.sources import load_source, split_of
 from mnist_assets.pipeline import build_pipeline_defs
 from mnist_assets.run_all import materialize_stage, stages
@@ -46,7 +46,7 @@ def test_a_corrupted_fashion_mnist_file_is_refused(tmp_path):
     raw = bytearray(gzip.decompress(labels.read_bytes()))
     raw[100] = (raw[100] + 1) % 10  # one label changed, the file still a valid IDX
     labels.write_bytes(gzip.compress(bytes(raw)))
-    with pytest.raises(MnistSourceError, match="MD5.*not Fashion-MNIST"):
+    with pytest.raises(IdxSourceError, match="MD5.*not Fashion-MNIST"):
         load_fashion_mnist(tmp_path, tmp_path / "downloads")
 
 

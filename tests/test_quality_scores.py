@@ -5,6 +5,7 @@ import fiftyone.brain as fob
 import numpy as np
 
 from mnist_assets.ml import quality_scores
+from mnist_assets.ml.dataset_spec import DIGITS
 from mnist_assets.ml.fiftyone_store import write_classifications, write_vectors
 
 COUNT = 2000
@@ -32,7 +33,7 @@ def test_scores_equal_fiftyone_brain(make_settings, mnist):
     ids = dataset.values("id")
     logits = linear_logits(mnist)
     embeddings = mnist.test_images[:COUNT].reshape(COUNT, -1).astype(np.float32) / 255.0
-    write_classifications(dataset, "predictions", logits, ids)
+    write_classifications(dataset, "predictions", logits, ids, DIGITS)
     write_vectors(dataset, "pixels", embeddings, ids)
     correct = logits.argmax(axis=1) == labels
     assert 0.6 < correct.mean() < 0.95  # a real, imperfect classifier: both branches of mistakenness are used

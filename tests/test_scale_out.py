@@ -107,8 +107,8 @@ def test_the_bench_follow_up_reads_the_database_its_end_to_end_run_wrote(externa
         "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks')\n"
         "from run_all import use_e2e_database; use_e2e_database(Path(sys.argv[1]))\n"
         "from mnist_assets.ml.fiftyone_store import split_view\n"
-        "from mnist_assets.resources import MnistSettings\n"
-        "print('test samples:', len(split_view(MnistSettings.from_env().store('mnist').dataset(), 'test')))\n"
+        "from mnist_assets.resources import Settings\n"
+        "print('test samples:', len(split_view(Settings.from_env().store('mnist').dataset(), 'test')))\n"
     )
     env = {
         "PATH": "/usr/bin:/bin",

@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from mnist_assets.ml.names import check_safe_name
-from mnist_assets.resources import MnistSettings, SettingsError
+from mnist_assets.resources import Settings, SettingsError
 
 
 def test_defaults_and_values_from_the_environment(tmp_path):
-    settings = MnistSettings.from_env({"MNIST_ASSETS_HOME": str(tmp_path), "MNIST_ASSETS_LIMIT": "500", "MNIST_ASSETS_EPOCHS": "2"})
+    settings = Settings.from_env({"MNIST_ASSETS_HOME": str(tmp_path), "MNIST_ASSETS_LIMIT": "500", "MNIST_ASSETS_EPOCHS": "2"})
     assert settings.home == str(tmp_path) and settings.limit == 500 and settings.epochs == 2
     assert settings.store("mnist").name == "mnist" and settings.clip_model == "ViT-B-32" and settings.clip_pretrained == "openai"
     assert (
@@ -29,7 +29,7 @@ def test_defaults_and_values_from_the_environment(tmp_path):
 )
 def test_bad_numbers_are_refused(environ, message):
     with pytest.raises(SettingsError, match=message):
-        MnistSettings.from_env(environ)
+        Settings.from_env(environ)
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x" * 65])
@@ -38,7 +38,7 @@ def test_names_cannot_escape_their_folder(name, tmp_path):
         check_safe_name(name, "name")
     if name:  # an empty namespace is the default: datasets keep their own names
         with pytest.raises(Exception, match="not allowed"):
-            MnistSettings(home=str(tmp_path), namespace=name)
+            Settings(home=str(tmp_path), namespace=name)
 
 
 def test_code_location_refuses_a_bad_setting_at_load():
@@ -47,32 +47,41 @@ def test_code_location_refuses_a_bad_setting_at_load():
     assert result.returncode != 0 and "MNIST_ASSETS_LIMIT='ten' is not a whole number" in result.stderr
 
 
-def test_training_takes_the_datasets_batch_augmentation_unless_the_config_says(make_settings):
-    from mnist_assets.assets.common import Pipeline
-    from mnist_assets.assets.lenet import TrainingConfig, train_config
+def test_each_recipe_field_comes_from_config_then_environment_then_declaration_then_defaults():
     from mnist_assets.ml.dataset_spec import DatasetSpec
+    from mnist_assets.ml.recipes import MIN_STEPS, resolve
 
-    declared = Pipeline(DatasetSpec(name="digits", source="mnist", batch_augmentation="affine"))
-    settings = make_settings()
-    assert train_config(TrainingConfig(), declared, settings).batch_augmentation == "affine"
-    assert train_config(TrainingConfig(batch_augmentation="none"), declared, settings).batch_augmentation == "none"
-    assert train_config(TrainingConfig(), Pipeline(DatasetSpec(name="digits", source="mnist")), settings).batch_augmentation == "none"
+    digits = DatasetSpec(name="digits", source="mnist", epochs=8, checkpoint_epochs=20, batch_augmentation="affine")
+    checkpoint, folds, finetune = (resolve(role, digits, {}) for role in ("checkpoint", "folds", "finetune"))
+    assert (checkpoint.epochs, checkpoint.batch_augmentation, checkpoint.lr, checkpoint.min_steps) == (20, "affine", 3e-3, MIN_STEPS)
+    assert (folds.epochs, folds.batch_augmentation) == (8, "none")  # the fold models stay plain
+    assert (finetune.epochs, finetune.lr, finetune.batch_augmentation, finetune.keep) == (15, 1e-3, "affine", "last")
+    assert resolve("checkpoint", DatasetSpec(name="digits", source="mnist"), {}).batch_augmentation == "none"
+    assert resolve("checkpoint", digits, {}, env_epochs=2).epochs == 2  # MNIST_ASSETS_EPOCHS beats the declaration
+    chosen = resolve("checkpoint", digits, {"epochs": 3, "batch_augmentation": "none", "lr": None}, env_epochs=2)
+    assert (chosen.epochs, chosen.batch_augmentation, chosen.lr) == (3, "none", 3e-3)  # the config beats both; None is unset
+    # Explicit epochs are taken as given; declared ones get at least MIN_STEPS optimizer steps.
+    assert chosen.min_steps == 0 and resolve("checkpoint", digits, {}, env_epochs=2).min_steps == 0
+    assert checkpoint.planned_epochs(51000) == 20 and checkpoint.planned_epochs(510) == 125  # 8 steps per epoch
+    assert resolve("checkpoint", DatasetSpec(name="digits", source="mnist"), {}).horizontal_flip is False
+    with pytest.raises(ValueError, match="continues the 'lenet5' model; drop `arch`"):
+        resolve("finetune", digits, {"arch": "resnet_small"}, arch="lenet5")
+    with pytest.raises(ValueError, match="checkpoint_epochs"):
+        DatasetSpec(name="digits", source="mnist", checkpoint_epochs=0)
     with pytest.raises(ValueError, match="batch_augmentation"):
         DatasetSpec(name="digits", source="mnist", batch_augmentation="rotate")
 
 
-def test_the_checkpoint_takes_checkpoint_epochs_and_the_fold_models_the_plain_recipe(make_settings):
+def test_the_launchpad_configs_leave_the_recipe_to_the_recipe(make_settings):
+    """Config fields default to None (the recipe decides); fine-tuning shows no architecture to set."""
+    from mnist_assets.assets.augmentation import FinetuneConfig
     from mnist_assets.assets.common import Pipeline
     from mnist_assets.assets.lenet import OutOfFoldConfig, TrainingConfig, train_config
     from mnist_assets.ml.dataset_spec import DatasetSpec
 
-    declared = Pipeline(DatasetSpec(name="digits", source="mnist", epochs=8, checkpoint_epochs=20, batch_augmentation="affine"))
-    settings = make_settings()
-    checkpoint, folds = train_config(TrainingConfig(), declared, settings), train_config(OutOfFoldConfig(), declared, settings)
-    assert (checkpoint.epochs, checkpoint.batch_augmentation) == (20, "affine")
-    assert (folds.epochs, folds.batch_augmentation) == (8, "none")
-    assert train_config(OutOfFoldConfig(epochs=3, batch_augmentation="affine"), declared, settings).batch_augmentation == "affine"
-    assert train_config(TrainingConfig(), Pipeline(DatasetSpec(name="digits", source="mnist", epochs=8)), settings).epochs == 8
-    assert train_config(TrainingConfig(), declared, make_settings(epochs=2)).epochs == 2  # MNIST_ASSETS_EPOCHS: quick runs
-    with pytest.raises(ValueError, match="checkpoint_epochs"):
-        DatasetSpec(name="digits", source="mnist", checkpoint_epochs=0)
+    assert "arch" not in FinetuneConfig.model_fields and "arch" in TrainingConfig.model_fields
+    assert all(value is None for name, value in TrainingConfig().model_dump().items())
+    digits = Pipeline(DatasetSpec(name="digits", source="mnist", epochs=8, checkpoint_epochs=20, batch_augmentation="affine"))
+    assert train_config(TrainingConfig(), digits, make_settings(), "checkpoint").epochs == 20
+    assert train_config(OutOfFoldConfig(epochs=3), digits, make_settings(epochs=2), "folds").epochs == 3
+    assert train_config(FinetuneConfig(), digits, make_settings(), "finetune", arch="resnet_small").arch == "resnet_small"

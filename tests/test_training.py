@@ -5,23 +5,32 @@ import pytest
 import torch
 from scipy.special import softmax
 
-from mnist_assets.ml.checkpoints import (
-    CheckpointError,
-    checkpoint_payload,
-    load_checkpoint,
-    load_model,
-    load_models,
-    save_checkpoint,
-    save_checkpoint_set,
-)
+from mnist_assets.ml.checkpoints import CheckpointError, checkpoint_payload, load_models, save_checkpoint_set, save_payload
 from mnist_assets.ml.cross_validation import out_of_fold_logits, stratified_folds
+from mnist_assets.ml.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
 from mnist_assets.ml.models import ModernLeNet5, SmallResNet, build_model
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
 from mnist_assets.ml.training import TrainConfig, ensemble_logits, evaluate, fit, predict
 
+MEAN, STD = MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
+
 
 def tensors(images, labels):
-    return SplitTensors(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), [str(i) for i in range(len(labels))])
+    return SplitTensors(
+        torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), [str(i) for i in range(len(labels))], MEAN, STD
+    )
+
+
+def save_checkpoint(path, **fields):
+    save_payload(path, checkpoint_payload(**fields))
+
+
+def load_model(path):
+    return load_models(path)[0]
+
+
+def load_checkpoint(path):
+    return load_models(path)[0][1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +46,7 @@ def small_mnist(mnist):
 def test_models_give_logits_and_84d_fc1(model_class):
     model = model_class().eval()
     images = torch.zeros(5, 28, 28, dtype=torch.uint8)
-    logits, embeddings = predict(model, SplitTensors(images, torch.zeros(5, dtype=torch.int64), ["a"] * 5))
+    logits, embeddings = predict(model, SplitTensors(images, torch.zeros(5, dtype=torch.int64), ["a"] * 5, MEAN, STD))
     assert logits.shape == (5, 10) and embeddings.shape == (5, 84)
 
 
@@ -46,7 +55,7 @@ def test_models_take_the_datasets_channels_size_and_classes(arch, tmp_path):
     """RGB 32x32 with 3 classes: LeNet-5's third convolution becomes the paper's 5x5 (ends at 1x1)."""
     model = build_model(arch, seed=1, num_classes=3, in_channels=3, image_size=32).eval()
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    logits, embeddings = predict(model, SplitTensors(images, torch.zeros(4, dtype=torch.int64), ["a"] * 4))
+    logits, embeddings = predict(model, SplitTensors(images, torch.zeros(4, dtype=torch.int64), ["a"] * 4, MEAN, STD))
     assert logits.shape == (4, 3) and embeddings.shape == (4, 84)
     if arch == "lenet5":
         assert model.features[6].kernel_size == (5, 5) and ModernLeNet5().features[6].kernel_size == (4, 4)
@@ -55,7 +64,9 @@ def test_models_take_the_datasets_channels_size_and_classes(arch, tmp_path):
     shape = {"num_classes": 3, "in_channels": 3, "image_size": 32}
     save_checkpoint(path, arch=arch, model=model.state_dict(), optimizer={}, epoch=1, metrics={}, settings=shape)
     loaded, _ = load_model(path)
-    assert np.allclose(predict(loaded.eval(), SplitTensors(images, torch.zeros(4, dtype=torch.int64), ["a"] * 4))[0], logits, atol=1e-5)
+    assert np.allclose(
+        predict(loaded.eval(), SplitTensors(images, torch.zeros(4, dtype=torch.int64), ["a"] * 4, MEAN, STD))[0], logits, atol=1e-5
+    )
     with pytest.raises(ValueError, match="at least 16x16"):
         build_model("lenet5", image_size=12)
 
@@ -66,7 +77,7 @@ def test_batches_are_normalized_seeded_and_cover_everything(small_mnist):
     again = [labels for _, labels in iterate_batches(train, 64, shuffle=True, generator=torch.Generator().manual_seed(1))]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert sorted(torch.cat(first).tolist()) == sorted(train.labels.tolist())
-    x = normalize(train.images)
+    x = normalize(train.images, MEAN, STD)
     assert x.shape == (3000, 1, 28, 28) and abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
 
 
@@ -87,7 +98,7 @@ def test_lenet_learns_real_digits_and_keeps_best_validation_state(small_mnist):
 @pytest.mark.parametrize("augmentation", ["none", "affine"])
 def test_training_is_deterministic_on_cpu(small_mnist, augmentation):
     train, validation, _ = small_mnist
-    subset = SplitTensors(train.images[:500], train.labels[:500], train.sample_ids[:500])
+    subset = SplitTensors(train.images[:500], train.labels[:500], train.sample_ids[:500], MEAN, STD)
     config = TrainConfig(epochs=1, seed=7, batch_augmentation=augmentation)
     states = [fit(build_model("lenet5", seed=7), subset, validation, config).best_state for _ in range(2)]
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -95,7 +106,7 @@ def test_training_is_deterministic_on_cpu(small_mnist, augmentation):
 
 def test_keep_last_keeps_the_final_epoch_state(small_mnist):
     train, validation, _ = small_mnist
-    subset = SplitTensors(train.images[:500], train.labels[:500], train.sample_ids[:500])
+    subset = SplitTensors(train.images[:500], train.labels[:500], train.sample_ids[:500], MEAN, STD)
     model = build_model("lenet5", seed=3)
     result = fit(model, subset, validation, TrainConfig(epochs=3, seed=3, keep="last"))
     assert result.best_epoch == 3 and result.best_metrics == result.history[-1]
@@ -152,8 +163,6 @@ def test_checkpoint_set_round_trip_and_refusals(tmp_path):
     single = tmp_path / "single.pt"
     save_checkpoint(single, arch="lenet5", model=models[0].state_dict(), optimizer={}, epoch=7, metrics={}, settings={})
     assert [payload["epoch"] for _, payload in load_models(single)] == [7]
-    with pytest.raises(CheckpointError, match="not an mnist_assets classifier checkpoint"):
-        load_checkpoint(path)
     foreign = tmp_path / "foreign.pt"
     torch.save({"format": "mnist_assets.classifier_set/1", "members": [{"weights": torch.zeros(3)}]}, foreign)
     with pytest.raises(CheckpointError, match="not an mnist_assets classifier set"):
@@ -199,7 +208,7 @@ def test_out_of_fold_predictions_see_through_flipped_labels(small_mnist):
     true_labels = train.labels.numpy().copy()
     noisy = true_labels.copy()
     noisy[flipped] = (noisy[flipped] + 1 + np.arange(len(flipped)) % 9) % 10
-    data = SplitTensors(train.images, torch.from_numpy(noisy), train.sample_ids)
+    data = SplitTensors(train.images, torch.from_numpy(noisy), train.sample_ids, MEAN, STD)
     config = TrainConfig(epochs=3)
     result = out_of_fold_logits(lambda fold: build_model("lenet5", 51 + fold), data, validation, config, folds=3)
     assert result.logits.shape == (3000, 10) and np.isfinite(result.logits).all()
@@ -226,3 +235,41 @@ def test_splits_move_to_the_device_once_and_batch_there(small_mnist):
     expected = list(iterate_batches(train, 1000, shuffle=True, generator=torch.Generator().manual_seed(3)))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, expected))
     assert batches[0][0].device == placed.images.device and batches[0][0].dtype == torch.float32
+
+
+def test_the_default_recipe_trains_a_small_folder_to_nearly_always_right(tmp_path):
+    """600 generated 48x48 RGB shapes (circle, square, triangle) declared at 32x32: ten plain epochs,
+    80 optimizer steps, left the checkpoint near chance; the checkpoint's recipe (at least MIN_STEPS
+    steps, the batch affine a folder gets by default) gets them right."""
+    from image_folders import write_shapes_folder
+
+    from mnist_assets.ml.dataset_spec import DatasetSpec
+    from mnist_assets.ml.recipes import resolve
+    from mnist_assets.ml.sources import load_source, split_of
+    from mnist_assets.ml.tensors import channels_first
+
+    torch.set_num_threads(2)
+    spec = DatasetSpec(name="shapes", source="folder", path=str(write_shapes_folder(tmp_path / "shapes")), image_size=32, channels=3)
+    source = load_source(spec, None, tmp_path)
+    parts = {split: split_of(source, spec, split, None) for split in ("train", "validation", "test")}
+    pixels = channels_first(torch.from_numpy(parts["train"].images)).float() / 255
+    stats = (float(pixels.mean()), float(pixels.std()))
+
+    def split(name):
+        part = parts[name]
+        return SplitTensors(
+            channels_first(torch.from_numpy(part.images)), torch.from_numpy(part.labels), [str(i) for i in part.indices], *stats
+        )
+
+    train, validation, test = split("train"), split("validation"), split("test")
+    assert (len(train), len(test)) == (510, 180)
+
+    def test_accuracy(config):
+        model = build_model(config.arch, config.seed, **spec.model_shape())
+        fit(model, train, validation, config)
+        return float((predict(model, test)[0].argmax(1) == test.labels.numpy()).mean())
+
+    recipe = resolve("checkpoint", spec, {})
+    assert (recipe.batch_augmentation, recipe.planned_epochs(len(train))) == ("affine", 125)
+    assert test_accuracy(recipe) >= 0.95
+    assert test_accuracy(TrainConfig(epochs=10)) < 0.8  # the old default: 80 steps, no augmentation

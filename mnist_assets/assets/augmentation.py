@@ -1,7 +1,5 @@
 """The series' step 7 and its exercises: targeted augmentation, fine-tuning, and the comparison of models."""
 
-from typing import Optional
-
 import dagster as dg
 import numpy as np
 
@@ -14,7 +12,7 @@ from mnist_assets.assets.common import (
     prediction_asset,
     split_tensors,
 )
-from mnist_assets.assets.lenet import TrainingConfig, train_config, training_results
+from mnist_assets.assets.lenet import RecipeConfig, train_config, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
@@ -31,12 +29,13 @@ from mnist_assets.ml.field_names import (
     SOURCE_INDEX,
 )
 from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, usable_view, write_pngs
-from mnist_assets.ml.label_errors import given_label_probability, ranking_rows
+from mnist_assets.ml.label_errors import ranking_rows
+from mnist_assets.ml.quality_scores import self_confidence
 from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
 from mnist_assets.ml.tensors import SplitTensors, channels_last, class_positions, concatenate, load_view_tensors
 from mnist_assets.ml.training import fit
 from mnist_assets.partitions import TRAINING_SPLITS
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 AUGMENTED_SPLIT = "augmented"
 PAIR_ENSEMBLE = "ensemble (mean probability)"  # the checkpoint and the fine-tuned model
@@ -56,21 +55,16 @@ class AugmentationConfig(dg.Config):
     seed: int = 51
 
 
-class FinetuneConfig(TrainingConfig):
-    """The training config with fine-tuning's defaults: 15 epochs from the LeNet checkpoint, one-cycle
-    peaking at 1e-3, a random affine on every training batch, and the last (annealed) state kept
-    (docs/recipes.md, "Augmentation strategies"). The architecture is the checkpoint's.
+class FinetuneConfig(RecipeConfig):
+    """Fine-tuning's settings: each field left empty takes the fine-tuning recipe's (ml/recipes.py:
+    15 epochs from the LeNet checkpoint, one-cycle to 1e-3, a random affine on every training batch,
+    the last state kept). The architecture is always the checkpoint's.
 
     The series' own setting (recipe "series", lr 1e-4, batch_augmentation "none", keep "best")
     changes nothing measurable on a 99.2% LeNet: as many test samples break as get fixed. With
     one-cycle, the last epochs' validation losses differ by less than their noise, so "best" can
-    pick an earlier, still-hot state (seed 51: epoch 11, 0.15 points worse on test than epoch 15).
+    pick an earlier, still-hot state.
     """
-
-    epochs: Optional[int] = 15
-    lr: float = 1e-3
-    batch_augmentation: str = "affine"
-    keep: str = "last"
 
 
 def build(p: Pipeline) -> list:
@@ -89,7 +83,7 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("sample_count", "augmented_set")],
         description="Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples.",
     )
-    def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig, settings: MnistSettings):
+    def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig, settings: Settings):
         if config.strategy not in STRATEGIES:
             raise ValueError(f"unknown selection strategy {config.strategy!r}; choose one of {STRATEGIES}")
         if config.budget <= 0 or config.copies <= 0:
@@ -160,13 +154,13 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("accuracy_gate", "finetuned_model", blocking=True)],
         description="LeNet fine-tuned on train plus the augmented set (atomic checkpoint); finetuned_predictions uses it.",
     )
-    def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, settings: MnistSettings):
+    def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, settings: Settings):
         settings.configure_torch()
         device = settings.torch_device()
         store = p.store(settings)
         _, _, train = split_tensors(p, settings, "train", store)
         model, payload, train = load_model_for(p, store, "lenet_checkpoint", train)
-        train_cfg = train_config(config, p, settings, arch=payload["arch"])
+        train_cfg = train_config(config, p, settings, "finetune", arch=payload["arch"])
         _, _, validation = split_tensors(p, settings, "validation", store)
         validation = SplitTensors(validation.images, validation.labels, validation.sample_ids, train.mean, train.std)
         extra = load_view_tensors(
@@ -176,7 +170,8 @@ def build(p: Pipeline) -> list:
             channels=p.spec.channels,
             size=p.spec.image_size,
         )
-        context.log.info(f"{p.name}: fine-tuning on {len(train)} + {len(extra)} augmented samples, {train_cfg.epochs} epochs")
+        epochs = train_cfg.planned_epochs(len(train) + len(extra))
+        context.log.info(f"{p.name}: fine-tuning on {len(train)} + {len(extra)} augmented samples, {epochs} epochs")
         result = fit(
             model,
             concatenate(train, extra),
@@ -216,7 +211,7 @@ def build(p: Pipeline) -> list:
             "and what fine-tuning fixed and broke."
         ),
     )
-    def model_comparison(context: dg.AssetExecutionContext, settings: MnistSettings):
+    def model_comparison(context: dg.AssetExecutionContext, settings: Settings):
         dataset = p.store(settings).dataset()
         everything = split_view(dataset, "test")
         view = usable_view(dataset, "test")  # the labels in use; excluded samples left out
@@ -267,12 +262,12 @@ def build(p: Pipeline) -> list:
         the source's label, lowest first, on every sample (the published findings' terms)."""
         labels = class_positions(view.values(f"{GROUND_TRUTH_ORIGINAL}.label"), classes)
         confidence = {
-            name: given_label_probability(read_vectors(view, f"{field}.logits"), labels)
+            name: self_confidence(read_vectors(view, f"{field}.logits"), labels)
             for field, name in ((LENET_PREDICTIONS, "LeNet"), (FINETUNED_PREDICTIONS, "fine-tuned LeNet"))
         }
         confidence[PAIR_ENSEMBLE] = np.mean(list(confidence.values()), axis=0)
         if with_folds:
-            confidence[MODEL_FIELDS[FOLD_ENSEMBLE_PREDICTIONS]] = given_label_probability(
+            confidence[MODEL_FIELDS[FOLD_ENSEMBLE_PREDICTIONS]] = self_confidence(
                 read_vectors(view, f"{FOLD_ENSEMBLE_PREDICTIONS}.logits"), labels
             )
         rows = ranking_rows(view.values(SOURCE_INDEX), {name: -c for name, c in confidence.items()}, known)

@@ -34,7 +34,7 @@ from mnist_assets.ml.zero_shot import (
     zero_shot_logits,
 )
 from mnist_assets.partitions import split_partitions
-from mnist_assets.resources import DatasetStore, MnistSettings
+from mnist_assets.resources import DatasetStore, Settings
 
 
 class ClipEmbeddingConfig(dg.Config):
@@ -99,7 +99,7 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("embeddings_finite", "clip_embeddings")],
         description="L2-normalized open_clip image embeddings per sample, in FiftyOne and as an array file.",
     )
-    def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConfig, settings: MnistSettings):
+    def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConfig, settings: Settings):
         split = context.partition_key
         validate_clip_settings(settings.clip_model, settings.clip_pretrained)
         settings.configure_torch()
@@ -160,7 +160,7 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("brain_runs_present", "umap_projection")],
         description="UMAP and PCA of the CLIP embeddings as FiftyOne brain runs (the App's embeddings panel).",
     )
-    def umap_projection(context: dg.AssetExecutionContext, settings: MnistSettings):
+    def umap_projection(context: dg.AssetExecutionContext, settings: Settings):
         split = context.partition_key
         store = p.store(settings)
         dataset = store.dataset()
@@ -195,7 +195,7 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("logits_finite", "zero_shot_predictions")],
         description="CLIP zero-shot label, confidence and logits per sample from a prompt-template ensemble.",
     )
-    def zero_shot_predictions(context: dg.AssetExecutionContext, config: ZeroShotConfig, settings: MnistSettings):
+    def zero_shot_predictions(context: dg.AssetExecutionContext, config: ZeroShotConfig, settings: Settings):
         split = context.partition_key
         templates, class_names = resolve_prompts(p.spec, config)  # refused before any work
         store = p.store(settings)

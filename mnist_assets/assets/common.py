@@ -21,7 +21,7 @@ from mnist_assets.ml.fiftyone_store import evaluate, split_view, usable_view, wr
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
 from mnist_assets.ml.training import ensemble_logits
-from mnist_assets.resources import DatasetStore, MnistSettings
+from mnist_assets.resources import DatasetStore, Settings
 
 # Training, embedding and UMAP run in this concurrency pool so that concurrent
 # partitions don't oversubscribe the machine (set its limit in the UI or dagster.yaml).
@@ -44,7 +44,7 @@ class Pipeline:
     def group(self, stage: str) -> str:
         return f"{self.spec.name}_{stage}"
 
-    def store(self, settings: MnistSettings) -> DatasetStore:
+    def store(self, settings: Settings) -> DatasetStore:
         return settings.store(self.spec.name)
 
     def classes(self) -> list[str]:
@@ -78,7 +78,7 @@ def record_normalization(store: DatasetStore, images: np.ndarray) -> dict:
 
 def split_tensors(
     p: Pipeline,
-    settings: MnistSettings,
+    settings: Settings,
     split: str,
     store: DatasetStore | None = None,
     standardize: bool = True,
@@ -156,7 +156,7 @@ def evaluation_metadata(dataset, split: str, field: str, eval_prefix: str, class
     }
 
 
-def predict_split(context, p: Pipeline, settings: MnistSettings, checkpoint: str, field: str, eval_prefix: str) -> dict:
+def predict_split(context, p: Pipeline, settings: Settings, checkpoint: str, field: str, eval_prefix: str) -> dict:
     """Write `field` predictions of a checkpoint on every sample of the context's split and evaluate
     them; returns metadata, and the logits under "logits" for the caller's check."""
     settings.configure_torch()
@@ -192,7 +192,7 @@ def record_ingest(store: DatasetStore, split: str, count: int, available: int) -
     atomic_write_bytes(ingest_record_path(store, split), json.dumps({"count": count, "available": available}).encode())
 
 
-def limited_run(p: Pipeline, settings: MnistSettings, splits=("train", "validation")) -> bool:
+def limited_run(p: Pipeline, settings: Settings, splits=("train", "validation")) -> bool:
     """A quick run: epochs cut by MNIST_ASSETS_EPOCHS, or splits that raw_dataset ingested with a
     sample limit (as it recorded, whatever the environment says now)."""
     if settings.epochs is not None:
@@ -225,7 +225,7 @@ def prediction_asset(p: Pipeline, name: str, stage: str, checkpoint: str, eval_p
         check_specs=[p.check("logits_finite", name)],
         description=description,
     )
-    def predictions(context, settings: MnistSettings):  # (no context annotation: this module has postponed annotations)
+    def predictions(context, settings: Settings):  # (no context annotation: this module has postponed annotations)
         metadata = predict_split(context, p, settings, checkpoint, name, eval_prefix)
         logits = metadata.pop("logits")
         yield dg.MaterializeResult(metadata=metadata)

@@ -24,7 +24,7 @@ from mnist_assets.ml.fiftyone_store import (
 )
 from mnist_assets.ml.sources import load_source, source_fingerprint, split_of, watched_folder
 from mnist_assets.partitions import split_partitions
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 
 def _source_fingerprint(spec, source_dir) -> str:
@@ -54,7 +54,7 @@ def build(p: Pipeline) -> list:
             "and the review log's decisions applied."
         ),
     )
-    def raw_dataset(context: dg.AssetExecutionContext, settings: MnistSettings):
+    def raw_dataset(context: dg.AssetExecutionContext, settings: Settings):
         split = context.partition_key
         started = time.perf_counter()
         store = p.store(settings)
@@ -129,7 +129,7 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("images_match_declared_shape", "dataset_metadata")],
         description="FiftyOne image metadata, file-size and pixel statistics, and class counts (labels in use) of a split.",
     )
-    def dataset_metadata(context: dg.AssetExecutionContext, settings: MnistSettings):
+    def dataset_metadata(context: dg.AssetExecutionContext, settings: Settings):
         split = context.partition_key
         dataset, view, tensors = split_tensors(p, settings, split, standardize=False, with_excluded=True)
         view.compute_metadata(num_workers=4, progress=False)

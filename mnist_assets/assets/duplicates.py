@@ -9,11 +9,11 @@ from mnist_assets.assets.common import Pipeline, split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots
+from mnist_assets.ml.dataset_spec import SPLITS
 from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks, pixel_embeddings
 from mnist_assets.ml.field_names import DUPLICATES_VIEW, GROUND_TRUTH, SPLIT, leaks_view_name
 from mnist_assets.ml.fiftyone_store import save_view
-from mnist_assets.ml.mnist_source import SPLITS
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 PAIRS_SHOWN = 10
 
@@ -44,7 +44,7 @@ def build(p: Pipeline) -> list:
             "with FiftyOne Brain; saved views `duplicates` and `leaks-<split>`."
         ),
     )
-    def duplicates_and_leaks(context: dg.AssetExecutionContext, config: DuplicatesConfig, settings: MnistSettings):
+    def duplicates_and_leaks(context: dg.AssetExecutionContext, config: DuplicatesConfig, settings: Settings):
         started = time.perf_counter()
         store = p.store(settings)
         parts = [split_tensors(p, settings, split, store, standardize=False) for split in SPLITS]

@@ -8,10 +8,9 @@ from mnist_assets import checks
 from mnist_assets.assets.common import HEAVY_POOL, Pipeline, checkpoint_path, limited_run, load_model_for, prediction_asset, split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml import plots
+from mnist_assets.ml import plots, recipes
 from mnist_assets.ml.checkpoints import checkpoint_payload, save_checkpoint_set, save_payload
 from mnist_assets.ml.cross_validation import out_of_fold_logits
-from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.field_names import (
     EVAL_FOLD_ENSEMBLE,
     EVAL_LENET,
@@ -26,50 +25,37 @@ from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
 from mnist_assets.ml.visualization import compute_umap
 from mnist_assets.partitions import TRAINING_SPLITS, split_partitions
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 
-class TrainingConfig(dg.Config):
-    """LeNet hyperparameters; MNIST_ASSETS_EPOCHS overrides `epochs` for quick runs."""
+class RecipeConfig(dg.Config):
+    """A training run's settings for the Launchpad. Each field left empty takes the recipe's value:
+    MNIST_ASSETS_EPOCHS, then the dataset's declaration, then the role's default (ml/recipes.py)."""
 
-    arch: str = "lenet5"  # or "resnet_small"
-    recipe: str = "onecycle"  # or "series": Adam at a constant lr, the series' recipe
-    epochs: Optional[int] = None  # None: the dataset's checkpoint_epochs, else its epochs (MNIST 20, others 10)
-    batch_size: int = 64
-    lr: float = 3e-3
-    batch_augmentation: Optional[str] = None  # None: the dataset's (MNIST "affine", Fashion-MNIST "none"); or "flip"
-    keep: str = "best"  # the state with the lowest validation loss; "last": the final epoch
-    seed: int = 51
-    accuracy_threshold: Optional[float] = None  # None: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
+    recipe: Optional[str] = None  # onecycle (default) or series: Adam at a constant lr, the series' recipe
+    epochs: Optional[int] = None  # default: the dataset's checkpoint_epochs or epochs, at least 1,000 optimizer steps
+    batch_size: Optional[int] = None  # 64
+    lr: Optional[float] = None  # 3e-3
+    batch_augmentation: Optional[str] = None  # none, affine or flip; default: the dataset's
+    keep: Optional[str] = None  # best (the lowest validation loss) or last
+    seed: Optional[int] = None  # 51
+    accuracy_threshold: Optional[float] = None  # default: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
 
-    def declared(self, spec: DatasetSpec) -> dict:
-        """What the dataset declares for the fields left None: lenet_checkpoint's epochs and batch augmentation."""
-        return {"epochs": spec.checkpoint_epochs or spec.epochs, "batch_augmentation": spec.batch_augmentation}
+
+class TrainingConfig(RecipeConfig):
+    arch: Optional[str] = None  # lenet5 (default) or resnet_small
 
 
 class OutOfFoldConfig(TrainingConfig):
-    """The checkpoint's fields and defaults, once per fold, but the plain recipe: the dataset's
-    `epochs` and no batch augmentation. On MNIST plain models ranked the confirmed label errors
-    better than affine-trained ones (docs/label-errors.md)."""
+    """The fold models train with the dataset's `epochs` and no batch augmentation unless set here."""
 
     folds: int = 5
 
-    def declared(self, spec: DatasetSpec) -> dict:
-        return {"epochs": spec.epochs, "batch_augmentation": "none"}
 
-
-def train_config(config: dg.Config, p: Pipeline, settings: MnistSettings, **overrides) -> TrainConfig:
-    """The TrainConfig named by an asset's config: every TrainConfig field the config has (the
-    dataset's declaration where it is None), the dataset's flips, epochs overridden by
-    MNIST_ASSETS_EPOCHS, then `overrides`."""
-    values = {name: getattr(config, name) for name in TrainConfig.__dataclass_fields__ if hasattr(config, name)}
-    for name, declared in config.declared(p.spec).items():
-        if values.get(name) is None:
-            values[name] = declared
-    values["epochs"] = settings.epochs or values["epochs"]
-    values["horizontal_flip"] = p.spec.flips
-    values.update(overrides)
-    return TrainConfig(**values).validate()
+def train_config(config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None) -> TrainConfig:
+    """The recipe of `role` with what the config sets (ml/recipes.py says what wins)."""
+    chosen = {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
+    return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch)
 
 
 def training_metadata(result, config: TrainConfig, path) -> dict:
@@ -77,7 +63,7 @@ def training_metadata(result, config: TrainConfig, path) -> dict:
     return {
         "arch": config.arch,
         "recipe": config.recipe,
-        "epochs": config.epochs,
+        "epochs": len(result.history),
         "kept": config.keep,  # best_* describe the kept state: lowest validation loss, or the last epoch
         "best_epoch": result.best_epoch,
         "best_val_loss": best["val_loss"],
@@ -106,7 +92,7 @@ def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
     save_payload(path, fit_payload(result, train_cfg, train, **settings))
 
 
-def training_results(p: Pipeline, settings: MnistSettings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
+def training_results(p: Pipeline, settings: Settings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
     """What a training asset yields: the kept state saved as `<name>.pt`, its metadata, and the
     blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
     path = checkpoint_path(p.store(settings), name)
@@ -131,20 +117,19 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("accuracy_gate", "lenet_checkpoint", blocking=True)],
         description="LeNet-5 trained on train, keeping the state with the best validation loss (atomic checkpoint).",
     )
-    def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, settings: MnistSettings):
+    def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, settings: Settings):
         settings.configure_torch()
-        train_cfg = train_config(config, p, settings)
+        train_cfg = train_config(config, p, settings, "checkpoint")
         store = p.store(settings)
         _, _, train = split_tensors(p, settings, "train", store)
         _, _, validation = split_tensors(p, settings, "validation", store)
         device = settings.torch_device()
-        context.log.info(
-            f"{p.name}: training {train_cfg.arch} ({train_cfg.recipe}) on {len(train)} samples, {train_cfg.epochs} epochs, {device}"
-        )
+        epochs = train_cfg.planned_epochs(len(train))
+        context.log.info(f"{p.name}: training {train_cfg.arch} ({train_cfg.recipe}) on {len(train)} samples, {epochs} epochs, {device}")
 
         def log_epoch(row):
             context.log.info(
-                f"epoch {row['epoch']}/{train_cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}, "
+                f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}, "
                 f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} ({row['seconds']} s)"
             )
 
@@ -170,13 +155,14 @@ def build(p: Pipeline) -> list:
             "The fold models are kept (one atomic checkpoint set) for fold_ensemble_predictions."
         ),
     )
-    def lenet_oof_predictions(context: dg.AssetExecutionContext, config: OutOfFoldConfig, settings: MnistSettings):
+    def lenet_oof_predictions(context: dg.AssetExecutionContext, config: OutOfFoldConfig, settings: Settings):
         settings.configure_torch()
-        train_cfg = train_config(config, p, settings)
+        train_cfg = train_config(config, p, settings, "folds")
         store = p.store(settings)
         _, view, train = split_tensors(p, settings, "train", store)
         _, _, validation = split_tensors(p, settings, "validation", store)
-        context.log.info(f"{p.name}: {config.folds}-fold {train_cfg.arch} on {len(train)} training samples, {train_cfg.epochs} epochs each")
+        fold_epochs = train_cfg.planned_epochs(len(train) * (config.folds - 1) // config.folds)  # each fold trains on the others
+        context.log.info(f"{p.name}: {config.folds}-fold {train_cfg.arch} on {len(train)} training samples, {fold_epochs} epochs each")
 
         def log_fold(row):
             context.log.info(f"fold {row['fold']}/{config.folds}: held-out accuracy {row['held_out_accuracy']:.4f} ({row['seconds']} s)")
@@ -197,7 +183,7 @@ def build(p: Pipeline) -> list:
                 "misclassified": result.misclassified,
                 "fold_models": dg.MetadataValue.path(str(path)),
                 "per_fold": markdown_table(result.fold_rows),
-                "epochs": train_cfg.epochs,
+                "epochs": fold_epochs,
                 "batch_augmentation": train_cfg.batch_augmentation,
                 "seconds": round(sum(row["seconds"] for row in result.fold_rows), 1),
             }
@@ -234,7 +220,7 @@ def build(p: Pipeline) -> list:
         check_specs=[p.check("embeddings_finite", "lenet_embeddings")],
         description="LeNet's 84-d fc1 activations per sample, with a UMAP of them as a FiftyOne brain run.",
     )
-    def lenet_embeddings(context: dg.AssetExecutionContext, settings: MnistSettings):
+    def lenet_embeddings(context: dg.AssetExecutionContext, settings: Settings):
         settings.configure_torch()
         split = context.partition_key
         store = p.store(settings)

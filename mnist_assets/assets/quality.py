@@ -27,7 +27,7 @@ from mnist_assets.ml.fiftyone_store import read_vectors, save_view, split_view, 
 from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
 from mnist_assets.ml.tensors import class_positions
 from mnist_assets.partitions import split_partitions
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 SAVED_VIEW_SIZE = 200
 # Candidates for review: the lowest label qualities (the confident-learning study had people look at
@@ -105,7 +105,7 @@ def build(p: Pipeline) -> list:
             "first; review-queue-<split>: the likely mislabeled no one has decided on."
         ),
     )
-    def hardness_scores(context: dg.AssetExecutionContext, settings: MnistSettings):
+    def hardness_scores(context: dg.AssetExecutionContext, settings: Settings):
         split = context.partition_key
         dataset = p.store(settings).dataset()
         view = usable_view(dataset, split)  # the labels in use; excluded samples are not scored

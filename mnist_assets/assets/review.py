@@ -11,7 +11,7 @@ from mnist_assets.ml.decisions import KINDS, accuracy_side_by_side, import_decis
 from mnist_assets.ml.field_names import review_queue_view_name
 from mnist_assets.ml.fiftyone_store import split_lock, split_view
 from mnist_assets.partitions import split_partitions
-from mnist_assets.resources import MnistSettings
+from mnist_assets.resources import Settings
 
 SHOWN = 20  # rows of the decision tables in the metadata
 
@@ -54,7 +54,7 @@ def build(p: Pipeline) -> list:
             "applied: ground_truth is the label in use, ground_truth_original the source's."
         ),
     )
-    def label_review(context: dg.AssetExecutionContext, config: LabelReviewConfig, settings: MnistSettings):
+    def label_review(context: dg.AssetExecutionContext, config: LabelReviewConfig, settings: Settings):
         split = context.partition_key
         store = p.store(settings)
         dataset = store.dataset()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnist_assets.ml.tensors import MNIST_MEAN, MNIST_STD, channels_first
+from mnist_assets.ml.tensors import channels_first
 
 BATCH_AUGMENTATIONS = ("none", "affine", "flip")
 # Part of the stored copies' folder name: change it with series_augmentation or augment_images, so
@@ -100,7 +100,7 @@ def augment_images(
     return (torch.cat(out) if out else torch.zeros((0, *images_uint8.shape[1:]), dtype=torch.uint8)), sources
 
 
-def batch_augmentation(name: str, background: float = -MNIST_MEAN / MNIST_STD, horizontal_flip: bool = False) -> torch.nn.Module | None:
+def batch_augmentation(name: str, background: float, horizontal_flip: bool = False) -> torch.nn.Module | None:
     """On-the-fly augmentation of normalized training batches, a new draw per sample and epoch.
 
     `affine` is the series' affine (rotate 10 degrees, translate 0.1, scale 0.9-1.1) at p 0.5,

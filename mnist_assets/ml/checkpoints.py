@@ -34,11 +34,6 @@ def checkpoint_payload(*, arch: str, model: dict, optimizer: dict, epoch: int, m
     }
 
 
-def save_checkpoint(path: Path, **fields) -> None:
-    """Serialize to memory, then write via a temporary file and rename: no partial file is ever visible."""
-    save_payload(path, checkpoint_payload(**fields))
-
-
 def save_checkpoint_set(path: Path, payloads: list[dict]) -> None:
     """Several classifiers (the fold models of a cross-validation) in one file, written at once, so
     a failed run never leaves a mix of old and new members."""
@@ -52,19 +47,6 @@ def save_payload(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load and validate a checkpoint (tensors and plain values only; no pickled code runs)."""
-    payload = _read(path)
-    if not _is_classifier(payload):
-        raise CheckpointError(f"checkpoint {path} is not an mnist_assets classifier checkpoint (format {FORMAT}); write it again")
-    return payload
-
-
-def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
-    """The model of a checkpoint with its weights, and the checkpoint itself."""
-    return _model(load_checkpoint(path), path)
-
-
 def load_models(path: Path) -> list[tuple[torch.nn.Module, dict]]:
     """Every model of a checkpoint set (or the one model of a checkpoint), with its checkpoint."""
     payload = _read(path)
@@ -72,7 +54,10 @@ def load_models(path: Path) -> list[tuple[torch.nn.Module, dict]]:
         return [_model(payload, path)]
     members = payload.get("members") if isinstance(payload, dict) and payload.get("format") == SET_FORMAT else None
     if not members or not all(_is_classifier(member) for member in members):
-        raise CheckpointError(f"checkpoint {path} is not an mnist_assets classifier set (format {SET_FORMAT}); write it again")
+        kind = "set" if isinstance(payload, dict) and payload.get("format") == SET_FORMAT else "checkpoint"
+        raise CheckpointError(
+            f"checkpoint {path} is not an mnist_assets classifier {kind} (format {FORMAT} or {SET_FORMAT}); write it again"
+        )
     return [_model(member, path) for member in members]
 
 

@@ -12,10 +12,11 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mnist_assets.environment import REPO_ROOT
 from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS
 
+SPLITS = ("train", "validation", "test")  # every dataset's partitions; validation comes from the training images
 IDX_SIZES = (28, 32)  # the IDX sources' 28x28 images, as stored or centred in a 32x32 field
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where pyproject.toml is
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 DIGITS = [str(digit) for digit in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -55,9 +56,10 @@ class DatasetSpec(BaseModel):
     epochs: int = Field(10, ge=1)  # every LeNet's: the checkpoint's unless checkpoint_epochs says, the fold models'
     checkpoint_epochs: Optional[int] = Field(None, ge=1)  # lenet_checkpoint's, where it needs more (batch augmentation)
     # lenet_checkpoint's per-batch augmentation: "none", "affine" (random affine per sample and epoch)
-    # or "flip". The fold models that score label quality always train without it: on MNIST
+    # or "flip"; default: "affine" for a folder (a few hundred photos need it: docs/recipes.md), "none"
+    # for the IDX sources. The fold models that score label quality always train without it: on MNIST
     # affine-trained models are more accurate but rank the confirmed label errors worse (docs/label-errors.md).
-    batch_augmentation: Literal["none", "affine", "flip"] = "none"
+    batch_augmentation: Optional[Literal["none", "affine", "flip"]] = None
     accuracy_gate: Optional[float] = Field(None, ge=0, le=1)  # blocking validation-accuracy floor
 
     @field_validator("name")
@@ -106,7 +108,7 @@ class DatasetSpec(BaseModel):
     @property
     def folder(self) -> Path | None:
         """`path` as a folder: `~` expanded, a relative path taken from the project root."""
-        return PROJECT_ROOT / Path(self.path).expanduser() if self.path else None
+        return REPO_ROOT / Path(self.path).expanduser() if self.path else None
 
     def classes(self) -> list[str]:
         """The ordered class names (label i of the source is class i)."""
@@ -121,6 +123,11 @@ class DatasetSpec(BaseModel):
     def model_shape(self) -> dict:
         """What a classifier for this dataset is built with (and its checkpoint records)."""
         return {"num_classes": len(self.classes()), "in_channels": self.channels, "image_size": self.image_size}
+
+    @property
+    def checkpoint_augmentation(self) -> str:
+        """lenet_checkpoint's per-batch augmentation: the declared one, else affine for a folder."""
+        return self.batch_augmentation or ("affine" if self.source == "folder" else "none")
 
     @property
     def flips(self) -> bool:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mnist_assets.ml.dataset_spec import SPLITS
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
@@ -42,7 +43,6 @@ from mnist_assets.ml.field_names import (
 from mnist_assets.ml.files import atomic_write_bytes
 
 KINDS = ("relabel", "exclude", "confirm")
-SPLITS = ("train", "validation", "test")
 # Train and validation are drawn from one source file, so their source indices name the same images.
 SOURCE_PART = {"train": "train", "validation": "train", "test": "test"}
 

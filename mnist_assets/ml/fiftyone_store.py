@@ -32,8 +32,6 @@ from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.locks import exclusive, local_file_lock
 from mnist_assets.ml.names import check_safe_name
 
-DIGITS = [str(digit) for digit in range(10)]
-
 
 def _has_running_mongod(service_process: psutil.Process) -> bool:
     try:
@@ -181,7 +179,7 @@ def sync_split(
     labels: np.ndarray,
     source_indices: np.ndarray,
     hashes: list[str],
-    classes: list[str] = DIGITS,
+    classes: list[str],
 ) -> dict[str, int]:
     """Make `split` hold exactly these samples (labels are positions in `classes`), keeping every
     sample that is still true.
@@ -284,8 +282,8 @@ def replace_split(
     filepaths: list[Path],
     labels: np.ndarray,
     source_indices: np.ndarray,
+    classes: list[str],
     extra_fields: dict[str, list] | None = None,
-    classes: list[str] = DIGITS,
 ) -> int:
     """Make `split` hold exactly these new samples (plus any `extra_fields` values); other splits
     are untouched. For derived sets (the augmented samples), which are rebuilt whole."""
@@ -331,7 +329,7 @@ def save_view(dataset: fo.Dataset, name: str, view) -> None:
         dataset.save_view(name, view, overwrite=True)
 
 
-def write_classifications(view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str] = DIGITS) -> None:
+def write_classifications(view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str]) -> None:
     """Store predictions (label, max-softmax confidence, logits) in bulk."""
     logits = np.asarray(logits, dtype=np.float64)
     if not np.isfinite(logits).all():
@@ -374,7 +372,7 @@ def read_vectors(view: fo.DatasetView, field: str) -> np.ndarray:
     return vectors_from_stored(values).astype(np.float32)
 
 
-def evaluate(dataset: fo.Dataset, view: fo.DatasetView, pred_field: str, eval_key: str, classes: list[str] = DIGITS):
+def evaluate(dataset: fo.Dataset, view: fo.DatasetView, pred_field: str, eval_key: str, classes: list[str]):
     """`evaluate_classifications` against ground truth (replacing an earlier run of the key)."""
     if eval_key in dataset.list_evaluations():
         dataset.delete_evaluation(eval_key)

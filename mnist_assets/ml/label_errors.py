@@ -37,11 +37,3 @@ def ranking_rows(source_indices, rankings: dict[str, np.ndarray], known=CONFIRME
         {"ranking": name, **{f"top{top}": found for top, found in known_errors_in_tops(source_indices, scores, known=known).items()}}
         for name, scores in rankings.items()
     ]
-
-
-def given_label_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each sample's predicted probability of its given label (cleanlab's self-confidence)."""
-    from scipy.special import softmax
-
-    probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=1)
-    return probabilities[np.arange(len(probabilities)), np.asarray(labels)]

@@ -80,21 +80,28 @@ def _full_float32_matmul():
         torch.set_float32_matmul_precision(before)
 
 
+def self_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """cleanlab's self-confidence label quality per sample: the predicted probability of the given
+    label (class positions); low means likely mislabeled."""
+    from cleanlab.rank import get_label_quality_scores
+
+    probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=1)
+    scores = get_label_quality_scores(np.asarray(labels, dtype=np.int64), probabilities, method="self_confidence")
+    return np.asarray(scores, dtype=np.float64)
+
+
 def label_quality(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cleanlab's label quality per sample (self-confidence, the predicted probability of the given
-    label: low means likely mislabeled) and its confident-learning label issues (a boolean mask),
-    from a model's logits and the given labels (class positions).
+    """cleanlab's label quality per sample (`self_confidence`) and its confident-learning label
+    issues (a boolean mask), from a model's logits and the given labels (class positions).
 
     Meaningful only on probabilities of a model that did not train on these samples: validation and
     test, or out-of-sample predictions for train.
     """
     from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
 
     probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=1)
     labels = np.asarray(labels, dtype=np.int64)
-    scores = get_label_quality_scores(labels, probabilities, method="self_confidence")
     # One process: cleanlab's pool passes its arrays through fork-inherited globals, which fail under
     # the spawned processes Dagster runs steps in (NameError: pred_probs_by_class); the work is small.
     issues = find_label_issues(labels, probabilities, n_jobs=1)
-    return np.asarray(scores, dtype=np.float64), np.asarray(issues, dtype=bool)
+    return self_confidence(logits, labels), np.asarray(issues, dtype=bool)

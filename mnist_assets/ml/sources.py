@@ -14,7 +14,7 @@ import numpy as np
 
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
-from mnist_assets.ml.mnist_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
+from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
 
 
 @dataclass(frozen=True)

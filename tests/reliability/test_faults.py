@@ -9,10 +9,9 @@ import time
 import dagster as dg
 import numpy as np
 import torch
-from graph import asset, op_config
+from graph import asset, op_config, saved_payload
 from processes import mongod_processes
 
-from mnist_assets.ml.checkpoints import load_checkpoint
 from mnist_assets.ml.fiftyone_store import split_view
 
 from .helpers import REPO, dagster_cli, file_hash, run_cli, subprocess_env
@@ -47,11 +46,11 @@ def test_killed_training_leaves_the_previous_checkpoint_intact(make_settings):
     process.wait()
 
     assert file_hash(path) == before  # the old checkpoint, whole
-    assert load_checkpoint(path)["settings"]["epochs"] == 1
+    assert saved_payload(path)["settings"]["epochs"] == 1
     assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".")] == ["lenet_checkpoint.pt"]
     # The next run starts cleanly.
     assert dg.materialize([asset("lenet_checkpoint")], resources=resources, run_config=epochs_1).success
-    assert load_checkpoint(path)["epoch"] == 1
+    assert saved_payload(path)["epoch"] == 1
 
 
 SPLITS = ("train", "validation", "test")
@@ -125,7 +124,7 @@ def test_same_seed_gives_same_weights_and_predictions(make_settings):
             assert dg.materialize([asset("raw_dataset")], partition_key=split, resources=resources).success
         assert dg.materialize([asset("lenet_checkpoint")], resources=resources).success
         assert dg.materialize([asset("lenet_predictions")], partition_key="test", resources=resources).success
-        checkpoints.append(load_checkpoint(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["model"])
+        checkpoints.append(saved_payload(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["model"])
         predictions.append(np.array(split_view(settings.store("mnist").dataset(), "test").values("lenet_predictions.logits")))
     assert all(torch.equal(checkpoints[0][k], checkpoints[1][k]) for k in checkpoints[0])
     assert np.array_equal(predictions[0], predictions[1])

