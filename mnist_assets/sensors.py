@@ -64,13 +64,22 @@ def _dataset_activity(dataset, log_path: Path) -> str:
     return repr((len(dataset), newest, dataset.last_deletion_at, stat and (stat.st_size, stat.st_mtime_ns)))
 
 
+def _latest(instance, key: dg.AssetKey, split: str):
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[split]), limit=1).records
+    return records[0] if records else None
+
+
 def _recorded_fingerprint(instance, key: dg.AssetKey, split: str) -> str | None:
     """The review fingerprint label_review[split] recorded at its latest materialization."""
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[split]), limit=1).records
-    if not records:
-        return None
-    entry = records[0].asset_materialization.metadata.get("review_fingerprint")
+    record = _latest(instance, key, split)
+    entry = record.asset_materialization.metadata.get("review_fingerprint") if record else None
     return entry.value if entry is not None else None
+
+
+def _ingested_since_review(instance, raw_key: dg.AssetKey, review_key: dg.AssetKey, split: str) -> bool:
+    """Whether the split was ingested after its last review: automation runs label_review next."""
+    raw, review = _latest(instance, raw_key, split), _latest(instance, review_key, split)
+    return raw is not None and (review is None or raw.storage_id > review.storage_id)
 
 
 def _writing(instance, keys: list[dg.AssetKey], split: str) -> bool:
@@ -105,8 +114,10 @@ def build_review_sensor(spec: DatasetSpec, review_key: dg.AssetKey, raw_key: dg.
             return dg.SkipReason(f"{spec.name}: no change since the last look.")
         decisions, requests, busy = log.by_key(), [], False
         for split in SPLITS:
-            if _writing(context.instance, [review_key, raw_key], split):
-                busy = True  # its labels are being written: look again next time
+            if _writing(context.instance, [review_key, raw_key], split) or _ingested_since_review(
+                context.instance, raw_key, review_key, split
+            ):
+                busy = True  # its labels are being written, or the lineage reviews them next: look again later
                 continue
             recorded = _recorded_fingerprint(context.instance, review_key, split)
             if recorded is None:

@@ -4,7 +4,9 @@ Needs hardness_scores[train] and lenet_checkpoint materialized (MNIST_ASSETS_HOM
 MNIST_ASSETS_NAMESPACE). For each strategy and seed: select the budget, augment
 (10 copies), fine-tune from the LeNet checkpoint on train + augmented with the
 finetuned_model asset's defaults (or the flags), and score the test split against
-LeNet's predictions. Prints mean and standard deviation of test accuracy, fixed and broken.
+LeNet's predictions. Prints mean and standard deviation of test accuracy, fixed and broken. The
+selection, augmentation and fine-tuning recipe are the assets' own (ml/augmentation.augment_chosen,
+ml/recipes.resolve), on the dataset's declaration.
 
     .venv/bin/python scripts/strategy_study.py --seeds 51 52 53 --control
     .venv/bin/python scripts/strategy_study.py --recipe series --lr 1e-4 --batch-augmentation none --keep best
@@ -15,34 +17,33 @@ import json
 
 import numpy as np
 
-from mnist_assets.assets.augmentation import FinetuneConfig
 from mnist_assets.assets.common import split_tensors
-from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_images
+from mnist_assets.ml import recipes
+from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_chosen
 from mnist_assets.ml.checkpoints import load_models
-from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
+from mnist_assets.ml.selection import STRATEGIES, read_scores
 from mnist_assets.ml.tensors import SplitTensors, concatenate
-from mnist_assets.ml.training import KEEP, RECIPES, TrainConfig, fit, predict
+from mnist_assets.ml.training import KEEP, RECIPES, fit, predict
 from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.resources import Settings
 
 
 def main() -> None:
-    defaults = FinetuneConfig()  # the finetuned_model asset's defaults
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[51, 52, 53])
     parser.add_argument("--budget", type=int, default=512)
     parser.add_argument("--copies", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--recipe", default=defaults.recipe, choices=RECIPES)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the fine-tuning recipe's")
+    parser.add_argument("--lr", type=float, default=None, help="default: the fine-tuning recipe's")
+    parser.add_argument("--recipe", default=None, choices=RECIPES)
     parser.add_argument(
         "--batch-augmentation",
-        default=defaults.batch_augmentation,
+        default=None,
         choices=BATCH_AUGMENTATIONS,
         help="augment every training batch on the fly",
     )
-    parser.add_argument("--keep", default=defaults.keep, choices=KEEP, help="the state kept: lowest validation loss, or the last epoch")
+    parser.add_argument("--keep", default=None, choices=KEEP, help="the state kept: lowest validation loss, or the last epoch")
     parser.add_argument(
         "--control", action="store_true", help="also fine-tune with no augmented set (train only), to see what the subset itself adds"
     )
@@ -64,22 +65,26 @@ def main() -> None:
     runs = []
     strategies = args.strategies + (["none"] if args.control else [])
     for strategy in strategies:
-        chosen = np.zeros(0, dtype=np.int64) if strategy == "none" else select_samples(strategy, args.budget, **scores)
         for seed in args.seeds:
-            images, sources = augment_images(data["train"].images[chosen], args.copies, seed, pipeline.spec.flips)
             train = data["train"]
-            extra = SplitTensors(images, train.labels[chosen][sources], [f"aug-{i}" for i in range(len(images))], train.mean, train.std)
+            if strategy == "none":
+                chosen, extra = np.zeros(0, dtype=np.int64), SplitTensors(train.images[:0], train.labels[:0], [], train.mean, train.std)
+            else:
+                made = augment_chosen(train.images, scores, strategy, args.budget, args.copies, seed, pipeline.spec.flips)
+                chosen = made.chosen
+                extra = SplitTensors(
+                    made.images, train.labels[made.sources], [f"aug-{i}" for i in range(len(made.sources))], train.mean, train.std
+                )
             ((model, payload),) = load_models(checkpoint)
-            config = TrainConfig(
-                arch=payload["arch"],  # fine-tuning continues the checkpoint's architecture, as finetuned_model does
-                horizontal_flip=pipeline.spec.flips,
-                recipe=args.recipe,
-                epochs=args.epochs,
-                lr=args.lr,
-                seed=seed,
-                batch_augmentation=args.batch_augmentation,
-                keep=args.keep,
-            )
+            chosen_settings = {
+                "recipe": args.recipe,
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "seed": seed,
+                "batch_augmentation": args.batch_augmentation,
+                "keep": args.keep,
+            }
+            config = recipes.resolve("finetune", pipeline.spec, chosen_settings, env_epochs=settings.epochs, arch=payload["arch"])
             fit(model, concatenate(data["train"], extra), data["validation"], config)
             correct = predict(model, data["test"])[0].argmax(1) == test_labels
             run = {
@@ -94,7 +99,8 @@ def main() -> None:
             print(run, flush=True)
 
     print(
-        f"\nrecipe {args.recipe}, lr {args.lr}, {args.epochs} epochs, batch augmentation {args.batch_augmentation}, keep {args.keep}, "
+        f"\nrecipe {config.recipe}, lr {config.lr}, {config.epochs} epochs, batch augmentation {config.batch_augmentation}, "
+        f"keep {config.keep}, "
         f"budget {args.budget} x {args.copies}; LeNet {base_correct.mean():.4f}"
     )
     print("| strategy | selected | test accuracy (mean +- sd) | fixed | broken |\n|---|---|---|---|---|")

@@ -3,7 +3,6 @@ through the graph with its own classes and statistics, a user's folder of RGB im
 size goes through every asset, and bad declarations are refused."""
 
 import gzip
-import json
 import shutil
 import subprocess
 
@@ -75,10 +74,12 @@ def test_fashion_mnist_through_the_graph(make_settings):
     """2,000 samples per split, one epoch: its own classes, statistics and a model that learned."""
     settings = make_settings(limit=2000, epochs=1)
     resources = {"settings": settings}
+    ingested = {}
     for split in ("train", "validation", "test"):
         result = dg.materialize([asset("raw_dataset", "fashion_mnist")], partition_key=split, resources=resources)
         assert result.success
-    raw = {k: v.value for k, v in result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata.items()}
+        materialization = result.get_asset_materialization_events()[0].event_specific_data.materialization
+        ingested[split] = raw = {k: v.value for k, v in materialization.metadata.items()}
     assert raw["count"] == 2000 and raw["available"] == 10000 and raw["limited"] is True
     assert dg.materialize([asset("lenet_checkpoint", "fashion_mnist")], resources=resources).success
     predictions = dg.materialize([asset("lenet_predictions", "fashion_mnist")], partition_key="test", resources=resources)
@@ -94,9 +95,10 @@ def test_fashion_mnist_through_the_graph(make_settings):
     spec = DatasetSpec(name="fashion_mnist", source="fashion-mnist", image_size=32)
     train = split_of(load_source(spec, None, store.dir / "downloads"), spec, "train", 2000).images
     assert train.shape == (2000, 32, 32) and not train[:, :2].any() and not train[:, :, -2:].any()
-    normalization = json.loads((store.dir / "normalization.json").read_text())
-    assert normalization["mean"] == pytest.approx(train.mean() / 255, abs=1e-5) and 0.2 < normalization["mean"] < 0.25
     payload = torch.load(store.dir / "checkpoints" / "lenet_checkpoint.pt", weights_only=True)
+    # The checkpoint standardizes by the train split's own pixel statistics, as raw_dataset[train] reports them.
+    assert payload["settings"]["mean"] == pytest.approx(train.mean() / 255, abs=1e-5) and 0.2 < payload["settings"]["mean"] < 0.25
+    assert ingested["train"]["pixel_mean"] == pytest.approx(payload["settings"]["mean"], abs=1e-6)
     assert payload["settings"]["image_size"] == 32  # LeNet-5 with the paper's 5x5 C5
     # The MNIST store of the same settings is untouched.
     assert len(settings.store("mnist").dataset()) == 0

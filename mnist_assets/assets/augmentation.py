@@ -8,7 +8,6 @@ from mnist_assets.assets.common import (
     Pipeline,
     load_model_for,
     materialize_first,
-    per_class_recall,
     prediction_asset,
     split_tensors,
 )
@@ -16,7 +15,8 @@ from mnist_assets.assets.lenet import RecipeConfig, train_config, training_resul
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
-from mnist_assets.ml.augmentation import augment_images, copies_key
+from mnist_assets.ml.augmentation import augment_chosen, check_copies_settings
+from mnist_assets.ml.comparison import PAIR_ENSEMBLE, compare_models, rank_label_errors
 from mnist_assets.ml.decisions import accuracy_side_by_side
 from mnist_assets.ml.field_names import (
     EVAL_FINETUNED,
@@ -29,16 +29,13 @@ from mnist_assets.ml.field_names import (
     SOURCE_INDEX,
 )
 from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, usable_view, write_pngs
-from mnist_assets.ml.label_errors import ranking_rows
-from mnist_assets.ml.quality_scores import self_confidence
-from mnist_assets.ml.selection import STRATEGIES, read_scores, select_samples
-from mnist_assets.ml.tensors import SplitTensors, channels_last, class_positions, concatenate, load_view_tensors
+from mnist_assets.ml.selection import read_scores
+from mnist_assets.ml.tensors import channels_last, class_positions, concatenate, load_view_tensors
 from mnist_assets.ml.training import fit
 from mnist_assets.partitions import TRAINING_SPLITS
 from mnist_assets.resources import Settings
 
 AUGMENTED_SPLIT = "augmented"
-PAIR_ENSEMBLE = "ensemble (mean probability)"  # the checkpoint and the fine-tuned model
 TRAIN_ONLY = dg.SpecificPartitionsPartitionMapping(["train"])
 TEST_ONLY = dg.SpecificPartitionsPartitionMapping(["test"])
 TRAINING_ONLY = dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS)
@@ -84,26 +81,19 @@ def build(p: Pipeline) -> list:
         description="Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples.",
     )
     def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig, settings: Settings):
-        if config.strategy not in STRATEGIES:
-            raise ValueError(f"unknown selection strategy {config.strategy!r}; choose one of {STRATEGIES}")
-        if config.budget <= 0 or config.copies <= 0:
-            raise ValueError("budget and copies must be positive integers")
+        check_copies_settings(config.strategy, config.budget, config.copies)  # refused before any work
         store = p.store(settings)
         _, view, train = split_tensors(p, settings, "train", store, standardize=False)
         with materialize_first(p, "hardness_scores", "train"):
             scores = read_scores(view)
         correct = scores["correct"]
-        chosen = select_samples(config.strategy, config.budget, **scores)
+        made = augment_chosen(train.images, scores, config.strategy, config.budget, config.copies, config.seed, p.spec.flips)
+        chosen, images, source_positions = made.chosen, made.images, made.sources
         context.log.info(f"{config.strategy}: chose {len(chosen)} of {len(train)} training samples ({(~correct).sum()} misclassified)")
-        images, sources = augment_images(train.images[chosen], config.copies, config.seed, p.spec.flips)
-        source_positions = chosen[sources.numpy()]
-
         source_index = np.asarray(view.values(SOURCE_INDEX))[source_positions]
-        # Name the folder by what determines the pixels (the chosen images themselves, the copies'
-        # settings, the augmentation code's version), so existing files are never stale.
-        key = copies_key(train.images[chosen], config.copies, config.seed, p.spec.flips)
-        folder = store.artifact_path("augmented", f"{config.strategy}-{key}")
-        copy_number = np.tile(np.arange(config.copies), len(chosen))
+        # The folder is named by what determines the pixels, so existing files are never stale.
+        folder = store.artifact_path("augmented", f"{config.strategy}-{made.key}")
+        copy_number = made.copy_number
         paths = [folder / f"{int(i):05d}-{int(k)}.png" for i, k in zip(source_index, copy_number)]
         write_pngs(channels_last(images), paths)
         labels = train.labels.numpy()[source_positions]
@@ -161,8 +151,7 @@ def build(p: Pipeline) -> list:
         _, _, train = split_tensors(p, settings, "train", store)
         model, payload, train = load_model_for(p, store, "lenet_checkpoint", train)
         train_cfg = train_config(config, p, settings, "finetune", arch=payload["arch"])
-        _, _, validation = split_tensors(p, settings, "validation", store)
-        validation = SplitTensors(validation.images, validation.labels, validation.sample_ids, train.mean, train.std)
+        _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
         extra = load_view_tensors(
             split_view(store.augmented(), AUGMENTED_SPLIT),
             store.tensor_cache_dir,
@@ -180,7 +169,7 @@ def build(p: Pipeline) -> list:
             device,
             on_epoch=lambda row: context.log.info(f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"),
         )
-        yield from training_results(p, settings, "finetuned_model", result, train_cfg, config, train, augmented_count=len(extra))
+        yield from training_results(context, p, settings, "finetuned_model", result, train_cfg, config, train, augmented_count=len(extra))
 
     finetuned_predictions = prediction_asset(
         p,
@@ -215,67 +204,45 @@ def build(p: Pipeline) -> list:
         dataset = p.store(settings).dataset()
         everything = split_view(dataset, "test")
         view = usable_view(dataset, "test")  # the labels in use; excluded samples left out
-        truth = np.array(view.values(f"{GROUND_TRUTH}.label"))
         schema = dataset.get_field_schema()
-        rows, recalls, predictions = [], {}, {}
-        for field, name in MODEL_FIELDS.items():
-            values = view.values(f"{field}.label") if field in schema else [None] * len(truth)
-            if any(v is None for v in values):
-                context.log.warning(f"{field} missing on test samples; {name} left out of the comparison")
-                continue
-            predicted = np.array(values)
-            predictions[field] = predicted
-            recall = per_class_recall(truth, predicted, classes)
-            recalls[name] = recall
-            rows.append(
-                {"model": name, "accuracy": float((predicted == truth).mean()), **{f"recall_{c}": r for c, r in zip(classes, recall)}}
-            )
-        metadata = {"table": markdown_table(rows), "evaluated": len(truth), "excluded": len(everything) - len(truth)}
+        present = [field for field in MODEL_FIELDS if field in schema and None not in view.values(f"{field}.label")]
+        for field in set(MODEL_FIELDS) - set(present):
+            context.log.warning(f"{field} missing on test samples; {MODEL_FIELDS[field]} left out of the comparison")
+        truth, *predicted = view.values([f"{GROUND_TRUTH}.label", *(f"{field}.label" for field in present)])
+        comparison = compare_models(
+            truth, {MODEL_FIELDS[f]: values for f, values in zip(present, predicted)}, classes, "LeNet", "fine-tuned LeNet"
+        )
         side_by_side = accuracy_side_by_side(everything)
-        metadata["accuracy_by_labels"] = markdown_table(side_by_side)
-        for row in side_by_side:
-            metadata[f"accuracy_source_labels_{metadata_name(row['model'])}"] = row["accuracy_source_labels"]
-        if LENET_PREDICTIONS in predictions and FINETUNED_PREDICTIONS in predictions:
-            before = predictions[LENET_PREDICTIONS] == truth
-            after = predictions[FINETUNED_PREDICTIONS] == truth
-            metadata["fixed"] = int((~before & after).sum())
-            metadata["broken"] = int((before & ~after).sum())
-        for row in rows:
-            metadata[f"accuracy_{metadata_name(row['model'])}"] = row["accuracy"]
+        metadata = {
+            "table": markdown_table(comparison.rows),
+            "evaluated": len(truth),
+            "excluded": len(everything) - len(truth),
+            "accuracy_by_labels": markdown_table(side_by_side),
+            **{f"accuracy_{metadata_name(row['model'])}": row["accuracy"] for row in comparison.rows},
+            **{f"accuracy_source_labels_{metadata_name(row['model'])}": row["accuracy_source_labels"] for row in side_by_side},
+        }
+        if comparison.fixed is not None:
+            metadata.update(fixed=comparison.fixed, broken=comparison.broken)
         known = p.spec.known_label_errors
-        if known and LENET_PREDICTIONS in predictions and FINETUNED_PREDICTIONS in predictions:
-            metadata.update(label_errors_by_model(everything, known, with_folds=FOLD_ENSEMBLE_PREDICTIONS in predictions))
-        if recalls:
-            metadata["recall_plot"] = png(plots.grouped_bars(classes, recalls, "per-class recall, test", "recall"))
+        if known and {LENET_PREDICTIONS, FINETUNED_PREDICTIONS} <= set(present):
+            # Against the source's labels on every sample: the published findings' terms.
+            labels = class_positions(everything.values(f"{GROUND_TRUTH_ORIGINAL}.label"), classes)
+            ranked = [f for f in (LENET_PREDICTIONS, FINETUNED_PREDICTIONS, FOLD_ENSEMBLE_PREDICTIONS) if f in present]
+            logits = {MODEL_FIELDS[f]: read_vectors(everything, f"{f}.logits") for f in ranked}
+            rows = rank_label_errors(everything.values(SOURCE_INDEX), labels, logits, known, ("LeNet", "fine-tuned LeNet"))
+            ensemble = next(row for row in rows if row["ranking"] == PAIR_ENSEMBLE)
+            metadata["label_error_rankings"] = markdown_table(rows)
+            metadata.update({f"ensemble_confirmed_label_errors_in_{top}": found for top, found in ensemble.items() if top != "ranking"})
+        if comparison.recalls:
+            metadata["recall_plot"] = png(plots.grouped_bars(classes, comparison.recalls, "per-class recall, test", "recall"))
         yield dg.MaterializeResult(metadata=metadata)
-        compared = [row["model"] for row in rows]
+        compared = [row["model"] for row in comparison.rows]
         yield dg.AssetCheckResult(
             asset_key=p.key("model_comparison"),
             check_name="models_compared",
             passed={"LeNet", "fine-tuned LeNet"} <= set(compared),
             metadata={"models": ", ".join(compared)},
         )
-
-    def label_errors_by_model(view, known: list[int], with_folds: bool) -> dict:
-        """How each LeNet, the ensemble of the checkpoint and the fine-tuned model (mean probability),
-        and the fold models' ensemble rank the confirmed label errors by the probability each gives
-        the source's label, lowest first, on every sample (the published findings' terms)."""
-        labels = class_positions(view.values(f"{GROUND_TRUTH_ORIGINAL}.label"), classes)
-        confidence = {
-            name: self_confidence(read_vectors(view, f"{field}.logits"), labels)
-            for field, name in ((LENET_PREDICTIONS, "LeNet"), (FINETUNED_PREDICTIONS, "fine-tuned LeNet"))
-        }
-        confidence[PAIR_ENSEMBLE] = np.mean(list(confidence.values()), axis=0)
-        if with_folds:
-            confidence[MODEL_FIELDS[FOLD_ENSEMBLE_PREDICTIONS]] = self_confidence(
-                read_vectors(view, f"{FOLD_ENSEMBLE_PREDICTIONS}.logits"), labels
-            )
-        rows = ranking_rows(view.values(SOURCE_INDEX), {name: -c for name, c in confidence.items()}, known)
-        ensemble = next(row for row in rows if row["ranking"] == PAIR_ENSEMBLE)
-        return {
-            "label_error_rankings": markdown_table(rows),
-            **{f"ensemble_confirmed_label_errors_in_{top}": found for top, found in ensemble.items() if top != "ranking"},
-        }
 
     return [augmented_set, finetuned_model, finetuned_predictions, model_comparison]
 

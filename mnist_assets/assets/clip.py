@@ -1,14 +1,13 @@
 """The series' steps 2-3: CLIP embeddings, their UMAP and PCA projections, and zero-shot predictions."""
 
 import io
-import json
 from typing import Optional
 
 import dagster as dg
 import numpy as np
 
 from mnist_assets import checks
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline, evaluation_metadata, materialize_first, split_tensors
+from mnist_assets.assets.common import HEAVY_POOL, Pipeline, evaluation_metadata, materialize_first, parent_metadata, split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots
@@ -34,7 +33,7 @@ from mnist_assets.ml.zero_shot import (
     zero_shot_logits,
 )
 from mnist_assets.partitions import split_partitions
-from mnist_assets.resources import DatasetStore, Settings
+from mnist_assets.resources import Settings
 
 
 class ClipEmbeddingConfig(dg.Config):
@@ -53,17 +52,10 @@ class ZeroShotConfig(dg.Config):
     class_names: str = "dataset"  # the dataset's CLIP class names; MNIST also "series" ("0 - zero", ...)
 
 
-def clip_info_path(store: DatasetStore, split: str):
-    # A file per split, not the dataset's shared `info` document, which concurrent splits would overwrite.
-    return store.artifact_path("clip", f"{split}.json")
-
-
-def clip_info(store: DatasetStore, split: str, name: str) -> dict:
-    """What clip_embeddings recorded for a split (model, weights, preprocessing)."""
-    path = clip_info_path(store, split)
-    if not path.is_file():
-        raise ValueError(f"no CLIP embeddings recorded for {split!r}; materialize {name}/clip_embeddings[{split}] first.")
-    return json.loads(path.read_text())
+def clip_info(context, p: Pipeline, split: str) -> dict:
+    """What clip_embeddings recorded for a split (model, weights, preprocessing), read from its metadata."""
+    with materialize_first(p, "clip_embeddings", split):
+        return parent_metadata(context, p.key("clip_embeddings"), split)
 
 
 def weights_metadata(info: dict) -> dict:
@@ -133,12 +125,11 @@ def build(p: Pipeline) -> list:
         np.save(buffer, embeddings)
         atomic_write_bytes(array_path, buffer.getvalue())
         info = {"model": clip.name, "weights": clip.weights, "invert": config.invert, "pad": config.pad}
-        atomic_write_bytes(clip_info_path(store, split), json.dumps(info).encode())
         yield dg.MaterializeResult(
             metadata={
                 "count": len(embeddings),
                 "shape": str(embeddings.shape),
-                **weights_metadata(info),
+                **info,  # what umap_projection and zero_shot_predictions read back
                 "preprocessing": f"invert={config.invert}, pad={config.pad}",
                 "images_per_second": round(images_per_second, 1),
                 "device": device,
@@ -165,7 +156,7 @@ def build(p: Pipeline) -> list:
         store = p.store(settings)
         dataset = store.dataset()
         view = split_view(dataset, split)
-        info = clip_info(store, split, p.name)
+        info = clip_info(context, p, split)
         labels = class_positions(view.values(f"{GROUND_TRUTH}.label"), classes)
         keys = clip_projection_keys(split)
         plots_md = {}
@@ -201,7 +192,7 @@ def build(p: Pipeline) -> list:
         store = p.store(settings)
         dataset = store.dataset()
         view = split_view(dataset, split)
-        info = clip_info(store, split, p.name)
+        info = clip_info(context, p, split)
         device = settings.torch_device()
         clip = load_clip(info["model"], settings.clip_pretrained, device)
         if clip.weights != info["weights"]:

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
-from sklearn.metrics import confusion_matrix, recall_score
+from sklearn.metrics import confusion_matrix
 
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots
 from mnist_assets.ml.checkpoints import load_models
+from mnist_assets.ml.comparison import per_class_recall
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, eval_key
 from mnist_assets.ml.fiftyone_store import evaluate, split_view, usable_view, write_classifications
-from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
 from mnist_assets.ml.training import ensemble_logits
 from mnist_assets.resources import DatasetStore, Settings
@@ -64,16 +63,25 @@ def materialize_first(p: Pipeline, asset: str, split: str | None = None):
         raise type(error)(f"{error}; materialize {target} (again) first.") from error
 
 
-def normalization_path(store: DatasetStore):
-    return store.artifact_path("normalization.json")
+def parent_metadata(context, key: dg.AssetKey, partition: str | None = None, missing: dict | None = None) -> dict:
+    """What a parent recorded at its latest materialization (of `partition`), as plain values: the
+    way an asset reads what its parents said, along the lineage the UI shows. Without one, `missing`
+    if given, else an error naming what to materialize."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    if not records and missing is not None:
+        return missing
+    if not records:
+        target = key.to_user_string() + (f"[{partition}]" if partition else "")
+        raise MissingInputError(f"{target} has no materialization; materialize it first.")
+    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
 
 
-def record_normalization(store: DatasetStore, images: np.ndarray) -> dict:
-    """The train split's pixel mean and std (0-1 scale), recorded for training and prediction."""
-    pixels = images.astype(np.float64) / 255.0
-    values = {"mean": round(float(pixels.mean()), 6), "std": round(float(pixels.std()), 6)}
-    atomic_write_bytes(normalization_path(store), json.dumps(values).encode())
-    return values
+def pixel_statistics(images) -> tuple[float, float]:
+    """The mean and std (0-1 scale) of a split's uint8 pixels: training standardizes by the train split's."""
+    pixels = np.asarray(images, dtype=np.float64) / 255.0
+    return round(float(pixels.mean()), 6), round(float(pixels.std()), 6)
 
 
 def split_tensors(
@@ -83,10 +91,12 @@ def split_tensors(
     store: DatasetStore | None = None,
     standardize: bool = True,
     with_excluded: bool = False,
+    statistics: tuple[float, float] | None = None,
 ):
     """The dataset, the split's view and its tensors (through the cached bridge), standardized with
-    the train split's recorded mean and std (unless `standardize` is off: pixels only). The samples a
-    person excluded are left out unless `with_excluded` (pixels every sample needs: embeddings, predictions)."""
+    `statistics`, by default the train split's pixel mean and std (unless `standardize` is off: pixels
+    only). The samples a person excluded are left out unless `with_excluded` (pixels every sample
+    needs: embeddings, predictions)."""
     store = store or p.store(settings)
     dataset = store.dataset()
     view = split_view(dataset, split) if with_excluded else usable_view(dataset, split)
@@ -96,10 +106,10 @@ def split_tensors(
         tensors = load_view_tensors(view, store.tensor_cache_dir, classes=p.classes(), channels=p.spec.channels, size=p.spec.image_size)
     if not standardize:
         return dataset, view, tensors
-    if not normalization_path(store).is_file():
-        raise ValueError(f"no normalization recorded for {p.name}; materialize {p.name}/raw_dataset[train] first.")
-    normalization = json.loads(normalization_path(store).read_text())
-    return dataset, view, SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, **normalization)
+    if statistics is None:
+        train = tensors if split == "train" and not with_excluded else split_tensors(p, settings, "train", store, standardize=False)[2]
+        statistics = pixel_statistics(train.images.numpy())
+    return dataset, view, SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, *statistics)
 
 
 def checkpoint_path(store: DatasetStore, name: str):
@@ -120,10 +130,6 @@ def load_models_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitT
     settings = payloads[0]["settings"]
     mean, std = settings.get("mean", tensors.mean), settings.get("std", tensors.std)
     return list(models), list(payloads), SplitTensors(tensors.images, tensors.labels, tensors.sample_ids, mean, std)
-
-
-def per_class_recall(truth, predicted, classes: list[str]) -> list[float]:
-    return recall_score(truth, predicted, labels=classes, average=None, zero_division=0).tolist()
 
 
 def prediction_metadata(truth: list[str], predicted: list[str], classes: list[str], split: str, name: str) -> dict:
@@ -183,28 +189,14 @@ def predict_split(context, p: Pipeline, settings: Settings, checkpoint: str, fie
     }
 
 
-def ingest_record_path(store: DatasetStore, split: str):
-    return store.artifact_path("ingest", f"{split}.json")
-
-
-def record_ingest(store: DatasetStore, split: str, count: int, available: int) -> None:
-    """What raw_dataset stored for a split, against what the source holds (a file per split)."""
-    atomic_write_bytes(ingest_record_path(store, split), json.dumps({"count": count, "available": available}).encode())
-
-
-def limited_run(p: Pipeline, settings: Settings, splits=("train", "validation")) -> bool:
-    """A quick run: epochs cut by MNIST_ASSETS_EPOCHS, or splits that raw_dataset ingested with a
-    sample limit (as it recorded, whatever the environment says now)."""
+def limited_run(context, p: Pipeline, settings: Settings) -> bool:
+    """A quick run: epochs cut by MNIST_ASSETS_EPOCHS, or training data that was ingested with a
+    sample limit (as label_review recorded it, whatever the environment says now)."""
     if settings.epochs is not None:
         return True
-    store = p.store(settings)
-    for split in splits:
-        path = ingest_record_path(store, split)
-        if path.is_file():
-            record = json.loads(path.read_text())
-            if record["count"] < record["available"]:
-                return True
-    return False
+    recorded = [parent_metadata(context, p.key("label_review"), split, missing={}).get("limited") for split in ("train", "validation")]
+    # In an instance that did not record the review (data materialized elsewhere), the setting says.
+    return any(recorded) if None not in recorded else settings.limit is not None
 
 
 def prediction_asset(p: Pipeline, name: str, stage: str, checkpoint: str, eval_prefix: str, description: str) -> dg.AssetsDefinition:

@@ -7,21 +7,16 @@ import dagster as dg
 import numpy as np
 
 from mnist_assets import checks
-from mnist_assets.assets.common import Pipeline, record_ingest, record_normalization, split_tensors
+from mnist_assets.assets.common import Pipeline, pixel_statistics, split_tensors
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots
-from mnist_assets.ml.decisions import review_split
 from mnist_assets.ml.field_names import GROUND_TRUTH
 from mnist_assets.ml.fiftyone_store import (
-    backfill_original_labels,
-    split_fingerprint,
-    split_lock,
     split_view,
-    sync_split,
     usable_view,
-    write_pngs,
 )
+from mnist_assets.ml.ingest import ingest_split
 from mnist_assets.ml.sources import load_source, source_fingerprint, split_of, watched_folder
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
@@ -62,27 +57,17 @@ def build(p: Pipeline) -> list:
         data = split_of(source, spec, split, settings.limit)
         context.log.info(f"{p.name}/{split}: {len(data.labels)} samples from {source.source}")
 
-        paths = [store.images_dir / name for name in data.image_files]
-        written = write_pngs(data.images, paths)
-        context.log.info(f"{split}: wrote {written} new PNG files ({len(paths) - written} already there)")
         dataset = store.dataset()
-        hashes = data.hashes
-        log = store.decision_log()
-        with split_lock(dataset, split):
-            backfill_original_labels(dataset, split, [classes[int(label)] for label in data.labels], data.indices, hashes)
-            # A person's decisions made in the App since the last review go into the log before any
-            # sample is replaced; after the sync, the log gives every sample, new ones too, its label.
-            recorded = review_split(split_view(dataset, split), split, log, classes)
-            changes = sync_split(dataset, split, paths, data.labels, data.indices, hashes, classes)
-            review = review_split(split_view(dataset, split), split, log, classes)
-        count = changes["count"]
+        result = ingest_split(dataset, store.decision_log(), data, split, store.images_dir, classes)
+        changes, review, count = result.changes, result.review, result.changes["count"]
+        images_folder = (store.images_dir / data.image_files[0]).parent if data.image_files else store.images_dir
         context.log.info(
-            f"{split}: {count} samples in dataset {dataset.name!r} (kept {changes['kept']}, replaced {changes['replaced']}, "
-            f"added {changes['added']}, removed {changes['removed']}); review log: {len(recorded.new) + len(review.new)} new "
-            f"decisions from the App, {review.plan.counts()} in force, {len(review.plan.stale)} stale"
+            f"{split}: {result.new_png_files} new PNG files; {count} samples in dataset {dataset.name!r} (kept {changes['kept']}, "
+            f"replaced {changes['replaced']}, added {changes['added']}, removed {changes['removed']}); review log: "
+            f"{result.decisions_from_app} new decisions from the App, {review.plan.counts()} in force, {len(review.plan.stale)} stale"
         )
-        normalization = record_normalization(store, data.images) if split == "train" else {}
-        record_ingest(store, split, count, data.available)
+        # The train split's mean and std standardize training (computed where it trains, from the same pixels).
+        normalization = dict(zip(("mean", "std"), pixel_statistics(data.images))) if split == "train" else {}
 
         stored_labels = split_view(dataset, split).values(f"{GROUND_TRUTH}.label")
         counts = class_counts(stored_labels, classes)
@@ -91,7 +76,7 @@ def build(p: Pipeline) -> list:
             # Same source samples, labels and pixels give the same data version: the UI marks downstream
             # assets stale, and automation re-runs them, only when the source changed. (Decisions this
             # ingest applied change label_review's data version; the review sensor runs it for them.)
-            data_version=dg.DataVersion(split_fingerprint(data.indices, data.labels, hashes)),
+            data_version=dg.DataVersion(result.data_version),
             metadata={
                 "count": count,
                 "available": data.available,
@@ -103,8 +88,8 @@ def build(p: Pipeline) -> list:
                 # what the source sensor compares with (sensors.py): the watched files as this ingest saw them
                 "source_fingerprint": _source_fingerprint(spec, settings.source_dir),
                 "dataset": dataset.name,
-                "images_dir": dg.MetadataValue.path(str(paths[0].parent) if paths else str(store.images_dir)),
-                "new_png_files": written,
+                "images_dir": dg.MetadataValue.path(str(images_folder)),
+                "new_png_files": result.new_png_files,
                 **{f"pixel_{name}": value for name, value in normalization.items()},
                 "class_counts": markdown_table([counts]),
                 "examples": png(

@@ -92,14 +92,14 @@ def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
     save_payload(path, fit_payload(result, train_cfg, train, **settings))
 
 
-def training_results(p: Pipeline, settings: Settings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
+def training_results(context, p: Pipeline, settings: Settings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
     """What a training asset yields: the kept state saved as `<name>.pt`, its metadata, and the
     blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
     path = checkpoint_path(p.store(settings), name)
     save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
     yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path))
     threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
-    yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(p, settings))
+    yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(context, p, settings))
 
 
 def build(p: Pipeline) -> list:
@@ -122,7 +122,7 @@ def build(p: Pipeline) -> list:
         train_cfg = train_config(config, p, settings, "checkpoint")
         store = p.store(settings)
         _, _, train = split_tensors(p, settings, "train", store)
-        _, _, validation = split_tensors(p, settings, "validation", store)
+        _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
         device = settings.torch_device()
         epochs = train_cfg.planned_epochs(len(train))
         context.log.info(f"{p.name}: training {train_cfg.arch} ({train_cfg.recipe}) on {len(train)} samples, {epochs} epochs, {device}")
@@ -136,7 +136,16 @@ def build(p: Pipeline) -> list:
         model = build_model(train_cfg.arch, train_cfg.seed, **p.spec.model_shape())
         result = fit(model, train, validation, train_cfg, device, on_epoch=log_epoch)
         yield from training_results(
-            p, settings, "lenet_checkpoint", result, train_cfg, config, train, train_count=len(train), validation_count=len(validation)
+            context,
+            p,
+            settings,
+            "lenet_checkpoint",
+            result,
+            train_cfg,
+            config,
+            train,
+            train_count=len(train),
+            validation_count=len(validation),
         )
 
     @dg.asset(
@@ -160,7 +169,7 @@ def build(p: Pipeline) -> list:
         train_cfg = train_config(config, p, settings, "folds")
         store = p.store(settings)
         _, view, train = split_tensors(p, settings, "train", store)
-        _, _, validation = split_tensors(p, settings, "validation", store)
+        _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
         fold_epochs = train_cfg.planned_epochs(len(train) * (config.folds - 1) // config.folds)  # each fold trains on the others
         context.log.info(f"{p.name}: {config.folds}-fold {train_cfg.arch} on {len(train)} training samples, {fold_epochs} epochs each")
 

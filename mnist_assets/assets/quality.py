@@ -12,12 +12,10 @@ from mnist_assets.ml.decisions import undecided
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
-    HARDNESS,
     LABEL_QUALITY,
     LENET_EMBEDDINGS,
     MISTAKENNESS,
     SOURCE_INDEX,
-    UNIQUENESS,
     label_issues_view_name,
     review_queue_view_name,
     saved_view_names,
@@ -35,16 +33,16 @@ SAVED_VIEW_SIZE = 200
 REVIEW_CANDIDATES = 100
 
 
-def save_quality_views(dataset, view, split: str, label_quality: np.ndarray, issues: np.ndarray, sample_ids) -> None:
+def save_quality_views(dataset, view, split: str, scores: quality_scores.SplitScores, sample_ids) -> None:
     """The split's saved views: the SAVED_VIEW_SIZE highest of each score, cleanlab's label issues
-    (lowest label quality first), and the review queue: the candidates no one has decided on yet,
-    lowest label quality first (a saved view is a query, so a decided sample leaves it at once)."""
+    (lowest label quality first), and the review queue: the review candidates no one has decided on
+    yet, lowest label quality first (a saved view is a query, so a decided sample leaves it at once)."""
     for name, (field, highest_first) in saved_view_names(split).items():
         save_view(dataset, name, view.sort_by(field, reverse=highest_first).limit(SAVED_VIEW_SIZE))
-    flagged = [sample_ids[i] for i in np.flatnonzero(issues)]
+    flagged = [sample_ids[i] for i in np.flatnonzero(scores.label_issues)]
     save_view(dataset, label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY))
-    candidates = set(flagged) | {sample_ids[i] for i in np.argsort(label_quality, kind="stable")[:REVIEW_CANDIDATES]}
-    save_view(dataset, review_queue_view_name(split), undecided(view.select(sorted(candidates))).sort_by(LABEL_QUALITY))
+    candidates = [sample_ids[i] for i in scores.review_candidates(REVIEW_CANDIDATES)]
+    save_view(dataset, review_queue_view_name(split), undecided(view.select(candidates)).sort_by(LABEL_QUALITY))
 
 
 def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
@@ -76,7 +74,7 @@ def source_label_rankings(view, predictions: str, classes: list[str], known: lis
     logits = read_vectors(view, f"{predictions}.logits")
     labels = class_positions(source_labels, classes)
     quality, issues = quality_scores.label_quality(logits, labels)
-    mistaken = quality_scores.mistakenness(logits, logits.argmax(axis=1) == labels)
+    mistaken = quality_scores.mistakenness(logits, logits.argmax(axis=1) == labels)  # against the source's labels
     return label_error_metadata(source_index, mistaken, quality, issues, known)
 
 
@@ -117,16 +115,10 @@ def build(p: Pipeline) -> list:
         logits = read_vectors(view, f"{predictions}.logits")
         with materialize_first(p, "lenet_embeddings", split):
             embeddings = read_vectors(view, LENET_EMBEDDINGS)
-        # fiftyone-brain's formulas and cleanlab, vectorized; one bulk write for all four fields.
-        quality, issues = quality_scores.label_quality(logits, class_positions(truth, p.classes()))
-        values = {
-            HARDNESS: quality_scores.hardness(logits),
-            MISTAKENNESS: quality_scores.mistakenness(logits, np.array(truth) == np.array(predicted)),
-            UNIQUENESS: quality_scores.uniqueness(embeddings, settings.torch_device()),
-            LABEL_QUALITY: quality,
-        }
-        write_floats(view, values, sample_ids)
-        save_quality_views(dataset, view, split, quality, issues, sample_ids)
+        scores = quality_scores.score_split(logits, class_positions(truth, p.classes()), embeddings, settings.torch_device())
+        values, quality, issues = scores.fields(), scores.label_quality, scores.label_issues
+        write_floats(view, values, sample_ids)  # the four fields in one bulk write
+        save_quality_views(dataset, view, split, scores, sample_ids)
 
         top = np.argsort(quality, kind="stable")[:20]  # the likely-mislabeled view's order
         top_rows = [

@@ -4,7 +4,7 @@ from typing import Optional
 
 import dagster as dg
 
-from mnist_assets.assets.common import Pipeline
+from mnist_assets.assets.common import Pipeline, parent_metadata
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
 from mnist_assets.ml.decisions import KINDS, accuracy_side_by_side, import_decision_file, review_split
@@ -78,6 +78,10 @@ def build(p: Pipeline) -> list:
             data_version=dg.DataVersion(result.version),
             metadata={
                 "count": len(result.plan.states),
+                # ingested with a sample limit (raw_dataset's word): the accuracy gates below skip such runs
+                "limited": bool(
+                    parent_metadata(context, p.key("raw_dataset"), split, missing={"limited": settings.limit is not None})["limited"]
+                ),
                 "usable": sum(not state.excluded for state in result.plan.states),
                 **{f"decisions_{kind}": counts[kind] for kind in KINDS},
                 "new_from_app": len(result.new),

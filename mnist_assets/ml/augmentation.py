@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import kornia.augmentation as K
 import numpy as np
@@ -119,3 +120,40 @@ def batch_augmentation(name: str, background: float, horizontal_flip: bool = Fal
     fill = torch.tensor([float(background)])
     affine = K.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), padding_mode="fill", fill_value=fill, p=0.5)
     return torch.nn.Sequential(K.RandomHorizontalFlip(p=0.5), affine) if horizontal_flip else affine
+
+
+def check_copies_settings(strategy: str, budget: int, copies: int) -> None:
+    """Refuse a strategy, budget or number of copies that cannot work, before any work."""
+    from mnist_assets.ml.selection import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown selection strategy {strategy!r}; choose one of {STRATEGIES}")
+    if budget <= 0 or copies <= 0:
+        raise ValueError(f"budget and copies must be positive integers, got {budget} and {copies}")
+
+
+@dataclass
+class AugmentedCopies:
+    """Augmented copies of the training samples a strategy chose."""
+
+    chosen: np.ndarray  # positions in the training split, most wanted first
+    images: torch.Tensor  # uint8 [len(chosen) * copies, C, H, W], each source's copies next to each other
+    sources: np.ndarray  # the training-split position of each copy's source
+    copy_number: np.ndarray  # 0 .. copies - 1 for each copy
+    key: str  # names the copies' folder: it changes with everything that determines their pixels
+
+
+def augment_chosen(
+    images_uint8: torch.Tensor, scores: dict, strategy: str, budget: int, copies: int, seed: int, horizontal_flip: bool
+) -> AugmentedCopies:
+    """The series' step 7: choose training samples by `strategy` (ml/selection.py; `scores` as
+    `read_scores` gives them) and make `copies` augmented versions of each."""
+    from mnist_assets.ml.selection import select_samples
+
+    check_copies_settings(strategy, budget, copies)
+    chosen = select_samples(strategy, budget, **scores)
+    picked = channels_first(images_uint8)[torch.as_tensor(chosen, dtype=torch.long)]
+    images, sources = augment_images(picked, copies, seed, horizontal_flip)
+    return AugmentedCopies(
+        chosen, images, chosen[sources.numpy()], np.tile(np.arange(copies), len(chosen)), copies_key(picked, copies, seed, horizontal_flip)
+    )

@@ -3,8 +3,8 @@
 Near duplicates are judged on the pixels at the declared shape (centred, cosine distance, as the
 brain's sklearn index computes it): a copy that was re-saved, re-encoded or slightly retouched
 stays near in pixels, while CLIP or LeNet embeddings put every neat "1" next to every other one.
-At the default threshold 0.01 (a pixel correlation of at least 0.99) one MNIST test image has a
-training image that near, and 25 Fashion-MNIST test images do (docs/label-errors.md).
+The default threshold 0.01 is a pixel correlation of at least 0.99 (what it finds on MNIST and
+Fashion-MNIST: docs/label-errors.md).
 """
 
 from collections import Counter

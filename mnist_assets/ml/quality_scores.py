@@ -10,6 +10,7 @@ the caller writes all fields in one bulk operation.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import softmax
@@ -105,3 +106,36 @@ def label_quality(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     # the spawned processes Dagster runs steps in (NameError: pred_probs_by_class); the work is small.
     issues = find_label_issues(labels, probabilities, n_jobs=1)
     return self_confidence(logits, labels), np.asarray(issues, dtype=bool)
+
+
+@dataclass
+class SplitScores:
+    """The quality scores of a split's samples, in its order."""
+
+    hardness: np.ndarray
+    mistakenness: np.ndarray
+    uniqueness: np.ndarray
+    label_quality: np.ndarray  # cleanlab's self-confidence: low = likely mislabeled
+    label_issues: np.ndarray  # cleanlab's confident-learning issues, a boolean mask
+
+    def fields(self) -> dict[str, np.ndarray]:
+        """The four scores by their sample field (ml/field_names.py)."""
+        from mnist_assets.ml.field_names import HARDNESS, LABEL_QUALITY, MISTAKENNESS, UNIQUENESS
+
+        return {HARDNESS: self.hardness, MISTAKENNESS: self.mistakenness, UNIQUENESS: self.uniqueness, LABEL_QUALITY: self.label_quality}
+
+    def review_candidates(self, count: int) -> np.ndarray:
+        """Positions worth a person's look: cleanlab's label issues and the `count` lowest label
+        qualities, lowest first."""
+        lowest = np.argsort(self.label_quality, kind="stable")
+        chosen = set(lowest[:count].tolist()) | set(np.flatnonzero(self.label_issues).tolist())
+        return np.array([position for position in lowest if position in chosen], dtype=np.int64)
+
+
+def score_split(logits: np.ndarray, labels: np.ndarray, embeddings: np.ndarray, device: str = "cpu") -> SplitScores:
+    """Every quality score of a split from a model's out-of-sample logits, the labels (class
+    positions) and embeddings: fiftyone-brain's hardness, mistakenness and uniqueness and cleanlab's
+    label quality and issues, vectorized."""
+    quality, issues = label_quality(logits, labels)
+    correct = np.asarray(logits).argmax(axis=1) == np.asarray(labels)
+    return SplitScores(hardness(logits), mistakenness(logits, correct), uniqueness(embeddings, device), quality, issues)

@@ -1,0 +1,39 @@
+"""One split of a source into the FiftyOne dataset: PNG files, samples, and the review log applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_assets.ml.decisions import DecisionLog, ReviewResult, review_split
+from mnist_assets.ml.fiftyone_store import backfill_original_labels, split_fingerprint, split_lock, split_view, sync_split, write_pngs
+from mnist_assets.ml.sources import SplitArrays
+
+
+@dataclass
+class IngestResult:
+    changes: dict[str, int]  # kept, replaced, added, removed, count
+    new_png_files: int
+    decisions_from_app: int  # recorded into the log during this ingest
+    review: ReviewResult  # the log as applied after the sync
+    data_version: str  # of the source's content: samples, labels, pixels
+
+
+def ingest_split(dataset, log: DecisionLog, data: SplitArrays, split: str, images_dir: Path, classes: list[str]) -> IngestResult:
+    """Write the split's PNGs (those not there yet) and make the split hold exactly these samples,
+    keeping every sample that is unchanged, and a person's work with it.
+
+    Under the split's lock: samples ingested before `ground_truth_original` existed get it; what a
+    person did in the App since the last review is recorded in the log before any sample is
+    replaced; after the sync the log gives every sample, new ones too, its label and decision.
+    """
+    paths = [images_dir / name for name in data.image_files]
+    written = write_pngs(data.images, paths)
+    with split_lock(dataset, split):
+        backfill_original_labels(dataset, split, [classes[int(label)] for label in data.labels], data.indices, data.hashes)
+        recorded = review_split(split_view(dataset, split), split, log, classes)
+        changes = sync_split(dataset, split, paths, data.labels, data.indices, data.hashes, classes)
+        review = review_split(split_view(dataset, split), split, log, classes)
+    return IngestResult(
+        changes, written, len(recorded.new) + len(review.new), review, split_fingerprint(data.indices, data.labels, data.hashes)
+    )
