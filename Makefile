@@ -10,7 +10,7 @@ WORKER ?= $(shell hostname)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run test ui app bench clean review worker
+.PHONY: setup run test ui app bench clean review worker predict
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ worker: setup
 review: setup
 	@test -n "$(DECISIONS)" || { echo "usage: make review DECISIONS=<file.csv|file.json> [DATASET=mnist]" >&2; exit 2; }
 	$(PY) -m mnist_assets.review import "$(DECISIONS)" --dataset $(DATASET)
+
+# Classify image files with a dataset's released model (mnist_assets/predict.py).
+predict: setup
+	@test -n "$(IMAGES)" || { echo "usage: make predict IMAGES='a.png b.jpg' [DATASET=mnist]" >&2; exit 2; }
+	$(PY) -m mnist_assets.predict --dataset $(DATASET) $(IMAGES)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -134,9 +134,10 @@ def refresh(kind: str, root: Path, limit: int) -> dict:
     """`make run` on `limit` samples, then the UI with one more training sample: the re-ingest of
     train changes its content, and automation refreshes everything below it."""
     env = environment(root, limit)
-    with executor_services(kind, env, root) as env:
-        baseline = make_run(env)
-        bigger = {**env, "MNIST_ASSETS_LIMIT": str(limit + 1)}
+    baseline = make_run(env)  # in process, whichever the executor: `make run` needs no worker
+    # Celery workers read the settings themselves: they start with the changed limit, as the UI does.
+    bigger = {**env, "MNIST_ASSETS_LIMIT": str(limit + 1)}
+    with executor_services(kind, bigger, root) as bigger:
         with make_server("ui", "PORT", bigger, "/server_info", root / "ui.log") as port:
             wait_quiet(port)
             started = launch_raw_train(port)

@@ -18,6 +18,17 @@ def assets_home() -> Path:
     return Path(os.environ.get("MNIST_ASSETS_HOME") or REPO_ROOT / ".mnist_assets").resolve()
 
 
+def store_name(dataset: str, namespace: str = "") -> str:
+    """A declared dataset's FiftyOne name and data folder name: under the namespace when one is set."""
+    return f"{namespace}-{dataset}" if namespace else dataset
+
+
+def dataset_dir(dataset: str) -> Path:
+    """`<MNIST_ASSETS_HOME>/datasets/<name>`: a dataset's checkpoints, arrays and release, as the
+    environment says (MNIST_ASSETS_NAMESPACE included), without loading the settings."""
+    return assets_home() / "datasets" / store_name(dataset, os.environ.get("MNIST_ASSETS_NAMESPACE") or "")
+
+
 def dagster_home() -> Path:
     """DAGSTER_HOME, default `<repo>/.dagster_home` (the Makefile exports the same)."""
     return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster_home")

@@ -16,7 +16,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import field_validator
 
-from mnist_assets.environment import assets_home
+from mnist_assets.environment import assets_home, store_name
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
@@ -124,7 +124,7 @@ class Settings(dg.ConfigurableResource):
         """The FiftyOne dataset and folder of one declared dataset (under the namespace, if set)."""
         from mnist_assets.ml.names import check_safe_name
 
-        name = f"{self.namespace}-{dataset}" if self.namespace else dataset
+        name = store_name(dataset, self.namespace)
         check_safe_name(name, "dataset name")
         return DatasetStore(
             name=name,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG, get_input_event_pointer_tag  # the tags Dagster records
 
 from mnist_assets.ml.dataset_spec import SPLITS, DatasetSpec
 from mnist_assets.ml.sources import source_fingerprint, watched_folder
@@ -77,9 +78,17 @@ def _recorded_fingerprint(instance, key: dg.AssetKey, split: str) -> str | None:
 
 
 def _ingested_since_review(instance, raw_key: dg.AssetKey, review_key: dg.AssetKey, split: str) -> bool:
-    """Whether the split was ingested after its last review: automation runs label_review next."""
+    """Whether the split's content changed since its last review: automation runs label_review next.
+    A re-ingest that changed nothing keeps its data version and re-runs nothing: the sensor's job."""
     raw, review = _latest(instance, raw_key, split), _latest(instance, review_key, split)
-    return raw is not None and (review is None or raw.storage_id > review.storage_id)
+    if raw is None or review is None:
+        return raw is not None
+    pointer = review.asset_materialization.tags.get(get_input_event_pointer_tag(raw_key))  # the ingest it reviewed
+    if pointer is None or int(pointer) == raw.storage_id:
+        return raw.storage_id > review.storage_id
+    reviewed = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=raw_key, storage_ids=[int(pointer)]), limit=1).records
+    version = raw.asset_materialization.tags.get(DATA_VERSION_TAG)
+    return not reviewed or reviewed[0].asset_materialization.tags.get(DATA_VERSION_TAG) != version
 
 
 def _writing(instance, keys: list[dg.AssetKey], split: str) -> bool:

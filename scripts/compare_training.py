@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from mnist_assets.assets.common import split_tensors
+from mnist_assets.assets.data import split_tensors
 from mnist_assets.ml.models import build_model
 from mnist_assets.ml.training import TrainConfig, evaluate, fit
 from mnist_assets.pipeline import declared_pipeline

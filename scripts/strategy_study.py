@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from mnist_assets.assets.common import split_tensors
+from mnist_assets.assets.data import split_tensors
 from mnist_assets.ml import recipes
 from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_chosen
 from mnist_assets.ml.checkpoints import load_models

@@ -129,7 +129,7 @@ def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(se
         for split in ("validation", "test")
         for name in ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
     }
-    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks"]}
+    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
     assert_lineage_order(order)
 
@@ -155,7 +155,7 @@ TEST_DECISION = {
         "hardness_scores",
         "finetuned_predictions",
     )
-} | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
+} | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None), ("mnist/model_release", None)}
 
 
 def test_a_decision_on_test_re_evaluates_test_and_never_retrains(settled):
@@ -178,7 +178,7 @@ def test_a_decision_on_train_retrains_once_then_everything_below_once(settled):
     rescored = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
     expected = {(f"mnist/{name}", split) for name in rescored for split in SPLITS}
     expected |= {("mnist/dataset_metadata", "train"), ("mnist/zero_shot_predictions", "train")}
-    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks"]}
+    expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
     assert ("mnist/lenet_checkpoint", None) in order[0] and ("mnist/lenet_oof_predictions", None) in order[0]
     assert_lineage_order(order)
@@ -210,7 +210,8 @@ def test_a_new_code_version_re_runs_the_asset_and_what_its_new_data_changes(sett
         for name in ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
         for split in SPLITS
     }
-    assert below | {("mnist/augmented_set", None), ("mnist/finetuned_model", None), ("mnist/model_comparison", None)} == set(requests[1:])
+    below |= {(f"mnist/{name}", None) for name in ("augmented_set", "finetuned_model", "model_comparison", "model_release")}
+    assert below == set(requests[1:])
 
 
 def test_refreshing_test_alone_never_retrains(settled):
@@ -222,6 +223,7 @@ def test_refreshing_test_alone_never_retrains(settled):
     assert set(requests) == {(f"mnist/{name}", "test") for name in PER_SPLIT_DOWNSTREAM} | {
         ("mnist/model_comparison", None),
         ("mnist/duplicates_and_leaks", None),
+        ("mnist/model_release", None),
     }
     assert_lineage_order(order)
 
@@ -258,5 +260,7 @@ def test_a_new_raw_partition_alone_triggers_nothing_that_needs_missing_parents()
     order, _ = run_ticks(instance, cursor, start + datetime.timedelta(hours=1))
     requests = set(flatten(order))
     assert {("mnist/dataset_metadata", "test"), ("mnist/clip_embeddings", "test"), ("mnist/umap_projection", "test")} <= requests
-    assert not {name for name, _ in requests} & {f"mnist/{name}" for name in TRAINING + ["lenet_predictions", "model_comparison"]}
+    assert not {name for name, _ in requests} & {
+        f"mnist/{name}" for name in TRAINING + ["lenet_predictions", "model_comparison", "model_release"]
+    }
     assert all(name.startswith("mnist/") for name, _ in requests)

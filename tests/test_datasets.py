@@ -3,6 +3,7 @@ through the graph with its own classes and statistics, a user's folder of RGB im
 size goes through every asset, and bad declarations are refused."""
 
 import gzip
+import re
 import shutil
 import subprocess
 
@@ -22,6 +23,7 @@ from mnist_assets.ml.folder_source import FolderSourceError
 from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, IdxSourceError, load_fashion_mnist
 from mnist_assets.ml.sources import load_source, split_of
 from mnist_assets.pipeline import build_pipeline_defs
+from mnist_assets.predict import Release, predict_files
 from mnist_assets.run_all import materialize_stage, stages
 
 
@@ -230,6 +232,13 @@ def test_a_folder_dataset_goes_through_every_asset(make_settings, clothes_folder
     assert all(value is not None for value in test.values("hardness")) and set(finetuned) <= set(FOLDER_CLASSES)
     payload = torch.load(store.dir / "checkpoints" / "lenet_checkpoint.pt", weights_only=True)
     assert (payload["settings"]["in_channels"], payload["settings"]["image_size"], payload["settings"]["num_classes"]) == (3, 32, 3)
+    # The release predicts the folder's own files, read from disk as a user's would be, as the graph did.
+    release = Release(store.dir / "release" / "model.onnx")
+    files, released = test.values(["filepath", "release_predictions.label"])
+    stems = [re.sub(r"-[0-9a-f]{12}\.png$", "", name.split("/my_clothes/", 1)[1]) for name in files]  # sources.py's names
+    originals = [str(next(clothes_folder.glob(f"{stem}.*"))) for stem in stems]
+    assert [r["label"] for r in predict_files(release, originals)] == released
+    assert float(np.mean(np.array(released) == np.array(truth))) > 0.8
 
     # A truncated image fails the next ingest with its name, and the stored split stays as it was.
     before = split_view(dataset, "train").values("id")

@@ -1,15 +1,21 @@
 """The whole asset graph materialized in process on 1,000 real samples per split, then inspected."""
 
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import pytest
 import torch
 from graph import asset, saved_payload
+from PIL import Image
 
+from mnist_assets.assets.common import Pipeline
+from mnist_assets.assets.data import split_tensors
 from mnist_assets.definitions import defs
 from mnist_assets.ml.checkpoints import load_models
 from mnist_assets.ml.dataset_spec import DIGITS
 from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.pipeline import declared_spec
 from mnist_assets.resources import Settings
 from mnist_assets.run_all import materialize_stage, stages
 
@@ -40,6 +46,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "model_comparison",
         "duplicates_and_leaks",
         "label_review",
+        "model_release",
     }
     assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
     keys = {f"mnist/{name}" for name in names}
@@ -83,6 +90,12 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "mnist/label_review",
     }
     assert parents["duplicates_and_leaks"] == {"mnist/label_review"}
+    assert parents["model_release"] == {
+        "mnist/lenet_checkpoint",
+        "mnist/finetuned_model",
+        "mnist/lenet_oof_predictions",
+        "mnist/label_review",
+    }
 
 
 def test_make_run_stages_follow_the_graph():
@@ -104,13 +117,7 @@ def graph_run(tmp_path_factory):
         home=str(home), namespace="graph-test", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
     )
     instance = dg.DagsterInstance.ephemeral()
-    results = {}
-    for keys, partitioned in stages(datasets=["mnist"]):
-        for partition in SPLITS if partitioned else [None]:
-            result = materialize_stage(instance, keys, partition, {"settings": settings})
-            assert result.success, f"stage {keys} [{partition}] failed"
-            results[(tuple(keys), partition)] = result
-    return settings, instance, results
+    return settings, instance, materialize_all(settings, instance)
 
 
 def materializations(results, asset):
@@ -341,6 +348,174 @@ def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
     assert {i for i in after if after[i] == before.get(i)} == set(range(49)) - {7}
     assert view.match({"source_index": 7}).first().ground_truth.label == str(labels[7])
     assert 49 not in after and 60 in after
+
+
+# --- The release ----------------------------------------------------------------------------------
+
+
+def release_env(settings) -> dict:
+    from reliability.helpers import subprocess_env
+
+    return subprocess_env(settings)
+
+
+def predict_cli(settings, *args: str):
+    import subprocess
+    import sys
+
+    from processes import REPO
+
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_assets.predict", *args],
+        env=release_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_release_is_the_best_on_validation_and_ships_as_onnx(graph_run):
+    import json
+
+    import onnxruntime
+
+    settings, _, results = graph_run
+    meta = materializations(results, "model_release")[None]
+    candidates = {row.split("|")[1].strip(): float(row.split("|")[2]) for row in meta["candidates"].split("\n")[2:]}
+    assert set(candidates) == {"lenet_checkpoint", "finetuned_model", "fold_ensemble"}
+    best = max(candidates.values())
+    cheapest_best = next(name for name in ("lenet_checkpoint", "finetuned_model", "fold_ensemble") if candidates[name] == best)
+    assert meta["chosen"] == meta["released"] == cheapest_best and meta["promoted"] is True
+    assert meta["validation_accuracy"] == pytest.approx(best, abs=1e-4) and "test accuracy is reported, never used" in meta["reason"]
+    folder = settings.store("mnist").dir / "release"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
+        ["model.onnx", "model_card.json", "model_card.md", next(p.name for p in folder.glob("model-*.onnx"))]
+    )
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    properties = session.get_modelmeta().custom_metadata_map
+    assert json.loads(properties["classes"]) == [str(d) for d in range(10)]
+    assert (properties["image_size"], properties["channels"]) == ("28", "1")
+    assert set(json.loads(properties["data_version"])) == set(SPLITS) and properties["dataset"] == "mnist"
+    (batch_input,) = session.get_inputs()
+    assert batch_input.type == "tensor(uint8)" and batch_input.shape[1:] == [1, 28, 28]
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["model"] == cheapest_best and {c["model"] for c in card["candidates"]} == set(candidates)
+    assert card["onnx_parity"]["argmax_agree"] == card["onnx_parity"]["samples"] == LIMIT
+    assert card["onnx_parity"]["onnx_test_accuracy"] == pytest.approx(meta["test_accuracy"])
+    assert set(card["test_per_class_recall"]) == {str(d) for d in range(10)} and card["confirmed_label_errors"]
+    assert "Chosen on validation" in (folder / "model_card.md").read_text()
+    # Its predictions on every split, evaluated: the App shows what the shipped model gets wrong.
+    dataset = settings.store("mnist").dataset()
+    for split in SPLITS:
+        view = split_view(dataset, split)
+        images = np.stack([np.asarray(Image.open(path)) for path in view.values("filepath")])[:, None]
+        expected = session.run(None, {batch_input.name: images})[0].argmax(axis=1)
+        assert view.values("release_predictions.label") == [str(c) for c in expected]
+        assert f"eval_release_{split}" in dataset.list_evaluations()
+    checks = [e.event_specific_data for r in results.values() for e in r.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert {(c.check_name, c.passed) for c in checks if c.asset_key.path[-1] == "model_release"} == {
+        ("onnx_parity", True),
+        ("not_worse_than_checkpoint", True),
+    }
+
+
+def test_a_weaker_candidate_loses_and_a_tie_goes_to_the_cheaper_model(graph_run):
+    from mnist_assets.assets.data import load_models_for
+    from mnist_assets.ml import release
+    from mnist_assets.ml.models import build_model
+
+    settings, _, _ = graph_run
+    p = Pipeline(declared_spec("mnist"))
+    store = settings.store("mnist")
+    _, _, validation = split_tensors(p, settings, "validation", store, standardize=False)
+    _, _, test = split_tensors(p, settings, "test", store, standardize=False)
+    models, _, standardized = load_models_for(p, store, "lenet_checkpoint", test)
+    trained = release.Candidate("lenet_checkpoint", release.Probabilities(models, standardized.mean, standardized.std), "trained")
+    untrained = release.Candidate("finetuned_model", release.Probabilities([build_model("lenet5", 7)], 0.13, 0.31), "weaker")
+    for candidate in (trained, untrained):
+        release.score(candidate, (validation.images, validation.labels.numpy()), (test.images, test.labels.numpy()), p.classes())
+    assert trained.validation_accuracy > 0.3 > untrained.validation_accuracy  # one epoch against none; chance is 0.1
+    assert release.choose([untrained, trained])[0] is trained
+    twin = release.Candidate("fold_ensemble", trained.model, "the same model, five times the cost", trained.validation_accuracy)
+    assert release.choose([twin, trained])[0] is trained and "cheaper" in release.choose([twin, trained])[1]
+
+
+def test_a_tampered_or_failed_export_keeps_the_previous_release(graph_run, monkeypatch):
+    import onnx
+
+    from mnist_assets.ml import release
+
+    settings, instance, _ = graph_run
+    folder = settings.store("mnist").dir / "release"
+    before = {name: (folder / name).read_bytes() for name in ("model.onnx", "model_card.json")}
+    exported = release.export_onnx
+
+    def tampered(*args, **kwargs):
+        graph = onnx.load_from_string(exported(*args, **kwargs))
+        weights = graph.graph.initializer[0]
+        values = onnx.numpy_helper.to_array(weights).copy()
+        weights.CopyFrom(onnx.numpy_helper.from_array(values + 0.05, weights.name))
+        return graph.SerializeToString()
+
+    monkeypatch.setattr(release, "export_onnx", tampered)
+    result = dg.materialize([asset("model_release")], instance=instance, resources={"settings": settings}, raise_on_error=False)
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert evaluations["onnx_parity"] is False and metadata_of(result, "model_release")["promoted"] is False
+    assert {name: (folder / name).read_bytes() for name in before} == before
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the exporter crashed")
+
+    monkeypatch.setattr(release, "export_onnx", broken)
+    result = dg.materialize([asset("model_release")], instance=instance, resources={"settings": settings}, raise_on_error=False)
+    assert not result.success and {name: (folder / name).read_bytes() for name in before} == before
+
+
+def test_predict_needs_only_onnxruntime_numpy_and_pillow(graph_run, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from processes import REPO
+
+    settings, _, _ = graph_run
+    imports = subprocess.run(
+        [sys.executable, "-c", "import sys, mnist_assets.predict; print(sorted({m.split('.')[0] for m in sys.modules}))"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imports.returncode == 0 and not {"dagster", "fiftyone", "torch"} & set(eval(imports.stdout))
+    # Samples of test saved as RGB PNGs (another mode, the same pixels): the release's own predictions.
+    view = split_view(settings.store("mnist").dataset(), "test").limit(12)
+    files = []
+    for number, (path, label) in enumerate(zip(view.values("filepath"), view.values("release_predictions.label"))):
+        copy = tmp_path / f"digit-{number}.png"
+        Image.open(path).convert("RGB").save(copy)
+        files.append((str(copy), label))
+    done = predict_cli(settings, "--dataset", "mnist", "--json", *(f for f, _ in files))
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [r["label"] for r in results] == [label for _, label in files]
+    assert all(len(r["top"]) == 3 and r["top"][0]["label"] == r["label"] and 0 < r["probability"] <= 1 for r in results)
+    # Bad input: each a one-line error with the fix; a bad file does not stop the others.
+    truncated, text = tmp_path / "cut.png", tmp_path / "notes.png"
+    truncated.write_bytes(Path(files[0][0]).read_bytes()[:60])
+    text.write_text("not an image")
+    mixed = predict_cli(settings, "--dataset", "mnist", "--json", str(truncated), files[1][0], str(text))
+    assert mixed.returncode == 1
+    first, second, third = json.loads(mixed.stdout)
+    assert "cut.png is not a readable image" in first["error"] and second["label"] == files[1][1] and "notes.png" in third["error"]
+    undeclared = predict_cli(settings, "--dataset", "mnsit", files[0][0])
+    assert undeclared.returncode == 2 and "no dataset 'mnsit' is declared" in undeclared.stderr
+    missing = predict_cli(settings, "--dataset", "fashion_mnist", files[0][0])
+    assert missing.returncode == 2 and "materialize fashion_mnist/model_release first" in missing.stderr
 
 
 # --- Human review through the graph ----------------------------------------------------------------

@@ -10,6 +10,7 @@ review sensor and re-evaluates exactly test's downstream, once, without training
 review queue; a changed code version shows as stale. Screenshots go to test-artifacts/.
 """
 
+import concurrent.futures
 import subprocess
 import sys
 import time
@@ -35,11 +36,12 @@ NINE = [
     "finetuned_model",
 ]
 EDGES = [
-    ("raw_dataset", "dataset_metadata"),
+    ("raw_dataset", "label_review"),
+    ("label_review", "dataset_metadata"),
     ("raw_dataset", "clip_embeddings"),
     ("clip_embeddings", "umap_projection"),
     ("clip_embeddings", "zero_shot_predictions"),
-    ("raw_dataset", "lenet_checkpoint"),
+    ("label_review", "lenet_checkpoint"),
     ("lenet_checkpoint", "lenet_predictions"),
     ("lenet_embeddings", "hardness_scores"),
     ("hardness_scores", "augmented_set"),
@@ -47,6 +49,7 @@ EDGES = [
     ("lenet_checkpoint", "finetuned_model"),
     ("finetuned_model", "finetuned_predictions"),
     ("finetuned_predictions", "model_comparison"),
+    ("finetuned_model", "model_release"),
 ]
 
 
@@ -150,7 +153,7 @@ def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, d
         page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
     page.screenshot(path=ARTIFACTS / "dagster-asset-catalog.png")
     page.goto(f"http://127.0.0.1:{dagster_ui}/assets/mnist/raw_dataset?view=lineage")
-    for name in ("raw_dataset", "dataset_metadata", "clip_embeddings", "lenet_checkpoint"):
+    for name in ("raw_dataset", "label_review", "clip_embeddings", "lenet_embeddings"):  # itself and its children
         page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
     page.screenshot(path=ARTIFACTS / "dagster-raw_dataset-lineage.png")
 
@@ -289,7 +292,7 @@ TEST_DECISION = (
             "finetuned_predictions",
         )
     }
-    | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None)}
+    | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None), ("mnist/model_release", None)}
 )
 
 
@@ -357,7 +360,7 @@ def test_browser_fiftyone_app_shows_the_review_queue(browser, fiftyone_app):
         page.wait_for_timeout(3000)  # let the sample grid paint
     finally:
         page.screenshot(path=ARTIFACTS / "fiftyone-review-queue-test.png")
-    assert "servers-mnist" in page.inner_text("body")  # the dataset's name in the header
+    assert page.url.endswith("/datasets/servers-mnist?view=review-queue-test"), page.url  # the App's own route
 
 
 CHANGED_DEFINITIONS = """
@@ -376,7 +379,13 @@ STALE_QUERY = """query($key: AssetKeyInput!, $partition: String) { assetNodeOrEr
 
 def stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[str, list]]:
     """Each asset's stale status (its `train` partition where partitioned), through the UI's GraphQL
-    schema served in process for `definitions_file` on the instance in `dagster_home`."""
+    schema served in process for `definitions_file` on the instance in `dagster_home`. In a thread of
+    its own: the module's Playwright browser keeps an event loop running in this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_stale_status, definitions_file, dagster_home).result()
+
+
+def _stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[str, list]]:
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
     instance = dg.DagsterInstance.from_config(dagster_home)

@@ -76,7 +76,7 @@ def test_the_launchpad_configs_leave_the_recipe_to_the_recipe(make_settings):
     """Config fields default to None (the recipe decides); fine-tuning shows no architecture to set."""
     from mnist_assets.assets.augmentation import FinetuneConfig
     from mnist_assets.assets.common import Pipeline
-    from mnist_assets.assets.lenet import OutOfFoldConfig, TrainingConfig, train_config
+    from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, train_config
     from mnist_assets.ml.dataset_spec import DatasetSpec
 
     assert "arch" not in FinetuneConfig.model_fields and "arch" in TrainingConfig.model_fields

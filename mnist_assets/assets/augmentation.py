@@ -3,15 +3,10 @@
 import dagster as dg
 import numpy as np
 
-from mnist_assets.assets.common import (
-    HEAVY_POOL,
-    Pipeline,
-    load_model_for,
-    materialize_first,
-    prediction_asset,
-    split_tensors,
-)
-from mnist_assets.assets.lenet import RecipeConfig, train_config, training_results
+from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first
+from mnist_assets.assets.data import load_model_for, split_tensors
+from mnist_assets.assets.evaluation import prediction_asset
+from mnist_assets.assets.training import RecipeConfig, train_config, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots

@@ -7,7 +7,9 @@ import dagster as dg
 import numpy as np
 
 from mnist_assets import checks
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline, evaluation_metadata, materialize_first, parent_metadata, split_tensors
+from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first, parent_metadata
+from mnist_assets.assets.data import split_tensors
+from mnist_assets.assets.evaluation import evaluation_metadata
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
 from mnist_assets.ml import plots

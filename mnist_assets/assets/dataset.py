@@ -7,7 +7,8 @@ import dagster as dg
 import numpy as np
 
 from mnist_assets import checks
-from mnist_assets.assets.common import Pipeline, pixel_statistics, split_tensors
+from mnist_assets.assets.common import Pipeline
+from mnist_assets.assets.data import pixel_statistics, split_tensors
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml import plots

@@ -5,7 +5,8 @@ import time
 import dagster as dg
 import numpy as np
 
-from mnist_assets.assets.common import Pipeline, split_tensors
+from mnist_assets.assets.common import Pipeline
+from mnist_assets.assets.data import split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml import plots

@@ -1,15 +1,16 @@
 """The series' steps 4-5: train LeNet-5 on train (model selection on validation), predict every split."""
 
-from typing import Optional
-
 import dagster as dg
 
 from mnist_assets import checks
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline, checkpoint_path, limited_run, load_model_for, prediction_asset, split_tensors
+from mnist_assets.assets.common import HEAVY_POOL, Pipeline
+from mnist_assets.assets.data import checkpoint_path, load_model_for, split_tensors
+from mnist_assets.assets.evaluation import prediction_asset
+from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, fit_payload, train_config, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml import plots, recipes
-from mnist_assets.ml.checkpoints import checkpoint_payload, save_checkpoint_set, save_payload
+from mnist_assets.ml import plots
+from mnist_assets.ml.checkpoints import save_checkpoint_set
 from mnist_assets.ml.cross_validation import out_of_fold_logits
 from mnist_assets.ml.field_names import (
     EVAL_FOLD_ENSEMBLE,
@@ -22,84 +23,10 @@ from mnist_assets.ml.field_names import (
 )
 from mnist_assets.ml.fiftyone_store import write_classifications, write_vectors
 from mnist_assets.ml.models import build_model
-from mnist_assets.ml.training import TrainConfig, config_dict, fit, predict
+from mnist_assets.ml.training import fit, predict
 from mnist_assets.ml.visualization import compute_umap
 from mnist_assets.partitions import TRAINING_SPLITS, split_partitions
 from mnist_assets.resources import Settings
-
-
-class RecipeConfig(dg.Config):
-    """A training run's settings for the Launchpad. Each field left empty takes the recipe's value:
-    MNIST_ASSETS_EPOCHS, then the dataset's declaration, then the role's default (ml/recipes.py)."""
-
-    recipe: Optional[str] = None  # onecycle (default) or series: Adam at a constant lr, the series' recipe
-    epochs: Optional[int] = None  # default: the dataset's checkpoint_epochs or epochs, at least 1,000 optimizer steps
-    batch_size: Optional[int] = None  # 64
-    lr: Optional[float] = None  # 3e-3
-    batch_augmentation: Optional[str] = None  # none, affine or flip; default: the dataset's
-    keep: Optional[str] = None  # best (the lowest validation loss) or last
-    seed: Optional[int] = None  # 51
-    accuracy_threshold: Optional[float] = None  # default: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
-
-
-class TrainingConfig(RecipeConfig):
-    arch: Optional[str] = None  # lenet5 (default) or resnet_small
-
-
-class OutOfFoldConfig(TrainingConfig):
-    """The fold models train with the dataset's `epochs` and no batch augmentation unless set here."""
-
-    folds: int = 5
-
-
-def train_config(config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None) -> TrainConfig:
-    """The recipe of `role` with what the config sets (ml/recipes.py says what wins)."""
-    chosen = {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
-    return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch)
-
-
-def training_metadata(result, config: TrainConfig, path) -> dict:
-    best = result.best_metrics
-    return {
-        "arch": config.arch,
-        "recipe": config.recipe,
-        "epochs": len(result.history),
-        "kept": config.keep,  # best_* describe the kept state: lowest validation loss, or the last epoch
-        "best_epoch": result.best_epoch,
-        "best_val_loss": best["val_loss"],
-        "best_val_accuracy": best["val_accuracy"],
-        "training_seconds": round(result.seconds, 1),
-        "history": markdown_table(result.history),
-        "curves": png(plots.training_curves(result.history)),
-        "checkpoint": dg.MetadataValue.path(str(path)),
-    }
-
-
-def fit_payload(result, train_cfg: TrainConfig, train, **settings) -> dict:
-    """The kept state of a fit as a checkpoint, with everything needed to use it again."""
-    return checkpoint_payload(
-        arch=train_cfg.arch,
-        model=result.best_state,
-        optimizer=result.best_optimizer_state,
-        epoch=result.best_epoch,
-        metrics=result.best_metrics,
-        settings={**config_dict(train_cfg), "mean": train.mean, "std": train.std, **settings},
-    )
-
-
-def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
-    """The kept state of a fit as an atomic checkpoint."""
-    save_payload(path, fit_payload(result, train_cfg, train, **settings))
-
-
-def training_results(context, p: Pipeline, settings: Settings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
-    """What a training asset yields: the kept state saved as `<name>.pt`, its metadata, and the
-    blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
-    path = checkpoint_path(p.store(settings), name)
-    save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
-    yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path))
-    threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
-    yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(context, p, settings))
 
 
 def build(p: Pipeline) -> list:

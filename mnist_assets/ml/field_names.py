@@ -27,6 +27,7 @@ LENET_OOF_PREDICTIONS = "lenet_oof_predictions"  # train only: K-fold, each from
 FOLD_ENSEMBLE_PREDICTIONS = "fold_ensemble_predictions"  # the K fold models' mean probability, every split
 LENET_EMBEDDINGS = "lenet_embeddings"
 FINETUNED_PREDICTIONS = "finetuned_predictions"
+RELEASE_PREDICTIONS = "release_predictions"  # the released ONNX model's, every split (model_release)
 
 # Quality scores (hardness_scores).
 HARDNESS = "hardness"
@@ -55,6 +56,7 @@ EVAL_CLIP = "eval_clip"
 EVAL_LENET = "eval_lenet"
 EVAL_FINETUNED = "eval_finetuned"
 EVAL_FOLD_ENSEMBLE = "eval_fold_ensemble"
+EVAL_RELEASE = "eval_release"
 
 
 def eval_key(prefix: str, split: str) -> str:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from mnist_assets.ml.image_conversion import ImageConversionError, convert_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -65,14 +66,9 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _load_one(path: Path, size: int, channels: int) -> np.ndarray:
     try:
-        with Image.open(path) as image:
-            image.load()  # decode fully now: a truncated file fails here, not later
-            converted = image.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise FolderSourceError(f"{path} is not a readable image ({error}); remove or replace it.") from error
-    if converted.size != (size, size):
-        converted = converted.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(converted, dtype=np.uint8)
+        return convert_image(path, size, channels)  # exactly as `python -m mnist_assets.predict` converts
+    except ImageConversionError as error:
+        raise FolderSourceError(str(error)) from error
 
 
 def load_split_folder(folder: Path, root: Path, classes: list[str], size: int, channels: int) -> FolderImages:

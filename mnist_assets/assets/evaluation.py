@@ -1,0 +1,106 @@
+"""Predictions of a model on a split, written to FiftyOne and evaluated: lenet_predictions,
+fold_ensemble_predictions and finetuned_predictions are made the same way."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
+# Training, embedding and UMAP run in this concurrency pool so that concurrent
+# partitions don't oversubscribe the machine (set its limit in the UI or dagster.yaml).
+from mnist_assets.assets.common import Pipeline
+from mnist_assets.assets.data import load_models_for, split_tensors
+from mnist_assets.metadata import png
+from mnist_assets.ml import plots
+from mnist_assets.ml.comparison import per_class_recall
+from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, eval_key
+from mnist_assets.ml.fiftyone_store import evaluate, split_view, usable_view, write_classifications
+from mnist_assets.ml.training import ensemble_logits
+from mnist_assets.resources import Settings
+
+
+def prediction_metadata(truth: list[str], predicted: list[str], classes: list[str], split: str, name: str) -> dict:
+    """Accuracy, per-class recall and a confusion-matrix plot."""
+    matrix = confusion_matrix(truth, predicted, labels=classes)
+    recall = per_class_recall(truth, predicted, classes)
+    return {
+        "accuracy": float(np.mean(np.asarray(truth) == np.asarray(predicted))) if truth else 0.0,
+        "per_class_recall": dg.MetadataValue.table(
+            [dg.TableRecord({"class": c, "recall": round(r, 4)}) for c, r in zip(classes, recall)],
+            schema=dg.TableSchema(columns=[dg.TableColumn("class", "string"), dg.TableColumn("recall", "float")]),
+        ),
+        "confusion_matrix": png(plots.confusion_matrix_plot(matrix, f"{name} on {split}", classes)),
+    }
+
+
+def evaluation_metadata(dataset, split: str, field: str, eval_prefix: str, classes: list[str]) -> dict:
+    """Evaluate a split's `field` predictions (the App's `<eval_prefix>_<split>`) against the labels
+    in use, leaving out the samples a person excluded; and, beside it, the accuracy on every sample
+    against the source's labels (what published numbers compare with)."""
+    usable = usable_view(dataset, split)
+    evaluate(dataset, usable, field, eval_key(eval_prefix, split), classes)
+    truth, predicted = usable.values([f"{GROUND_TRUTH}.label", f"{field}.label"])
+    source, every = split_view(dataset, split).values([f"{GROUND_TRUTH_ORIGINAL}.label", f"{field}.label"])
+    return {
+        **prediction_metadata(truth, predicted, classes, split, field),
+        "accuracy_source_labels": float(np.mean(np.asarray(source) == np.asarray(every))) if every else 0.0,
+        "evaluated": len(truth),
+        "excluded": len(every) - len(truth),
+    }
+
+
+def predict_split(context, p: Pipeline, settings: Settings, checkpoint: str, field: str, eval_prefix: str) -> dict:
+    """Write `field` predictions of a checkpoint on every sample of the context's split and evaluate
+    them; returns metadata, and the logits under "logits" for the caller's check."""
+    settings.configure_torch()
+    split = context.partition_key
+    store = p.store(settings)
+    dataset, view, tensors = split_tensors(p, settings, split, store, with_excluded=True)
+    models, payloads, tensors = load_models_for(p, store, checkpoint, tensors)
+    started = time.perf_counter()
+    logits = ensemble_logits(models, tensors, settings.torch_device())  # one model: its own logits
+    classes = p.classes()
+    write_classifications(view, field, logits, tensors.sample_ids, classes)
+    metadata = evaluation_metadata(dataset, split, field, eval_prefix, classes)
+    context.log.info(
+        f"{p.name}/{field}[{split}]: accuracy {metadata['accuracy']:.4f} (labels in use), "
+        f"{metadata['accuracy_source_labels']:.4f} (source labels)"
+    )
+    return {
+        "count": len(tensors),
+        # the kept epoch (of each member, for a set)
+        "checkpoint_epoch": payloads[0]["epoch"] if len(payloads) == 1 else ", ".join(str(payload["epoch"]) for payload in payloads),
+        "seconds": round(time.perf_counter() - started, 2),
+        "logits": logits,
+        **metadata,
+    }
+
+
+def prediction_asset(p: Pipeline, name: str, stage: str, checkpoint: str, eval_prefix: str, description: str) -> dg.AssetsDefinition:
+    """A per-split asset writing the `checkpoint` model's predictions into the field `name`, evaluated
+    under `<eval_prefix>_<split>` (lenet_predictions and finetuned_predictions are two of these)."""
+    from mnist_assets import checks
+    from mnist_assets.automation import follows_lineage
+    from mnist_assets.partitions import split_partitions
+
+    @dg.asset(
+        key=p.key(name),
+        partitions_def=split_partitions,
+        deps=[p.key(checkpoint), p.key("label_review")],
+        group_name=p.group(stage),
+        kinds={"pytorch", "fiftyone"},
+        code_version="3",
+        automation_condition=follows_lineage(),
+        check_specs=[p.check("logits_finite", name)],
+        description=description,
+    )
+    def predictions(context, settings: Settings):  # (no context annotation: this module has postponed annotations)
+        metadata = predict_split(context, p, settings, checkpoint, name, eval_prefix)
+        logits = metadata.pop("logits")
+        yield dg.MaterializeResult(metadata=metadata)
+        yield checks.check_finite(p.key(name), "logits", logits, (metadata["count"], len(p.classes())))
+
+    return predictions

@@ -1,0 +1,215 @@
+"""The release: the model a dataset ships, chosen on validation, exported to ONNX, parity-checked."""
+
+import json
+
+import dagster as dg
+import numpy as np
+
+from mnist_assets.assets.common import Pipeline, materialize_first, parent_data_version, parent_metadata
+from mnist_assets.assets.data import checkpoint_path, load_models_for, split_tensors
+from mnist_assets.automation import follows_lineage
+from mnist_assets.metadata import markdown_table
+from mnist_assets.ml import release
+from mnist_assets.ml.checkpoints import load_models
+from mnist_assets.ml.comparison import rank_label_errors
+from mnist_assets.ml.dataset_spec import SPLITS
+from mnist_assets.ml.decisions import KINDS
+from mnist_assets.ml.field_names import EVAL_RELEASE, GROUND_TRUTH_ORIGINAL, RELEASE_PREDICTIONS, SOURCE_INDEX, eval_key
+from mnist_assets.ml.fiftyone_store import evaluate, usable_view, write_classifications
+from mnist_assets.ml.tensors import class_positions
+from mnist_assets.resources import Settings
+
+CODE_VERSION = "1"
+CANDIDATES = {  # candidate -> (the asset whose checkpoint file holds it, what it is)
+    "lenet_checkpoint": ("lenet_checkpoint", "LeNet-5, the checkpoint"),
+    "finetuned_model": ("finetuned_model", "LeNet-5 fine-tuned on train and the augmented set"),
+    "fold_ensemble": ("lenet_oof_predictions", "the 5 fold models of the cross-validation, their probabilities averaged"),
+}
+EVALUATED = dg.SpecificPartitionsPartitionMapping(["validation", "test"])
+
+
+def candidates_for(p: Pipeline, store, pixels) -> list[release.Candidate]:
+    """Every classifier the graph trained, as a uint8 -> probabilities module with its standardization."""
+    found = []
+    for name, (asset, description) in CANDIDATES.items():
+        with materialize_first(p, asset):
+            models, _, standardized = load_models_for(p, store, asset, pixels)
+        found.append(release.Candidate(name, release.Probabilities(models, standardized.mean, standardized.std), description))
+    return found
+
+
+def build(p: Pipeline) -> list:
+    classes, spec = p.classes(), p.spec
+
+    @dg.asset(
+        key=p.key("model_release"),
+        deps=[
+            p.key("lenet_checkpoint"),
+            p.key("finetuned_model"),
+            p.key("lenet_oof_predictions"),
+            dg.AssetDep(p.key("label_review"), partition_mapping=EVALUATED),
+        ],
+        group_name=p.group("release"),
+        kinds={"pytorch", "onnx"},
+        code_version=CODE_VERSION,
+        automation_condition=follows_lineage(),
+        check_specs=[
+            p.check(
+                "not_worse_than_checkpoint",
+                "model_release",
+                blocking=True,
+                description="The release is at least as accurate on validation as the LeNet checkpoint.",
+            ),
+            p.check(
+                "onnx_parity",
+                "model_release",
+                blocking=True,
+                description="onnxruntime on the whole test split: the model's class for every sample, probabilities within 1e-5.",
+            ),
+        ],
+        description=(
+            "The model to ship: of the checkpoint, the fine-tuned model and the fold ensemble, the best on validation, exported "
+            "to ONNX (uint8 images in, class probabilities out, standardization inside) with its model card, promoted only "
+            "when it passes both checks; release_predictions on every split."
+        ),
+    )
+    def model_release(context: dg.AssetExecutionContext, settings: Settings):
+        settings.configure_torch()
+        store = p.store(settings)
+        dataset, _, validation = split_tensors(p, settings, "validation", store, standardize=False)
+        _, _, test = split_tensors(p, settings, "test", store, standardize=False)
+        candidates = candidates_for(p, store, test)
+        for candidate in candidates:
+            release.score(candidate, (validation.images, validation.labels.numpy()), (test.images, test.labels.numpy()), classes)
+        winner, reason = release.choose(candidates)
+        checkpoint = next(c for c in candidates if c.name == "lenet_checkpoint")
+        context.log.info(f"{p.name}: release {reason}")
+
+        versions = {split: parent_data_version(context, p.key("label_review"), split) for split in SPLITS}
+        properties = {
+            "dataset": p.name,
+            "model": winner.name,
+            "classes": json.dumps(classes),
+            "image_size": str(spec.image_size),
+            "channels": str(spec.channels),
+            "data_version": json.dumps(versions),
+            "code_version": CODE_VERSION,
+        }
+        graph = release.export_onnx(winner.model, spec.channels, spec.image_size, properties)
+        exported = release.onnx_probabilities(graph, test.images.numpy())
+        check = release.parity(release.probabilities(winner.model, test.images), exported, test.labels.numpy())
+        not_worse = winner.validation_accuracy >= checkpoint.validation_accuracy
+        promoted = check.passed and not_worse
+        folder = store.dir / "release"
+        if promoted:
+            everything = split_tensors(p, settings, "test", store, standardize=False, with_excluded=True)
+            card, markdown = release.model_card(
+                dataset=p.name,
+                data_version=versions,
+                code_version=CODE_VERSION,
+                winner=winner,
+                reason=reason,
+                candidates=candidates,
+                classes=classes,
+                image_size=spec.image_size,
+                channels=spec.channels,
+                recipe=recipe_of(store, winner),
+                parity_result=check,
+                label_errors=label_error_figures(everything, winner, classes, spec.known_label_errors),
+                review=review_counts(context, p),
+                limitations=limitations(p, settings, candidates),
+            )
+            release.promote(folder, graph, card, markdown)
+            write_release_predictions(p, settings, store, dataset, folder / "model.onnx")
+        else:
+            context.log.error(
+                f"{p.name}: not promoted (parity {'passed' if check.passed else 'FAILED'}, "
+                f"{'not ' if not not_worse else ''}worse than the checkpoint); the previous release stays"
+            )
+        yield dg.MaterializeResult(
+            metadata={
+                "released": winner.name if promoted else "(the previous release stays)",
+                "chosen": winner.name,
+                "promoted": promoted,
+                "reason": reason,
+                "candidates": markdown_table(
+                    [{"model": c.name, "validation_accuracy": c.validation_accuracy, "test_accuracy": c.test_accuracy} for c in candidates]
+                ),
+                "validation_accuracy": winner.validation_accuracy,
+                "test_accuracy": winner.test_accuracy,
+                "onnx_test_accuracy": check.onnx_accuracy,
+                "onnx_max_abs_difference": check.max_abs_difference,
+                "onnx_bytes": len(graph),
+                "model_file": dg.MetadataValue.path(str(folder / "model.onnx")),
+                "model_card": dg.MetadataValue.path(str(folder / "model_card.md")),
+            }
+        )
+        yield dg.AssetCheckResult(
+            asset_key=p.key("model_release"),
+            check_name="not_worse_than_checkpoint",
+            passed=not_worse,
+            metadata={"release": winner.validation_accuracy, "checkpoint": checkpoint.validation_accuracy},
+        )
+        yield dg.AssetCheckResult(
+            asset_key=p.key("model_release"),
+            check_name="onnx_parity",
+            passed=check.passed,
+            metadata={
+                "samples": check.samples,
+                "argmax_agree": check.argmax_agree,
+                "max_abs_difference": check.max_abs_difference,
+                "onnx_accuracy": check.onnx_accuracy,
+                "model_accuracy": check.model_accuracy,
+            },
+        )
+
+    return [model_release]
+
+
+def recipe_of(store, winner: release.Candidate) -> dict:
+    """The training settings the released model's checkpoint recorded (an ensemble's first member's)."""
+    _, payload = load_models(checkpoint_path(store, CANDIDATES[winner.name][0]))[0]
+    return {key: value for key, value in payload["settings"].items() if isinstance(value, (str, int, float, bool))}
+
+
+def label_error_figures(test, winner: release.Candidate, classes: list[str], known: list[int]) -> dict | None:
+    """How many of the dataset's confirmed test label errors the released model ranks in the top 20 /
+    50 / 100 by its probability of the source's label, on every test sample (the published terms)."""
+    if not known:
+        return None
+    dataset, view, tensors = test
+    source = class_positions(view.values(f"{GROUND_TRUTH_ORIGINAL}.label"), classes)
+    logits = np.log(np.clip(release.probabilities(winner.model, tensors.images), 1e-12, 1.0))
+    (row,) = rank_label_errors(view.values(SOURCE_INDEX), source, {winner.name: logits}, known, pair=("", ""))
+    return {f"in_{top}": found for top, found in row.items() if top != "ranking"}
+
+
+def review_counts(context, p: Pipeline) -> dict:
+    """The review log's decisions in force per split, as label_review last recorded them."""
+    found = {}
+    for split in SPLITS:
+        recorded = parent_metadata(context, p.key("label_review"), split, missing={})
+        found[split] = {kind: recorded.get(f"decisions_{kind}", 0) for kind in KINDS}
+    return found
+
+
+def limitations(p: Pipeline, settings: Settings, candidates) -> list[str]:
+    notes = [
+        f"Trained and judged on {p.name} ({p.spec.source}) at {p.spec.image_size}x{p.spec.image_size}, "
+        f"{'gray' if p.spec.channels == 1 else 'RGB'}: other images are converted and resized to that, squashing other aspect ratios.",
+        "Accuracies are against the labels in use after human review; samples a person excluded are left out.",
+        "CLIP zero-shot is not a candidate: it would need real CLIP weights and a much larger graph.",
+    ]
+    if settings.limit or settings.epochs:
+        notes.append("A limited run (MNIST_ASSETS_LIMIT or MNIST_ASSETS_EPOCHS): the figures say little about the full dataset.")
+    return notes
+
+
+def write_release_predictions(p: Pipeline, settings: Settings, store, dataset, model_file) -> None:
+    """The released ONNX model's predictions on every sample of every split (`release_predictions`,
+    logits = log probabilities), evaluated against the labels in use as `eval_release_<split>`."""
+    for split in SPLITS:
+        _, view, pixels = split_tensors(p, settings, split, store, standardize=False, with_excluded=True)
+        probabilities = release.onnx_probabilities(model_file, pixels.images.numpy())
+        write_classifications(view, RELEASE_PREDICTIONS, np.log(np.clip(probabilities, 1e-12, 1.0)), pixels.sample_ids, p.classes())
+        evaluate(dataset, usable_view(dataset, split), RELEASE_PREDICTIONS, eval_key(EVAL_RELEASE, split), p.classes())

@@ -1,0 +1,267 @@
+"""The model a dataset ships: candidates judged on validation, the winner exported to ONNX with its
+preprocessing inside, parity between the exported graph and the model, and its card.
+
+The exported graph takes raw uint8 images `[N, C, H, W]` at the dataset's declared size and returns
+class probabilities: dividing by 255 and standardizing by the train split's mean and std happen
+inside, and an ensemble is one graph averaging its members' probabilities. The class names, image
+size, channels, dataset, data version and code version travel in the ONNX metadata, so a program
+needs only onnxruntime (`python -m mnist_assets.predict`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnist_assets.ml.files import atomic_write_bytes
+
+# Ties on validation go to the cheaper model: one LeNet before five, a LeNet before CLIP.
+COSTS = {"lenet_checkpoint": 1, "finetuned_model": 1, "fold_ensemble": 5, "clip_zero_shot": 100}
+PARITY_TOLERANCE = 1e-5
+INPUT, OUTPUT = "images", "probabilities"
+
+
+class Probabilities(nn.Module):
+    """uint8 images -> the mean class probability of `models` (one model: its own), with the
+    standardization the models were trained with inside."""
+
+    def __init__(self, models: list[nn.Module], mean: float, std: float):
+        super().__init__()
+        self.members = nn.ModuleList(models)
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() / 255.0 - self.mean) / self.std
+        return torch.stack([torch.softmax(member(x), dim=1) for member in self.members]).mean(dim=0)
+
+
+@dataclass
+class Candidate:
+    name: str  # a key of COSTS
+    model: nn.Module  # uint8 [N, C, H, W] -> probabilities [N, classes]
+    description: str
+    validation_accuracy: float = 0.0
+    test_accuracy: float = 0.0
+    per_class_recall: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cost(self) -> int:
+        return COSTS[self.name]
+
+
+@torch.inference_mode()
+def probabilities(model: nn.Module, images_uint8: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
+    model.eval()
+    chunks = [model(images_uint8[start : start + batch_size]) for start in range(0, len(images_uint8), batch_size)]
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
+
+
+def score(candidate: Candidate, validation: tuple[torch.Tensor, np.ndarray], test: tuple[torch.Tensor, np.ndarray], classes: list[str]):
+    """The candidate's accuracy on validation and test (images, class positions) and its per-class
+    recall on test, in place."""
+    from mnist_assets.ml.comparison import per_class_recall
+
+    (validation_images, validation_labels), (test_images, test_labels) = validation, test
+    candidate.validation_accuracy = float((probabilities(candidate.model, validation_images).argmax(axis=1) == validation_labels).mean())
+    predicted = probabilities(candidate.model, test_images).argmax(axis=1)
+    candidate.test_accuracy = float((predicted == test_labels).mean())
+    recall = per_class_recall([classes[i] for i in test_labels], [classes[i] for i in predicted], classes)
+    candidate.per_class_recall = dict(zip(classes, recall))
+
+
+def choose(candidates: list[Candidate]) -> tuple[Candidate, str]:
+    """The candidate with the best validation accuracy (ties: the cheapest, then the first), and why."""
+    if not candidates:
+        raise ValueError("no candidate model to release")
+    winner = sorted(candidates, key=lambda c: (-c.validation_accuracy, c.cost))[0]
+    others = [c for c in candidates if c is not winner]
+    tied = [c.name for c in others if c.validation_accuracy == winner.validation_accuracy]
+    reason = f"{winner.name}: the best validation accuracy, {winner.validation_accuracy:.4%}"
+    if tied:
+        reason += f", tied with {', '.join(tied)} and cheaper to run"
+    if others:
+        runner_up = max(others, key=lambda c: c.validation_accuracy)
+        reason += f"; next {runner_up.name} at {runner_up.validation_accuracy:.4%}"
+    return winner, reason + " (test accuracy is reported, never used to choose)"
+
+
+def export_onnx(model: nn.Module, channels: int, size: int, metadata: dict[str, str]) -> bytes:
+    """The model as ONNX bytes: input `images` uint8 [batch, C, H, W], output `probabilities`
+    [batch, classes], a dynamic batch axis, and `metadata` as the model's metadata properties."""
+    import onnx
+
+    buffer = io.BytesIO()
+    example = torch.zeros(1, channels, size, size, dtype=torch.uint8)
+    torch.onnx.export(
+        model.eval(),
+        (example,),
+        buffer,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+    )
+    graph = onnx.load_from_string(buffer.getvalue())
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(graph)
+    return graph.SerializeToString()
+
+
+def onnx_probabilities(graph: Path | bytes, images_uint8: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """What onnxruntime makes of the images with an exported graph (a file, or its bytes)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph), providers=["CPUExecutionProvider"])
+    images = np.ascontiguousarray(images_uint8, dtype=np.uint8)
+    chunks = [session.run([OUTPUT], {INPUT: images[start : start + batch_size]})[0] for start in range(0, len(images), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class Parity:
+    samples: int
+    argmax_agree: int
+    max_abs_difference: float
+    onnx_accuracy: float
+    model_accuracy: float
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.argmax_agree == self.samples and self.max_abs_difference <= PARITY_TOLERANCE and self.onnx_accuracy == self.model_accuracy
+        )
+
+
+def parity(model_probabilities: np.ndarray, exported_probabilities: np.ndarray, labels: np.ndarray) -> Parity:
+    """The exported graph against the model on the same images: every argmax, the largest
+    difference in probability, and the accuracy of each."""
+    model_classes, exported_classes = model_probabilities.argmax(axis=1), exported_probabilities.argmax(axis=1)
+    return Parity(
+        samples=len(labels),
+        argmax_agree=int((model_classes == exported_classes).sum()),
+        max_abs_difference=float(np.abs(model_probabilities - exported_probabilities).max()) if len(labels) else 0.0,
+        onnx_accuracy=float((exported_classes == labels).mean()) if len(labels) else 0.0,
+        model_accuracy=float((model_classes == labels).mean()) if len(labels) else 0.0,
+    )
+
+
+def content_name(data: bytes) -> str:
+    """`model-<hash>.onnx`: a release file named by what it holds."""
+    return f"model-{hashlib.sha256(data).hexdigest()[:16]}.onnx"
+
+
+def promote(folder: Path, graph: bytes, card: dict, card_markdown: str) -> Path:
+    """Make `graph` the release in `folder`: written whole under its content name first, then
+    `model.onnx`, `model_card.json` and `model_card.md` each replaced by a rename, then older
+    content-named files removed. Until the renames, the previous release is intact."""
+    folder.mkdir(parents=True, exist_ok=True)
+    named = folder / content_name(graph)
+    atomic_write_bytes(named, graph)
+    atomic_write_bytes(folder / "model.onnx", graph)
+    atomic_write_bytes(folder / "model_card.json", (json.dumps(card, indent=2) + "\n").encode())
+    atomic_write_bytes(folder / "model_card.md", card_markdown.encode())
+    for older in folder.glob("model-*.onnx"):
+        if older != named:
+            older.unlink(missing_ok=True)
+    return folder / "model.onnx"
+
+
+def model_card(
+    *,
+    dataset: str,
+    data_version: dict,
+    code_version: str,
+    winner: Candidate,
+    reason: str,
+    candidates: list[Candidate],
+    classes: list[str],
+    image_size: int,
+    channels: int,
+    recipe: dict,
+    parity_result: Parity,
+    label_errors: dict | None = None,
+    review: dict | None = None,
+    limitations: list[str] = (),
+) -> tuple[dict, str]:
+    """The release's card as JSON (for programs) and Markdown (for people)."""
+    card = {
+        "dataset": dataset,
+        "data_version": data_version,
+        "code_version": code_version,
+        "model": winner.name,
+        "description": winner.description,
+        "chosen_because": reason,
+        "input": {
+            "name": INPUT,
+            "dtype": "uint8",
+            "shape": ["batch", channels, image_size, image_size],
+            "standardization": "inside the graph",
+        },
+        "output": {"name": OUTPUT, "shape": ["batch", len(classes)], "classes": classes},
+        "recipe": recipe,
+        "candidates": [
+            {"model": c.name, "description": c.description, "validation_accuracy": c.validation_accuracy, "test_accuracy": c.test_accuracy}
+            for c in candidates
+        ],
+        "test_per_class_recall": winner.per_class_recall,
+        "onnx_parity": {
+            "samples": parity_result.samples,
+            "argmax_agree": parity_result.argmax_agree,
+            "max_abs_difference": parity_result.max_abs_difference,
+            "onnx_test_accuracy": parity_result.onnx_accuracy,
+        },
+        "confirmed_label_errors": label_errors,
+        "review_log": review,
+        "limitations": list(limitations),
+    }
+    rows = "\n".join(
+        f"| {c.name}{' (released)' if c is winner else ''} | {c.validation_accuracy:.4%} | {c.test_accuracy:.4%} | {c.description} |"
+        for c in candidates
+    )
+    recall = "\n".join(f"| {name} | {value:.4f} |" for name, value in winner.per_class_recall.items())
+    extra = ""
+    if label_errors:
+        extra += "\n## Confirmed label errors\n\n" + "\n".join(f"- {key}: {value}" for key, value in label_errors.items()) + "\n"
+    if review:
+        extra += "\n## Human review\n\n" + "\n".join(f"- {key}: {value}" for key, value in review.items()) + "\n"
+    markdown = (
+        f"""# {dataset}: released model
+
+{winner.description}. Chosen on validation: {reason}.
+
+- Input `{INPUT}`: uint8 `[batch, {channels}, {image_size}, {image_size}]`, raw pixels (standardization is inside the graph).
+- Output `{OUTPUT}`: `[batch, {len(classes)}]`, in the order {", ".join(classes)}.
+- Data version: {json.dumps(data_version)}; code version {code_version}.
+- ONNX against the model on the {parity_result.samples} test samples: {parity_result.argmax_agree} same classes, largest probability
+  difference {parity_result.max_abs_difference:.2e}, test accuracy {parity_result.onnx_accuracy:.4%}.
+
+## Candidates (labels in use; excluded samples left out)
+
+| model | validation | test | what it is |
+|---|---|---|---|
+{rows}
+
+## Per-class recall on test
+
+| class | recall |
+|---|---|
+{recall}
+{extra}
+## Limitations
+
+"""
+        + "\n".join(f"- {item}" for item in limitations)
+        + "\n"
+    )
+    return card, markdown
