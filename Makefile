@@ -26,7 +26,7 @@ test: setup
 	$(PY) -m pytest
 
 ui: setup
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+	$(PY) -m mnist_assets.ui -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 app: setup
 	$(PY) -m mnist_assets.app --port $(APP_PORT) --dataset $(DATASET) $(if $(VIEW),--view $(VIEW))

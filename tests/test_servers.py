@@ -2,12 +2,13 @@
 (the FiftyOne App), started for real on 200 samples per split, driven through the UI's GraphQL API
 and, in headless Chromium (Playwright), as a person would.
 
-In order, on one instance: the servers listen on 127.0.0.1 only; the UI shows the graph; a person
-launches mnist/raw_dataset for one partition and sees it succeed; "Materialize all" opens a backfill
-of every asset and partition (cancelled: the next test runs one dataset's); the backfill of mnist
-through the daemon completes; a label corrected on test as the App writes it is picked up by the
-review sensor and re-evaluates exactly test's downstream, once, without training; the App opens the
-review queue; a changed code version shows as stale. Screenshots go to test-artifacts/.
+In order, on one instance that `make run` filled with mnist's graph before the servers started: the
+servers listen on 127.0.0.1 only; the UI shows the graph; a person launches mnist/raw_dataset for one
+partition and sees it succeed; "Materialize all" opens a backfill of every asset and partition
+(cancelled at once: tests/test_celery.py runs one to the end through the daemon); a label corrected
+on test as the App writes it is picked up by the review sensor and re-evaluates exactly test's
+downstream through the daemon, once, without training; the App opens the review queue; a changed
+code version shows as stale. Screenshots go to test-artifacts/.
 """
 
 import concurrent.futures
@@ -61,6 +62,8 @@ def listening_ips(port: int) -> set[str]:
 def environment(tmp_path_factory):
     root = tmp_path_factory.mktemp("servers")
     env = quick_run_env(root, "servers")
+    made = subprocess.run(["make", "run"], cwd=REPO, env={**env, "DATASETS": "mnist"}, capture_output=True, text=True, timeout=1200)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
     yield env
     stop_mongod(root / "db")
 
@@ -234,7 +237,7 @@ BACKFILL_QUERY = (
 
 def test_browser_materialize_all_opens_a_backfill_of_every_asset(browser, dagster_ui):
     """A person clicks "Materialize all" on the lineage page and launches it: one backfill of every
-    asset of both datasets and every partition. It is cancelled at once; the next test runs mnist's."""
+    asset of both datasets and every partition. It is cancelled at once (test_celery.py runs one through)."""
     wait_until_quiet(dagster_ui, seconds=20, timeout=600)  # the busy webserver answers the dialog's queries slowly
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     launch = open_materialize_all_dialog(page, dagster_ui)
@@ -254,28 +257,6 @@ def test_browser_materialize_all_opens_a_backfill_of_every_asset(browser, dagste
     assert {"/".join(key["path"]) for key in backfill["assetSelection"]} == set(nodes)
     assert backfill["numPartitions"] == len(SPLITS)  # every split (unpartitioned assets come with them)
     wait_until_quiet(dagster_ui, seconds=20, timeout=600)
-
-
-def test_materialize_all_of_mnist_through_the_daemon(dagster_ui):
-    """One backfill of every mnist asset and partition, as the UI launches it, completes."""
-    nodes = {name: partitions for name, partitions in asset_nodes(dagster_ui).items() if name.startswith("mnist/")}
-    launched = graphql(
-        dagster_ui,
-        """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-        {"params": {"assetSelection": [{"path": name.split("/")} for name in nodes], "allPartitions": True, "title": "Materialize all"}},
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    deadline, status = time.time() + 1500, None
-    while time.time() < deadline:
-        status = graphql(dagster_ui, BACKFILL_QUERY % launched["backfillId"])["partitionBackfillOrError"]["status"]
-        if status not in ("REQUESTED", "IN_PROGRESS"):
-            break
-        time.sleep(5)
-    assert status == "COMPLETED_SUCCESS", f"backfill ended {status}"
-    done = {(name, partition) for name, partition, _ in materializations(dagster_ui)}
-    expected = {(name, partition) for name, partitions in nodes.items() for partition in partitions}
-    assert expected <= done, f"not materialized: {sorted(expected - done)}"
 
 
 # What a decision on test re-runs (tests/test_automation.py proves the same tick by tick).
@@ -337,7 +318,7 @@ def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagst
 
 @pytest.fixture(scope="module")
 def fiftyone_app(environment):
-    """`make app VIEW=review-queue-test` on mnist's graph (materialized by the backfill above)."""
+    """`make app VIEW=review-queue-test` on mnist's graph (materialized by `make run` above)."""
     with make_server(
         "app", "APP_PORT", {**environment, "VIEW": "review-queue-test"}, "/", Path(environment["DAGSTER_HOME"]) / "app.log"
     ) as port:
@@ -408,8 +389,6 @@ def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environme
     """On the instance the tests above filled: nothing is stale with the shipped code. With
     mnist/lenet_checkpoint's code version changed, it is stale (code); once it is re-materialized
     with the new code, its new data version makes its children stale (data). raw_dataset stays fresh."""
-    if not materializations_exist(environment):
-        pytest.skip("needs the graph materialized by the backfill test")
     changed = tmp_path / "changed_definitions.py"
     changed.write_text(CHANGED_DEFINITIONS)
     shipped = stale_status(REPO_DEFS, environment["DAGSTER_HOME"])
@@ -433,14 +412,6 @@ def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environme
     assert {"mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/finetuned_model"} <= stale, retrained
     assert "mnist/lenet_checkpoint" not in stale and retrained["mnist/raw_dataset"][0] == "FRESH"
     assert "DATA" in {cause["category"] for cause in retrained["mnist/lenet_predictions"][1]}
-
-
-def materializations_exist(environment) -> bool:
-    instance = dg.DagsterInstance.from_config(environment["DAGSTER_HOME"])
-    try:
-        return instance.get_latest_materialization_event(dg.AssetKey(["mnist", "model_comparison"])) is not None
-    finally:
-        instance.dispose()
 
 
 REPO_DEFS = Path(__file__).resolve().parents[1] / "mnist_assets" / "definitions.py"
