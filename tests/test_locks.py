@@ -102,3 +102,16 @@ def test_two_machines_without_a_shared_lock_folder_lose_no_write(shared_mongodb,
     views = {view["name"] for view in database["views"].find({"_dataset_id": document["_id"]})}
     assert views == {f"view-{w}-{i}" for w in "ab" for i in range(12)}
     assert set(document.get("saved_views", [])) and len(document["saved_views"]) == 24
+
+
+def test_a_warm_process_sees_the_fields_another_process_declared(tmp_path):
+    """A Celery worker keeps its process from task to task: a dataset it loaded before must show the
+    fields another worker declared since (zero_shot_predictions once found no `clip_embeddings`)."""
+    from mnist_assets.ml.fiftyone_store import get_dataset
+
+    name = f"warm-{tmp_path.name[-20:].replace('_', '-')}"
+    assert not get_dataset(name).has_sample_field("declared_elsewhere")
+    other = WRITER.replace('f"field_{worker}_{i}"', '"declared_elsewhere"').replace("range(12)", "range(1)")
+    declared = subprocess.run([sys.executable, "-c", other, name, "x"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert declared.returncode == 0, declared.stderr[-3000:]
+    assert get_dataset(name).has_sample_field("declared_elsewhere")

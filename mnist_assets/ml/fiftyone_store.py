@@ -94,7 +94,11 @@ def get_dataset(name: str) -> fo.Dataset:
     # Runs of different splits may start at once on a new dataset: one creates it.
     with exclusive(f"dataset-{name}"):
         if fo.dataset_exists(name):
-            return fo.load_dataset(name)
+            # FiftyOne hands out one object per dataset and process; a warm Celery worker keeps it from
+            # task to task, so re-read the document: fields other processes declared meanwhile appear.
+            dataset = fo.load_dataset(name)
+            dataset.reload()
+            return dataset
         return _create_dataset(name)
 
 
