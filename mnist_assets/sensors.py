@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG, get_input_event_pointer_tag  # the tags Dagster records
 
+from mnist_assets.assets.common import latest_materialization
 from mnist_assets.ml.dataset_spec import SPLITS, DatasetSpec
 from mnist_assets.ml.sources import source_fingerprint, watched_folder
 from mnist_assets.resources import Settings
@@ -22,8 +23,8 @@ def _recorded_source_fingerprints(instance, raw_key: dg.AssetKey) -> list[str | 
     raw_dataset recorded it)."""
     found = []
     for split in SPLITS:
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=raw_key, asset_partitions=[split]), limit=1).records
-        entry = records[0].asset_materialization.metadata.get("source_fingerprint") if records else None
+        record = latest_materialization(instance, raw_key, split)
+        entry = record.asset_materialization.metadata.get("source_fingerprint") if record else None
         found.append(entry.value if entry is not None else None)
     return found
 
@@ -65,14 +66,9 @@ def _dataset_activity(dataset, log_path: Path) -> str:
     return repr((len(dataset), newest, dataset.last_deletion_at, stat and (stat.st_size, stat.st_mtime_ns)))
 
 
-def _latest(instance, key: dg.AssetKey, split: str):
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[split]), limit=1).records
-    return records[0] if records else None
-
-
 def _recorded_fingerprint(instance, key: dg.AssetKey, split: str) -> str | None:
     """The review fingerprint label_review[split] recorded at its latest materialization."""
-    record = _latest(instance, key, split)
+    record = latest_materialization(instance, key, split)
     entry = record.asset_materialization.metadata.get("review_fingerprint") if record else None
     return entry.value if entry is not None else None
 
@@ -80,7 +76,7 @@ def _recorded_fingerprint(instance, key: dg.AssetKey, split: str) -> str | None:
 def _ingested_since_review(instance, raw_key: dg.AssetKey, review_key: dg.AssetKey, split: str) -> bool:
     """Whether the split's content changed since its last review: automation runs label_review next.
     A re-ingest that changed nothing keeps its data version and re-runs nothing: the sensor's job."""
-    raw, review = _latest(instance, raw_key, split), _latest(instance, review_key, split)
+    raw, review = latest_materialization(instance, raw_key, split), latest_materialization(instance, review_key, split)
     if raw is None or review is None:
         return raw is not None
     pointer = review.asset_materialization.tags.get(get_input_event_pointer_tag(raw_key))  # the ingest it reviewed

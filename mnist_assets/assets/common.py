@@ -54,27 +54,31 @@ def materialize_first(p: Pipeline, asset: str, split: str | None = None):
         raise type(error)(f"{error}; materialize {target} (again) first.") from error
 
 
+def latest_materialization(instance, key: dg.AssetKey, partition: str | None = None):
+    """The event record of `key`'s latest materialization (of `partition`), None if it has none."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return records[0] if records else None
+
+
 def parent_metadata(context, key: dg.AssetKey, partition: str | None = None, missing: dict | None = None) -> dict:
     """What a parent recorded at its latest materialization (of `partition`), as plain values: the
     way an asset reads what its parents said, along the lineage the UI shows. Without one, `missing`
     if given, else an error naming what to materialize."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
-    ).records
-    if not records and missing is not None:
+    record = latest_materialization(context.instance, key, partition)
+    if record is None and missing is not None:
         return missing
-    if not records:
+    if record is None:
         target = key.to_user_string() + (f"[{partition}]" if partition else "")
         raise MissingInputError(f"{target} has no materialization; materialize it first.")
-    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
+    return {name: value.value for name, value in record.asset_materialization.metadata.items()}
 
 
 def parent_data_version(context, key: dg.AssetKey, partition: str | None = None) -> str | None:
     """The data version of a parent's latest materialization (of `partition`)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
-    ).records
-    return records[0].asset_materialization.tags.get(DATA_VERSION_TAG) if records else None
+    record = latest_materialization(context.instance, key, partition)
+    return record.asset_materialization.tags.get(DATA_VERSION_TAG) if record else None
 
 
 def limited_run(context, p: Pipeline, settings: Settings) -> bool:
