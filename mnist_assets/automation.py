@@ -75,8 +75,13 @@ def upstream_settling(same_run_parents: Sequence[dg.AssetKey] = (), depth: int =
 
 def follows_lineage(same_run_parents: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
     """`eager()` on parents whose data changed or on a new code version of the asset itself, but
-    only once everything upstream has settled: each refresh runs the asset once."""
-    triggers = _any_parent_changed() | AC.code_version_changed()
+    only once everything upstream has settled: each refresh runs the asset once.
+
+    A parent that changes while a backfill still has this partition to run counts not: the backfill
+    runs it after its parents ("Materialize all"). Counted, it stayed latched until the backfill's
+    own materialization, and a tick that read the run's end half-way requested the partition again
+    (seen on Celery: hardness_scores[train] twice)."""
+    triggers = (_any_parent_changed() & ~AC.backfill_in_progress()) | AC.code_version_changed()
     settling = upstream_settling(same_run_parents)
     return (AC.eager().replace("any_deps_updated", triggers) & ~settling).with_label("follows_lineage")
 

@@ -2,9 +2,9 @@
 Dagster's runs and events (deploy/dagster-celery.yaml, the shipped file), one shared MongoDB, one
 shared data folder, and a temporary folder (where a file lock would live) of each worker's own.
 
-On limited data (100 samples per split): a slice of the graph with the three partitions of each
-per-split stage launched at once, then "Materialize all" as a backfill through the daemon; then the
-faults: a worker killed during a step, and a run with no worker left.
+On limited data (100 samples per split): "Materialize all" as a backfill through the daemon (the
+three partitions of each per-split stage at once, on both workers); then the faults: a worker
+killed during a step, and a run with no worker left.
 """
 
 import contextlib
@@ -129,37 +129,9 @@ def materialized(env, name: str) -> set:
         return {record.partition_key for record in records}
 
 
-SLICE = [
-    ("mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings", True),
-    ("mnist/lenet_checkpoint,mnist/lenet_oof_predictions", False),
-    ("mnist/lenet_predictions,mnist/fold_ensemble_predictions,mnist/lenet_embeddings,mnist/hardness_scores", True),
-]
-
-
-def test_a_slice_of_the_graph_runs_on_both_workers(cluster):
-    env, _, _ = cluster
-    for selection, per_split in SLICE:  # each per-split stage: its three partitions launched at once
-        finish([materialize(env, selection, split) for split in SPLITS] if per_split else [materialize(env, selection)])
-    ran_on = workers_of_steps(env)
-    assert {worker.split("@")[0] for workers in ran_on.values() for worker in workers} == set(WORKERS), ran_on
-    for name in ("raw_dataset", "label_review", "dataset_metadata", "clip_embeddings", "lenet_predictions", "hardness_scores"):
-        assert materialized(env, name) == set(SPLITS), name
-    assert materialized(env, "lenet_checkpoint") == {None}
-    evaluations = check_evaluations(env)
-    assert len(evaluations) >= 20 and all(passed for _, passed in evaluations), evaluations
-    assert sum(name == "mnist/hardness_scores:scores_complete" for name, _ in evaluations) == 3
-    # The shared MongoDB holds the samples every worker wrote, with the views of all three splits.
-    import pymongo
-
-    database = pymongo.MongoClient(env["FIFTYONE_DATABASE_URI"])["fiftyone"]
-    document = database["datasets"].find_one({"name": "celery-mnist"})
-    assert database[document["sample_collection_name"]].count_documents({}) == 3 * LIMIT
-    views = {view["name"] for view in database["views"].find({"_dataset_id": document["_id"]})}
-    assert {f"{view}-{split}" for view in ("likely-mislabeled", "review-queue") for split in SPLITS} <= views
-
-
-def test_materialize_all_through_the_daemon(cluster):
-    """The UI's "Materialize all" on mnist: one backfill, its runs queued and their steps on Celery."""
+def test_materialize_all_through_the_daemon_on_both_workers(cluster):
+    """The UI's "Materialize all" on mnist: one backfill, its runs queued (the three partitions of
+    each per-split stage at once) and their steps on both Celery workers."""
     env, root, _ = cluster
     with make_server("ui", "PORT", env, "/server_info", root / "ui.log") as port:
         nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
@@ -190,6 +162,20 @@ def test_materialize_all_through_the_daemon(cluster):
     assert materialized(env, "finetuned_predictions") == set(SPLITS)
     stepped = workers_of_steps(env)
     assert "mnist__finetuned_model" in stepped and "mnist__model_comparison" in stepped
+    assert {worker.split("@")[0] for workers in stepped.values() for worker in workers} == set(WORKERS), stepped
+    for name in ("raw_dataset", "label_review", "dataset_metadata", "clip_embeddings", "lenet_predictions", "hardness_scores"):
+        assert materialized(env, name) == set(SPLITS), name
+    evaluations = check_evaluations(env)
+    assert len(evaluations) >= 20 and all(passed for _, passed in evaluations), evaluations
+    assert sum(name == "mnist/hardness_scores:scores_complete" for name, _ in evaluations) == 3
+    # The shared MongoDB holds the samples every worker wrote, with the views of all three splits.
+    import pymongo
+
+    database = pymongo.MongoClient(env["FIFTYONE_DATABASE_URI"])["fiftyone"]
+    document = database["datasets"].find_one({"name": "celery-mnist"})
+    assert database[document["sample_collection_name"]].count_documents({}) == 3 * LIMIT
+    views = {view["name"] for view in database["views"].find({"_dataset_id": document["_id"]})}
+    assert {f"{view}-{split}" for view in ("likely-mislabeled", "review-queue") for split in SPLITS} <= views
 
 
 def test_a_killed_worker_fails_its_step_by_name_and_the_rerun_completes(cluster):
