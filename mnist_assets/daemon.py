@@ -2,22 +2,16 @@
 seconds: what `make ui` starts (mnist_assets/ui.py says why). Run it alone as
 `python -m mnist_assets.daemon run` where the daemon runs on a machine of its own."""
 
-import os
+from mnist_assets.environment import seconds_setting
 
 DEFAULT_BACKFILL_INTERVAL = 5.0
 
 
 def backfill_interval() -> float:
-    raw = os.environ.get("MNIST_ASSETS_BACKFILL_INTERVAL", "").strip()
-    if not raw:
-        return DEFAULT_BACKFILL_INTERVAL
     try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= 3600:
-        raise SystemExit(f"MNIST_ASSETS_BACKFILL_INTERVAL={raw!r} must be a number of seconds between 0 and 3600; set it or unset it.")
-    return seconds
+        return seconds_setting("MNIST_ASSETS_BACKFILL_INTERVAL", DEFAULT_BACKFILL_INTERVAL, maximum=3600)
+    except ValueError as error:  # before any server starts: a one-line error, no traceback
+        raise SystemExit(str(error)) from None
 
 
 def main() -> None:

@@ -29,6 +29,23 @@ def dataset_dir(dataset: str) -> Path:
     return assets_home() / "datasets" / store_name(dataset, os.environ.get("MNIST_ASSETS_NAMESPACE") or "")
 
 
+def seconds_setting(name: str, default: float, maximum: float | None = None, whole: bool = False) -> float:
+    """A duration in seconds from environment variable `name` (unset or empty: `default`); anything
+    but a positive number (a whole one if `whole`, at most `maximum`) is an error naming the fix."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = 0
+    if not 0 < value <= (maximum or float("inf")):
+        kind = "a positive whole number" if whole else "a positive number"
+        bound = f", at most {maximum:g}" if maximum else ""
+        raise ValueError(f"{name}={raw!r} must be {kind} of seconds{bound}; set it or unset it.")
+    return value
+
+
 def dagster_home() -> Path:
     """DAGSTER_HOME, default `<repo>/.dagster_home` (the Makefile exports the same)."""
     return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / ".dagster_home")

@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
+
+from mnist_assets.environment import seconds_setting
 
 EXECUTORS = ("multiprocess", "in_process", "celery")
 DEFAULT_WAIT_SECONDS = 120
@@ -26,12 +26,7 @@ CELERY_SETTINGS = {"task_track_started": True, "worker_prefetch_multiplier": 1}
 
 
 def celery_wait_seconds() -> int:
-    raw = os.environ.get("MNIST_ASSETS_CELERY_WAIT_SECONDS", "").strip()
-    if not raw:
-        return DEFAULT_WAIT_SECONDS
-    if not raw.isdigit() or int(raw) <= 0:
-        raise ValueError(f"MNIST_ASSETS_CELERY_WAIT_SECONDS={raw!r} must be a positive whole number of seconds.")
-    return int(raw)
+    return seconds_setting("MNIST_ASSETS_CELERY_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, whole=True)
 
 
 def build_executor(kind: str) -> dg.ExecutorDefinition:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from mnist_assets.environment import seconds_setting
+
 LEASE_SECONDS = 60.0
 DEFAULT_TIMEOUT = 1800.0  # an ingest of a large split holds its lock for minutes
 POLL_SECONDS = 0.2
@@ -36,16 +38,7 @@ class LockTimeout(TimeoutError):
 
 
 def lock_timeout() -> float:
-    raw = os.environ.get("MNIST_ASSETS_LOCK_TIMEOUT", "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ValueError(f"MNIST_ASSETS_LOCK_TIMEOUT={raw!r} must be a positive number of seconds; set it or unset it.")
-    return value
+    return seconds_setting("MNIST_ASSETS_LOCK_TIMEOUT", DEFAULT_TIMEOUT)
 
 
 class LeaseLock:
