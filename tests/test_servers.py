@@ -145,6 +145,39 @@ def dismiss_welcome(page) -> None:
         pass
 
 
+def click_first_clickable(candidates, seconds: float = 30) -> None:
+    """Click the first of `candidates` that takes the click. The partition picker's options render
+    a moment after the typing; until then the only "test" texts are behind the dialog's backdrop,
+    which would take a plain click for its whole timeout. Playwright refuses a click that another
+    element would receive, so trying each candidate briefly finds the option once it is there."""
+    deadline = time.time() + seconds
+    while True:
+        for index in reversed(range(candidates.count())):
+            try:
+                candidates.nth(index).click(timeout=1000)
+                return
+            except Exception:  # noqa: BLE001 - covered or detached: try the next one
+                if time.time() > deadline:
+                    raise
+        if time.time() > deadline:
+            raise AssertionError("no clickable element among the candidates")
+        time.sleep(0.5)
+
+
+def open_partition_picker(page, dialog, attempts: int = 3) -> None:
+    """Open the launch dialog's partition list. A click made while the dialog still loads the
+    partitions can be lost (the list never opens and the typing goes nowhere), so click again until
+    its "Select all" row shows."""
+    for attempt in range(1, attempts + 1):
+        dialog.get_by_text("Select a partition or create one").click()
+        try:
+            page.get_by_text("Select all").filter(visible=True).first.wait_for(timeout=10000)
+            return
+        except Exception:  # noqa: BLE001 - not open yet
+            if attempt == attempts:
+                raise
+
+
 def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, dagster_ui):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(f"http://127.0.0.1:{dagster_ui}/asset-groups")
@@ -165,9 +198,13 @@ def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, d
     page.get_by_role("button", name="Materialize").first.click(timeout=60000)
     dialog = page.get_by_role("dialog")
     dialog.wait_for(timeout=30000)
-    dialog.get_by_text("Select a partition or create one").click()
+    open_partition_picker(page, dialog)
     page.keyboard.type("test")
-    page.get_by_text("test", exact=True).filter(visible=True).last.click()
+    try:
+        click_first_clickable(page.get_by_text("test", exact=True).filter(visible=True))
+    except Exception:
+        page.screenshot(path=ARTIFACTS / "dagster-partition-picker-failed.png")
+        raise
     page.keyboard.press("Escape")
     page.screenshot(path=ARTIFACTS / "dagster-materialize-dialog.png")
     dialog.get_by_role("button", name="Launch 1 run").click(timeout=30000)
