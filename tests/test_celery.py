@@ -111,15 +111,15 @@ def workers_of_steps(env, run_id: str | None = None) -> dict[str, set[str]]:
     return found
 
 
-def check_evaluations(env) -> list[tuple[str, bool, str]]:
-    """("<asset>:<check>", passed, "<run id> <run tags>") of every check evaluation of every run."""
+def check_evaluations(env) -> list[tuple[str, bool, dict]]:
+    """("<asset>:<check>", passed, the run's id and tags) of every check evaluation of every run."""
     found = []
     with instance(env) as dagster:
         for run in dagster.get_runs():
             for entry in dagster.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
                 evaluation = entry.dagster_event.event_specific_data
-                where = f"{run.run_id} {dict(run.tags)}"  # the tags name the partition, backfill or automation
-                found.append((f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}", evaluation.passed, where))
+                run_tags = {"run_id": run.run_id, **run.tags}  # the partition, and the backfill or sensor that launched it
+                found.append((f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}", evaluation.passed, run_tags))
     return found
 
 
@@ -170,9 +170,9 @@ def test_materialize_all_through_the_daemon_on_both_workers(cluster):
     assert len(evaluations) >= 20 and all(passed for _, passed, _ in evaluations), evaluations
     # The backfill scores each split once. A run of the lineage automation after it may score one
     # again (seen once in CI, not reproduced: a race between the two daemons); it must pass too.
-    hardness = [where for name, _, where in evaluations if name == "mnist/hardness_scores:scores_complete"]
-    by_backfill = [where for where in hardness if launched["backfillId"] in where]
-    assert sorted(re.search(r"'dagster/partition': '(\w+)'", where).group(1) for where in by_backfill) == sorted(SPLITS), hardness
+    hardness = [run_tags for name, _, run_tags in evaluations if name == "mnist/hardness_scores:scores_complete"]
+    by_backfill = [tags["dagster/partition"] for tags in hardness if tags.get("dagster/backfill") == launched["backfillId"]]
+    assert sorted(by_backfill) == sorted(SPLITS), hardness
     # The shared MongoDB holds the samples every worker wrote, with the views of all three splits.
     import pymongo
 
