@@ -160,8 +160,12 @@ def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, d
     dialog = page.get_by_role("dialog")
     dialog.wait_for(timeout=30000)
     dialog.get_by_text("Select a partition or create one").click()
-    page.keyboard.type("test")
-    page.get_by_text("test", exact=True).filter(visible=True).last.click()
+    # The picker opens a menu with a filter box. The page behind the dialog shows "test" too (the
+    # latest materialization's partition, under the dialog's backdrop): click the menu's own item.
+    search = page.get_by_placeholder("Filter partitions", exact=True)
+    search.fill("test", timeout=30000)
+    menu = page.get_by_role("menu").filter(has=search)
+    menu.get_by_text("test", exact=True).filter(visible=True).first.click(timeout=30000)
     page.keyboard.press("Escape")
     page.screenshot(path=ARTIFACTS / "dagster-materialize-dialog.png")
     dialog.get_by_role("button", name="Launch 1 run").click(timeout=30000)
@@ -282,7 +286,7 @@ sample.save()
 def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagster_ui, environment):
     """As the App writes a correction: the review sensor materializes label_review[test], and
     automation re-runs exactly what reads test's labels, once each, and never trains."""
-    wait_until_quiet(dagster_ui)
+    wait_until_quiet(dagster_ui, seconds=30)  # six automation intervals without a new request
     started = time.time()
     corrected = subprocess.run(
         [sys.executable, "-c", CORRECT_A_LABEL], cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
