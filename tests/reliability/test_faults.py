@@ -77,7 +77,8 @@ def materialize_splits_at_once(env: dict, selection: str) -> None:
 def test_stopped_database_is_restarted_and_finds_everything(make_settings, tmp_path):
     settings = make_settings(limit=300)
     db_dir = str(tmp_path / "own_db")  # a database of its own, which this test may stop
-    env = subprocess_env(settings, FIFTYONE_DATABASE_DIR=db_dir)
+    # In process: the database is what is tested here (the concurrency test keeps the default executor).
+    env = subprocess_env(settings, FIFTYONE_DATABASE_DIR=db_dir, MNIST_ASSETS_EXECUTOR="in_process")
     first = run_cli(env, "--select", "mnist/raw_dataset", "--partition", "test")
     assert first.returncode == 0, first.stderr[-2000:]
     for process in mongod_processes(db_dir):
