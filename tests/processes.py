@@ -240,8 +240,8 @@ def installed_with_apt(executable: str, package: str, search: str = "") -> str |
 def quick_run_env(root: Path, namespace: str) -> dict:
     """Environment for servers and runs on 200 samples per split, 1 epoch and the tiny CLIP, with a
     Dagster home (the project's default instance file), data folder and database of their own under `root`.
-    Runs execute in process: on 200 samples a step is shorter than a process start and code import,
-    and the default multiprocess executor has tests of its own (reliability, Celery)."""
+    Runs execute in process: on 200 samples a step is shorter than a process start and code import;
+    the default multiprocess executor is tested in `reliability/`, Celery's in `test_celery.py`."""
     import os
 
     dagster_home = root / "dagster_home"

@@ -283,10 +283,13 @@ sample.save()
 """
 
 
+AUTOMATION_QUIET_SECONDS = 30  # six automation intervals without a new request
+
+
 def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagster_ui, environment):
     """As the App writes a correction: the review sensor materializes label_review[test], and
     automation re-runs exactly what reads test's labels, once each, and never trains."""
-    wait_until_quiet(dagster_ui, seconds=30)  # six automation intervals without a new request
+    wait_until_quiet(dagster_ui, seconds=AUTOMATION_QUIET_SECONDS)
     started = time.time()
     corrected = subprocess.run(
         [sys.executable, "-c", CORRECT_A_LABEL], cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
@@ -297,7 +300,7 @@ def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagst
         new = [m for m in materializations(dagster_ui) if m[2] >= started]
         settled = TEST_DECISION <= {(name, partition) for name, partition, _ in new} and runs_in_flight(dagster_ui) == 0
         quiet_since = (quiet_since or time.time()) if settled else None
-        if quiet_since and time.time() - quiet_since > 30:  # six automation intervals without a new request
+        if quiet_since and time.time() - quiet_since > AUTOMATION_QUIET_SECONDS:
             break
         time.sleep(5)
     counts = {}
