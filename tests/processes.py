@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,13 +228,17 @@ def installed_with_apt(executable: str, package: str, search: str = "") -> str |
         return shutil.which(executable) or (matches[-1] if matches else None)
 
     if find() is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", package],
-            capture_output=True,
-            timeout=900,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
+        # One install at a time: the suite's two workers may both need a package, and a second
+        # apt-get would fail on dpkg's lock instead of waiting for it.
+        with FileLock(Path(tempfile.gettempdir()) / "mnist_assets-tests-apt.lock"):
+            if find() is None:
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+                subprocess.run(
+                    ["apt-get", "install", "-y", "-qq", package],
+                    capture_output=True,
+                    timeout=900,
+                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                )
     return find()
 
 
