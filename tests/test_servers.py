@@ -12,6 +12,7 @@ code version shows as stale. Screenshots go to test-artifacts/.
 """
 
 import concurrent.futures
+import json
 import subprocess
 import sys
 import time
@@ -353,8 +354,9 @@ def bump(spec):
 assets = [a.map_asset_specs(bump) if dg.AssetKey(["mnist", "lenet_checkpoint"]) in a.keys else a for a in shipped.defs.assets]
 defs = dg.Definitions(assets=assets, resources=shipped.defs.resources)
 """
-STALE_QUERY = """query($key: AssetKeyInput!, $partition: String) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
-  staleStatus(partition: $partition) staleCauses(partition: $partition) { key { path } reason category } } } }"""
+# One aliased field per asset, all in one query: one request shares Dagster's stale-status cache.
+STALE_FIELD = """a%d: assetNodeOrError(assetKey: {path: %s}) { ... on AssetNode {
+  staleStatus(partition: %s) staleCauses(partition: %s) { key { path } reason category } } }"""
 
 
 def stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[str, list]]:
@@ -373,11 +375,14 @@ def _stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[
     try:
         with define_out_of_process_context(str(definitions_file), "defs", instance) as context:
             nodes = execute_dagster_graphql(context, "{ assetNodes { assetKey { path } partitionKeys } }").data["assetNodes"]
-            for node in nodes:
-                variables = {"key": {"path": node["assetKey"]["path"]}, "partition": "train" if node["partitionKeys"] else None}
-                result = execute_dagster_graphql(context, STALE_QUERY, variables)
-                assert not result.errors, result.errors
-                found = result.data["assetNodeOrError"]
+            fields = []
+            for index, node in enumerate(nodes):
+                partition = '"train"' if node["partitionKeys"] else "null"
+                fields.append(STALE_FIELD % (index, json.dumps(node["assetKey"]["path"]), partition, partition))
+            result = execute_dagster_graphql(context, "{ %s }" % "\n".join(fields))
+            assert not result.errors, result.errors
+            for index, node in enumerate(nodes):
+                found = result.data[f"a{index}"]
                 status["/".join(node["assetKey"]["path"])] = (found["staleStatus"], found["staleCauses"])
     finally:
         instance.dispose()
