@@ -354,7 +354,7 @@ def bump(spec):
 assets = [a.map_asset_specs(bump) if dg.AssetKey(["mnist", "lenet_checkpoint"]) in a.keys else a for a in shipped.defs.assets]
 defs = dg.Definitions(assets=assets, resources=shipped.defs.resources)
 """
-# One aliased field per asset, all in one query: one request shares Dagster's stale-status cache.
+# One aliased field per asset (`a<index>`), so one query asks for every asset's stale status.
 STALE_FIELD = """a%d: assetNodeOrError(assetKey: {path: %s}) { ... on AssetNode {
   staleStatus(partition: %s) staleCauses(partition: %s) { key { path } reason category } } }"""
 
