@@ -117,8 +117,9 @@ class Settings(dg.ConfigurableResource):
 
     @property
     def numba_cache_dir(self) -> Path:
-        """UMAP's compiled functions (ml/numba_cache.py), shared by every dataset and run."""
-        return self.home_path / "numba_cache"
+        """UMAP's compiled functions (ml/numba_cache.py), shared by every dataset and run; numba's
+        own `NUMBA_CACHE_DIR`, when set, puts them elsewhere (one folder for several homes)."""
+        return Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else self.home_path / "numba_cache"
 
     def store(self, dataset: str) -> DatasetStore:
         """The FiftyOne dataset and folder of one declared dataset (under the namespace, if set)."""

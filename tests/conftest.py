@@ -15,6 +15,10 @@ os.environ["MNIST_ASSETS_HOME"] = str(SESSION_DIR / "home")
 os.environ["DAGSTER_HOME"] = str(SESSION_DIR / "dagster_home")
 for name in ("MNIST_ASSETS_SOURCE_DIR", "MNIST_ASSETS_LIMIT", "MNIST_ASSETS_EPOCHS", "MNIST_ASSETS_NAMESPACE", "DATASETS"):
     os.environ.pop(name, None)
+# UMAP's compiled code in one folder for the whole run, both xdist workers and every process they
+# start (each test has a data folder of its own, and compiling costs about 35 s of CPU per folder).
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", SESSION_DIR.name)
+os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"mnist_assets_numba_{RUN_ID}")
 os.environ["MNIST_ASSETS_CLIP_MODEL"] = "mnist-tiny"
 os.environ["MNIST_ASSETS_CLIP_PRETRAINED"] = "none"
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True)

@@ -9,9 +9,6 @@ from mnist_assets.assets.evaluation import prediction_asset
 from mnist_assets.assets.training import RecipeConfig, train_config, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
-from mnist_assets.ml import plots
-from mnist_assets.ml.augmentation import augment_chosen, check_copies_settings
-from mnist_assets.ml.comparison import PAIR_ENSEMBLE, compare_models, rank_label_errors
 from mnist_assets.ml.decisions import accuracy_side_by_side
 from mnist_assets.ml.field_names import (
     EVAL_FINETUNED,
@@ -23,10 +20,6 @@ from mnist_assets.ml.field_names import (
     MODEL_FIELDS,
     SOURCE_INDEX,
 )
-from mnist_assets.ml.fiftyone_store import read_vectors, replace_split, split_view, usable_view, write_pngs
-from mnist_assets.ml.selection import read_scores
-from mnist_assets.ml.tensors import channels_last, class_positions, concatenate, load_view_tensors
-from mnist_assets.ml.training import fit
 from mnist_assets.partitions import TRAINING_SPLITS
 from mnist_assets.resources import Settings
 
@@ -76,6 +69,12 @@ def build(p: Pipeline) -> list:
         description="Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples.",
     )
     def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig, settings: Settings):
+        from mnist_assets.ml import plots
+        from mnist_assets.ml.augmentation import augment_chosen, check_copies_settings
+        from mnist_assets.ml.fiftyone_store import replace_split, write_pngs
+        from mnist_assets.ml.selection import read_scores
+        from mnist_assets.ml.tensors import channels_last
+
         check_copies_settings(config.strategy, config.budget, config.copies)  # refused before any work
         store = p.store(settings)
         _, view, train = split_tensors(p, settings, "train", store, standardize=False)
@@ -140,6 +139,10 @@ def build(p: Pipeline) -> list:
         description="LeNet fine-tuned on train plus the augmented set (atomic checkpoint); finetuned_predictions uses it.",
     )
     def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, settings: Settings):
+        from mnist_assets.ml.fiftyone_store import split_view
+        from mnist_assets.ml.tensors import concatenate, load_view_tensors
+        from mnist_assets.ml.training import fit
+
         settings.configure_torch()
         device = settings.torch_device()
         store = p.store(settings)
@@ -196,6 +199,11 @@ def build(p: Pipeline) -> list:
         ),
     )
     def model_comparison(context: dg.AssetExecutionContext, settings: Settings):
+        from mnist_assets.ml import plots
+        from mnist_assets.ml.comparison import PAIR_ENSEMBLE, compare_models, rank_label_errors
+        from mnist_assets.ml.fiftyone_store import read_vectors, split_view, usable_view
+        from mnist_assets.ml.tensors import class_positions
+
         dataset = p.store(settings).dataset()
         everything = split_view(dataset, "test")
         view = usable_view(dataset, "test")  # the labels in use; excluded samples left out

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from mnist_assets.assets.common import Pipeline, materialize_first
-from mnist_assets.ml.checkpoints import load_models
-from mnist_assets.ml.fiftyone_store import split_view, usable_view
-from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
 from mnist_assets.resources import DatasetStore, Settings
+
+if TYPE_CHECKING:  # for annotations only: imported where used, at run time
+    from mnist_assets.ml.tensors import SplitTensors
 
 
 def pixel_statistics(images) -> tuple[float, float]:
@@ -30,6 +32,9 @@ def split_tensors(
     `statistics`, by default the train split's pixel mean and std (unless `standardize` is off: pixels
     only). The samples a person excluded are left out unless `with_excluded` (pixels every sample
     needs: embeddings, predictions)."""
+    from mnist_assets.ml.fiftyone_store import split_view, usable_view
+    from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
+
     store = store or p.store(settings)
     dataset = store.dataset()
     view = split_view(dataset, split) if with_excluded else usable_view(dataset, split)
@@ -58,6 +63,9 @@ def load_model_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitTe
 def load_models_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitTensors):
     """The models and payloads of a checkpoint or checkpoint set (ml/checkpoints.py), and the tensors
     standardized as they were trained (the members of a set share the train split's statistics)."""
+    from mnist_assets.ml.checkpoints import load_models
+    from mnist_assets.ml.tensors import SplitTensors
+
     with materialize_first(p, name):
         models, payloads = zip(*load_models(checkpoint_path(store, name)))
     settings = payloads[0]["settings"]

@@ -11,13 +11,7 @@ from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import pixel_statistics, split_tensors
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
-from mnist_assets.ml import plots
 from mnist_assets.ml.field_names import GROUND_TRUTH
-from mnist_assets.ml.fiftyone_store import (
-    split_view,
-    usable_view,
-)
-from mnist_assets.ml.ingest import ingest_split
 from mnist_assets.ml.sources import load_source, source_fingerprint, split_of, watched_folder
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
@@ -51,6 +45,10 @@ def build(p: Pipeline) -> list:
         ),
     )
     def raw_dataset(context: dg.AssetExecutionContext, settings: Settings):
+        from mnist_assets.ml import plots
+        from mnist_assets.ml.fiftyone_store import split_view
+        from mnist_assets.ml.ingest import ingest_split
+
         split = context.partition_key
         started = time.perf_counter()
         store = p.store(settings)
@@ -116,6 +114,9 @@ def build(p: Pipeline) -> list:
         description="FiftyOne image metadata, file-size and pixel statistics, and class counts (labels in use) of a split.",
     )
     def dataset_metadata(context: dg.AssetExecutionContext, settings: Settings):
+        from mnist_assets.ml import plots
+        from mnist_assets.ml.fiftyone_store import usable_view
+
         split = context.partition_key
         dataset, view, tensors = split_tensors(p, settings, split, standardize=False, with_excluded=True)
         view.compute_metadata(num_workers=4, progress=False)

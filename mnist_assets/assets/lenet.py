@@ -9,9 +9,6 @@ from mnist_assets.assets.evaluation import prediction_asset
 from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, fit_payload, train_config, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml import plots
-from mnist_assets.ml.checkpoints import save_checkpoint_set
-from mnist_assets.ml.cross_validation import out_of_fold_logits
 from mnist_assets.ml.field_names import (
     EVAL_FOLD_ENSEMBLE,
     EVAL_LENET,
@@ -21,10 +18,6 @@ from mnist_assets.ml.field_names import (
     LENET_PREDICTIONS,
     lenet_umap_key,
 )
-from mnist_assets.ml.fiftyone_store import write_classifications, write_vectors
-from mnist_assets.ml.models import build_model
-from mnist_assets.ml.training import fit, predict
-from mnist_assets.ml.visualization import compute_umap
 from mnist_assets.partitions import TRAINING_SPLITS, split_partitions
 from mnist_assets.resources import Settings
 
@@ -45,6 +38,9 @@ def build(p: Pipeline) -> list:
         description="LeNet-5 trained on train, keeping the state with the best validation loss (atomic checkpoint).",
     )
     def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, settings: Settings):
+        from mnist_assets.ml.models import build_model
+        from mnist_assets.ml.training import fit
+
         settings.configure_torch()
         train_cfg = train_config(config, p, settings, "checkpoint")
         store = p.store(settings)
@@ -92,6 +88,10 @@ def build(p: Pipeline) -> list:
         ),
     )
     def lenet_oof_predictions(context: dg.AssetExecutionContext, config: OutOfFoldConfig, settings: Settings):
+        from mnist_assets.ml.checkpoints import save_checkpoint_set
+        from mnist_assets.ml.cross_validation import out_of_fold_logits
+        from mnist_assets.ml.fiftyone_store import write_classifications
+
         settings.configure_torch()
         train_cfg = train_config(config, p, settings, "folds")
         store = p.store(settings)
@@ -104,6 +104,8 @@ def build(p: Pipeline) -> list:
             context.log.info(f"fold {row['fold']}/{config.folds}: held-out accuracy {row['held_out_accuracy']:.4f} ({row['seconds']} s)")
 
         def fold_model(fold):
+            from mnist_assets.ml.models import build_model
+
             return build_model(train_cfg.arch, train_cfg.seed + fold, **p.spec.model_shape())
 
         result = out_of_fold_logits(fold_model, train, validation, train_cfg, config.folds, settings.torch_device(), on_fold=log_fold)
@@ -157,6 +159,11 @@ def build(p: Pipeline) -> list:
         description="LeNet's 84-d fc1 activations per sample, with a UMAP of them as a FiftyOne brain run.",
     )
     def lenet_embeddings(context: dg.AssetExecutionContext, settings: Settings):
+        from mnist_assets.ml import plots
+        from mnist_assets.ml.fiftyone_store import write_vectors
+        from mnist_assets.ml.training import predict
+        from mnist_assets.ml.visualization import compute_umap
+
         settings.configure_torch()
         split = context.partition_key
         store = p.store(settings)

@@ -1,13 +1,13 @@
 """The series' step 6: hardness, mistakenness and uniqueness from LeNet's outputs."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import fiftyone as fo
 import numpy as np
 
 from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml import plots, quality_scores
 from mnist_assets.ml.decisions import undecided
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
@@ -21,11 +21,12 @@ from mnist_assets.ml.field_names import (
     saved_view_names,
     scored_predictions,
 )
-from mnist_assets.ml.fiftyone_store import read_vectors, save_view, split_view, usable_view, write_floats
 from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
-from mnist_assets.ml.tensors import class_positions
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
+
+if TYPE_CHECKING:  # for annotations only: imported where used, at run time
+    from mnist_assets.ml import quality_scores
 
 SAVED_VIEW_SIZE = 200
 # Candidates for review: the lowest label qualities (the confident-learning study had people look at
@@ -33,10 +34,12 @@ SAVED_VIEW_SIZE = 200
 REVIEW_CANDIDATES = 100
 
 
-def save_quality_views(dataset, view, split: str, scores: quality_scores.SplitScores, sample_ids) -> None:
+def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitScores", sample_ids) -> None:
     """The split's saved views: the SAVED_VIEW_SIZE highest of each score, cleanlab's label issues
     (lowest label quality first), and the review queue: the review candidates no one has decided on
     yet, lowest label quality first (a saved view is a query, so a decided sample leaves it at once)."""
+    from mnist_assets.ml.fiftyone_store import save_view
+
     for name, (field, highest_first) in saved_view_names(split).items():
         save_view(dataset, name, view.sort_by(field, reverse=highest_first).limit(SAVED_VIEW_SIZE))
     flagged = [sample_ids[i] for i in np.flatnonzero(scores.label_issues)]
@@ -70,6 +73,10 @@ def source_label_rankings(view, predictions: str, classes: list[str], known: lis
     """label_error_metadata on every sample of the view against the source's labels: published
     label errors are ranked by the labels they were found in, whatever a person decided since
     (so the figures stay comparable after someone fixes those very samples)."""
+    from mnist_assets.ml import quality_scores
+    from mnist_assets.ml.fiftyone_store import read_vectors
+    from mnist_assets.ml.tensors import class_positions
+
     source_index, source_labels = view.values([SOURCE_INDEX, f"{GROUND_TRUTH_ORIGINAL}.label"])
     logits = read_vectors(view, f"{predictions}.logits")
     labels = class_positions(source_labels, classes)
@@ -104,6 +111,12 @@ def build(p: Pipeline) -> list:
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: Settings):
+        import fiftyone as fo
+
+        from mnist_assets.ml import plots, quality_scores
+        from mnist_assets.ml.fiftyone_store import read_vectors, split_view, usable_view, write_floats
+        from mnist_assets.ml.tensors import class_positions
+
         split = context.partition_key
         dataset = p.store(settings).dataset()
         view = usable_view(dataset, split)  # the labels in use; excluded samples are not scored

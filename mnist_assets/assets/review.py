@@ -9,7 +9,6 @@ from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
 from mnist_assets.ml.decisions import KINDS, accuracy_side_by_side, import_decision_file, review_split
 from mnist_assets.ml.field_names import review_queue_view_name
-from mnist_assets.ml.fiftyone_store import split_lock, split_view
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
@@ -55,6 +54,8 @@ def build(p: Pipeline) -> list:
         ),
     )
     def label_review(context: dg.AssetExecutionContext, config: LabelReviewConfig, settings: Settings):
+        from mnist_assets.ml.fiftyone_store import split_lock, split_view
+
         split = context.partition_key
         store = p.store(settings)
         dataset = store.dataset()

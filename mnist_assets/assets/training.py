@@ -1,7 +1,7 @@
 """What the training assets share: their Launchpad configs, the recipe each resolves to, and what
 a training run yields (the checkpoint, its metadata and the accuracy gate)."""
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
 
@@ -9,10 +9,10 @@ from mnist_assets import checks
 from mnist_assets.assets.common import Pipeline, limited_run
 from mnist_assets.assets.data import checkpoint_path
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml import plots, recipes
-from mnist_assets.ml.checkpoints import checkpoint_payload, save_payload
-from mnist_assets.ml.training import TrainConfig, config_dict
 from mnist_assets.resources import Settings
+
+if TYPE_CHECKING:  # for annotations only: imported where used, at run time
+    from mnist_assets.ml.training import TrainConfig
 
 
 class RecipeConfig(dg.Config):
@@ -39,13 +39,18 @@ class OutOfFoldConfig(TrainingConfig):
     folds: int = 5
 
 
-def train_config(config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None) -> TrainConfig:
+def train_config(config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None) -> "TrainConfig":
     """The recipe of `role` with what the config sets (ml/recipes.py says what wins)."""
+    from mnist_assets.ml import recipes
+    from mnist_assets.ml.training import TrainConfig
+
     chosen = {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
     return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch)
 
 
-def training_metadata(result, config: TrainConfig, path) -> dict:
+def training_metadata(result, config: "TrainConfig", path) -> dict:
+    from mnist_assets.ml import plots
+
     best = result.best_metrics
     return {
         "arch": config.arch,
@@ -62,8 +67,11 @@ def training_metadata(result, config: TrainConfig, path) -> dict:
     }
 
 
-def fit_payload(result, train_cfg: TrainConfig, train, **settings) -> dict:
+def fit_payload(result, train_cfg: "TrainConfig", train, **settings) -> dict:
     """The kept state of a fit as a checkpoint, with everything needed to use it again."""
+    from mnist_assets.ml.checkpoints import checkpoint_payload
+    from mnist_assets.ml.training import config_dict
+
     return checkpoint_payload(
         arch=train_cfg.arch,
         model=result.best_state,
@@ -74,12 +82,14 @@ def fit_payload(result, train_cfg: TrainConfig, train, **settings) -> dict:
     )
 
 
-def save_fit(path, result, train_cfg: TrainConfig, train, **settings) -> None:
+def save_fit(path, result, train_cfg: "TrainConfig", train, **settings) -> None:
     """The kept state of a fit as an atomic checkpoint."""
+    from mnist_assets.ml.checkpoints import save_payload
+
     save_payload(path, fit_payload(result, train_cfg, train, **settings))
 
 
-def training_results(context, p: Pipeline, settings: Settings, name: str, result, train_cfg: TrainConfig, config, train, **extra):
+def training_results(context, p: Pipeline, settings: Settings, name: str, result, train_cfg: "TrainConfig", config, train, **extra):
     """What a training asset yields: the kept state saved as `<name>.pt`, its metadata, and the
     blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
     path = checkpoint_path(p.store(settings), name)

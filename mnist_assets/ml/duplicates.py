@@ -10,7 +10,6 @@ Fashion-MNIST: docs/label-errors.md).
 from collections import Counter
 from dataclasses import dataclass, field
 
-import fiftyone.brain as fob
 import numpy as np
 
 NEAR_DUPLICATE_THRESHOLD = 0.01
@@ -54,6 +53,8 @@ def find_duplicates_and_leaks(
 ) -> DuplicateReport:
     """Run the three brain methods on `samples` (one similarity index serves the two near-duplicate
     ones); `embeddings` holds one row per id in `sample_ids`."""
+    import fiftyone.brain as fob  # here, not above: the Dagster layer reads this module's threshold when it loads
+
     report = DuplicateReport()
     exact = fob.compute_exact_duplicates(samples, progress=False)
     report.exact_duplicate_ids = sorted({sid for original, copies in exact.items() for sid in (original, *copies)})
