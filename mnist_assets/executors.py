@@ -4,7 +4,7 @@
   executor), forked from a server that imported the code location and the ML code once per run, so a
   step does not pay the imports of torch, FiftyOne and the rest again (about 5 s each on 2 cores).
   The code location alone does not import them (the assets do, in their bodies): a run's own
-  process, the daemon and the code servers never compute and load in about 1.5 s instead of 12.
+  process, the daemon and the code servers never compute (docs/decisions.md has the figures).
 - `in_process`: every step of a run in the run's own process, one after another: no process start
   and code import per step.
 - `celery`: each step on a Celery worker (`make worker`), through the broker and result backend in
