@@ -17,17 +17,24 @@ DEFS_FOLDER = Path(__file__).resolve().parent / "defs"
 
 
 def declared_spec(name: str) -> DatasetSpec:
-    """The DatasetSpec of `defs/<name>/defs.yaml`, for scripts and tests that work on one dataset."""
+    """The DatasetSpec of `defs/<name>/defs.yaml`, for scripts and tests that work on one dataset;
+    a DatasetSpecError naming the file and what is wrong, in one line, when it is unusable."""
+    from mnist_assets.components.declarations import one_line_error
+
     path = DEFS_FOLDER / name / "defs.yaml"
     if not path.is_file():
         declared = sorted(p.parent.name for p in DEFS_FOLDER.glob("*/defs.yaml"))
         raise ValueError(f"no dataset {name!r} is declared (no {path}); declared: {', '.join(declared)}")
-    return DatasetSpec(**yaml.safe_load(path.read_text())["attributes"])
+    try:
+        return DatasetSpec(**yaml.safe_load(path.read_text())["attributes"])
+    except Exception as error:  # YAML, a missing `attributes`, pydantic: the declaration is broken
+        raise DatasetSpecError(f"the declaration {path} is broken: {one_line_error(error)}") from error
 
 
 def check_unique_names(folder: Path = DEFS_FOLDER) -> None:
     """Refuse two `defs.yaml` that declare one dataset name, naming both files (before Dagster
-    would fail on their duplicate asset keys without saying where they come from)."""
+    would fail on their duplicate asset keys without saying where they come from). The code location
+    itself keeps one and reports the other as a broken declaration (components/declarations.py)."""
     seen: dict[str, Path] = {}
     for path in sorted(folder.glob("**/defs.yaml")):
         name = (yaml.safe_load(path.read_text()) or {}).get("attributes", {}).get("name")

@@ -7,7 +7,10 @@
 lines are comments) or JSON file against the dataset's source, adds the decisions to the dataset's
 review log (all of them, or none with every bad row named), then materializes `label_review` for
 each split they touch in the Dagster instance the UI reads, so the labels in use change at once and
-automation re-runs what depends on them. `make review DECISIONS=FILE` runs it.
+automation re-runs what depends on them. `make review DECISIONS=FILE` runs it. When they cannot be
+applied (the code location does not load, or the dataset's declaration in it is broken) they stay
+recorded, it says why, and exits with status 3: they apply at the next materialization of
+`<dataset>/label_review`. Exit status 2: nothing recorded (a bad file, an unknown or unusable dataset).
 
 From Python:
 
@@ -21,6 +24,24 @@ import argparse
 import sys
 
 from mnist_assets.ml.decisions import SPLITS, DecisionError
+
+NOT_APPLIED = 3  # exit status: recorded, not applied
+
+
+class NotApplied(RuntimeError):
+    """Decisions recorded in the log but not applied now: `reason` says why; label_review applies
+    them at its next materialization."""
+
+    def __init__(self, dataset: str, reason: str, decisions: list | None = None, log=None):
+        self.dataset, self.reason, self.decisions, self.log = dataset, reason, list(decisions or []), log
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        recorded = f"recorded {len(self.decisions)} decisions in {self.log}, " if self.log else ""
+        return (
+            f"{recorded}not applied: {self.reason}; they apply at the next materialization of {self.dataset}/label_review "
+            "(fix that, then `make run`, or materialize it in the UI)"
+        )
 
 
 def _dataset(name: str):
@@ -39,7 +60,7 @@ def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: st
     spec, settings, store = _dataset(dataset)
     decisions = record_rows(store.decision_log(), list(enumerate(rows, start=1)), via, spec, settings.source_dir, settings.downloads_dir)
     if apply:
-        apply_review(dataset, sorted({d.split for d in decisions}, key=SPLITS.index))
+        _apply_recorded(dataset, decisions, store)
     return decisions
 
 
@@ -50,22 +71,51 @@ def import_file(dataset: str, path: str, split: str | None = None, apply: bool =
     spec, settings, store = _dataset(dataset)
     decisions = import_decision_file(store.decision_log(), path, spec, settings.source_dir, settings.downloads_dir, split)
     if apply:
-        apply_review(dataset, sorted({d.split for d in decisions}, key=SPLITS.index))
+        _apply_recorded(dataset, decisions, store)
     return decisions
 
 
-def apply_review(dataset: str, splits: list[str]) -> None:
-    """Materialize `<dataset>/label_review[split]` for each split, in the instance the UI reads."""
+def _apply_recorded(dataset: str, decisions: list, store) -> None:
+    """apply_review for the splits `decisions` touch; NotApplied names what was recorded."""
+    try:
+        apply_review(dataset, sorted({d.split for d in decisions}, key=SPLITS.index))
+    except NotApplied as error:
+        raise NotApplied(dataset, error.reason, decisions, store.decision_log().path) from None
+
+
+def _code_location(dataset: str):
+    """The code location's Definitions, when they hold `<dataset>/label_review`; else NotApplied
+    saying why (the location does not load, or the dataset's declaration in it is broken)."""
     import dagster as dg
 
-    from mnist_assets.definitions import defs
+    from mnist_assets.components.declarations import one_line_error
+
+    try:
+        from mnist_assets.definitions import broken_declarations, defs
+    except Exception as error:  # whatever stops the location loading stops the apply, not the record
+        raise NotApplied(dataset, f"the code location mnist_assets.definitions does not load: {one_line_error(error)}") from None
+    if dg.AssetKey([dataset, "label_review"]) not in defs.resolve_all_asset_keys():
+        own = [item for item in broken_declarations if dataset in (item.name, item.folder)]
+        if own:
+            raise NotApplied(dataset, f"its declaration {own[0].shown_path} is broken: {own[0].error}")
+        raise NotApplied(dataset, f"the code location has no {dataset}/label_review")
+    return defs
+
+
+def apply_review(dataset: str, splits: list[str]) -> None:
+    """Materialize `<dataset>/label_review[split]` for each split, in the instance the UI reads;
+    NotApplied when the code location cannot (it does not load, or the dataset's declaration is broken)."""
+    import dagster as dg
+
     from mnist_assets.environment import dagster_home
-    from mnist_assets.run_all import materialize_stage, summarize
+
+    defs = _code_location(dataset)
+    from mnist_assets.run_all import materialize_stage, summarize  # imports the code location: after the check
 
     dagster_home().mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
     for split in splits:
-        result = materialize_stage(instance, [dg.AssetKey([dataset, "label_review"])], split, defs.resources)
+        result = materialize_stage(instance, [dg.AssetKey([dataset, "label_review"])], split, defs.resources, defs.assets)
         lines, failures = summarize(result, split)
         print("\n".join(lines + failures))
         if not result.success:
@@ -109,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for row in status(args.dataset):
                 print("  ".join(f"{key}={value}" for key, value in row.items()))
+    except NotApplied as error:
+        print(error, file=sys.stderr)
+        return NOT_APPLIED
     except (DecisionError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
