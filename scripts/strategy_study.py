@@ -1,14 +1,16 @@
 """The series' exercise: does augmenting another subset help? Fine-tune once per strategy and seed.
 
-Needs hardness_scores[train] and lenet_checkpoint materialized (MNIST_ASSETS_HOME,
-MNIST_ASSETS_NAMESPACE). For each strategy and seed: select the budget, augment
-(10 copies), fine-tune from the LeNet checkpoint on train + augmented with the
-finetuned_model asset's defaults (or the flags), and score the test split against
-LeNet's predictions. Prints mean and standard deviation of test accuracy, fixed and broken. The
-selection, augmentation and fine-tuning recipe are the assets' own (ml/augmentation.augment_chosen,
-ml/recipes.resolve), on the dataset's declaration.
+Needs the dataset's hardness_scores[train] and lenet_checkpoint materialized (MNIST_ASSETS_HOME,
+MNIST_ASSETS_NAMESPACE). For each strategy and seed: select the budget, augment (10 copies),
+fine-tune from the checkpoint on train + augmented with the finetuned_model asset's own step
+(ml/finetuning.finetune: its recipe, seeds and standardization, or the flags), and score the test
+split against the checkpoint's predictions. Prints mean and standard deviation of test accuracy,
+fixed and broken. The selection and augmentation are the assets' own too (ml/augmentation.augment_chosen),
+on the dataset's declaration; the copies stay in memory (the asset reads them back from FiftyOne, in
+source order, so its batches differ: the same recipe, not the same weights).
 
     .venv/bin/python scripts/strategy_study.py --seeds 51 52 53 --control
+    .venv/bin/python scripts/strategy_study.py --dataset fashion_mnist --strategies hardest misclassified
     .venv/bin/python scripts/strategy_study.py --recipe series --lr 1e-4 --batch-augmentation none --keep best
 """
 
@@ -17,19 +19,20 @@ import json
 
 import numpy as np
 
-from mnist_assets.assets.data import split_tensors
-from mnist_assets.ml import recipes
+from mnist_assets.assets.data import checkpoint_path, split_tensors
+from mnist_assets.ml import finetuning
 from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_chosen
 from mnist_assets.ml.checkpoints import load_models
 from mnist_assets.ml.selection import STRATEGIES, read_scores
-from mnist_assets.ml.tensors import SplitTensors, concatenate
-from mnist_assets.ml.training import KEEP, RECIPES, fit, predict
+from mnist_assets.ml.tensors import SplitTensors
+from mnist_assets.ml.training import KEEP, RECIPES, predict
 from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.resources import Settings
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>/defs.yaml)")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[51, 52, 53])
     parser.add_argument("--budget", type=int, default=512)
@@ -48,45 +51,57 @@ def main() -> None:
         "--control", action="store_true", help="also fine-tune with no augmented set (train only), to see what the subset itself adds"
     )
     parser.add_argument("--json", help="also write every run to this file")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
     settings = Settings.from_env()
     settings.configure_torch()
-    pipeline = declared_pipeline("mnist")
-    loaded = {s: split_tensors(pipeline, settings, s) for s in ("train", "validation", "test")}
+    device = settings.torch_device()
+    pipeline = declared_pipeline(args.dataset)
+    store = pipeline.store(settings)
+    loaded = {s: split_tensors(pipeline, settings, s, store) for s in ("train", "validation", "test")}
     data = {s: tensors for s, (_, _, tensors) in loaded.items()}
     scores = read_scores(loaded["train"][1])
-    checkpoint = settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt")
-    ((base, _),) = load_models(checkpoint)
-    test_labels = data["test"].labels.numpy()
-    base_correct = predict(base, data["test"])[0].argmax(1) == test_labels
-    print(f"LeNet checkpoint: test accuracy {base_correct.mean():.4f}")
+    checkpoint = checkpoint_path(store, "lenet_checkpoint")
+    ((base, payload),) = load_models(checkpoint)
+    test = finetuning.standardized_as(payload, data["test"])  # as the checkpoint and every fine-tuned model read it
+    test_labels = test.labels.numpy()
+    base_correct = predict(base, test, device)[0].argmax(1) == test_labels
+    print(f"{args.dataset} checkpoint: test accuracy {base_correct.mean():.4f}")
 
+    chosen_settings = {
+        "recipe": args.recipe,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_augmentation": args.batch_augmentation,
+        "keep": args.keep,
+    }
     runs = []
     strategies = args.strategies + (["none"] if args.control else [])
+    train = data["train"]
     for strategy in strategies:
         for seed in args.seeds:
-            train = data["train"]
             if strategy == "none":
-                chosen, extra = np.zeros(0, dtype=np.int64), SplitTensors(train.images[:0], train.labels[:0], [], train.mean, train.std)
+                chosen, extra = np.zeros(0, dtype=np.int64), SplitTensors(train.images[:0], train.labels[:0], [])
             else:
                 made = augment_chosen(train.images, scores, strategy, args.budget, args.copies, seed, pipeline.spec.flips)
                 chosen = made.chosen
-                extra = SplitTensors(
-                    made.images, train.labels[made.sources], [f"aug-{i}" for i in range(len(made.sources))], train.mean, train.std
-                )
+                extra = SplitTensors(made.images, train.labels[made.sources], [f"aug-{i}" for i in range(len(made.sources))])
             ((model, payload),) = load_models(checkpoint)
-            chosen_settings = {
-                "recipe": args.recipe,
-                "epochs": args.epochs,
-                "lr": args.lr,
-                "seed": seed,
-                "batch_augmentation": args.batch_augmentation,
-                "keep": args.keep,
-            }
-            config = recipes.resolve("finetune", pipeline.spec, chosen_settings, env_epochs=settings.epochs, arch=payload["arch"])
-            fit(model, concatenate(data["train"], extra), data["validation"], config)
-            correct = predict(model, data["test"])[0].argmax(1) == test_labels
+            tuned = finetuning.finetune(
+                pipeline.spec,
+                model,
+                payload,
+                train,
+                extra,
+                data["validation"],
+                {**chosen_settings, "seed": seed},
+                env_epochs=settings.epochs,
+                device=device,
+            )
+            correct = predict(tuned.model, test, device)[0].argmax(1) == test_labels
             run = {
                 "strategy": strategy,
                 "seed": seed,
@@ -98,10 +113,10 @@ def main() -> None:
             runs.append(run)
             print(run, flush=True)
 
+    config = tuned.config
     print(
-        f"\nrecipe {config.recipe}, lr {config.lr}, {config.epochs} epochs, batch augmentation {config.batch_augmentation}, "
-        f"keep {config.keep}, "
-        f"budget {args.budget} x {args.copies}; LeNet {base_correct.mean():.4f}"
+        f"\n{args.dataset}: recipe {config.recipe}, lr {config.lr}, {config.epochs} epochs, batch augmentation "
+        f"{config.batch_augmentation}, keep {config.keep}, budget {args.budget} x {args.copies}; checkpoint {base_correct.mean():.4f}"
     )
     print("| strategy | selected | test accuracy (mean +- sd) | fixed | broken |\n|---|---|---|---|---|")
     for strategy in strategies:
@@ -116,6 +131,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(runs, handle, indent=2)
+    return runs
 
 
 if __name__ == "__main__":

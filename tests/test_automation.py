@@ -149,6 +149,7 @@ TEST_DECISION = {
     (f"mnist/{name}", "test")
     for name in (
         "dataset_metadata",
+        "umap_projection",  # its plots colour each point by the label in use
         "zero_shot_predictions",
         "lenet_predictions",
         "fold_ensemble_predictions",
@@ -164,7 +165,7 @@ def test_a_decision_on_test_re_evaluates_test_and_never_retrains(settled):
     order, _ = run_ticks(instance, cursor, time)
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
-    # Pixels did not change: no embeddings, projections or training.
+    # Pixels did not change: no embeddings or training; the projections are plotted by label again.
     assert set(requests) == TEST_DECISION
     assert_lineage_order(order)
 
@@ -177,11 +178,23 @@ def test_a_decision_on_train_retrains_once_then_everything_below_once(settled):
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
     rescored = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
     expected = {(f"mnist/{name}", split) for name in rescored for split in SPLITS}
-    expected |= {("mnist/dataset_metadata", "train"), ("mnist/zero_shot_predictions", "train")}
+    expected |= {(f"mnist/{name}", "train") for name in ("dataset_metadata", "umap_projection", "zero_shot_predictions")}
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
     assert ("mnist/lenet_checkpoint", None) in order[0] and ("mnist/lenet_oof_predictions", None) in order[0]
     assert_lineage_order(order)
+
+
+def test_what_reads_the_labels_in_use_declares_label_review():
+    """The CLIP projections colour their plots by the labels in use, of their own split; the
+    augmented copies take the labels in use of train: a review makes each stale."""
+    asset_graph, review = graph(), mnist("label_review")
+    for name, mapping in (
+        ("umap_projection", dg.IdentityPartitionMapping()),
+        ("augmented_set", dg.SpecificPartitionsPartitionMapping(["train"])),
+    ):
+        assert review in asset_graph.get(mnist(name)).parent_keys, name
+        assert asset_graph.get_partition_mapping(mnist(name), review) == mapping, name
 
 
 def test_a_re_ingest_that_changes_nothing_re_runs_nothing(settled):

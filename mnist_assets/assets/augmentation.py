@@ -6,7 +6,7 @@ import numpy as np
 from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first
 from mnist_assets.assets.data import load_model_for, split_tensors
 from mnist_assets.assets.evaluation import prediction_asset
-from mnist_assets.assets.training import RecipeConfig, train_config, training_results
+from mnist_assets.assets.training import RecipeConfig, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.decisions import accuracy_side_by_side
@@ -52,6 +52,13 @@ class FinetuneConfig(RecipeConfig):
     """
 
 
+def recipe_settings(config: RecipeConfig) -> dict:
+    """The training settings a person set in the Launchpad (None: the recipe's), without the gate's threshold."""
+    from mnist_assets.ml.training import TrainConfig
+
+    return {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
+
+
 def build(p: Pipeline) -> list:
     classes = p.classes()
 
@@ -60,6 +67,7 @@ def build(p: Pipeline) -> list:
         deps=[
             dg.AssetDep(p.key("hardness_scores"), partition_mapping=TRAIN_ONLY),
             p.key("lenet_oof_predictions"),  # "misclassified" means out of sample
+            dg.AssetDep(p.key("label_review"), partition_mapping=TRAIN_ONLY),  # the copies take the labels in use
         ],
         group_name=p.group("augmentation"),
         kinds={"pytorch", "fiftyone"},
@@ -140,34 +148,36 @@ def build(p: Pipeline) -> list:
     )
     def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, settings: Settings):
         from mnist_assets.ml.fiftyone_store import split_view
-        from mnist_assets.ml.tensors import concatenate, load_view_tensors
-        from mnist_assets.ml.training import fit
+        from mnist_assets.ml.finetuning import finetune
+        from mnist_assets.ml.tensors import load_view_tensors
 
         settings.configure_torch()
-        device = settings.torch_device()
         store = p.store(settings)
         _, _, train = split_tensors(p, settings, "train", store)
-        model, payload, train = load_model_for(p, store, "lenet_checkpoint", train)
-        train_cfg = train_config(config, p, settings, "finetune", arch=payload["arch"])
         _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
-        extra = load_view_tensors(
+        model, payload, _ = load_model_for(p, store, "lenet_checkpoint", train)
+        augmented = load_view_tensors(
             split_view(store.augmented(), AUGMENTED_SPLIT),
             store.tensor_cache_dir,
             classes=classes,
             channels=p.spec.channels,
             size=p.spec.image_size,
         )
-        epochs = train_cfg.planned_epochs(len(train) + len(extra))
-        context.log.info(f"{p.name}: fine-tuning on {len(train)} + {len(extra)} augmented samples, {epochs} epochs")
-        result = fit(
+        tuned = finetune(
+            p.spec,
             model,
-            concatenate(train, extra),
+            payload,
+            train,
+            augmented,
             validation,
-            train_cfg,
-            device,
-            on_epoch=lambda row: context.log.info(f"epoch {row['epoch']}: val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"),
+            recipe_settings(config),
+            env_epochs=settings.epochs,
+            device=settings.torch_device(),
+            log=context.log.info,
         )
-        yield from training_results(context, p, settings, "finetuned_model", result, train_cfg, config, train, augmented_count=len(extra))
+        yield from training_results(
+            context, p, settings, "finetuned_model", tuned.result, tuned.config, config, tuned.train, augmented_count=len(augmented)
+        )
 
     finetuned_predictions = prediction_asset(
         p,

@@ -136,14 +136,14 @@ def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("umap_projection"),
         partitions_def=split_partitions,
-        deps=[clip_embeddings],
+        deps=[clip_embeddings, p.key("label_review")],  # the plots colour each point by its label in use
         group_name=p.group("clip"),
         kinds={"fiftyone", "umap"},
         pool=HEAVY_POOL,
-        code_version="2",
+        code_version="3",
         automation_condition=follows_lineage(),
         check_specs=[p.check("brain_runs_present", "umap_projection")],
-        description="UMAP and PCA of the CLIP embeddings as FiftyOne brain runs (the App's embeddings panel).",
+        description="UMAP and PCA of the CLIP embeddings as FiftyOne brain runs (the App's embeddings panel), plotted by label in use.",
     )
     def umap_projection(context: dg.AssetExecutionContext, settings: Settings):
         from mnist_assets.ml import plots
