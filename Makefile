@@ -1,4 +1,10 @@
 # mnist_assets: the contract commands (see README.md).
+#
+# Values given on the command line (DATASET, DECISIONS, SPLIT, IMAGES, VIEW, WORKER, PORT, APP_PORT)
+# reach the commands through the environment, quoted there ("$$DATASET"), never as text the shell
+# parses: `make review DATASET='mnist; touch x'` names a dataset that does not exist, and a file
+# name may hold spaces. IMAGES lists several files the way a shell command line does (Python's
+# shlex): IMAGES='"my digit.png" other.png' is two files.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -25,26 +31,41 @@ run: setup
 test: setup
 	$(PY) -m pytest
 
+ui: export PORT := $(PORT)
 ui: setup
-	$(PY) -m mnist_assets.ui -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+	$(PY) -m mnist_assets.ui -h 127.0.0.1 -p "$$PORT" -w workspace.yaml
 
+app: export APP_PORT := $(APP_PORT)
+app: export DATASET := $(DATASET)
+app: export VIEW := $(VIEW)
 app: setup
-	$(PY) -m mnist_assets.app --port $(APP_PORT) --dataset $(DATASET) $(if $(VIEW),--view $(VIEW))
+	$(PY) -m mnist_assets.app --port "$$APP_PORT" --dataset "$$DATASET" $${VIEW:+--view "$$VIEW"}
 
 # One Celery worker in the foreground, one step at a time (docs/scale-out.md): it needs the same
 # environment as the launcher (DAGSTER_HOME, DAGSTER_CELERY_*, DAGSTER_PG_*, MNIST_ASSETS_*, FIFTYONE_DATABASE_URI).
+# mnist_assets/worker.py first refuses a broker, result backend or MongoDB on another host without a
+# password, and Dagster storage on SQLite.
+worker: export WORKER := $(WORKER)
 worker: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml -n $(WORKER) -- --concurrency=1 --loglevel=INFO
+	$(PY) -m mnist_assets.worker
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml -n "$$WORKER" -- --concurrency=1 --loglevel=INFO
 
-# Record the label decisions of a CSV or JSON file and apply them (mnist_assets/review.py).
+# Record the label decisions of a CSV or JSON file and apply them (mnist_assets/review.py); SPLIT
+# names the split of rows that name none.
+review: export DECISIONS := $(DECISIONS)
+review: export DATASET := $(DATASET)
+review: export SPLIT := $(SPLIT)
 review: setup
-	@test -n "$(DECISIONS)" || { echo "usage: make review DECISIONS=<file.csv|file.json> [DATASET=mnist]" >&2; exit 2; }
-	$(PY) -m mnist_assets.review import "$(DECISIONS)" --dataset $(DATASET)
+	@test -n "$$DECISIONS" || { echo "usage: make review DECISIONS=<file.csv|file.json> [DATASET=mnist] [SPLIT=train|validation|test]" >&2; exit 2; }
+	$(PY) -m mnist_assets.review import --dataset "$$DATASET" $${SPLIT:+--split "$$SPLIT"} -- "$$DECISIONS"
 
-# Classify image files with a dataset's released model (mnist_assets/predict.py).
+# Classify image files with a dataset's released model (mnist_assets/predict.py); IMAGES is split
+# as a shell splits words (shlex), so IMAGES='"my digit.png" b.jpg' is two files.
+predict: export IMAGES := $(IMAGES)
+predict: export DATASET := $(DATASET)
 predict: setup
-	@test -n "$(IMAGES)" || { echo "usage: make predict IMAGES='a.png b.jpg' [DATASET=mnist]" >&2; exit 2; }
-	$(PY) -m mnist_assets.predict --dataset $(DATASET) $(IMAGES)
+	@test -n "$$IMAGES" || { echo "usage: make predict IMAGES='a.png \"my digit.png\"' [DATASET=mnist]" >&2; exit 2; }
+	$(PY) -c 'import os, shlex, sys; from mnist_assets.predict import main; sys.exit(main(["--dataset", os.environ["DATASET"], "--", *shlex.split(os.environ["IMAGES"])]))'
 
 bench: setup
 	$(PY) benchmarks/run_all.py

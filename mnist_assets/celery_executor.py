@@ -9,8 +9,10 @@ import dagster as dg
 from dagster_celery.core_execution_loop import core_celery_execution_loop
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor, _submit_task
 from dagster_celery.make_app import make_app
+from kombu.utils.url import maybe_sanitize_url
 
 from mnist_assets.executors import DEFAULT_WAIT_SECONDS
+from mnist_assets.worker import SQLITE_REFUSAL
 
 WATCH_SECONDS = 2.0  # between two looks at the workers
 LOST_AFTER = 3  # looks without an answer from a step's worker before the step is failed
@@ -25,6 +27,9 @@ def watched_celery_executor(init_context):
     """dagster-celery's executor with a watchdog on the workers that run the steps."""
     from dagster._core.execution.retries import RetryMode
 
+    refusal = sqlite_refusal(init_context.instance)
+    if refusal:
+        raise dg.DagsterInvariantViolationError(refusal)
     config = init_context.executor_config
     return WatchedCeleryExecutor(
         broker=config.get("broker"),
@@ -36,13 +41,22 @@ def watched_celery_executor(init_context):
     )
 
 
+def sqlite_refusal(instance: dg.DagsterInstance) -> str | None:
+    """The refusal `make worker` gives (mnist_assets/worker.py) when this instance keeps runs or
+    events in SQLite: the workers could not see them, and would race to create its tables."""
+    if any("Sqlite" in type(storage).__name__ for storage in (instance.run_storage, instance.event_log_storage)):
+        return SQLITE_REFUSAL.format(where=f"this run's instance ({instance.root_directory})")
+    return None
+
+
 class WatchedCeleryExecutor(CeleryExecutor):
     def __init__(self, worker_wait_seconds: int = DEFAULT_WAIT_SECONDS, **kwargs):
         super().__init__(**kwargs)
         self.worker_wait_seconds = worker_wait_seconds
 
     def execute(self, plan_context, execution_plan):
-        watchdog = Watchdog(make_app(self.app_args()), self.worker_wait_seconds, self.broker)
+        # The broker's password stays out of the run's event log.
+        watchdog = Watchdog(make_app(self.app_args()), self.worker_wait_seconds, maybe_sanitize_url(self.broker))
 
         def submit(app, context, step, queue, priority, known_state):
             result = _submit_task(app, context, step, queue, priority, known_state)
