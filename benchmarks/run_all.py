@@ -31,6 +31,7 @@ TARGETS = {
     "e2e_seconds": ("<", 900.0),
     "e2e_peak_rss_mb": ("<", 4096.0),
     "refresh_over_make_run": ("<=", 3.0),
+    "decision_log_history_over_folded": (">=", 5.0),
 }
 
 
@@ -114,6 +115,10 @@ def main() -> None:
 
     print("== UMAP in a fresh process: empty numba cache, then cached", flush=True)
     results.update(bench_umap.run(work / "umap"))
+    import bench_decision_log
+
+    print("== the review log at 650,000 decisions: every decision read against the folded log", flush=True)
+    results.update(bench_decision_log.run(work / "decision_log"))
     # The CUDA measurements are not built yet (no GPU was lent to measure them); null, with the reason.
     for key in ("clip_embed_pipeline_over_raw_cuda", "clip_images_per_second_cuda_bf16", "lenet_epoch_seconds_cuda"):
         results[key] = None

@@ -162,11 +162,10 @@ class DatasetStore:
     review_dir: Path  # the review log: a person's decisions, kept apart from what the pipeline rebuilds
 
     def decision_log(self):
-        """The dataset's log of label decisions (ml/decisions.py), rewritten under its own lock."""
+        """The dataset's log of label decisions (ml/decisions/log.py): append-only, no lock needed."""
         from mnist_assets.ml.decisions import DecisionLog
-        from mnist_assets.ml.locks import exclusive
 
-        return DecisionLog(self.review_dir / "decisions.jsonl", exclusive(f"review-{self.name}"))
+        return DecisionLog(self.review_dir)
 
     @property
     def tensor_cache_dir(self) -> Path:

@@ -57,13 +57,12 @@ def build_source_sensor(spec: DatasetSpec, job, raw_key: dg.AssetKey) -> dg.Sens
     return source_sensor
 
 
-def _dataset_activity(dataset, log_path: Path) -> str:
+def _dataset_activity(dataset, log) -> str:
     """Cheap signs of any change: sample count, the newest sample edit and deletion (indexed), the
-    review log's size and time. Unchanged, no split can hold a new decision."""
+    review log's files. Unchanged, no split can hold a new decision."""
     newest = dataset.sort_by("last_modified_at", reverse=True).limit(1).values("last_modified_at")
     dataset.reload()
-    stat = log_path.stat() if log_path.is_file() else None
-    return repr((len(dataset), newest, dataset.last_deletion_at, stat and (stat.st_size, stat.st_mtime_ns)))
+    return repr((len(dataset), newest, dataset.last_deletion_at, log.signature()))
 
 
 def _recorded_fingerprint(instance, key: dg.AssetKey, split: str) -> str | None:
@@ -114,7 +113,7 @@ def build_review_sensor(spec: DatasetSpec, review_key: dg.AssetKey, raw_key: dg.
             return dg.SkipReason(f"no FiftyOne dataset {store.name!r} yet.")
         dataset, log = store.dataset(), store.decision_log()
         cursor = json.loads(context.cursor) if context.cursor else {}
-        activity = _dataset_activity(dataset, log.path)
+        activity = _dataset_activity(dataset, log)
         if cursor.get("activity") == activity:
             return dg.SkipReason(f"{spec.name}: no change since the last look.")
         decisions, requests, busy = log.by_key(), [], False

@@ -19,7 +19,6 @@ from mnist_assets.ml.decisions import (
     undecided,
 )
 from mnist_assets.ml.fiftyone_store import get_dataset, split_view, sync_split, usable_view
-from mnist_assets.ml.locks import exclusive
 from mnist_assets.ml.sources import pixel_hashes
 
 DIGITS = [str(d) for d in range(10)]
@@ -187,7 +186,7 @@ def test_a_decision_file_is_checked_row_by_row(tmp_path):
     [
         ("d.json", '[{"source_index": 3,', "is not valid JSON"),
         ("d.json", '{"source_index": 3}', "expected a JSON list"),
-        ("d.csv", "index,verdict\n3,exclude\n", "the header lacks ['decision', 'source_index']"),
+        ("d.csv", "label,decision\n3,exclude\n", "the header lacks ['source_index']"),
         ("d.csv", "# only a comment\n", "holds no decisions"),
         ("d.txt", "source_index,decision\n", "decision files are .csv or .json"),
     ],
@@ -206,31 +205,29 @@ def test_json_decision_files_read_like_csv(tmp_path):
     assert [d.label for d in decisions_from_rows(read_decision_file(path), "file:d.json", SOURCES, DIGITS)] == ["9"]
 
 
-def _append_many(path: str, lock_name: str, worker: int, count: int) -> None:
-    log = DecisionLog(path, exclusive(lock_name))
+def _append_many(folder: str, worker: int, count: int) -> None:
+    log = DecisionLog(folder)
     for i in range(count):
         log.append([Decision("test", worker * 1000 + i, "h", "exclude", None, "1", "1", "t", f"python:{worker}")])
 
 
 def test_concurrent_appends_lose_no_decision(tmp_path):
     """Separate processes appending at once (the asset, the CLI, an ingest): every decision stays."""
-    path = tmp_path / "decisions.jsonl"
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_append_many, args=(str(path), f"review-test-{tmp_path.name}", w, 25)) for w in range(3)]
+    workers = [context.Process(target=_append_many, args=(str(tmp_path), w, 25)) for w in range(3)]
     for process in workers:
         process.start()
     for process in workers:
         process.join(120)
         assert process.exitcode == 0
-    decisions = DecisionLog(path, exclusive("unused")).read()
+    decisions = DecisionLog(tmp_path).history()
     assert sorted(d.source_index for d in decisions) == sorted(w * 1000 + i for w in range(3) for i in range(25))
 
 
 def test_a_damaged_log_line_is_named(tmp_path):
-    path = tmp_path / "decisions.jsonl"
-    path.write_text('{"split": "test"}\n')
-    with pytest.raises(DecisionError, match="line 1 is not a decision"):
-        DecisionLog(path, exclusive("unused")).read()
+    (tmp_path / "decisions.jsonl").write_text('{"split": "test"}\n')  # the log as earlier versions wrote it
+    with pytest.raises(DecisionError, match="decisions.jsonl line 1 is not a decision"):
+        DecisionLog(tmp_path).read()
 
 
 def test_split_samples_read_one_query(test_split):
@@ -238,3 +235,171 @@ def test_split_samples_read_one_query(test_split):
     samples = SplitSamples.read(split_view(dataset, "test"))
     assert len(samples.ids) == 40 and samples.source_index == list(range(40)) and samples.label == samples.original
     assert collect(samples, "test", {}, DIGITS).new == []
+
+
+# --- A log no pause can lose ---------------------------------------------------------------------
+
+
+def _append_after_a_stop(folder: str, ready, index: int) -> None:
+    """Append one decision, stopping this process (SIGSTOP, as Ctrl-Z does) just before the write
+    becomes visible: after it prepared its data, while others go on writing."""
+    import os
+    import signal
+
+    def stop_then(real):
+        def call(*args, **kwargs):
+            if not ready.is_set():  # once: the retry after another writer took its number goes on
+                ready.set()
+                os.kill(os.getpid(), signal.SIGSTOP)
+            return real(*args, **kwargs)
+
+        return call
+
+    os.link, os.replace = stop_then(os.link), stop_then(os.replace)
+    DecisionLog(folder).append([Decision("test", index, "h", "exclude", None, "1", "1", "t", "python:stopped")])
+
+
+def test_a_writer_stopped_mid_append_loses_no_one_elses_decision(tmp_path):
+    """Issue 33, item 3: import A stopped for longer than any lease while B records a decision; A
+    resumes: both decisions are in the log (the old log renamed A's stale copy over B's)."""
+    import os
+    import signal
+    import time
+
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    stopped = context.Process(target=_append_after_a_stop, args=(str(tmp_path), ready, 1))
+    stopped.start()
+    assert ready.wait(120)
+    DecisionLog(tmp_path).append([Decision("test", 2, "h", "relabel", "7", "1", "1", "t", "python:meanwhile")])
+    time.sleep(3.0)  # stopped a while longer: what it holds in memory is stale now
+    os.kill(stopped.pid, signal.SIGCONT)
+    stopped.join(60)
+    assert stopped.exitcode == 0
+    history = DecisionLog(tmp_path).history()
+    assert sorted((d.source_index, d.via) for d in history) == [(1, "python:stopped"), (2, "python:meanwhile")]
+    assert [d.source_index for d in history] == [2, 1]  # in the order they landed
+    assert not [p for p in (tmp_path / "log").iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_long_log_reads_folded_with_the_whole_history_kept(tmp_path, monkeypatch):
+    """Superseded decisions are folded into a cache, so reading stays fast as the history grows;
+    the state is the same as folding every decision, and nothing of the history is lost."""
+    from mnist_assets.ml.decisions import log as log_module
+    from mnist_assets.ml.decisions.model import superseded_removed
+
+    monkeypatch.setattr(log_module, "REFOLD_AFTER", 50)
+    (tmp_path / "decisions.jsonl").write_text(
+        "".join(decision("relabel", str(i % 10), index=i).to_json() + "\n" for i in range(20))  # the old single file, read first
+    )
+    log = DecisionLog(tmp_path)
+    rng = np.random.default_rng(0)
+    for round_ in range(12):
+        batch = []
+        for _ in range(30):
+            index, kind = int(rng.integers(0, 25)), str(rng.choice(["relabel", "exclude", "confirm"]))
+            image_hash = str(rng.choice(["h", "h2"]))
+            via = str(rng.choice(["app", "tag:review:exclude", "tag:relabel:4", f"file:f.csv:{round_}"]))
+            batch.append(decision(kind, str(rng.integers(0, 10)) if kind == "relabel" else None, image_hash, via, index))
+        log.append(batch)
+    history = log.history()
+    assert len(history) == 20 + 12 * 30 and (tmp_path / "folded.json").exists() is False
+    folded = log.by_key()
+    assert (tmp_path / "folded.json").exists()  # more than REFOLD_AFTER new decisions: the reader folded them
+    assert sum(map(len, folded.values())) < len(history)
+    by_key = {}
+    for d in history:
+        by_key.setdefault(d.key, []).append(d)
+    for key, decisions in by_key.items():
+        assert folded[key] == superseded_removed(decisions)
+        for image_hash in ("h", "h2", "other"):
+            assert fold(folded[key], "3", image_hash)[0] == fold(decisions, "3", image_hash)[0]
+    # From the cache plus a new segment, and after losing the cache: the same state.
+    log.append([decision("exclude", index=3, via="python:late")])
+    again = DecisionLog(tmp_path).by_key()
+    assert again[("test", 3)][-1].via == "python:late"
+    (tmp_path / "folded.json").unlink()
+    assert DecisionLog(tmp_path).by_key() == again
+    assert len(DecisionLog(tmp_path).history()) == len(history) + 1
+
+
+def test_temporary_files_of_a_killed_writer_are_removed(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "log").mkdir()
+    leftover = tmp_path / "log" / f".0000000001.jsonl~{socket.gethostname()}~{dead}~abcd1234.tmp"
+    leftover.write_text("half a decision")
+    DecisionLog(tmp_path).append([decision("confirm")])
+    assert not leftover.exists() and len(DecisionLog(tmp_path).history()) == 1
+
+
+# --- Decision files that cannot hit the wrong sample ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # A column the reader does not know once sent a train decision to test sample 947.
+        ("source_index,decision,label,Split\n947,relabel,9,train\n", "unknown column(s) ['Split']"),
+        ("source_index,decision,label\n947,relabel,9,train\n", "line 2: 4 fields for 3 columns"),
+        ("source_index,decision,label,label\n947,relabel,9,9\n", "appear more than once"),
+        (
+            "source_index,decision,label\n947,relabel,9\n3,exclude,\n947,confirm,\n",
+            "lines 2, 4: they decide the test sample 947 differently",
+        ),
+        ('source_index,decision,label,note\n947,relabel,9,"never closed\n', "line 2: a quoted field is never closed"),
+    ],
+)
+def test_a_decision_file_that_could_hit_the_wrong_sample_is_refused(tmp_path, text, expected):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(DecisionError) as refused:
+        decisions_from_rows(read_decision_file(path, default_split="test"), "file:d.csv", SOURCES, DIGITS)
+    assert expected in str(refused.value)
+
+
+def test_excel_files_notes_and_line_numbers(tmp_path):
+    path = tmp_path / "excel.csv"
+    text = 'source_index,decision,label,note\n947,relabel,9,"looks like a 9,\nsee the loop"\n# a comment\n3,exclude,,\n'
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())  # Excel: a BOM and CRLF
+    decisions = decisions_from_rows(read_decision_file(path, default_split="test"), "file:excel.csv", SOURCES, DIGITS)
+    assert [(d.source_index, d.via, d.note) for d in decisions] == [
+        (947, "file:excel.csv:2", "looks like a 9,\nsee the loop"),
+        (3, "file:excel.csv:5", None),  # line 5: the note took two lines
+    ]
+    log = DecisionLog(tmp_path / "reviews")
+    log.append(decisions)
+    assert [d.note for d in DecisionLog(tmp_path / "reviews").history()] == ["looks like a 9,\nsee the loop", None]
+    assert '"note"' not in (tmp_path / "reviews" / "log" / "0000000001.jsonl").read_text().splitlines()[1]  # no note: as before
+
+
+def test_unreadable_decision_files_are_one_line_errors(tmp_path):
+    import os
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("source_index,decision,label,note\n947,relabel,9,café\n".encode("latin-1"))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    unknown_key = tmp_path / "keys.json"
+    unknown_key.write_text(json.dumps([{"source_index": 947, "decision": "relabel", "label": "9", "Split": "train"}]))
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)  # never read: the suffix is checked first (reading a FIFO would hang)
+    fifo_csv = tmp_path / "pipe.csv"
+    os.mkfifo(fifo_csv)
+    for path, expected in [
+        (latin, "latin.csv is not UTF-8 text (byte 0xe9"),
+        (deep, "deep.json nests too deeply"),
+        (unknown_key, "object 1: unknown key(s) ['Split']"),
+        (fifo, "decision files are .csv or .json"),
+        (fifo_csv, "pipe.csv is not a regular file"),
+    ]:
+        with pytest.raises(DecisionError) as refused:
+            read_decision_file(path)
+        assert expected in str(refused.value)
+    with pytest.raises(DecisionError, match=r"python line 1: unknown key\(s\) \['Split'\]"):
+        decisions_from_rows(
+            [(1, {"split": "test", "source_index": 947, "decision": "confirm", "Split": "train"})], "python", SOURCES, DIGITS
+        )

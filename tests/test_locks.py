@@ -10,7 +10,7 @@ import time
 import pytest
 from processes import REPO, mongod_server
 
-from mnist_assets.ml.locks import LeaseLock, LockTimeout
+from mnist_assets.ml.locks import LeaseLock, LockTimeout, _held
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,7 @@ def test_a_crashed_holder_blocks_only_until_its_lease_ends(collection):
     with LeaseLock("views", collection, timeout=30):
         waited = time.monotonic() - started
     assert 0.5 < waited < 10
+    _held.discard(crashed)  # the "dead" holder lives on in this process: keep the next tests' fences off it
 
 
 WRITER = textwrap.dedent("""
@@ -115,3 +116,90 @@ def test_a_warm_process_sees_the_fields_another_process_declared(tmp_path):
     declared = subprocess.run([sys.executable, "-c", other, name, "x"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert declared.returncode == 0, declared.stderr[-3000:]
     assert get_dataset(name).has_sample_field("declared_elsewhere")
+
+
+HOLDER = textwrap.dedent("""
+    import sys
+    import pymongo
+    from mnist_assets.ml.locks import LeaseLock, LockLost
+    lock = LeaseLock("review-x", pymongo.MongoClient(sys.argv[1])["locks_test"]["stopped"], lease=2)
+    try:
+        with lock:
+            print("held", flush=True)
+            sys.stdin.readline()  # stopped here (SIGSTOP, as Ctrl-Z does) past its lease, then resumed
+            lock.fence()  # what every guarded write does first
+            print("wrote after losing the lock", flush=True)
+    except LockLost as error:
+        print(f"refused: {error}", flush=True)
+        sys.exit(3)
+""")
+
+
+def test_a_holder_stopped_past_its_lease_writes_nothing_after_it(shared_mongodb):
+    """Issue 33, item 3: a holder stopped longer than its lease resumes after another process took
+    the lock: its next guarded write is refused (LockLost), the other's lock stays the other's."""
+    import signal
+
+    import pymongo
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, shared_mongodb], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGSTOP)
+    collection = pymongo.MongoClient(shared_mongodb)["locks_test"]["stopped"]
+    other = LeaseLock("review-x", collection, timeout=30)
+    with other:  # the stopped holder's lease ends and this one takes over
+        holder.send_signal(signal.SIGCONT)
+        holder.stdin.write("go on\n")
+        holder.stdin.flush()
+        output, _ = holder.communicate(timeout=60)
+        assert holder.returncode == 3, output
+        assert "refused: lock 'review-x' was lost while this process held it" in output and "wrote after" not in output
+        assert collection.find_one({"_id": "review-x"})["holder"] == other.holder
+
+
+def test_a_lost_lock_stops_a_saved_view_and_a_field_declaration(tmp_path):
+    """Every write the dataset's lock guards is fenced: after the lock went to another holder (here
+    written into its document, as a takeover does), neither a view nor a field lands."""
+    import fiftyone as fo
+
+    from mnist_assets.ml.fiftyone_store import declare_field, get_dataset, save_view
+    from mnist_assets.ml.locks import LockLost, exclusive
+
+    dataset = get_dataset(f"fenced-{tmp_path.name[-20:].replace('_', '-')}")
+    lock = exclusive(f"dataset-{dataset.name}")
+    with pytest.raises(LockLost, match="was lost while this process held it"):
+        with lock:
+            lock.collection.update_one({"_id": lock.name}, {"$set": {"holder": "another-machine:1:x", "pid": 1}})
+            with pytest.raises(LockLost):
+                save_view(dataset, "stale-view", dataset.limit(1))
+            declare_field(dataset, "stale_field", fo.FloatField)
+    dataset.reload()
+    assert "stale-view" not in dataset.list_saved_views() and not dataset.has_sample_field("stale_field")
+    lock.collection.delete_one({"_id": lock.name})
+    save_view(dataset, "fresh-view", dataset.limit(1))  # the lock, free again, works as before
+    assert "fresh-view" in dataset.list_saved_views()
+
+
+class FailingRenewals:
+    """A lock collection whose renewals fail (the database unreachable), takes and fences work."""
+
+    def __init__(self, collection):
+        self.collection = collection
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+    def update_one(self, *args, **kwargs):
+        raise ConnectionError("database unreachable")
+
+
+def test_a_renewal_that_keeps_failing_reaches_the_holder(collection):
+    from mnist_assets.ml.locks import LockLost
+
+    lock = LeaseLock("renewed", FailingRenewals(collection), lease=1)
+    with pytest.raises(LockLost, match=r"could not be renewed for 1 s \(database unreachable\)"):
+        with lock:
+            time.sleep(2.5)
+            lock.fence()

@@ -264,6 +264,7 @@ TEST_DECISION = (
         for name in (
             "dataset_metadata",
             "zero_shot_predictions",
+            "umap_projection",  # it colours its plot by the labels in use
             "lenet_predictions",
             "fold_ensemble_predictions",
             "hardness_scores",

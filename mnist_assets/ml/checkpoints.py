@@ -44,7 +44,7 @@ def save_payload(path: Path, payload: dict) -> None:
     """Write a checkpoint payload (or set) atomically."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), durable=True)
 
 
 def load_models(path: Path) -> list[tuple[torch.nn.Module, dict]]:

@@ -28,8 +28,8 @@ from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
 from mnist_assets.ml.bulk_writes import classification_document, classification_documents, set_fields, stored_vectors, vectors_from_stored
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, IMAGE_HASH, REVIEW_DECISION, REVIEW_LABEL, SOURCE_INDEX, SPLIT
-from mnist_assets.ml.files import atomic_write_bytes
-from mnist_assets.ml.locks import exclusive, local_file_lock
+from mnist_assets.ml.files import atomic_write_bytes, remove_abandoned_temporaries
+from mnist_assets.ml.locks import exclusive, fence_held_locks, local_file_lock
 from mnist_assets.ml.names import check_safe_name
 
 
@@ -144,6 +144,8 @@ def write_pngs(images: np.ndarray, paths: list[Path], workers: int = 4) -> int:
     the same pixels and need not be rewritten.
     """
     todo = [i for i, path in enumerate(paths) if not path.is_file()]
+    for folder in {paths[i].parent for i in todo}:
+        remove_abandoned_temporaries(folder)  # left by an ingest killed mid-write
 
     def write(i: int) -> None:
         atomic_write_bytes(paths[i], _png_bytes(images[i]))
@@ -219,6 +221,7 @@ def backfill_original_labels(dataset: fo.Dataset, split: str, labels: list[str],
         (i, source[int(index)][0]) for i, index, h in zip(ids, indices, stored_hashes) if source.get(int(index), (None, None))[1] == h
     ]
     if matched:
+        fence_held_locks()
         set_fields(dataset, [i for i, _ in matched], {GROUND_TRUTH_ORIGINAL: [classification_document(label) for _, label in matched]})
     return len(matched)
 
@@ -227,6 +230,7 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
     staging = STAGING_PREFIX + split
     declare_field(dataset, IMAGE_HASH, fo.StringField)  # datasets made before these existed
     _declare_review_fields(dataset)
+    fence_held_locks()  # every write of an ingest first checks that this process still holds the split's lock
     dataset.delete_samples(dataset.match(F(SPLIT) == staging))  # leftovers of an interrupted ingest
     stored = split_view(dataset, split)
     ids, indices, paths, stored_hashes, in_use, original = stored.values(
@@ -264,6 +268,7 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
             )
             for p in to_add
         ]
+        fence_held_locks()
         try:
             # Samples built here have known types: skip FiftyOne's per-sample validation (4x faster).
             dataset.add_samples(samples, validate=False, progress=False)
@@ -271,6 +276,7 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
             dataset.delete_samples(dataset.match(F(SPLIT) == staging))
             raise
         del samples  # FiftyOne would otherwise reload each in-memory sample after the bulk update
+    fence_held_locks()  # the commit: old samples go, staged ones become the split
     if to_delete:
         dataset.delete_samples(to_delete)
     if to_add:
@@ -293,6 +299,7 @@ def replace_split(
     are untouched. For derived sets (the augmented samples), which are rebuilt whole."""
     with split_lock(dataset, split):
         staging = STAGING_PREFIX + split
+        fence_held_locks()
         dataset.delete_samples(dataset.match(F(SPLIT) == staging))
         samples = [
             _new_sample(path, staging, index, classes[int(label)], None, {name: values[i] for name, values in (extra_fields or {}).items()})
@@ -304,6 +311,7 @@ def replace_split(
             dataset.delete_samples(dataset.match(F(SPLIT) == staging))
             raise
         del samples
+        fence_held_locks()
         dataset.delete_samples(dataset.match(F(SPLIT) == split))
         staged = dataset.match(F(SPLIT) == staging)
         staged.set_values(SPLIT, [split] * len(staged))
@@ -321,6 +329,7 @@ def declare_field(dataset: fo.Dataset, field: str, ftype, **kwargs) -> None:
     with exclusive(f"dataset-{dataset.name}"):
         dataset.reload()
         if field not in dataset.get_field_schema():
+            fence_held_locks()
             dataset.add_sample_field(field, ftype, **kwargs)
 
 
@@ -330,6 +339,7 @@ def save_view(dataset: fo.Dataset, name: str, view) -> None:
     split's view, and then failed replacing its own): so under the dataset's lock, reloaded first."""
     with exclusive(f"dataset-{dataset.name}"):
         dataset.reload()
+        fence_held_locks()  # a stale copy of the views list must not land after the lock was lost
         dataset.save_view(name, view, overwrite=True)
 
 

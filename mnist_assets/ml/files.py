@@ -1,17 +1,111 @@
-"""Atomic file writes: a temporary sibling, then a rename, so no reader sees half a file."""
+"""Atomic file writes: a temporary sibling, then a rename, so no reader sees half a file.
+
+Durable writes (the review log, releases, checkpoints) also reach the disk before they count: the
+file is fsynced before the rename and its folder after it, so a crash or power cut on a machine
+(or an NFS client) cannot leave a renamed but empty file. Temporary names say which host and
+process wrote them, so one left by a killed writer is removed by the next durable write there.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import time
+import uuid
 from pathlib import Path
 
+TEMPORARY_SUFFIX = ".tmp"
+ABANDONED_AFTER_SECONDS = 24 * 3600  # another machine's temporary file: its writer is surely gone by then
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if durable:
+        remove_abandoned_temporaries(path.parent)
+    tmp = path.with_name(temporary_name(path.name))
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
+        if durable:
+            fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_new_file(path: Path, data: bytes) -> bool:
+    """Create `path` holding `data`, durably and whole, unless it exists: then nothing is written and
+    the answer is False. A hard link of a complete temporary file never replaces an existing name,
+    also on NFS, so two writers can never overwrite each other's file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(temporary_name(path.name))
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        fsync_folder(path.parent)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def temporary_name(name: str) -> str:
+    """`.<name>~<host>~<pid>~<random>.tmp`: hidden, unique, and says whose it is."""
+    return f".{name}~{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}"
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or link in `folder` durable (where the platform can open a folder)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def remove_abandoned_temporaries(folder: Path) -> int:
+    """Remove the temporary files in `folder` whose writer is gone: a process of this host that no
+    longer runs, or any writer's after a day. Returns how many were removed."""
+    removed = 0
+    host = socket.gethostname()
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX)):
+            continue
+        parts = entry.name[: -len(TEMPORARY_SUFFIX)].rsplit("~", 3)
+        mine_and_dead = len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not _running(int(parts[2]))
+        try:
+            if mine_and_dead or time.time() - entry.stat().st_mtime > ABANDONED_AFTER_SECONDS:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            pass  # its writer finished, or another cleaner was first
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

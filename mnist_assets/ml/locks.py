@@ -8,6 +8,13 @@ renews the lease while the lock is held; a holder that crashed blocks the others
 `LEASE_SECONDS`, after which the next one takes it over. Waiting longer than the timeout
 (`MNIST_ASSETS_LOCK_TIMEOUT`, seconds) raises `LockTimeout` naming the holder.
 
+A holder that was stopped past its lease (Ctrl-Z, a VM pause, a network cut) may have lost the lock
+to another process without knowing it. So every write a lock guards is fenced: right before it,
+`fence_held_locks()` checks, in one atomic update in the database, that each lock this process holds
+is still its own (renewing it), and raises `LockLost` otherwise; a renewal that fails for a whole
+lease, or finds the lock taken, is reported the same way at the next fence and when the lock is
+released. The review log needs no lock at all (ml/decisions/log.py: appends cannot overwrite).
+
 Within a process a lock is re-entrant (an ingest that records review decisions takes the split's
 lock once, then calls code that takes it too) and threads take it one at a time. The one lock that
 cannot live in the database is the one that starts the embedded database: `local_file_lock`.
@@ -37,6 +44,10 @@ class LockTimeout(TimeoutError):
     """A lock stayed held by another process for longer than the timeout."""
 
 
+class LockLost(RuntimeError):
+    """This process held a lock and lost it (its lease ran out): what it was writing must not land."""
+
+
 def lock_timeout() -> float:
     return seconds_setting("MNIST_ASSETS_LOCK_TIMEOUT", DEFAULT_TIMEOUT)
 
@@ -54,6 +65,7 @@ class LeaseLock:
         self._count = 0
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._lost: str | None = None  # why the lease was lost while held (set by the renewer or a fence)
 
     def _lease_until(self) -> dict:
         return {"$add": ["$$NOW", int(self.lease * 1000)]}
@@ -99,25 +111,76 @@ class LeaseLock:
             self._local.release()
             raise
         self._count = 1
+        self._lost = None
+        _held.add(self)
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew, name=f"lease {self.name}", daemon=True)
         self._renewer.start()
 
     def release(self) -> None:
+        """Give the lock up; raises LockLost (after letting go) when it was lost while held, so a
+        holder that wrote nothing after its last fence still learns of it."""
         self._count -= 1
+        lost = None
         if self._count == 0:
             self._stop.set()
             if self._renewer is not None:
                 self._renewer.join()
-            self.collection.delete_one({"_id": self.name, "holder": self.holder})
+            _held.discard(self)
+            lost = self._lost
+            try:
+                self.collection.delete_one({"_id": self.name, "holder": self.holder})
+            except Exception:  # noqa: BLE001 - the lease ends by itself
+                pass
         self._local.release()
+        if lost:
+            raise LockLost(lost)
+
+    def fence(self) -> None:
+        """Raise LockLost unless this process still holds the lock: one atomic update that renews
+        the lease only where the holder is still this one. Call it right before a guarded write."""
+        if self._count == 0:
+            return
+        if self._lost is None:
+            try:
+                mine = self.collection.find_one_and_update(
+                    {"_id": self.name, "holder": self.holder}, [{"$set": {"expires": self._lease_until()}}], projection={"_id": 1}
+                )
+            except Exception as error:  # noqa: BLE001 - without the database nobody can say it is still ours
+                raise LockLost(
+                    f"lock {self.name!r}: cannot confirm this process still holds it ({error}); nothing more was written."
+                ) from error
+            if mine is None:
+                self._lost = self._taken_message()
+        if self._lost:
+            raise LockLost(self._lost)
+
+    def _taken_message(self) -> str:
+        try:
+            held = self.collection.find_one({"_id": self.name}) or {}
+        except Exception:  # noqa: BLE001 - the message says less, the loss stands
+            held = {}
+        return (
+            f"lock {self.name!r} was lost while this process held it (its {self.lease:.0f} s lease ran out: stopped or cut off "
+            f"for longer?); now held by process {held.get('pid')} on {held.get('host')}. Nothing more was written; run it again."
+        )
 
     def _renew(self) -> None:
+        renewed = time.monotonic()
         while not self._stop.wait(self.lease / 4):
             try:
-                self.collection.update_one({"_id": self.name, "holder": self.holder}, [{"$set": {"expires": self._lease_until()}}])
-            except Exception:  # noqa: BLE001 - a failed renewal is retried; the lease covers the gap
-                pass
+                result = self.collection.update_one({"_id": self.name, "holder": self.holder}, [{"$set": {"expires": self._lease_until()}}])
+            except Exception as error:  # noqa: BLE001 - retried while the lease lasts; then the holder is told
+                if time.monotonic() - renewed > self.lease:
+                    self._lost = (
+                        f"lock {self.name!r}: its lease could not be renewed for {self.lease:.0f} s ({error}); nothing more was written."
+                    )
+                    return
+                continue
+            if result.matched_count == 0:
+                self._lost = self._taken_message()
+                return
+            renewed = time.monotonic()
 
     def _held_message(self, waited: float) -> str:
         held = self.collection.find_one({"_id": self.name}) or {}
@@ -131,12 +194,23 @@ class LeaseLock:
         self.acquire()
         return self
 
-    def __exit__(self, *_):
-        self.release()
+    def __exit__(self, error_type, *_):
+        try:
+            self.release()
+        except LockLost:
+            if error_type is None:
+                raise  # else the error that is on its way out says more
 
 
 _locks: dict[tuple[str, str], LeaseLock] = {}
+_held: set[LeaseLock] = set()  # the locks this process holds now
 _guard = threading.Lock()
+
+
+def fence_held_locks() -> None:
+    """Before a guarded write: raise LockLost if this process lost any lock it holds."""
+    for lock in list(_held):
+        lock.fence()
 
 
 def exclusive(name: str) -> LeaseLock:
