@@ -3,13 +3,15 @@
     python -m mnist_assets.predict --dataset mnist img1.png img2.jpg
     python -m mnist_assets.predict --dataset mnist --json img1.png      # a list: file, label, probability, top, or error
     python -m mnist_assets.predict --model path/to/model.onnx img1.png  # a release copied elsewhere
+    python -m mnist_assets.predict --dataset mnist --releases           # every release kept, the current one marked
     make predict DATASET=mnist IMAGES="img1.png img2.jpg"
 
 The release is `<MNIST_ASSETS_HOME>/datasets/<dataset>/release/model.onnx` (materialize
-`<dataset>/model_release` to make it); its metadata says the classes, size and channels, and every
-image, of any size and mode, is converted as ingest converts a folder's images. A file that cannot
-be read is reported and the others still predicted; the exit code is then 1. This module imports
-neither Dagster nor FiftyOne nor torch.
+`<dataset>/model_release` to make it); its metadata says the classes, the size, the channels and
+the conversion ingest applied to the dataset's images (`ml/image_conversion.py`), and every image,
+of any size and mode, is converted the same way. A file that cannot be read is reported and the
+others still predicted; the exit code is then 1. A release that cannot be used is one line and exit
+code 2. This module imports neither Dagster nor FiftyOne nor torch.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from mnist_assets.environment import REPO_ROOT, dataset_dir
-from mnist_assets.ml.image_conversion import ImageConversionError, convert_image
+from mnist_assets.ml.image_conversion import Conversion, ImageConversionError, convert_image
 
 TOP = 3
+BATCH = 256  # files converted and classified at a time: memory stays flat for any number of files
+SIZES = (16, 256)  # what a dataset may declare (ml/dataset_spec.py)
+METADATA = ("classes", "image_size", "channels")
 
 
 class ReleaseError(ValueError):
@@ -32,6 +37,10 @@ class ReleaseError(ValueError):
 
 
 def release_path(dataset: str) -> Path:
+    from mnist_assets.ml.names import SAFE_NAME
+
+    if not SAFE_NAME.match(dataset):
+        raise ReleaseError(f"--dataset {dataset!r} is not a dataset name (letters, digits, '_'); give one of the declared datasets.")
     if not (REPO_ROOT / "mnist_assets" / "defs" / dataset / "defs.yaml").is_file():
         declared = sorted(p.parent.name for p in (REPO_ROOT / "mnist_assets" / "defs").glob("*/defs.yaml"))
         raise ReleaseError(f"no dataset {dataset!r} is declared; declared: {', '.join(declared)}")
@@ -42,15 +51,47 @@ def release_path(dataset: str) -> Path:
 
 
 class Release:
-    """A released ONNX model and what its metadata says about its input."""
+    """A released ONNX model and what its metadata says about its input, checked before any image
+    is read: a file that is not such a model is a ReleaseError naming it and the fix."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, dataset: str | None = None):
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        fix = "materialize the dataset's model_release again (`make run`), or give the model.onnx of a release"
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own error types: InvalidProtobuf, Fail, InvalidGraph, ...
+            raise ReleaseError(f"{path} is not a readable ONNX model ({str(error).splitlines()[0][:200]}); {fix}.") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.classes = json.loads(meta["classes"])
-        self.size, self.channels = int(meta["image_size"]), int(meta["channels"])
+        missing = [key for key in METADATA if key not in meta]
+        if missing:
+            raise ReleaseError(f"{path} lacks the release metadata {missing}: not a model_release export; {fix}.")
+        try:
+            self.classes = json.loads(meta["classes"])
+            self.conversion = Conversion.from_metadata(meta)
+        except (ValueError, TypeError) as error:
+            raise ReleaseError(f"{path} has malformed release metadata ({error}); {fix}.") from None
+        if not (isinstance(self.classes, list) and len(self.classes) >= 2 and all(isinstance(c, str) for c in self.classes)):
+            raise ReleaseError(f"{path}: its `classes` metadata is not a list of class names; {fix}.")
+        if not SIZES[0] <= self.conversion.size <= SIZES[1] or self.conversion.channels not in (1, 3):
+            raise ReleaseError(
+                f"{path}: image_size {self.conversion.size} and channels {self.conversion.channels} are outside what a dataset "
+                f"declares ({SIZES[0]}-{SIZES[1]} pixels, 1 or 3 channels); {fix}."
+            )
+        if dataset is not None and meta.get("dataset", dataset) != dataset:
+            raise ReleaseError(f"{path} is the release of {meta['dataset']!r}, not of {dataset!r}; {fix}.")
+        self._check_shapes(path, fix)
+        self.size, self.channels = self.conversion.size, self.conversion.channels
+
+    def _check_shapes(self, path: Path, fix: str) -> None:
+        (given,), (answer,) = self.session.get_inputs(), self.session.get_outputs()
+        expected = [self.conversion.channels, self.conversion.size, self.conversion.size]
+        if given.type != "tensor(uint8)" or [d if isinstance(d, int) else None for d in given.shape[1:]] != expected:
+            raise ReleaseError(
+                f"{path} takes {given.type} {given.shape}, not the uint8 [batch, {', '.join(map(str, expected))}] its metadata says; {fix}."
+            )
+        if isinstance(answer.shape[-1], int) and answer.shape[-1] != len(self.classes):
+            raise ReleaseError(f"{path} answers {answer.shape[-1]} classes, its metadata names {len(self.classes)}; {fix}.")
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W] or [N, H, W, 3] (as convert_image gives them) -> probabilities [N, classes]."""
@@ -60,41 +101,57 @@ class Release:
 
 def predict_files(release: Release, files: list[str], top: int = TOP) -> list[dict]:
     """One result per file, in order: label, probability and the `top` classes, or the error."""
-    results, images, readable = [], [], []
-    for position, name in enumerate(files):
-        try:
-            images.append(convert_image(name, release.size, release.channels))
-            readable.append(position)
-            results.append({"file": name})
-        except ImageConversionError as error:
-            results.append({"file": name, "error": str(error)})
-    if images:
-        for position, row in zip(readable, release.predict(np.stack(images))):
-            order = np.argsort(-row)[:top]
-            results[position].update(
-                label=release.classes[order[0]],
-                probability=float(row[order[0]]),
-                top=[{"label": release.classes[i], "probability": float(row[i])} for i in order],
-            )
+    results = [{"file": name} for name in files]
+    for start in range(0, len(files), BATCH):
+        images, readable = [], []
+        for position in range(start, min(start + BATCH, len(files))):
+            try:
+                images.append(convert_image(files[position], release.conversion))
+                readable.append(position)
+            except ImageConversionError as error:
+                results[position]["error"] = str(error)
+        if images:
+            for position, row in zip(readable, release.predict(np.stack(images))):
+                order = np.argsort(-row)[:top]
+                results[position].update(
+                    label=release.classes[order[0]],
+                    probability=float(row[order[0]]),
+                    top=[{"label": release.classes[i], "probability": float(row[i])} for i in order],
+                )
     return results
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more classes to show")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+")
+    parser.add_argument("files", nargs="*")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--model", type=Path, help="a model.onnx released by model_release (instead of --dataset's)")
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
-    parser.add_argument("--top", type=int, default=TOP)
+    parser.add_argument("--top", type=_positive, default=TOP, help="how many classes to show per file (default 3)")
+    parser.add_argument("--releases", action="store_true", help="list the dataset's releases, the current one marked")
     args = parser.parse_args(argv)
+    if args.releases:
+        return _list_releases(args.dataset)
+    if not args.files:
+        parser.error("give one or more image files")
     try:
         if args.model and not args.model.is_file():
             raise ReleaseError(f"{args.model} does not exist; pass the model.onnx of a release (datasets/<name>/release/).")
-        release = Release(args.model or release_path(args.dataset))
+        release = Release(args.model, None) if args.model else Release(release_path(args.dataset), args.dataset)
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    results = predict_files(release, args.files, args.top)
+    results = predict_files(release, args.files, min(args.top, len(release.classes)))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -105,6 +162,20 @@ def main(argv: list[str] | None = None) -> int:
                 tops = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in result["top"])
                 print(f"{result['file']}: {result['label']} ({tops})")
     return 1 if any("error" in result for result in results) else 0
+
+
+def _list_releases(dataset: str) -> int:
+    from mnist_assets.ml.release_folder import list_releases
+
+    try:
+        folder = release_path(dataset).parent
+    except ReleaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for row in list_releases(folder):
+        mark = "*" if row["current"] else " "
+        print(f"{mark} {row['version']}  {row['model']}  validation {row['validation_accuracy']}  {row['released_at']}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import dagster as dg
 import numpy as np
 import pytest
 import torch
-from graph import asset
 from image_folders import FOLDER_CLASSES, folder_declaration, write_image_folder
 from PIL import Image
 from processes import REPO
@@ -72,27 +71,40 @@ def test_dg_check_defs_validates_the_shipped_declarations():
     assert "All definitions loaded successfully" in result.stdout + result.stderr
 
 
-def test_fashion_mnist_through_the_graph(make_settings):
-    """2,000 samples per split, one epoch: its own classes, statistics and a model that learned."""
+def test_fashion_mnist_through_the_graph_to_a_release_that_predicts_28px_files(make_settings, tmp_path):
+    """2,000 samples per split, one epoch, everything model_release needs: its own classes and
+    statistics, a model that learned, and a release that predicts Fashion-MNIST's own 28x28 images
+    as files exactly as the graph predicted them at 32x32 (ingest centres them; predict must too,
+    not stretch them)."""
+    import json
+
+    from reliability.helpers import subprocess_env
+
+    from mnist_assets.pipeline import declared_spec
+
     settings = make_settings(limit=2000, epochs=1)
     resources = {"settings": settings}
+    defs = dg.Definitions.merge(build_pipeline_defs(declared_spec("fashion_mnist")), dg.Definitions(resources=resources))
+    graph = defs.resolve_asset_graph()
+    wanted = dg.AssetSelection.assets(dg.AssetKey(["fashion_mnist", "model_release"])).upstream().resolve(graph)
+    instance = dg.DagsterInstance.ephemeral()
     ingested = {}
-    for split in ("train", "validation", "test"):
-        result = dg.materialize([asset("raw_dataset", "fashion_mnist")], partition_key=split, resources=resources)
-        assert result.success
-        materialization = result.get_asset_materialization_events()[0].event_specific_data.materialization
-        ingested[split] = raw = {k: v.value for k, v in materialization.metadata.items()}
+    for keys, partitioned in stages(graph, ["fashion_mnist"]):
+        for partition in ("train", "validation", "test") if partitioned else [None]:
+            if [key for key in keys if key in wanted]:
+                result = materialize_stage(instance, [key for key in keys if key in wanted], partition, resources, defs.assets)
+                assert result.success, f"{keys} [{partition}] failed"
+                for event in result.get_asset_materialization_events():
+                    materialization = event.event_specific_data.materialization
+                    if materialization.asset_key.path[-1] == "raw_dataset":
+                        ingested[partition] = {k: v.value for k, v in materialization.metadata.items()}
+    raw = ingested["test"]
     assert raw["count"] == 2000 and raw["available"] == 10000 and raw["limited"] is True
-    assert dg.materialize([asset("lenet_checkpoint", "fashion_mnist")], resources=resources).success
-    predictions = dg.materialize([asset("lenet_predictions", "fashion_mnist")], partition_key="test", resources=resources)
-    assert predictions.success
     store = settings.store("fashion_mnist")
-    assert store.name.endswith("-fashion_mnist") and store.dir.name == store.name
     view = split_view(store.dataset(), "test")
-    truth, predicted = view.values(["ground_truth.label", "lenet_predictions.label"])
-    assert set(truth) == set(FASHION) and set(predicted) <= set(FASHION)
-    accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
-    assert accuracy > 0.5  # one epoch on 2,000 clothes; chance is 0.1
+    truth, released, paths = view.values(["ground_truth.label", "release_predictions.label", "filepath"])
+    assert set(truth) == set(FASHION) and set(released) <= set(FASHION)
+    assert float(np.mean(np.array(truth) == np.array(released))) > 0.5  # one epoch on 2,000 clothes; chance is 0.1
     # Fashion-MNIST's own statistics (not MNIST's 0.1307), of the images as declared: centred in 32x32.
     spec = DatasetSpec(name="fashion_mnist", source="fashion-mnist", image_size=32)
     train = split_of(load_source(spec, None, store.dir / "downloads"), spec, "train", 2000).images
@@ -102,6 +114,27 @@ def test_fashion_mnist_through_the_graph(make_settings):
     assert payload["settings"]["mean"] == pytest.approx(train.mean() / 255, abs=1e-5) and 0.2 < payload["settings"]["mean"] < 0.25
     assert ingested["train"]["pixel_mean"] == pytest.approx(payload["settings"]["mean"], abs=1e-6)
     assert payload["settings"]["image_size"] == 32  # LeNet-5 with the paper's 5x5 C5
+
+    # The release says how ingest converted the images, and predict does the same to a 28x28 file.
+    release = Release(store.dir / "release" / "model.onnx", "fashion_mnist")
+    assert (release.conversion.resize, release.conversion.source_size, release.conversion.background) == ("pad", 28, 0)
+    files = []
+    for number, path in enumerate(paths):
+        original = tmp_path / f"clothes-{number}.png"
+        Image.fromarray(np.asarray(Image.open(path))[2:30, 2:30]).save(original)  # the source's own 28x28 pixels
+        files.append(str(original))
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "mnist_assets.predict", "--dataset", "fashion_mnist", "--json", *files],
+        env=subprocess_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    predicted = [row["label"] for row in json.loads(done.stdout)]
+    disagree = [(files[i], predicted[i], released[i]) for i in range(len(files)) if predicted[i] != released[i]]
+    assert not disagree, f"{len(disagree)} of {len(files)} files predicted unlike the graph, e.g. {disagree[:3]}"
     # The MNIST store of the same settings is untouched.
     assert len(settings.store("mnist").dataset()) == 0
 

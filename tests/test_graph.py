@@ -1,5 +1,6 @@
 """The whole asset graph materialized in process on 1,000 real samples per split, then inspected."""
 
+import hashlib
 from pathlib import Path
 
 import dagster as dg
@@ -392,21 +393,24 @@ def test_the_release_is_the_best_on_validation_and_ships_as_onnx(graph_run):
     assert set(candidates) == {"lenet_checkpoint", "finetuned_model", "fold_ensemble"}
     best = max(candidates.values())
     cheapest_best = next(name for name in ("lenet_checkpoint", "finetuned_model", "fold_ensemble") if candidates[name] == best)
-    assert meta["chosen"] == meta["released"] == cheapest_best and meta["promoted"] is True
+    assert meta["challenger"] == meta["released_model"] == cheapest_best and meta["promoted"] is True
     assert meta["validation_accuracy"] == pytest.approx(best, abs=1e-4) and "test accuracy is reported, never used" in meta["reason"]
     folder = settings.store("mnist").dir / "release"
-    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
-        ["model.onnx", "model_card.json", "model_card.md", next(p.name for p in folder.glob("model-*.onnx"))]
-    )
+    # One folder per release, the paths users rely on switched with it as one unit.
+    assert sorted(p.name for p in folder.iterdir()) == ["current", "model.onnx", "model_card.json", "model_card.md", "versions"]
+    assert [p.name for p in (folder / "versions").iterdir()] == [meta["released"]]
+    assert meta["decision"].startswith(f"{cheapest_best} is the first release")
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     properties = session.get_modelmeta().custom_metadata_map
     assert json.loads(properties["classes"]) == [str(d) for d in range(10)]
-    assert (properties["image_size"], properties["channels"]) == ("28", "1")
+    assert (properties["image_size"], properties["channels"], properties["resize"], properties["source_size"]) == ("28", "1", "pad", "28")
     assert set(json.loads(properties["data_version"])) == set(SPLITS) and properties["dataset"] == "mnist"
     (batch_input,) = session.get_inputs()
     assert batch_input.type == "tensor(uint8)" and batch_input.shape[1:] == [1, 28, 28]
     card = json.loads((folder / "model_card.json").read_text())
     assert card["model"] == cheapest_best and {c["model"] for c in card["candidates"]} == set(candidates)
+    assert card["version"] == meta["released"] and card["replaces"]["champion_version"] is None
+    assert card["model_sha256"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
     assert card["onnx_parity"]["argmax_agree"] == card["onnx_parity"]["samples"] == LIMIT
     assert card["onnx_parity"]["onnx_test_accuracy"] == pytest.approx(meta["test_accuracy"])
     assert set(card["test_per_class_recall"]) == {str(d) for d in range(10)} and card["confirmed_label_errors"]
@@ -422,7 +426,7 @@ def test_the_release_is_the_best_on_validation_and_ships_as_onnx(graph_run):
     checks = [e.event_specific_data for r in results.values() for e in r.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert {(c.check_name, c.passed) for c in checks if c.asset_key.path[-1] == "model_release"} == {
         ("onnx_parity", True),
-        ("not_worse_than_checkpoint", True),
+        ("not_worse_than_champion", True),
     }
 
 
@@ -480,6 +484,28 @@ def test_a_tampered_or_failed_export_keeps_the_previous_release(graph_run, monke
     monkeypatch.setattr(release, "export_onnx", broken)
     result = dg.materialize([asset("model_release")], instance=instance, resources={"settings": settings}, raise_on_error=False)
     assert not result.success and {name: (folder / name).read_bytes() for name in before} == before
+    monkeypatch.setattr(release, "export_onnx", exported)
+
+    # A retrained model worse than the release in place (the champion, re-scored on the labels in
+    # use) does not replace it: the run succeeds, a warning check says by how much, nothing changes.
+    from mnist_assets.assets import release as release_asset
+    from mnist_assets.ml.models import build_model
+
+    def weaker(*_):
+        return [release.Candidate("lenet_checkpoint", release.Probabilities([build_model("lenet5", 7)], 0.13, 0.31), "untrained")]
+
+    monkeypatch.setattr(release_asset, "candidates_for", weaker)
+    result = dg.materialize([asset("model_release")], instance=instance, resources={"settings": settings})
+    meta = metadata_of(result, "model_release")
+    (duel,) = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "not_worse_than_champion"
+    ]
+    assert duel.passed is False and duel.severity == dg.AssetCheckSeverity.WARN
+    assert meta["promoted"] is False and " stays: the new lenet_checkpoint is worse by " in meta["decision"]
+    assert meta["champion_validation_accuracy"] > meta["validation_accuracy"] and meta["margin_points"] < 0
+    assert {name: (folder / name).read_bytes() for name in before} == before and len(list((folder / "versions").iterdir())) == 1
 
 
 def test_predict_needs_only_onnxruntime_numpy_and_pillow(graph_run, tmp_path):

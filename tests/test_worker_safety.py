@@ -182,7 +182,7 @@ def test_no_recipe_puts_a_command_line_value_into_shell_text():
         ("review", {"DECISIONS": "x.csv", "DATASET": "nosuch; touch {pwned}"}, "no dataset 'nosuch; touch {pwned}' is declared"),
         ("review", {"DECISIONS": 'x.csv"; touch {pwned}; echo "', "DATASET": "nosuch"}, "no dataset 'nosuch' is declared"),
         ("review", {"DECISIONS": "x.csv", "DATASET": "nosuch", "SPLIT": "test; touch {pwned}"}, "invalid choice: 'test; touch {pwned}'"),
-        ("predict", {"IMAGES": "a.png", "DATASET": "nosuch`touch {pwned}`"}, "no dataset 'nosuch`touch {pwned}`' is declared"),
+        ("predict", {"IMAGES": "a.png", "DATASET": "nosuch`touch {pwned}`"}, "--dataset 'nosuch`touch {pwned}`' is not a dataset name"),
     ],
 )
 def test_make_passes_values_as_values_not_shell_text(tmp_path, clean_env, target, values, error):

@@ -120,6 +120,16 @@ class DatasetSpec(BaseModel):
             return class_folders(self.folder)
         return DIGITS if self.source == "mnist" else FASHION
 
+    def conversion(self):
+        """What ingest does to this source's images, and predict to any image (ml/image_conversion.py):
+        the IDX sources' 28 x 28 digits and clothes centred on black, a folder's images resized and
+        their transparency composited on white (what image viewers show behind it)."""
+        from mnist_assets.ml.image_conversion import Conversion
+
+        if self.source == "folder":
+            return Conversion(self.image_size, self.channels, "bilinear", background=255)
+        return Conversion(self.image_size, self.channels, "pad", source_size=IDX_SIZES[0], background=0)
+
     def model_shape(self) -> dict:
         """What a classifier for this dataset is built with (and its checkpoint records)."""
         return {"num_classes": len(self.classes()), "in_channels": self.channels, "image_size": self.image_size}

@@ -9,6 +9,7 @@ process wrote them, so one left by a killed writer is removed by the next durabl
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -79,7 +80,7 @@ def fsync_folder(folder: Path) -> None:
 
 
 def remove_abandoned_temporaries(folder: Path) -> int:
-    """Remove the temporary files in `folder` whose writer is gone: a process of this host that no
+    """Remove the temporary files (and folders) in `folder` whose writer is gone: a process of this host that no
     longer runs, or any writer's after a day. Returns how many were removed."""
     removed = 0
     host = socket.gethostname()
@@ -94,7 +95,10 @@ def remove_abandoned_temporaries(folder: Path) -> int:
         mine_and_dead = len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not _running(int(parts[2]))
         try:
             if mine_and_dead or time.time() - entry.stat().st_mtime > ABANDONED_AFTER_SECONDS:
-                os.unlink(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)  # a folder being filled (a release's files) when its writer died
+                else:
+                    os.unlink(entry.path)
                 removed += 1
         except FileNotFoundError:
             pass  # its writer finished, or another cleaner was first

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_assets.ml.image_conversion import ImageConversionError, convert_image
+from mnist_assets.ml.image_conversion import Conversion, ImageConversionError, convert_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -64,14 +64,14 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _load_one(path: Path, size: int, channels: int) -> np.ndarray:
+def _load_one(path: Path, conversion: Conversion) -> np.ndarray:
     try:
-        return convert_image(path, size, channels)  # exactly as `python -m mnist_assets.predict` converts
+        return convert_image(path, conversion)  # exactly as `python -m mnist_assets.predict` converts
     except ImageConversionError as error:
         raise FolderSourceError(str(error)) from error
 
 
-def load_split_folder(folder: Path, root: Path, classes: list[str], size: int, channels: int) -> FolderImages:
+def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: Conversion) -> FolderImages:
     """Every image under `folder/<class>/`, converted; classes must match the declared ones."""
     found = _sub_folders(folder)
     if found != sorted(classes):
@@ -87,7 +87,7 @@ def load_split_folder(folder: Path, root: Path, classes: list[str], size: int, c
         paths += files
         labels += [label] * len(files)
     with ThreadPoolExecutor(4) as pool:
-        images = list(pool.map(lambda p: _load_one(p, size, channels), paths))
+        images = list(pool.map(lambda p: _load_one(p, conversion), paths))
     return FolderImages(
         images=np.stack(images),
         labels=np.asarray(labels, dtype=np.int64),
@@ -101,13 +101,11 @@ def file_keys(files: list[str]) -> np.ndarray:
     return np.array([int.from_bytes(hashlib.sha1(name.encode()).digest()[:7], "big") for name in files], dtype=np.int64)
 
 
-def load_folder(root: Path, classes: list[str], size: int, channels: int) -> tuple[FolderImages, FolderImages | None]:
+def load_folder(root: Path, classes: list[str], conversion: Conversion) -> tuple[FolderImages, FolderImages | None]:
     """The training images (all of them without `train/` and `test/`) and the test images, if split."""
     root = Path(root)
     if not root.is_dir():
         class_folders(root)  # raises with the fix
     if has_test_split(root):
-        return load_split_folder(root / "train", root, classes, size, channels), load_split_folder(
-            root / "test", root, classes, size, channels
-        )
-    return load_split_folder(root, root, classes, size, channels), None
+        return load_split_folder(root / "train", root, classes, conversion), load_split_folder(root / "test", root, classes, conversion)
+    return load_split_folder(root, root, classes, conversion), None

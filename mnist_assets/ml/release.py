@@ -10,17 +10,15 @@ needs only onnxruntime (`python -m mnist_assets.predict`).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-
-from mnist_assets.ml.files import atomic_write_bytes
 
 # Ties on validation go to the cheaper model: one LeNet before five, a LeNet before CLIP.
 COSTS = {"lenet_checkpoint": 1, "finetuned_model": 1, "fold_ensemble": 5, "clip_zero_shot": 100}
@@ -156,25 +154,74 @@ def parity(model_probabilities: np.ndarray, exported_probabilities: np.ndarray, 
     )
 
 
-def content_name(data: bytes) -> str:
-    """`model-<hash>.onnx`: a release file named by what it holds."""
-    return f"model-{hashlib.sha256(data).hexdigest()[:16]}.onnx"
+@dataclass
+class Duel:
+    """The release in place (the champion, re-scored on the labels in use) against the best new
+    candidate (the challenger): the challenger replaces it only when it is not worse on validation."""
+
+    challenger: str
+    challenger_accuracy: float
+    champion: str | None = None  # its version; None: no release yet
+    champion_model: str | None = None
+    champion_accuracy: float | None = None  # None: none, or it cannot read the images as declared now
+    champion_unusable: str | None = None  # why it could not be scored
+    champion_sha256: str | None = None  # of its model.onnx, as its card says
+
+    @property
+    def challenger_wins(self) -> bool:
+        return self.champion_accuracy is None or self.challenger_accuracy >= self.champion_accuracy
+
+    @property
+    def margin(self) -> float | None:
+        return None if self.champion_accuracy is None else self.challenger_accuracy - self.champion_accuracy
+
+    def summary(self) -> str:
+        if self.champion is None:
+            return f"{self.challenger} is the first release ({self.challenger_accuracy:.4%} on validation)"
+        if self.champion_accuracy is None:
+            return f"{self.challenger} replaces release {self.champion}, which cannot be scored now ({self.champion_unusable})"
+        points = f"{abs(self.margin) * 100:.2f} points"
+        if self.challenger_wins:
+            return (
+                f"{self.challenger} ({self.challenger_accuracy:.4%} on validation) replaces release {self.champion} "
+                f"({self.champion_model}, {self.champion_accuracy:.4%} re-scored on the same labels): "
+                + ("as good" if self.margin == 0 else f"better by {points}")
+            )
+        return (
+            f"release {self.champion} ({self.champion_model}, {self.champion_accuracy:.4%} on validation, re-scored on the labels in use) "
+            f"stays: the new {self.challenger} is worse by {points} ({self.challenger_accuracy:.4%})"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "challenger": self.challenger,
+            "challenger_validation_accuracy": self.challenger_accuracy,
+            "champion_version": self.champion,
+            "champion_model": self.champion_model,
+            "champion_validation_accuracy": self.champion_accuracy,
+            "winner": "challenger" if self.challenger_wins else "champion",
+            "margin": self.margin,
+            "summary": self.summary(),
+        }
 
 
-def promote(folder: Path, graph: bytes, card: dict, card_markdown: str) -> Path:
-    """Make `graph` the release in `folder`: written whole under its content name first, then
-    `model.onnx`, `model_card.json` and `model_card.md` each replaced by a rename, then older
-    content-named files removed. Until the renames, the previous release is intact."""
-    folder.mkdir(parents=True, exist_ok=True)
-    named = folder / content_name(graph)
-    atomic_write_bytes(named, graph)
-    atomic_write_bytes(folder / "model.onnx", graph)
-    atomic_write_bytes(folder / "model_card.json", (json.dumps(card, indent=2) + "\n").encode())
-    atomic_write_bytes(folder / "model_card.md", card_markdown.encode())
-    for older in folder.glob("model-*.onnx"):
-        if older != named:
-            older.unlink(missing_ok=True)
-    return folder / "model.onnx"
+def duel(challenger: Candidate, champion_folder: Path | None, validation_images: np.ndarray, validation_labels: np.ndarray) -> Duel:
+    """Score the release in place with onnxruntime on the validation images and labels the challenger
+    was judged on (the labels in use now, whatever they were when it was released)."""
+    result = Duel(challenger.name, challenger.validation_accuracy)
+    if champion_folder is None:
+        return result
+    card_file = champion_folder / "model_card.json"
+    card = json.loads(card_file.read_text()) if card_file.is_file() else {}
+    result.champion = card.get("version") or champion_folder.name
+    result.champion_model = card.get("model")
+    result.champion_sha256 = card.get("model_sha256")
+    try:
+        predicted = onnx_probabilities(champion_folder / "model.onnx", validation_images).argmax(axis=1)
+        result.champion_accuracy = float((predicted == validation_labels).mean()) if len(validation_labels) else 0.0
+    except Exception as error:  # noqa: BLE001 - a model for another shape or an unreadable file loses to the challenger
+        result.champion_unusable = str(error).splitlines()[0][:200]
+    return result
 
 
 def model_card(
@@ -190,6 +237,10 @@ def model_card(
     channels: int,
     recipe: dict,
     parity_result: Parity,
+    version: str,
+    model_sha256: str,
+    conversion: dict,
+    contest: Duel,
     label_errors: dict | None = None,
     review: dict | None = None,
     limitations: list[str] = (),
@@ -197,6 +248,10 @@ def model_card(
     """The release's card as JSON (for programs) and Markdown (for people)."""
     card = {
         "dataset": dataset,
+        "version": version,
+        "released_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_sha256": model_sha256,
+        "replaces": contest.as_dict(),
         "data_version": data_version,
         "code_version": code_version,
         "model": winner.name,
@@ -207,6 +262,7 @@ def model_card(
             "dtype": "uint8",
             "shape": ["batch", channels, image_size, image_size],
             "standardization": "inside the graph",
+            "conversion": conversion,
         },
         "output": {"name": OUTPUT, "shape": ["batch", len(classes)], "classes": classes},
         "recipe": recipe,
@@ -238,9 +294,10 @@ def model_card(
     markdown = (
         f"""# {dataset}: released model
 
-{winner.description}. Chosen on validation: {reason}.
+{winner.description}. Chosen on validation: {reason}. Release {version}: {contest.summary()}.
 
-- Input `{INPUT}`: uint8 `[batch, {channels}, {image_size}, {image_size}]`, raw pixels (standardization is inside the graph).
+- Input `{INPUT}`: uint8 `[batch, {channels}, {image_size}, {image_size}]`, raw pixels (standardization is inside the graph);
+  other images are converted as ingest converted the dataset's: {json.dumps(conversion)}.
 - Output `{OUTPUT}`: `[batch, {len(classes)}]`, in the order {", ".join(classes)}.
 - Data version: {json.dumps(data_version)}; code version {code_version}.
 - ONNX against the model on the {parity_result.samples} test samples: {parity_result.argmax_agree} same classes, largest probability

@@ -15,6 +15,7 @@ import numpy as np
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
 from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
+from mnist_assets.ml.image_conversion import pad
 
 
 @dataclass(frozen=True)
@@ -64,20 +65,17 @@ def load_source(spec: DatasetSpec, mnist_source_dir: str | None, downloads_dir: 
     else:
         arrays = load_fashion_mnist(spec.folder, downloads_dir / "fashion-mnist")
     return SourceArrays(
-        train=SourcePart(
-            centred(arrays.train_images, spec.image_size), arrays.train_labels.astype(np.int64), np.arange(len(arrays.train_labels))
-        ),
-        test=SourcePart(
-            centred(arrays.test_images, spec.image_size), arrays.test_labels.astype(np.int64), np.arange(len(arrays.test_labels))
-        ),
+        train=SourcePart(centred(arrays.train_images, spec), arrays.train_labels.astype(np.int64), np.arange(len(arrays.train_labels))),
+        test=SourcePart(centred(arrays.test_images, spec), arrays.test_labels.astype(np.int64), np.arange(len(arrays.test_labels))),
         source=arrays.source,
     )
 
 
-def centred(images: np.ndarray, size: int) -> np.ndarray:
-    """28x28 images centred in a `size` x `size` field of zeros (32: LeNet-5's input in the 1998 paper)."""
-    margin = (size - images.shape[-1]) // 2
-    return np.pad(images, ((0, 0), (margin, margin), (margin, margin))) if margin else images
+def centred(images: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """The IDX source's 28x28 images as its conversion says (centred in a field of its background at
+    32: LeNet-5's input in the 1998 paper); predict converts any image the same way."""
+    conversion = spec.conversion()
+    return pad(images, conversion.size, conversion.background)
 
 
 def _part(images: FolderImages) -> SourcePart:
@@ -102,7 +100,7 @@ def held_out(keys: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -
 
 
 def _load_folder_source(spec: DatasetSpec) -> SourceArrays:
-    train, test = load_folder(spec.folder, spec.classes(), spec.image_size, spec.channels)
+    train, test = load_folder(spec.folder, spec.classes(), spec.conversion())
     whole = _part(train)
     if test is not None:
         return SourceArrays(whole, _part(test), f"folder {spec.folder} (train/ and test/)")
