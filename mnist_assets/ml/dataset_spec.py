@@ -26,6 +26,18 @@ class DatasetSpecError(ValueError):
     """A dataset declaration the pipeline cannot use."""
 
 
+class LabelNoise(BaseModel):
+    """Declared label noise (ml/label_noise.py): about `rate` of the labels of `splits` replaced by
+    other classes from a noise matrix of `sparsity` (0: any other class; 0.6: a few class pairs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float = Field(gt=0, lt=0.9)
+    sparsity: float = Field(0.0, ge=0, lt=1)
+    splits: tuple[Literal["train", "validation"], ...] = ("train", "validation")  # test is never noised
+    seed: int = 0
+
+
 class DatasetSpec(BaseModel):
     """One dataset: where its images come from, the shape the pipeline works at, and its classes.
 
@@ -61,6 +73,9 @@ class DatasetSpec(BaseModel):
     # affine-trained models are more accurate but rank the confirmed label errors worse (docs/label-errors.md).
     batch_augmentation: Optional[Literal["none", "affine", "flip"]] = None
     accuracy_gate: Optional[float] = Field(None, ge=0, le=1)  # blocking validation-accuracy floor
+    # For measuring the review loop where the truth is known: the attributes of LabelNoise (a plain
+    # dict here, checked by it, because Dagster's component attributes cannot hold a nested model).
+    label_noise: Optional[dict] = None
 
     @field_validator("name")
     @classmethod
@@ -71,6 +86,16 @@ class DatasetSpec(BaseModel):
                 "(it becomes the asset key prefix and the FiftyOne dataset name)."
             )
         return value
+
+    @field_validator("label_noise")
+    @classmethod
+    def _label_noise(cls, value: dict | None) -> dict | None:
+        return None if value is None else LabelNoise(**value).model_dump()
+
+    @property
+    def noise(self) -> LabelNoise | None:
+        """The declared label noise, if any."""
+        return LabelNoise(**self.label_noise) if self.label_noise is not None else None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:

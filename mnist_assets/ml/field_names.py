@@ -10,6 +10,7 @@ SOURCE_INDEX = "source_index"  # position in the source file, or a hash of a fol
 IMAGE_HASH = "image_hash"  # a short hash of the pixels: re-ingest compares it
 GROUND_TRUTH = "ground_truth"  # the label in use: the source's, or a person's decision (review log)
 GROUND_TRUTH_ORIGINAL = "ground_truth_original"  # the source's label, as ingested; benchmarks read it
+GROUND_TRUTH_CLEAN = "ground_truth_clean"  # declared label noise only: the true label; only benchmarks and tests read it
 
 # Human review (ml/decisions.py): the latest decision of the review log on each sample, and the
 # sample tags a person sets in the App to record one.

@@ -27,7 +27,16 @@ from scipy.special import softmax
 from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
 from mnist_assets.ml.bulk_writes import classification_document, classification_documents, set_fields, stored_vectors, vectors_from_stored
 from mnist_assets.ml.errors import MissingInputError
-from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, IMAGE_HASH, REVIEW_DECISION, REVIEW_LABEL, SOURCE_INDEX, SPLIT
+from mnist_assets.ml.field_names import (
+    GROUND_TRUTH,
+    GROUND_TRUTH_CLEAN,
+    GROUND_TRUTH_ORIGINAL,
+    IMAGE_HASH,
+    REVIEW_DECISION,
+    REVIEW_LABEL,
+    SOURCE_INDEX,
+    SPLIT,
+)
 from mnist_assets.ml.files import atomic_write_bytes, remove_abandoned_temporaries
 from mnist_assets.ml.locks import exclusive, fence_held_locks, local_file_lock
 from mnist_assets.ml.names import check_safe_name
@@ -152,6 +161,21 @@ def write_pngs(images: np.ndarray, paths: list[Path], workers: int = 4) -> int:
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(write, todo))
+    return len(todo)
+
+
+def write_clean_labels(dataset: fo.Dataset, split: str, source_indices, clean_labels, classes: list[str]) -> int:
+    """Declared label noise: each sample's true label as `ground_truth_clean` (benchmarks and tests
+    read it; the pipeline never does). Writes only what differs; returns how many were written."""
+    declare_field(dataset, GROUND_TRUTH_CLEAN, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    truth = {int(index): classes[int(label)] for index, label in zip(source_indices, clean_labels)}
+    ids, indices, stored = split_view(dataset, split).values(["id", SOURCE_INDEX, f"{GROUND_TRUTH_CLEAN}.label"])
+    todo = [
+        (sample_id, truth[int(index)]) for sample_id, index, label in zip(ids, indices, stored) if truth.get(int(index), label) != label
+    ]
+    if todo:
+        fence_held_locks()
+        set_fields(dataset, [i for i, _ in todo], {GROUND_TRUTH_CLEAN: [classification_document(label) for _, label in todo]})
     return len(todo)
 
 

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_assets.ml.decisions import DecisionLog, ReviewResult, review_split
-from mnist_assets.ml.fiftyone_store import backfill_original_labels, split_fingerprint, split_lock, split_view, sync_split, write_pngs
+from mnist_assets.ml.fiftyone_store import (
+    backfill_original_labels,
+    split_fingerprint,
+    split_lock,
+    split_view,
+    sync_split,
+    write_clean_labels,
+    write_pngs,
+)
 from mnist_assets.ml.sources import SplitArrays
 
 
@@ -33,6 +41,8 @@ def ingest_split(dataset, log: DecisionLog, data: SplitArrays, split: str, image
         backfill_original_labels(dataset, split, [classes[int(label)] for label in data.labels], data.indices, data.hashes)
         recorded = review_split(split_view(dataset, split), split, log, classes)
         changes = sync_split(dataset, split, paths, data.labels, data.indices, data.hashes, classes)
+        if data.clean_labels is not None:  # declared label noise: the truth beside, for benchmarks and tests
+            write_clean_labels(dataset, split, data.indices, data.clean_labels, classes)
         review = review_split(split_view(dataset, split), split, log, classes)
     return IngestResult(
         changes, written, len(recorded.new) + len(review.new), review, split_fingerprint(data.indices, data.labels, data.hashes)

@@ -16,6 +16,7 @@ from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
 from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
 from mnist_assets.ml.image_conversion import pad
+from mnist_assets.ml.label_noise import noisy_labels
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SplitArrays:
     hashes: list[str]  # a short hash of each image's pixels
     image_files: list[str]  # each sample's PNG, relative to the images folder
     available: int  # samples of the split before any limit
+    clean_labels: np.ndarray | None = None  # declared label noise: the true labels (`labels` are the noisy ones)
 
 
 def pixel_hashes(images: np.ndarray) -> list[str]:
@@ -112,7 +114,8 @@ def _load_folder_source(spec: DatasetSpec) -> SourceArrays:
 
 def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | None) -> SplitArrays:
     """One split, the first `limit` of its samples if given: validation is a seeded, stratified share
-    of the training images, test the source's test images."""
+    of the training images, test the source's test images; declared label noise replaces some labels
+    (the true ones in `clean_labels`)."""
     if split == "test":
         part, positions = arrays.test, np.arange(len(arrays.test.labels))
     elif arrays.train.files is not None:  # a folder: a split that stays put when files are added
@@ -124,13 +127,18 @@ def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | N
         positions = positions[np.argsort(seeded_rank(part.keys[positions], spec.split_seed + 2), kind="stable")]
     chosen = part.take(positions[:limit] if limit is not None else positions)
     hashes = pixel_hashes(chosen.images)
+    labels, clean = chosen.labels, None
+    noise = spec.noise
+    if noise is not None and split in noise.splits:
+        labels, clean = noisy_labels(chosen.labels, chosen.keys, len(spec.classes()), noise.rate, noise.sparsity, noise.seed), chosen.labels
     return SplitArrays(
         images=chosen.images,
-        labels=chosen.labels,
+        labels=labels,
         indices=chosen.keys,
         hashes=hashes,
         image_files=_image_files(spec, split, chosen, hashes),
         available=len(positions),
+        clean_labels=clean,
     )
 
 
