@@ -403,3 +403,20 @@ def test_unreadable_decision_files_are_one_line_errors(tmp_path):
         decisions_from_rows(
             [(1, {"split": "test", "source_index": 947, "decision": "confirm", "Split": "train"})], "python", SOURCES, DIGITS
         )
+
+
+def test_the_yield_of_recent_decisions_counts_each_sample_once_latest_first():
+    from mnist_assets.ml.decisions import recent_yield
+
+    def made(index, kind, at, label=None, split="train"):
+        return Decision(split, index, "h", kind, label, "1", "1", f"2026-12-0{at}T00:00:00+00:00", "app")
+
+    log = {
+        ("train", 1): [made(1, "relabel", 1, "7"), made(1, "confirm", 5)],  # relabelled, then confirmed: counts as the confirm
+        ("train", 2): [made(2, "relabel", 2, "3")],
+        ("train", 3): [made(3, "exclude", 3)],
+        ("train", 4): [made(4, "relabel", 4, "9", split="validation")],  # another split
+    }
+    assert recent_yield(log, "train") == {"reviewed": 3, "relabelled": 1, "yield": 1 / 3}
+    assert recent_yield(log, "train", count=1) == {"reviewed": 1, "relabelled": 0, "yield": 0.0}  # the latest: the confirm
+    assert recent_yield({}, "test")["yield"] is None

@@ -16,6 +16,7 @@ from mnist_assets.definitions import defs
 from mnist_assets.ml.checkpoints import load_models
 from mnist_assets.ml.dataset_spec import DIGITS
 from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.ml.review_order import review_priority
 from mnist_assets.pipeline import declared_spec
 from mnist_assets.resources import Settings
 from mnist_assets.run_all import materialize_stage, stages
@@ -186,6 +187,11 @@ def test_each_split_holds_its_samples_with_every_field(graph_run):
         assert np.allclose(quality, probabilities[np.arange(LIMIT), [int(t) for t in truth]], atol=1e-6)
         issues = dataset.load_saved_view(f"label-issues-{split}")
         assert 0 < len(issues) < LIMIT and issues.values("label_quality") == sorted(issues.values("label_quality"))
+        # review_priority: the chosen ranking (ml/review_order.py) of the same predictions, on every sample.
+        priority = np.asarray(view.values("review_priority"), dtype=float)
+        assert np.allclose(priority, review_priority(np.asarray(logits), [int(t) for t in truth]), atol=1e-9)
+        queue = dataset.load_saved_view(f"review-queue-{split}")
+        assert 0 < len(queue) and queue.values("review_priority") == sorted(queue.values("review_priority"), reverse=True)
     # Out of sample, train is scored like data the model never saw: not near-perfectly, as memorized.
     train = split_view(dataset, "train")
     truth, oof, in_sample = train.values(["ground_truth.label", "lenet_oof_predictions.label", "lenet_predictions.label"])
@@ -612,6 +618,7 @@ def test_a_reviewers_work_survives_the_weekly_refresh_and_materialize_all(graph_
         if partition == "test" and dg.AssetKey(["mnist", "label_review"]) in keys
     )
     assert (review["decisions_relabel"], review["decisions_exclude"], review["usable"]) == (1, 1, LIMIT - 1)
+    assert review["review_yield_last_50"] == "1 of 2 changed a label"  # the relabel of 5; the exclusion of 7 did not
     log = settings.store("mnist").decision_log().read()
     assert sorted((d.split, d.source_index, d.decision, d.via) for d in log) == [
         ("test", 5, "relabel", "app"),
@@ -643,7 +650,9 @@ def test_a_reviewers_work_survives_the_weekly_refresh_and_materialize_all(graph_
     assert hardness["count"] == LIMIT - 1
     queue = dataset.load_saved_view("review-queue-test")
     assert 0 < len(queue) and not {5, 7} & set(queue.values("source_index"))
-    assert queue.values("label_quality") == sorted(queue.values("label_quality"))
+    assert queue.values("review_priority") == sorted(queue.values("review_priority"), reverse=True)
+    excluded = split_view(dataset, "test").match({"source_index": 7}).first()
+    assert excluded.review_priority == 0.0  # every sample has one: an excluded sample has nothing left to review
 
     # The sensor sees nothing new once label_review ran.
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"settings": settings}, definitions=defs))

@@ -76,3 +76,22 @@ def test_a_noisy_declaration_ingests_the_same_noise_keeps_the_truth_beside_and_t
     # What trains is the noisy label (the platform's "source label"), never the clean one.
     _, view, tensors = split_tensors(Pipeline(spec), settings, "train", standardize=False)
     assert [str(int(label)) for label in tensors.labels] == view.values("ground_truth.label") != view.values("ground_truth_clean.label")
+
+
+def test_rankings_find_the_declared_wrong_labels_and_the_metrics_count_them():
+    from mnist_assets.ml.review_order import CHOSEN, ranking_metrics, rankings, review_priority
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 10, 4000)
+    labels = noisy_labels(truth, np.arange(4000), 10, 0.2, 0.6, seed=2)
+    logits = np.eye(10)[truth] * 2.0 + rng.normal(0, 1.0, (4000, 10))  # a model that mostly knows the truth
+    wrong = labels != truth
+    found = rankings(logits, labels)
+    assert np.array_equal(review_priority(logits, labels), found[CHOSEN])
+    for name, priority in found.items():
+        metrics = ranking_metrics(priority, wrong)
+        assert metrics["average_precision"] > 0.5 > ranking_metrics(rng.random(4000), wrong)["average_precision"], name
+    # Counted by hand on four samples: reviewed in the order 0, 1, 3, 2.
+    metrics = ranking_metrics(np.array([0.9, 0.8, 0.1, 0.2]), np.array([True, False, True, False]), fractions=(0.25, 0.5, 1.0))
+    assert (metrics["precision_at_25%"], metrics["recall_at_50%"], metrics["precision_at_100%"]) == (1.0, 0.5, 0.5)
+    assert metrics["average_precision"] == pytest.approx((1 / 1 + 2 / 4) / 2)

@@ -15,6 +15,8 @@ from mnist_assets.ml.field_names import (
     LABEL_QUALITY,
     LENET_EMBEDDINGS,
     MISTAKENNESS,
+    REVIEW_DECISION,
+    REVIEW_PRIORITY,
     SOURCE_INDEX,
     label_issues_view_name,
     review_queue_view_name,
@@ -37,7 +39,7 @@ REVIEW_CANDIDATES = 100
 def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitScores", sample_ids) -> None:
     """The split's saved views: the SAVED_VIEW_SIZE highest of each score, cleanlab's label issues
     (lowest label quality first), and the review queue: the review candidates no one has decided on
-    yet, lowest label quality first (a saved view is a query, so a decided sample leaves it at once)."""
+    yet, highest review priority first (a saved view is a query, so a decided sample leaves it at once)."""
     from mnist_assets.ml.fiftyone_store import save_view
 
     for name, (field, highest_first) in saved_view_names(split).items():
@@ -45,7 +47,7 @@ def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitS
     flagged = [sample_ids[i] for i in np.flatnonzero(scores.label_issues)]
     save_view(dataset, label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY))
     candidates = [sample_ids[i] for i in scores.review_candidates(REVIEW_CANDIDATES)]
-    save_view(dataset, review_queue_view_name(split), undecided(view.select(candidates)).sort_by(LABEL_QUALITY))
+    save_view(dataset, review_queue_view_name(split), undecided(view.select(candidates)).sort_by(REVIEW_PRIORITY, reverse=True))
 
 
 def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
@@ -100,18 +102,20 @@ def build(p: Pipeline) -> list:
         ],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="7",
+        code_version="8",  # 8: review_priority on every sample, the review queue ordered by it
         automation_condition=follows_lineage(),
         check_specs=[p.check("scores_complete", "hardness_scores")],
         description=(
             "Per-sample hardness, mistakenness and cleanlab's label quality and label issues (labels in use, excluded "
             "samples left out) from out-of-sample predictions (on train lenet_oof_predictions, elsewhere "
             "fold_ensemble_predictions), uniqueness from LeNet's embeddings; likely-mislabeled = lowest label quality "
-            "first; review-queue-<split>: the likely mislabeled no one has decided on."
+            "first; review_priority on every sample (excluded: 0); review-queue-<split>: the likely mislabeled no one has "
+            "decided on, highest review priority first."
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: Settings):
         import fiftyone as fo
+        from fiftyone import ViewField as F
 
         from mnist_assets.ml import plots, quality_scores
         from mnist_assets.ml.fiftyone_store import read_vectors, split_view, usable_view, write_floats
@@ -130,7 +134,10 @@ def build(p: Pipeline) -> list:
             embeddings = read_vectors(view, LENET_EMBEDDINGS)
         scores = quality_scores.score_split(logits, class_positions(truth, p.classes()), embeddings, settings.torch_device())
         values, quality, issues = scores.fields(), scores.label_quality, scores.label_issues
-        write_floats(view, values, sample_ids)  # the four fields in one bulk write
+        write_floats(view, values, sample_ids)  # the five fields in one bulk write
+        decided = split_view(dataset, split).match(F(REVIEW_DECISION) == "exclude")
+        if len(decided):  # every sample has a review priority: one a person excluded has nothing left to review
+            write_floats(decided, {REVIEW_PRIORITY: np.zeros(len(decided))}, decided.values("id"))
         save_quality_views(dataset, view, split, scores, sample_ids)
 
         top = np.argsort(quality, kind="stable")[:20]  # the likely-mislabeled view's order

@@ -7,7 +7,7 @@ import dagster as dg
 from mnist_assets.assets.common import Pipeline, parent_metadata
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
-from mnist_assets.ml.decisions import KINDS, accuracy_side_by_side, import_decision_file, review_split
+from mnist_assets.ml.decisions import KINDS, accuracy_side_by_side, import_decision_file, recent_yield, review_split
 from mnist_assets.ml.field_names import review_queue_view_name
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
@@ -68,6 +68,7 @@ def build(p: Pipeline) -> list:
             result = review_split(split_view(dataset, split), split, log, classes)
         for message in result.rejected:
             context.log.warning(message)
+        recent = recent_yield(log.by_key(), split)
         queue_name = review_queue_view_name(split)
         pending = len(dataset.load_saved_view(queue_name)) if queue_name in dataset.list_saved_views() else None
         counts = result.plan.counts()
@@ -89,6 +90,10 @@ def build(p: Pipeline) -> list:
                 "imported_from_file": len(imported),
                 "samples_updated": result.written,
                 "stale_decisions": len(result.plan.stale),
+                # of the latest 50 decisions on this split, how many changed a label: when reviewing stops paying
+                "review_yield_last_50": (
+                    f"{recent['relabelled']} of {recent['reviewed']} changed a label" if recent["reviewed"] else "no decisions yet"
+                ),
                 "stale": markdown_table(decision_rows(result.plan.stale)) if result.plan.stale else "none",
                 "decided_elsewhere": result.absent,
                 "rejected_inputs": len(result.rejected),

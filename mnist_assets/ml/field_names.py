@@ -35,6 +35,7 @@ HARDNESS = "hardness"
 MISTAKENNESS = "mistakenness"
 UNIQUENESS = "uniqueness"
 LABEL_QUALITY = "label_quality"  # cleanlab's
+REVIEW_PRIORITY = "review_priority"  # the platform's estimate that the label is wrong (higher: review sooner); review queues' order
 
 
 def scored_predictions(split: str) -> str:

@@ -117,25 +117,35 @@ class SplitScores:
     uniqueness: np.ndarray
     label_quality: np.ndarray  # cleanlab's self-confidence: low = likely mislabeled
     label_issues: np.ndarray  # cleanlab's confident-learning issues, a boolean mask
+    review_priority: np.ndarray  # ml/review_order.py: higher, review sooner
 
     def fields(self) -> dict[str, np.ndarray]:
-        """The four scores by their sample field (ml/field_names.py)."""
-        from mnist_assets.ml.field_names import HARDNESS, LABEL_QUALITY, MISTAKENNESS, UNIQUENESS
+        """The five scores by their sample field (ml/field_names.py)."""
+        from mnist_assets.ml.field_names import HARDNESS, LABEL_QUALITY, MISTAKENNESS, REVIEW_PRIORITY, UNIQUENESS
 
-        return {HARDNESS: self.hardness, MISTAKENNESS: self.mistakenness, UNIQUENESS: self.uniqueness, LABEL_QUALITY: self.label_quality}
+        return {
+            HARDNESS: self.hardness,
+            MISTAKENNESS: self.mistakenness,
+            UNIQUENESS: self.uniqueness,
+            LABEL_QUALITY: self.label_quality,
+            REVIEW_PRIORITY: self.review_priority,
+        }
 
     def review_candidates(self, count: int) -> np.ndarray:
-        """Positions worth a person's look: cleanlab's label issues and the `count` lowest label
-        qualities, lowest first."""
-        lowest = np.argsort(self.label_quality, kind="stable")
-        chosen = set(lowest[:count].tolist()) | set(np.flatnonzero(self.label_issues).tolist())
-        return np.array([position for position in lowest if position in chosen], dtype=np.int64)
+        """Positions worth a person's look: cleanlab's label issues and the `count` highest review
+        priorities, highest first."""
+        highest = np.argsort(-self.review_priority, kind="stable")
+        chosen = set(highest[:count].tolist()) | set(np.flatnonzero(self.label_issues).tolist())
+        return np.array([position for position in highest if position in chosen], dtype=np.int64)
 
 
 def score_split(logits: np.ndarray, labels: np.ndarray, embeddings: np.ndarray, device: str = "cpu") -> SplitScores:
     """Every quality score of a split from a model's out-of-sample logits, the labels (class
-    positions) and embeddings: fiftyone-brain's hardness, mistakenness and uniqueness and cleanlab's
-    label quality and issues, vectorized."""
+    positions) and embeddings: fiftyone-brain's hardness, mistakenness and uniqueness, cleanlab's
+    label quality and issues, vectorized, and the review priority."""
+    from mnist_assets.ml.review_order import review_priority
+
     quality, issues = label_quality(logits, labels)
     correct = np.asarray(logits).argmax(axis=1) == np.asarray(labels)
-    return SplitScores(hardness(logits), mistakenness(logits, correct), uniqueness(embeddings, device), quality, issues)
+    priority = review_priority(logits, labels)
+    return SplitScores(hardness(logits), mistakenness(logits, correct), uniqueness(embeddings, device), quality, issues, priority)

@@ -12,6 +12,7 @@ from mnist_assets.ml.decisions.apply import (
     labels_in_use_version,
     log_fingerprint,
     plan_apply,
+    recent_yield,
     review_fingerprint,
     review_split,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "now",
     "plan_apply",
     "read_decision_file",
+    "recent_yield",
     "record_rows",
     "review_fingerprint",
     "review_split",

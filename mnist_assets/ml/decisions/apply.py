@@ -121,6 +121,14 @@ def labels_in_use_version(source_index: list[int], states: list[SampleState]) ->
     return digest.hexdigest()[:24]
 
 
+def recent_yield(decisions: dict[tuple[str, int], list[Decision]], split: str, count: int = 50) -> dict:
+    """Of the latest `count` decisions a person made on this split (one per sample, by time), how many
+    changed a label: a reviewer sees when working down the queue stops paying."""
+    latest = sorted((ds[-1] for ds in decisions.values() if ds and ds[-1].split == split), key=lambda d: d.at)[-count:]
+    changed = sum(d.decision == "relabel" for d in latest)
+    return {"reviewed": len(latest), "relabelled": changed, "yield": changed / len(latest) if latest else None}
+
+
 def log_fingerprint(decisions: list[Decision], split: str) -> str:
     """A hash of the decisions that could apply to `split`."""
     digest = hashlib.sha256()
