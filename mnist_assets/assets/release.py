@@ -108,15 +108,21 @@ def build(p: Pipeline) -> list:
         }
         graph = release.export_onnx(winner.model, spec.channels, spec.image_size, properties)
         # Parity on every test image, those a person excluded too: they are images a user may send.
-        _, _, every_test = split_tensors(p, settings, "test", store, standardize=False, with_excluded=True)
+        everything = split_tensors(p, settings, "test", store, standardize=False, with_excluded=True)
+        every_test = everything[2]
         exported = release.onnx_probabilities(graph, every_test.images.numpy())
         check = release.parity(release.probabilities(winner.model, every_test.images), exported, every_test.labels.numpy())
         model_sha256 = hashlib.sha256(graph).hexdigest()
         unchanged = contest.champion_sha256 == model_sha256  # the same model, labels and metadata: nothing new to release
         promoted = check.passed and contest.challenger_wins and not unchanged
-        version = release_folder.new_version(graph)
+        version = release_folder.new_version(model_sha256)
+        if not check.passed:
+            decision = f"{winner.name} failed ONNX parity; the release in place stays"
+        elif unchanged:
+            decision = f"the release in place, {contest.champion}, is this very model: kept"
+        else:
+            decision = contest.summary()
         if promoted:
-            everything = split_tensors(p, settings, "test", store, standardize=False, with_excluded=True)
             card, markdown = release.model_card(
                 dataset=p.name,
                 data_version=versions,
@@ -138,13 +144,10 @@ def build(p: Pipeline) -> list:
                 limitations=limitations(p, settings, candidates),
             )
             release_folder.promote(folder, version, graph, card, markdown)
-            context.log.info(f"{p.name}: released {version}: {contest.summary()}")
-        elif unchanged:
-            context.log.info(f"{p.name}: the release in place, {contest.champion}, is this very model: kept")
-        elif not check.passed:
-            context.log.error(f"{p.name}: {winner.name} failed ONNX parity: not released, the release in place stays")
+            context.log.info(f"{p.name}: released {version}: {decision}")
         else:
-            context.log.warning(f"{p.name}: {contest.summary()}")
+            log = context.log.error if not check.passed else context.log.info if unchanged else context.log.warning
+            log(f"{p.name}: {decision}")
         in_place = release_folder.current(folder)
         if in_place is not None:
             write_release_predictions(p, settings, store, dataset, in_place / "model.onnx")
@@ -155,13 +158,7 @@ def build(p: Pipeline) -> list:
                 "promoted": promoted,
                 "challenger": winner.name,
                 "reason": reason,
-                "decision": (
-                    f"{winner.name} failed ONNX parity; the release in place stays"
-                    if not check.passed
-                    else f"the release in place, {contest.champion}, is this very model: kept"
-                    if unchanged
-                    else contest.summary()
-                ),
+                "decision": decision,
                 "champion_validation_accuracy": contest.champion_accuracy if contest.champion_accuracy is not None else "none",
                 "margin_points": round(contest.margin * 100, 4) if contest.margin is not None else "none",
                 "candidates": markdown_table(
@@ -236,13 +233,14 @@ def review_counts(context, p: Pipeline) -> dict:
 
 
 def limitations(p: Pipeline, settings: Settings, candidates) -> list[str]:
+    conversion = p.spec.conversion()
     notes = [
         f"Trained and judged on {p.name} ({p.spec.source}) at {p.spec.image_size}x{p.spec.image_size}, "
         f"{'gray' if p.spec.channels == 1 else 'RGB'}: other images are converted as ingest converted these "
         + (
             f"(resized to {p.spec.image_size}x{p.spec.image_size}, squashing other aspect ratios)."
-            if p.spec.conversion().resize == "bilinear"
-            else f"(resized to the source's {p.spec.conversion().source_size} pixels square, centred on its background)."
+            if conversion.resize == "bilinear"
+            else f"(resized to the source's {conversion.source_size} pixels square, centred on its background)."
         ),
         "Accuracies are against the labels in use after human review; samples a person excluded are left out.",
         "CLIP zero-shot is not a candidate: it would need real CLIP weights and a much larger graph.",

@@ -26,11 +26,7 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
         remove_abandoned_temporaries(path.parent)
     tmp = path.with_name(temporary_name(path.name))
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+        write_synced(tmp, data, durable)
         os.replace(tmp, path)
         if durable:
             fsync_folder(path.parent)
@@ -46,10 +42,7 @@ def write_new_file(path: Path, data: bytes) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(temporary_name(path.name))
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_synced(tmp, data)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -58,6 +51,15 @@ def write_new_file(path: Path, data: bytes) -> bool:
         return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_synced(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path`; `durable`: on the disk (fsynced) before this returns."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def temporary_name(name: str) -> str:

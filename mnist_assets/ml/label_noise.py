@@ -14,8 +14,6 @@ benchmarks and tests; the pipeline itself only ever sees the noisy one.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 NOISY_SPLITS = ("train", "validation")
@@ -49,8 +47,10 @@ def flip_targets(matrix: np.ndarray) -> np.ndarray:
 
 
 def seeded_uniform(keys: np.ndarray, seed: int, purpose: str) -> np.ndarray:
-    """A number in [0, 1) per key, from a seeded hash of the key alone."""
-    return np.array([int.from_bytes(hashlib.sha1(f"{seed}:{purpose}:{int(key)}".encode()).digest()[:8], "big") / 2.0**64 for key in keys])
+    """A number in [0, 1) per key, from a seeded hash of the key alone (the splits' seeded rank, scaled)."""
+    from mnist_assets.ml.sources import seeded_rank  # here: sources imports this module to apply the noise
+
+    return seeded_rank(keys, f"{seed}:{purpose}") / 2.0**64
 
 
 def noisy_labels(labels: np.ndarray, keys: np.ndarray, num_classes: int, rate: float, sparsity: float, seed: int) -> np.ndarray:

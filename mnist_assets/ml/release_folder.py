@@ -17,23 +17,22 @@ releases without the platform.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mnist_assets.ml.files import fsync_folder, remove_abandoned_temporaries, temporary_name
+from mnist_assets.ml.files import fsync_folder, remove_abandoned_temporaries, temporary_name, write_synced
 
 FILES = ("model.onnx", "model_card.json", "model_card.md")
 VERSIONS, CURRENT = "versions", "current"
 LEGACY = "legacy"  # the release a folder held before versions existed
 
 
-def new_version(graph: bytes) -> str:
-    """`<UTC time>-<hash of the model>`: sorted by name, releases are sorted by time."""
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{hashlib.sha256(graph).hexdigest()[:8]}"
+def new_version(model_sha256: str) -> str:
+    """`<UTC time>-<start of the model's SHA-256>`: sorted by name, releases are sorted by time."""
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{model_sha256[:8]}"
 
 
 def current(folder: Path) -> Path | None:
@@ -92,10 +91,7 @@ def _write_version(folder: Path, version: str, files: dict[str, bytes]) -> Path:
     staging.mkdir()
     try:
         for name, data in files.items():
-            with open(staging / name, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            write_synced(staging / name, data)
         fsync_folder(staging)
         os.rename(staging, target)  # all three files appear at once
     finally:

@@ -84,7 +84,7 @@ def _part(images: FolderImages) -> SourcePart:
     return SourcePart(images.images, images.labels, file_keys(images.files), images.files)
 
 
-def seeded_rank(keys: np.ndarray, seed: int) -> np.ndarray:
+def seeded_rank(keys: np.ndarray, seed: int | str) -> np.ndarray:
     """A seeded pseudo-random order of samples that depends only on each sample's own key."""
     return np.array([int.from_bytes(hashlib.sha1(f"{seed}:{int(key)}".encode()).digest()[:8], "big") for key in keys], dtype=np.uint64)
 

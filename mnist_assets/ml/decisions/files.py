@@ -142,9 +142,8 @@ def decisions_from_rows(
         if split not in SPLITS:
             errors.append(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}; add a split column or pass --split.")
             continue
-        try:
-            source_index = int(str(row.get("source_index", "")).strip())
-        except ValueError:
+        source_index = _as_int(row.get("source_index"))
+        if source_index is None:
             errors.append(f"{where}: source_index {row.get('source_index')!r} is not a whole number.")
             continue
         if source_index not in sources[split]:
