@@ -32,6 +32,8 @@ TARGETS = {
     "e2e_peak_rss_mb": ("<", 4096.0),
     "refresh_over_make_run": ("<=", 3.0),
     "decision_log_history_over_folded": (">=", 5.0),
+    "label_cleaning_recall_over_random": (">=", 3.0),
+    "label_cleaning_points_below_clean": ("<=", 0.3),
 }
 
 
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
     parser.add_argument("--no-refresh", action="store_true", help="skip the refresh and backfill latency runs")
     parser.add_argument("--refresh-only", action="store_true", help="only the refresh and backfill runs, merged into --out")
+    parser.add_argument("--no-label-cleaning", action="store_true", help="skip the label-cleaning loop (about an hour)")
     args = parser.parse_args()
     if args.refresh_only:
         import bench_refresh
@@ -139,9 +142,25 @@ def main() -> None:
         print("== refresh latency and Materialize all through the daemon, default executor and Celery", flush=True)
         results.update(bench_refresh.run(_fresh(work / "refresh")))
 
+    if not args.no_label_cleaning:
+        print("== does fixing pay? the label-cleaning loop on five noisy declarations (bench_label_cleaning.py)", flush=True)
+        results.update(label_cleaning(work / "label_cleaning", quick=bool(args.limit)))
+
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     print(f"\nwrote {args.out}")
+
+
+def label_cleaning(work: Path, quick: bool) -> dict:
+    """bench_label_cleaning.py in its own process (its own Dagster home and database); its key ratios.
+    The full run writes benchmarks/label_cleaning.json and the plots in docs/label-cleaning/."""
+    import subprocess
+
+    out = work / "label_cleaning.json" if quick else REPO / "benchmarks" / "label_cleaning.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_label_cleaning.py"), "--work", str(work / "runs"), "--out", str(out)]
+    command += ["--quick"] if quick else ["--plots", str(REPO / "docs" / "label-cleaning")]
+    subprocess.run(command, cwd=REPO, check=True)
+    return {key: value for key, value in json.loads(out.read_text()).items() if key.startswith("label_cleaning_")}
 
 
 def _fresh(folder: Path) -> Path:

@@ -44,20 +44,21 @@ class NotApplied(RuntimeError):
         )
 
 
-def _dataset(name: str):
+def _dataset(name: str, spec=None):
     from mnist_assets.pipeline import declared_spec
     from mnist_assets.resources import Settings
 
     settings = Settings.from_env()
-    return declared_spec(name), settings, settings.store(name)
+    return spec or declared_spec(name), settings, settings.store(name)
 
 
-def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: str = "python"):
+def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: str = "python", spec=None):
     """Check and record decisions (dicts with split, source_index, decision, label) for a declared
-    dataset; with `apply`, materialize label_review for the splits they touch. Returns the decisions."""
+    dataset; with `apply`, materialize label_review for the splits they touch. Returns the decisions.
+    `spec` stands for the declaration of a dataset built outside the code location (a benchmark's)."""
     from mnist_assets.ml.decisions import record_rows
 
-    spec, settings, store = _dataset(dataset)
+    spec, settings, store = _dataset(dataset, spec)
     decisions = record_rows(store.decision_log(), list(enumerate(rows, start=1)), via, spec, settings.source_dir, settings.downloads_dir)
     if apply:
         _apply_recorded(dataset, decisions, store)

@@ -88,6 +88,24 @@ def materialize_stage(instance, keys, partition, resources, assets=None):
     )
 
 
+def materialize_upstream(defs, targets: list, instance, resources, partitions=SPLITS, log=print) -> None:
+    """`targets` (asset keys of `defs`) and everything they read, stage by stage in this process, for
+    `partitions` of the per-split assets; raises naming the first stage that fails."""
+    graph = defs.resolve_asset_graph()
+    wanted = dg.AssetSelection.assets(*targets).upstream().resolve(graph)
+    for keys, partitioned in stages(graph, sorted({key.path[0] for key in targets})):
+        chosen = [key for key in keys if key in wanted]
+        for partition in partitions if partitioned else [None]:
+            if not chosen:
+                continue
+            started = time.perf_counter()
+            result = materialize_stage(instance, chosen, partition, resources, defs.assets)
+            names = ", ".join(key.path[-1] for key in chosen) + (f"[{partition}]" if partition else "")
+            if not result.success:
+                raise RuntimeError(f"{names} failed: {'; '.join(summarize(result, partition)[1])}")
+            log(f"  {names}: {time.perf_counter() - started:.0f} s")
+
+
 def materialized_keys(result) -> set:
     return {event.event_specific_data.materialization.asset_key for event in result.get_asset_materialization_events()}
 

@@ -7,6 +7,10 @@ model that did not see it) and prints, per ranking, average precision over the w
 precision and recall after reviewing 1 to 30% of it (random order: precision = the noise rate).
 
     .venv/bin/python scripts/review_order_study.py --source fashion-mnist --rate 0.2 --sparsity 0.0 [--limit N] [--epochs E] [--out F]
+
+With --confirmed-errors it ranks MNIST's test split as declared (no noise) instead, against the 15
+test label errors human reviewers confirmed (ml/label_errors.py), with the fold ensemble's
+out-of-sample probabilities.
 """
 
 import argparse
@@ -23,39 +27,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mnist_assets.ml.dataset_spec import DatasetSpec  # noqa: E402
 from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, LENET_OOF_PREDICTIONS  # noqa: E402
+from mnist_assets.ml.label_noise import noisy_declaration  # noqa: E402
 from mnist_assets.ml.review_order import ranking_metrics, rankings  # noqa: E402
+from mnist_assets.pipeline import declared_spec  # noqa: E402
 
 
-def noisy_spec(source: str, rate: float, sparsity: float, seed: int) -> DatasetSpec:
-    name = f"noisy_{source.replace('-', '_')}_{round(rate * 100)}_{round(sparsity * 100)}"
-    return DatasetSpec(
-        name=name,
-        source=source,
-        image_size=32 if source == "fashion-mnist" else 28,
-        label_noise={"rate": rate, "sparsity": sparsity, "seed": seed},
-    )
-
-
-def materialize_for_ranking(spec: DatasetSpec, settings) -> None:
-    """The assets the train split's out-of-sample ranking needs, every split, in one ephemeral instance."""
+def materialize_for_ranking(spec: DatasetSpec, settings, target: str = "lenet_oof_predictions", partitions=("train", "validation")) -> None:
+    """What a ranking needs (`target` and its upstream) for `partitions`, in one ephemeral instance."""
     from mnist_assets.pipeline import build_pipeline_defs
-    from mnist_assets.run_all import materialize_stage, stages
+    from mnist_assets.run_all import materialize_upstream
 
     resources = {"settings": settings}
     defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
-    graph = defs.resolve_asset_graph()
-    wanted = dg.AssetSelection.assets(dg.AssetKey([spec.name, "lenet_oof_predictions"])).upstream().resolve(graph)
-    instance = dg.DagsterInstance.ephemeral()
-    for keys, partitioned in stages(graph, [spec.name]):
-        chosen = [key for key in keys if key in wanted]
-        for partition in ("train", "validation") if partitioned else [None]:
-            if chosen:
-                started = time.perf_counter()
-                result = materialize_stage(instance, chosen, partition, resources, defs.assets)
-                names = ", ".join(key.path[-1] for key in chosen)
-                print(f"  {names}{f'[{partition}]' if partition else ''}: {time.perf_counter() - started:.0f} s", flush=True)
-                if not result.success:
-                    raise SystemExit(f"{names} [{partition}] failed")
+    materialize_upstream(defs, [dg.AssetKey([spec.name, target])], dg.DagsterInstance.ephemeral(), resources, partitions=partitions)
+
+
+def confirmed_errors(settings) -> dict:
+    """Every ranking of MNIST's test split (the fold ensemble's out-of-sample logits, the source's labels)
+    against the 15 label errors human reviewers confirmed: their ranks, how many in the top 20/50/100,
+    and average precision."""
+    from sklearn.metrics import average_precision_score
+
+    from mnist_assets.ml.field_names import FOLD_ENSEMBLE_PREDICTIONS, GROUND_TRUTH_ORIGINAL, SOURCE_INDEX
+    from mnist_assets.ml.fiftyone_store import read_vectors, split_view
+    from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS, known_errors_in_tops, ranks_of_known_errors
+    from mnist_assets.ml.tensors import class_positions
+
+    spec = declared_spec("mnist")
+    materialize_for_ranking(spec, settings, "fold_ensemble_predictions", partitions=("train", "validation", "test"))
+    view = split_view(settings.store(spec.name).dataset(), "test")
+    source_index, labels = view.values([SOURCE_INDEX, f"{GROUND_TRUTH_ORIGINAL}.label"])
+    logits = read_vectors(view, f"{FOLD_ENSEMBLE_PREDICTIONS}.logits")
+    known = np.isin(source_index, CONFIRMED_TEST_LABEL_ERRORS)
+    rows = {}
+    for name, priority in rankings(logits, class_positions(labels, spec.classes())).items():
+        ranks = sorted(rank + 1 for rank in ranks_of_known_errors(source_index, priority).values())
+        tops = {f"top{top}": found for top, found in known_errors_in_tops(source_index, priority).items()}
+        rows[name] = {**tops, "average_precision": float(average_precision_score(known, priority)), "ranks": ranks}
+    return {"dataset": "mnist", "test_samples": len(source_index), "confirmed_errors": int(known.sum()), "rankings": rows}
 
 
 def study(spec: DatasetSpec, settings) -> dict:
@@ -91,15 +100,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="samples per split (default: all)")
     parser.add_argument("--epochs", type=int, help="every LeNet's epochs (default: the declaration's)")
     parser.add_argument("--out", type=Path, help="append the result to this JSON list")
+    parser.add_argument("--confirmed-errors", action="store_true", help="MNIST as declared: rank its 15 confirmed test label errors")
     args = parser.parse_args()
-    spec = noisy_spec(args.source, args.rate, args.sparsity, args.seed)
+    spec = noisy_declaration(declared_spec(args.source.replace("-", "_")), args.rate, args.sparsity, args.seed)
     settings = Settings.from_env({**os.environ, **({"MNIST_ASSETS_LIMIT": str(args.limit)} if args.limit else {})})
     if args.epochs:
         settings = Settings(**{**settings.model_dump(), "epochs": args.epochs})
     started = time.perf_counter()
-    materialize_for_ranking(spec, settings)
-    result = {**study(spec, settings), "seconds": round(time.perf_counter() - started), "limit": args.limit, "epochs": args.epochs}
-    print_table(result)
+    if args.confirmed_errors:
+        result = confirmed_errors(settings)
+        for name, row in sorted(result["rankings"].items(), key=lambda item: -item[1]["average_precision"]):
+            print(f"| {name} | {row['top20']} | {row['top50']} | {row['top100']} | {row['average_precision']:.3f} | {row['ranks']} |")
+    else:
+        materialize_for_ranking(spec, settings)
+        result = study(spec, settings)
+        print_table(result)
+    result.update(seconds=round(time.perf_counter() - started), limit=args.limit, epochs=args.epochs)
     if args.out:
         earlier = json.loads(args.out.read_text()) if args.out.is_file() else []
         args.out.write_text(json.dumps([*earlier, result], indent=2) + "\n")

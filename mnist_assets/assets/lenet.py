@@ -89,7 +89,7 @@ def build(p: Pipeline) -> list:
     )
     def lenet_oof_predictions(context: dg.AssetExecutionContext, config: OutOfFoldConfig, settings: Settings):
         from mnist_assets.ml.checkpoints import save_checkpoint_set
-        from mnist_assets.ml.cross_validation import out_of_fold_logits
+        from mnist_assets.ml.cross_validation import train_fold_models
         from mnist_assets.ml.fiftyone_store import write_classifications
 
         settings.configure_torch()
@@ -103,12 +103,7 @@ def build(p: Pipeline) -> list:
         def log_fold(row):
             context.log.info(f"fold {row['fold']}/{config.folds}: held-out accuracy {row['held_out_accuracy']:.4f} ({row['seconds']} s)")
 
-        def fold_model(fold):
-            from mnist_assets.ml.models import build_model
-
-            return build_model(train_cfg.arch, train_cfg.seed + fold, **p.spec.model_shape())
-
-        result = out_of_fold_logits(fold_model, train, validation, train_cfg, config.folds, settings.torch_device(), on_fold=log_fold)
+        result = train_fold_models(p.spec, train_cfg, train, validation, config.folds, settings.torch_device(), on_fold=log_fold)
         path = checkpoint_path(store, "lenet_oof_predictions")  # the fold models, for fold_ensemble_predictions
         shape = p.spec.model_shape()
         save_checkpoint_set(path, [fit_payload(fold_fit, train_cfg, train, **shape) for fold_fit in result.fits])

@@ -93,3 +93,33 @@ def out_of_fold_logits(
         if on_fold is not None:
             on_fold(row)
     return OutOfFoldResult(logits, labels, fold_of, rows, fits)
+
+
+def train_fold_models(
+    spec,
+    config: TrainConfig,
+    train: SplitTensors,
+    validation: SplitTensors,
+    folds: int,
+    device: str = "cpu",
+    on_fold: Callable[[dict], None] | None = None,
+) -> OutOfFoldResult:
+    """`out_of_fold_logits` with the declared dataset's model: fold k's model is `config.arch` seeded
+    `config.seed + k`, shaped by the declaration (lenet_oof_predictions and benchmarks train the same)."""
+    from mnist_assets.ml.models import build_model
+
+    return out_of_fold_logits(
+        lambda fold: build_model(config.arch, config.seed + fold, **spec.model_shape()), train, validation, config, folds, device, on_fold
+    )
+
+
+def fold_ensemble(spec, config: TrainConfig, result: OutOfFoldResult) -> list[torch.nn.Module]:
+    """The fold models of `result` with their kept states, as fold_ensemble_predictions loads them."""
+    from mnist_assets.ml.models import build_model
+
+    models = []
+    for fold, fold_fit in enumerate(result.fits):
+        model = build_model(config.arch, config.seed + fold, **spec.model_shape())
+        model.load_state_dict(fold_fit.best_state)
+        models.append(model.eval())
+    return models

@@ -62,3 +62,11 @@ def noisy_labels(labels: np.ndarray, keys: np.ndarray, num_classes: int, rate: f
     # scaled by the row's total, so rounding can never land on the true class (it has no mass)
     chosen = np.array([np.searchsorted(cumulative[true], draw * cumulative[true][-1], side="right") for true, draw in zip(labels, draws)])
     return np.where(flipped, chosen, labels)
+
+
+def noisy_declaration(spec, rate: float, sparsity: float, seed: int = 0, splits: tuple[str, ...] | None = None):
+    """A declared dataset with label noise added (what a `label_noise` YAML of the same source would
+    declare) on `splits` (default: the declaration's, train and validation), named after it:
+    `<name>_noise_<rate %>_<sparsity %>`, e.g. fashion_mnist_noise_20_60."""
+    noise = {"rate": rate, "sparsity": sparsity, "seed": seed, **({"splits": list(splits)} if splits else {})}
+    return spec.model_copy(update={"name": f"{spec.name}_noise_{round(rate * 100)}_{round(sparsity * 100)}", "label_noise": noise})

@@ -104,3 +104,16 @@ def grouped_bars(groups: list[str], series: dict[str, list[float]], title: str, 
     axis.set_title(title)
     axis.legend(fontsize=7)
     return _png(figure)
+
+
+def review_curves(curves: dict[str, tuple[list[float], list[float]]], title: str) -> bytes:
+    """Share of the wrong labels found (y) against the share of the split reviewed (x), one line per order."""
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for name, (reviewed, found) in curves.items():
+        axis.plot(reviewed, found, label=name)
+    axis.set_xlabel("share of the split reviewed")
+    axis.set_ylabel("share of the wrong labels found")
+    axis.set_ylim(0, 1.02)
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7)
+    return _png(figure)

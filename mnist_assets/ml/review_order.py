@@ -58,12 +58,9 @@ def ranking_metrics(priority: np.ndarray, wrong: np.ndarray, fractions=FRACTIONS
     over the whole split, and precision and recall after reviewing each fraction of it."""
     from sklearn.metrics import average_precision_score
 
+    from mnist_assets.ml.label_cleaning import review_curve
+
     wrong = np.asarray(wrong, dtype=bool)
     order = np.argsort(-np.asarray(priority, dtype=np.float64), kind="stable")
-    found = np.cumsum(wrong[order])
     metrics = {"average_precision": float(average_precision_score(wrong, priority)) if wrong.any() else 0.0}
-    for fraction in fractions:
-        reviewed = max(1, int(round(fraction * len(wrong))))
-        metrics[f"precision_at_{fraction:.0%}"] = float(found[reviewed - 1] / reviewed)
-        metrics[f"recall_at_{fraction:.0%}"] = float(found[reviewed - 1] / max(wrong.sum(), 1))
-    return metrics
+    return {**metrics, **review_curve(order, wrong, fractions)}
