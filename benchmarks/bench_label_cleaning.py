@@ -362,39 +362,52 @@ def run_scenario(name: str, plan: Plan, env: dict, work: Path, clean_cache: dict
 
 
 def plot(result: dict, folder: Path) -> Path:
+    """The scenario's review curves and accuracies as `<folder>/<dataset>.png`."""
     from mnist_assets.ml import plots
 
     def points(metrics):
-        keys = [f for f in FRACTIONS if f"recall_at_{f:.0%}" in metrics]
-        return [0.0, *keys], [0.0, *(metrics[f"recall_at_{f:.0%}"] for f in keys)]
+        shares = [f for f in FRACTIONS if f"recall_at_{f:.0%}" in metrics]
+        return [0.0, *shares], [0.0, *(metrics[f"recall_at_{f:.0%}"] for f in shares)]
 
-    curves = {
-        "the loop (re-ranked each round)": points(result["loop"]),
-        "first ranking alone": points(result["one_shot"]),
-        "random order": points(result["random"]),
-    }
+    curves = {"the loop, re-ranked each round": points(result["loop"]), "first ranking alone": points(result["one_shot"])}
+    curves["random order"] = points(result["random"])
+    accuracy = result["accuracy"]
+    names = {"clean": "clean labels", "noisy": "noisy labels", "random_review": "random review", "auto_pruned": "auto-pruned (cleanlab)"}
+    shown = {names.get(key, key.replace("_", " ")): value for key, value in accuracy.items()}
+    noise = result["label_noise"]
+    title = f"{result['dataset']}: {noise['rate']:.0%} of train wrong, sparsity {noise['sparsity']}, {result['budget']} reviews"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{result['dataset']}.png"
-    accuracy = result["accuracy"]
-    text = ", ".join(f"{k} {100 * v:.2f}" for k, v in accuracy.items())
-    path.write_bytes(plots.review_curves(curves, f"{result['dataset']}: test accuracy %\n{text}"))
+    path.write_bytes(plots.review_curves(curves, shown, title))
     return path
 
 
-def print_table(results: list[dict]) -> None:
-    columns = ["scenario", "wrong / train", "AP first ranking", "loop recall at budget", "random", "precision first 5%"]
-    columns += ["clean", "noisy", "after review", "random review", "auto-pruned"]
-    print("\n| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+def print_tables(results: list[dict]) -> None:
+    """The two tables of docs/label-cleaning.md: wrong labels found, and accuracy on the clean test split."""
+    found = ["scenario", "wrong / train", "precision, first 5%", "recall at 5%", "10%", "20%", "budget", "first ranking alone"]
+    found += ["random order", "average precision, first ranking"]
+    print("\n| " + " | ".join(found) + " |\n|" + "---|" * len(found))
     for r in results:
-        b = f"recall_at_{r['plan']['budget']:.0%}"
-        a = r["accuracy"]
-        last = a[f"round_{r['plan']['rounds']}"]
+        loop, budget = r["loop"], f"{r['plan']['budget']:.0%}"
+        recall = " | ".join(f"{loop.get(f'recall_at_{f}', float('nan')):.3f}" for f in ("5%", "10%", "20%", budget))
         print(
-            f"| {r['scenario']} | {r['wrong']} / {r['train_samples']} | {r['one_shot']['average_precision']:.3f} | {r['loop'][b]:.3f} | "
-            f"{r['random'][b]:.3f} | {r['loop'].get('precision_at_5%', float('nan')):.3f} | {100 * a['clean']:.2f} | "
-            f"{100 * a['noisy']:.2f} | {100 * last:.2f} | {100 * a['random_review']:.2f} | {100 * a['auto_pruned']:.2f} |"
+            f"| {r['scenario']} | {r['wrong']} / {r['train_samples']} | {loop['precision_at_5%']:.3f} | {recall} | "
+            f"{r['one_shot'][f'recall_at_{budget}']:.3f} | {r['random'][f'recall_at_{budget}']:.3f} | "
+            f"{r['one_shot']['average_precision']:.3f} |"
         )
+    rounds = max(r["plan"]["rounds"] for r in results)
+    accuracy = ["scenario", "clean labels", "noisy labels", *(f"round {n}" for n in range(1, rounds + 1)), "random review", "auto-pruned"]
+    print("\n| " + " | ".join(accuracy) + " |\n|" + "---|" * len(accuracy))
+    for r in results:
+        a = r["accuracy"]
+        cells = [
+            a["clean"],
+            a["noisy"],
+            *(a.get(f"round_{n}", float("nan")) for n in range(1, rounds + 1)),
+            a["random_review"],
+            a["auto_pruned"],
+        ]
+        print(f"| {r['scenario']} | " + " | ".join(f"{100 * value:.2f}" for value in cells) + " |")
 
 
 def key_ratios(results: list[dict]) -> dict:
@@ -424,7 +437,7 @@ def run(work: Path, scenarios, plan: Plan, out: Path | None = None, plots: Path 
         results.append(result)
         if out:
             out.write_text(json.dumps({"results": results, **key_ratios(results)}, indent=2) + "\n")
-    print_table(results)
+    print_tables(results)
     return {"results": results, **key_ratios(results)}
 
 
@@ -444,7 +457,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="folder for the runs (default .mnist_assets/bench/label_cleaning)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "label_cleaning.json")
     parser.add_argument("--plots", type=Path, help="folder for the plots (default: the work folder's plots/)")
+    parser.add_argument("--tables", type=Path, help="only print the tables of a results file (and draw its plots into --plots)")
     args = parser.parse_args()
+    if args.tables:
+        results = json.loads(args.tables.read_text())["results"]
+        print_tables(results)
+        for result in results if args.plots else []:
+            plot(result, args.plots)
+        return
     scenarios, plan = QUICK if args.quick else (list(FULL_SCENARIOS), Plan())
     chosen = {k: v for k, v in vars(args).items() if k in Plan.__dataclass_fields__ and v is not None}
     plan = Plan(**{**asdict(plan), **chosen})

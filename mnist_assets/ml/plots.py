@@ -106,14 +106,25 @@ def grouped_bars(groups: list[str], series: dict[str, list[float]], title: str, 
     return _png(figure)
 
 
-def review_curves(curves: dict[str, tuple[list[float], list[float]]], title: str) -> bytes:
-    """Share of the wrong labels found (y) against the share of the split reviewed (x), one line per order."""
-    figure, axis = plt.subplots(figsize=(5, 3.5))
-    for name, (reviewed, found) in curves.items():
-        axis.plot(reviewed, found, label=name)
-    axis.set_xlabel("share of the split reviewed")
-    axis.set_ylabel("share of the wrong labels found")
-    axis.set_ylim(0, 1.02)
-    axis.set_title(title, fontsize=9)
-    axis.legend(fontsize=7)
+def review_curves(curves: dict[str, tuple[list[float], list[float]]], accuracy: dict[str, float], title: str) -> bytes:
+    """Left: share of the wrong labels found against the share of the split reviewed, one line per
+    order. Right: test accuracy (%) of each model, one bar each."""
+    figure, (found, bars) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
+    for name, (reviewed, share) in curves.items():
+        found.plot(reviewed, share, marker=".", label=name)
+    found.set_xlabel("share of the split reviewed")
+    found.set_ylabel("share of the wrong labels found")
+    found.set_ylim(0, 1.02)
+    found.legend(fontsize=7)
+    names, values = list(accuracy), [100 * value for value in accuracy.values()]
+    bars.barh(np.arange(len(names)), values, color="tab:gray")
+    bars.set_yticks(np.arange(len(names)), names, fontsize=8)
+    bars.invert_yaxis()
+    low, high = min(values), max(values)
+    bars.set_xlim(low - max(0.5, (high - low) * 0.5), high + max(0.3, (high - low) * 0.2))
+    for position, value in enumerate(values):
+        bars.text(value, position, f" {value:.2f}", va="center", fontsize=7)
+    bars.set_xlabel("accuracy on the clean test split, %")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
     return _png(figure)
