@@ -48,12 +48,13 @@ def reviewed_labels(given: np.ndarray, truth: np.ndarray, positions: np.ndarray)
 
 def prune_by_noise_rate(given: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Automatic cleaning without review: the samples confident learning flags as label issues
-    (cleanlab's `find_label_issues`, `filter_by="prune_by_noise_rate"`), to leave out of training."""
+    (cleanlab's `find_label_issues`, `filter_by="prune_by_noise_rate"`), to leave out of training.
+    One process (`n_jobs=1`): cleanlab's pool forks this process, and a fork of a process whose torch
+    threads are running can hang (it did, once in two full-data runs), as quality_scores knows too."""
     from cleanlab.filter import find_label_issues
 
-    return find_label_issues(
-        np.asarray(given, dtype=np.int64), np.asarray(probabilities, dtype=np.float64), filter_by="prune_by_noise_rate"
-    )
+    given, probabilities = np.asarray(given, dtype=np.int64), np.asarray(probabilities, dtype=np.float64)
+    return find_label_issues(given, probabilities, filter_by="prune_by_noise_rate", n_jobs=1)
 
 
 def review_curve(order: np.ndarray, wrong: np.ndarray, fractions) -> dict[str, float]:
