@@ -74,23 +74,25 @@ def stages(asset_graph=None, datasets=None):
         partitioned = not partitioned
 
 
-def materialize_stage(instance, keys, partition, resources, assets=None):
-    """One stage of `assets` (default: every declared dataset's) for one partition, in this process."""
+def materialize_stage(instance, keys, partition, resources, assets=None, configs=None):
+    """One stage of `assets` (default: every declared dataset's) for one partition, in this process;
+    `configs` maps asset keys to their Launchpad config (those outside the stage are left out)."""
+    ops = {"__".join(key.path): {"config": config} for key, config in (configs or {}).items() if key in keys}
     return dg.materialize(
         assets if assets is not None else defs.assets,
         selection=keys,
         partition_key=partition,
         instance=instance,
         resources=resources,
-        run_config=RUN_CONFIG,
+        run_config={**RUN_CONFIG, "ops": ops} if ops else RUN_CONFIG,
         raise_on_error=False,
         tags={"mnist_assets/launched_by": "make run"},
     )
 
 
-def materialize_upstream(defs, targets: list, instance, resources, partitions=SPLITS, log=print) -> None:
+def materialize_upstream(defs, targets: list, instance, resources, partitions=SPLITS, log=print, configs=None) -> None:
     """`targets` (asset keys of `defs`) and everything they read, stage by stage in this process, for
-    `partitions` of the per-split assets; raises naming the first stage that fails."""
+    `partitions` of the per-split assets (`configs`: as materialize_stage's); raises naming the first stage that fails."""
     graph = defs.resolve_asset_graph()
     wanted = dg.AssetSelection.assets(*targets).upstream().resolve(graph)
     for keys, partitioned in stages(graph, sorted({key.path[0] for key in targets})):
@@ -99,7 +101,7 @@ def materialize_upstream(defs, targets: list, instance, resources, partitions=SP
             if not chosen:
                 continue
             started = time.perf_counter()
-            result = materialize_stage(instance, chosen, partition, resources, defs.assets)
+            result = materialize_stage(instance, chosen, partition, resources, defs.assets, configs)
             names = ", ".join(key.path[-1] for key in chosen) + (f"[{partition}]" if partition else "")
             if not result.success:
                 raise RuntimeError(f"{names} failed: {'; '.join(summarize(result, partition)[1])}")
