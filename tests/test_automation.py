@@ -25,6 +25,7 @@ PER_SPLIT_DOWNSTREAM = [
     "fold_ensemble_predictions",
     "lenet_embeddings",
     "hardness_scores",
+    "data_issues",
     "finetuned_predictions",
 ]
 TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model"]
@@ -154,6 +155,7 @@ TEST_DECISION = {
         "lenet_predictions",
         "fold_ensemble_predictions",
         "hardness_scores",
+        "data_issues",  # class imbalance and outliers by the labels in use
         "finetuned_predictions",
     )
 } | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None), ("mnist/model_release", None)}
@@ -178,7 +180,7 @@ def test_a_decision_on_train_retrains_once_then_everything_below_once(settled):
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
     rescored = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
     expected = {(f"mnist/{name}", split) for name in rescored for split in SPLITS}
-    expected |= {(f"mnist/{name}", "train") for name in ("dataset_metadata", "umap_projection", "zero_shot_predictions")}
+    expected |= {(f"mnist/{name}", "train") for name in ("dataset_metadata", "umap_projection", "zero_shot_predictions", "data_issues")}
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
     assert ("mnist/lenet_checkpoint", None) in order[0] and ("mnist/lenet_oof_predictions", None) in order[0]

@@ -176,7 +176,8 @@ def test_materialize_all_through_the_daemon_on_both_workers(cluster):
     for name in ("raw_dataset", "label_review", "dataset_metadata", "clip_embeddings", "lenet_predictions", "hardness_scores"):
         assert materialized(env, name) == set(SPLITS), name
     evaluations = check_evaluations(env)
-    assert all(passed for _, passed, _ in evaluations), evaluations
+    # data_issues' checks warn about what real digits hold (tests/test_graph.py); every other one passes
+    assert all(passed for name, passed, _ in evaluations if "/data_issues:" not in name), evaluations
     # The backfill evaluated every check of every asset it selected once per partition: none skipped, none twice.
     graph = defs.resolve_asset_graph()
     nodes = [graph.get(dg.AssetKey(key)) for key in keys]

@@ -47,6 +47,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "finetuned_predictions",
         "model_comparison",
         "duplicates_and_leaks",
+        "data_issues",
         "label_review",
         "model_release",
     }
@@ -92,6 +93,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "mnist/label_review",
     }
     assert parents["duplicates_and_leaks"] == {"mnist/label_review"}
+    assert parents["data_issues"] == {"mnist/label_review"}
     assert parents["model_release"] == {
         "mnist/lenet_checkpoint",
         "mnist/finetuned_model",
@@ -145,7 +147,11 @@ def test_every_check_passed(graph_run):
     mnist_nodes = [graph.get(key) for key in graph.get_all_asset_keys() if key.path[0] == "mnist"]
     assert len(evaluations) == sum(len(node.check_keys) * (len(SPLITS) if node.partitions_def else 1) for node in mnist_nodes)
     failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
-    assert not failed
+    # data_issues' checks warn about what real digits hold (a few outliers, neat "1"s that correlate
+    # above 0.99); they never block without issue_gates.
+    warned = [e for e in evaluations if not e.passed and e.asset_key.path[-1] == "data_issues"]
+    assert all(e.severity == dg.AssetCheckSeverity.WARN for e in warned)
+    assert not [name for name in failed if "/data_issues:" not in name]
 
 
 def test_each_split_holds_its_samples_with_every_field(graph_run):

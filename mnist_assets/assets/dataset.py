@@ -37,6 +37,11 @@ def build(p: Pipeline) -> list:
             p.check("sample_count", "raw_dataset"),
             p.check("labels_in_range", "raw_dataset"),
             p.check("class_balance", "raw_dataset"),
+            p.check(
+                "files_readable",
+                "raw_dataset",
+                description="Warns naming each file of the folder that is not a readable image (left out; `strict: true` refuses instead).",
+            ),
         ],
         description=(
             f"{spec.source} images, verified{' and converted' if spec.source == 'folder' else ''}, as PNG files and FiftyOne "
@@ -55,6 +60,8 @@ def build(p: Pipeline) -> list:
         source = load_source(spec, settings.source_dir, settings.downloads_dir)  # verifies before anything is written
         data = split_of(source, spec, split, settings.limit)
         context.log.info(f"{p.name}/{split}: {len(data.labels)} samples from {source.source}")
+        for name, why in source.unreadable:
+            context.log.warning(f"left out (not a readable image): {name}: {why}")
 
         dataset = store.dataset()
         result = ingest_split(dataset, store.decision_log(), data, split, store.images_dir, classes)
@@ -94,6 +101,8 @@ def build(p: Pipeline) -> list:
                 "examples": png(
                     plots.image_grid(data.images[examples], [f"{classes[data.labels[i]]} (#{data.indices[i]})" for i in examples])
                 ),
+                "unreadable_files": len(source.unreadable),
+                **({"unreadable": markdown_table([{"file": f, "why": why} for f, why in source.unreadable])} if source.unreadable else {}),
                 "seconds": round(time.perf_counter() - started, 2),
             },
         )
@@ -101,6 +110,13 @@ def build(p: Pipeline) -> list:
         yield checks.check_count(p.key("raw_dataset"), count, expected, settings.limit)
         yield checks.check_labels_in_range(p.key("raw_dataset"), stored_labels, classes)
         yield checks.check_class_balance(p.key("raw_dataset"), counts)
+        yield dg.AssetCheckResult(
+            asset_key=p.key("raw_dataset"),
+            check_name="files_readable",
+            passed=not source.unreadable,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unreadable": ", ".join(f for f, _ in source.unreadable) or "none"},
+        )
 
     @dg.asset(
         key=p.key("dataset_metadata"),

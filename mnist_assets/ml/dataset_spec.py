@@ -76,6 +76,11 @@ class DatasetSpec(BaseModel):
     # For measuring the review loop where the truth is known: the attributes of LabelNoise (a plain
     # dict here, checked by it, because Dagster's component attributes cannot hold a nested model).
     label_noise: Optional[dict] = None
+    # data_issues' blocking checks: issue type -> the largest share of a split that may be flagged
+    # (e.g. {dark: 0.05}); the types not named only warn.
+    issue_gates: Optional[dict[str, float]] = None
+    # A folder: refuse the whole ingest on an unreadable file (default: ingest the rest, report the file).
+    strict: bool = False
 
     @field_validator("name")
     @classmethod
@@ -91,6 +96,18 @@ class DatasetSpec(BaseModel):
     @classmethod
     def _label_noise(cls, value: dict | None) -> dict | None:
         return None if value is None else LabelNoise(**value).model_dump()
+
+    @field_validator("issue_gates")
+    @classmethod
+    def _issue_gates(cls, value: dict | None) -> dict | None:
+        from mnist_assets.ml.data_issues import ISSUE_TYPES
+
+        for issue, share in (value or {}).items():
+            if issue not in ISSUE_TYPES:
+                raise DatasetSpecError(f"issue_gates: unknown issue type {issue!r}; the types are {', '.join(ISSUE_TYPES)}.")
+            if not 0 <= share <= 1:
+                raise DatasetSpecError(f"issue_gates: {issue}: {share} is not a share of the split (0 to 1), e.g. 0.05 for 5%.")
+        return value
 
     @property
     def noise(self) -> LabelNoise | None:

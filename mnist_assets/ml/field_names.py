@@ -35,6 +35,8 @@ HARDNESS = "hardness"
 MISTAKENNESS = "mistakenness"
 UNIQUENESS = "uniqueness"
 LABEL_QUALITY = "label_quality"  # cleanlab's
+DATA_ISSUES = "data_issues"  # the names of the data issues a sample is flagged for (issue_<type>: each one's score)
+SOURCE_WIDTH, SOURCE_HEIGHT, SOURCE_MODE, SOURCE_PATH = "source_width", "source_height", "source_mode", "source_path"  # a folder's file
 REVIEW_PRIORITY = "review_priority"  # the platform's estimate that the label is wrong (higher: review sooner); review queues' order
 
 
@@ -92,6 +94,11 @@ DUPLICATES_VIEW = "duplicates"  # every group of near duplicates, the kept image
 def leaks_view_name(split: str) -> str:
     """The saved view of a split's images that have a near copy in another split, each followed by its copies."""
     return f"leaks-{split}"
+
+
+def issues_view_name(issue: str, split: str) -> str:
+    """The saved view of a split's samples flagged for one data issue, worst first."""
+    return f"issues-{issue.replace('_', '-')}-{split}"
 
 
 def review_queue_view_name(split: str) -> str:

@@ -34,7 +34,11 @@ from mnist_assets.ml.field_names import (
     IMAGE_HASH,
     REVIEW_DECISION,
     REVIEW_LABEL,
+    SOURCE_HEIGHT,
     SOURCE_INDEX,
+    SOURCE_MODE,
+    SOURCE_PATH,
+    SOURCE_WIDTH,
     SPLIT,
 )
 from mnist_assets.ml.files import atomic_write_bytes, remove_abandoned_temporaries
@@ -176,6 +180,22 @@ def write_clean_labels(dataset: fo.Dataset, split: str, source_indices, clean_la
     if todo:
         fence_held_locks()
         set_fields(dataset, [i for i, _ in todo], {GROUND_TRUTH_CLEAN: [classification_document(label) for _, label in todo]})
+    return len(todo)
+
+
+def write_source_files(dataset: fo.Dataset, split: str, source_indices, files: list[str], info: list[tuple[int, int, str]]) -> int:
+    """A folder's samples: the file each came from (relative to the declared folder) and that file's
+    width, height and mode before ingest converted it, so a person who finds a bad sample knows which
+    file to fix. Writes only what differs; returns how many samples were written."""
+    columns = (SOURCE_PATH, SOURCE_WIDTH, SOURCE_HEIGHT, SOURCE_MODE)
+    for field, ftype in zip(columns, (fo.StringField, fo.IntField, fo.IntField, fo.StringField)):
+        declare_field(dataset, field, ftype)
+    wanted = {int(index): (name, int(w), int(h), mode) for index, name, (w, h, mode) in zip(source_indices, files, info)}
+    ids, indices, *stored = split_view(dataset, split).values(["id", SOURCE_INDEX, *columns])
+    todo = [(i, wanted[int(index)]) for i, index, *now in zip(ids, indices, *stored) if wanted.get(int(index), tuple(now)) != tuple(now)]
+    if todo:
+        fence_held_locks()
+        set_fields(dataset, [i for i, _ in todo], {field: [row[k] for _, row in todo] for k, field in enumerate(columns)})
     return len(todo)
 
 

@@ -2,15 +2,16 @@
 
 Layouts: `<root>/<class>/*.png|jpg|...`, or `<root>/train/<class>/...` and
 `<root>/test/<class>/...`. Every image is opened, converted to the declared
-channels and resized to the declared square size once, here; an unreadable or
-truncated file stops the load with its path, before anything is written.
+channels and resized to the declared square size once, here. An unreadable or
+truncated file is left out and reported by path (`unreadable`); with `strict` it
+stops the load with its path instead, before anything is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ class FolderImages:
     images: np.ndarray  # uint8 [N, H, W] (1 channel) or [N, H, W, 3]
     labels: np.ndarray  # int64 [N], positions in the class list
     files: list[str]  # relative to the dataset root, in a stable order: the samples' source keys
+    file_info: list[tuple[int, int, str]]  # each file as it was: width, height, PIL mode (data_issues judges sizes on these)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # files left out: path relative to the root, why
 
 
 def has_test_split(root: Path) -> bool:
@@ -64,15 +67,21 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _load_one(path: Path, conversion: Conversion) -> np.ndarray:
+def _load_one(path: Path, conversion: Conversion) -> tuple[np.ndarray, tuple[int, int, str]] | ImageConversionError:
+    """The converted image and the file's width, height and mode, or why it cannot be read."""
+    from PIL import Image
+
     try:
-        return convert_image(path, conversion)  # exactly as `python -m mnist_assets.predict` converts
+        image = convert_image(path, conversion)  # exactly as `python -m mnist_assets.predict` converts
+        with Image.open(path) as header:  # read fully above: the header is there
+            return image, (*header.size, header.mode)
     except ImageConversionError as error:
-        raise FolderSourceError(str(error)) from error
+        return error
 
 
-def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: Conversion) -> FolderImages:
-    """Every image under `folder/<class>/`, converted; classes must match the declared ones."""
+def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: Conversion, strict: bool = False) -> FolderImages:
+    """Every readable image under `folder/<class>/`, converted (`strict`: refuse at the first unreadable
+    one); classes must match the declared ones."""
     found = _sub_folders(folder)
     if found != sorted(classes):
         raise FolderSourceError(
@@ -87,11 +96,21 @@ def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: 
         paths += files
         labels += [label] * len(files)
     with ThreadPoolExecutor(4) as pool:
-        images = list(pool.map(lambda p: _load_one(p, conversion), paths))
+        loaded = list(pool.map(lambda p: _load_one(p, conversion), paths))
+    failed = [(path, result) for path, result in zip(paths, loaded) if isinstance(result, ImageConversionError)]
+    if failed and strict:
+        raise FolderSourceError(f"{failed[0][1]} (strict: true refuses the ingest; without it the rest is ingested, the file reported)")
+    kept = [i for i, result in enumerate(loaded) if not isinstance(result, ImageConversionError)]
+    kept_labels = np.asarray(labels, dtype=np.int64)[kept]
+    for label, name in enumerate(classes):
+        if not (kept_labels == label).any():
+            raise FolderSourceError(f"{folder / name} holds no readable image; the first error: {failed[0][1]}")
     return FolderImages(
-        images=np.stack(images),
-        labels=np.asarray(labels, dtype=np.int64),
-        files=[str(p.relative_to(root)) for p in paths],
+        images=np.stack([loaded[i][0] for i in kept]),
+        labels=kept_labels,
+        files=[str(paths[i].relative_to(root)) for i in kept],
+        file_info=[loaded[i][1] for i in kept],
+        unreadable=[(str(path.relative_to(root)), str(error)) for path, error in failed],
     )
 
 
@@ -101,11 +120,14 @@ def file_keys(files: list[str]) -> np.ndarray:
     return np.array([int.from_bytes(hashlib.sha1(name.encode()).digest()[:7], "big") for name in files], dtype=np.int64)
 
 
-def load_folder(root: Path, classes: list[str], conversion: Conversion) -> tuple[FolderImages, FolderImages | None]:
+def load_folder(root: Path, classes: list[str], conversion: Conversion, strict: bool = False) -> tuple[FolderImages, FolderImages | None]:
     """The training images (all of them without `train/` and `test/`) and the test images, if split."""
     root = Path(root)
     if not root.is_dir():
         class_folders(root)  # raises with the fix
     if has_test_split(root):
-        return load_split_folder(root / "train", root, classes, conversion), load_split_folder(root / "test", root, classes, conversion)
-    return load_split_folder(root, root, classes, conversion), None
+        return (
+            load_split_folder(root / "train", root, classes, conversion, strict),
+            load_split_folder(root / "test", root, classes, conversion, strict),
+        )
+    return load_split_folder(root, root, classes, conversion, strict), None

@@ -14,6 +14,7 @@ from mnist_assets.ml.fiftyone_store import (
     sync_split,
     write_clean_labels,
     write_pngs,
+    write_source_files,
 )
 from mnist_assets.ml.sources import SplitArrays
 
@@ -43,6 +44,8 @@ def ingest_split(dataset, log: DecisionLog, data: SplitArrays, split: str, image
         changes = sync_split(dataset, split, paths, data.labels, data.indices, data.hashes, classes)
         if data.clean_labels is not None:  # declared label noise: the truth beside, for benchmarks and tests
             write_clean_labels(dataset, split, data.indices, data.clean_labels, classes)
+        if data.source_files is not None:  # a folder: which file each sample came from, as it was
+            write_source_files(dataset, split, data.indices, data.source_files, data.file_info)
         review = review_split(split_view(dataset, split), split, log, classes)
     return IngestResult(
         changes, written, len(recorded.new) + len(review.new), review, split_fingerprint(data.indices, data.labels, data.hashes)

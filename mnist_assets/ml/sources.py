@@ -27,10 +27,12 @@ class SourcePart:
     labels: np.ndarray  # class positions
     keys: np.ndarray  # each image's stable `source_index`: its position in an IDX file, a path hash in a folder
     files: list[str] | None = None  # folders: each image's path relative to the folder
+    file_info: list[tuple[int, int, str]] | None = None  # folders: each file's width, height and mode
 
     def take(self, positions: np.ndarray) -> SourcePart:
         files = [self.files[i] for i in positions] if self.files is not None else None
-        return SourcePart(self.images[positions], self.labels[positions], self.keys[positions], files)
+        info = [self.file_info[i] for i in positions] if self.file_info is not None else None
+        return SourcePart(self.images[positions], self.labels[positions], self.keys[positions], files, info)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class SourceArrays:
     train: SourcePart
     test: SourcePart
     source: str  # where the images came from, for people to read
+    unreadable: tuple[tuple[str, str], ...] = ()  # a folder's files left out: path relative to the folder, why
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class SplitArrays:
     image_files: list[str]  # each sample's PNG, relative to the images folder
     available: int  # samples of the split before any limit
     clean_labels: np.ndarray | None = None  # declared label noise: the true labels (`labels` are the noisy ones)
+    source_files: list[str] | None = None  # folders: each sample's file, relative to the declared folder
+    file_info: list[tuple[int, int, str]] | None = None  # folders: that file's width, height and mode
 
 
 def pixel_hashes(images: np.ndarray) -> list[str]:
@@ -81,7 +86,7 @@ def centred(images: np.ndarray, spec: DatasetSpec) -> np.ndarray:
 
 
 def _part(images: FolderImages) -> SourcePart:
-    return SourcePart(images.images, images.labels, file_keys(images.files), images.files)
+    return SourcePart(images.images, images.labels, file_keys(images.files), images.files, images.file_info)
 
 
 def seeded_rank(keys: np.ndarray, seed: int | str) -> np.ndarray:
@@ -102,14 +107,15 @@ def held_out(keys: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -
 
 
 def _load_folder_source(spec: DatasetSpec) -> SourceArrays:
-    train, test = load_folder(spec.folder, spec.classes(), spec.conversion())
+    train, test = load_folder(spec.folder, spec.classes(), spec.conversion(), strict=spec.strict)
     whole = _part(train)
+    unreadable = tuple(train.unreadable + (test.unreadable if test is not None else []))
     if test is not None:
-        return SourceArrays(whole, _part(test), f"folder {spec.folder} (train/ and test/)")
+        return SourceArrays(whole, _part(test), f"folder {spec.folder} (train/ and test/)", unreadable)
     # No test/ sub-folder: a seeded, stratified share of the images is the test split.
     is_test = held_out(whole.keys, whole.labels, spec.test_fraction, spec.split_seed)
     source = f"folder {spec.folder} ({spec.test_fraction:.0%} of it held out as test)"
-    return SourceArrays(whole.take(np.flatnonzero(~is_test)), whole.take(np.flatnonzero(is_test)), source)
+    return SourceArrays(whole.take(np.flatnonzero(~is_test)), whole.take(np.flatnonzero(is_test)), source, unreadable)
 
 
 def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | None) -> SplitArrays:
@@ -139,6 +145,8 @@ def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | N
         image_files=_image_files(spec, split, chosen, hashes),
         available=len(positions),
         clean_labels=clean,
+        source_files=chosen.files,
+        file_info=chosen.file_info,
     )
 
 

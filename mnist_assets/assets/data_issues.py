@@ -1,0 +1,162 @@
+"""Every kind of data issue, not only wrong labels: CleanVision's image checks and cleanlab's outliers
+and class imbalance (ml/data_issues.py), per split, judged against the train split."""
+
+import time
+
+import dagster as dg
+import numpy as np
+
+from mnist_assets.assets.common import Pipeline
+from mnist_assets.automation import follows_lineage
+from mnist_assets.metadata import class_counts, markdown_table, png
+from mnist_assets.ml.data_issues import ISSUE_TYPES, issue_field
+from mnist_assets.ml.field_names import DATA_ISSUES, GROUND_TRUTH, SOURCE_HEIGHT, SOURCE_WIDTH, issues_view_name
+from mnist_assets.partitions import split_partitions
+from mnist_assets.resources import Settings
+
+WORST_SHOWN = 8  # per flagged type, in the metadata's grid
+
+
+def check_name(issue: str) -> str:
+    return f"few_{issue}"
+
+
+def build(p: Pipeline) -> list:
+    gates = p.spec.issue_gates or {}
+
+    @dg.asset(
+        key=p.key("data_issues"),
+        partitions_def=split_partitions,
+        # What it reads: the split's pixels, its files' sizes and the labels in use (excluded samples left
+        # out), and train's, which every split is judged against.
+        deps=[p.key("label_review")],
+        group_name=p.group("quality"),
+        kinds={"fiftyone"},
+        code_version="1",
+        automation_condition=follows_lineage(),
+        check_specs=[
+            p.check(
+                check_name(issue),
+                "data_issues",
+                blocking=issue in gates,
+                description=(
+                    f"At most {gates[issue]:.1%} of the split flagged {issue} (issue_gates)."
+                    if issue in gates
+                    else f"Warns when any sample is flagged {issue}."
+                ),
+            )
+            for issue in ISSUE_TYPES
+        ]
+        + [p.check("class_imbalance", "data_issues", description="Warns when a class holds under 0.1 / K of the split (cleanlab's rule).")],
+        description=(
+            "Per sample a score per data issue (issue_<type>, in [0, 1], higher: worse) and the issues it is flagged for "
+            f"(data_issues): {', '.join(ISSUE_TYPES)}, by CleanVision's and cleanlab's definitions judged against train; "
+            "class imbalance per split; saved views issues-<type>-<split>, worst first."
+        ),
+    )
+    def data_issues(context: dg.AssetExecutionContext, settings: Settings):
+        from mnist_assets.ml import data_issues as issues
+        from mnist_assets.ml import image_issues
+        from mnist_assets.ml.fiftyone_store import save_view
+
+        started = time.perf_counter()
+        split = context.partition_key
+        store = p.store(settings)
+
+        def read(part: str):
+            from mnist_assets.assets.data import split_tensors
+
+            dataset, view, tensors = split_tensors(p, settings, part, store, standardize=False)
+            images = image_issues.channels_last(tensors.images.numpy())
+            widths, heights = file_sizes(view, p.spec.image_size)
+            return dataset, view, tensors, images, widths, heights
+
+        dataset, view, tensors, images, widths, heights = read(split)
+        labels = tensors.labels.numpy()
+        properties = image_issues.image_properties(images)
+        if split == "train":
+            train = (images, widths, heights, labels, properties)
+        else:
+            _, _, train_tensors, train_images, train_widths, train_heights = read("train")
+            train = (train_images, train_widths, train_heights, train_tensors.labels.numpy(), image_issues.image_properties(train_images))
+        reference = issues.reference_from_train(train[4], train[1], train[2], train[0], train[3], p.spec.channels)
+        found = issues.split_issues(properties, widths, heights, images, labels, reference, is_train=split == "train")
+        context.log.info(f"{split}: {len(labels)} samples; flagged {found.counts()}")
+
+        write_issues(view, tensors.sample_ids, found)
+        for issue in ISSUE_TYPES:
+            flagged = view.select([tensors.sample_ids[i] for i in np.flatnonzero(found.flags[issue])])
+            save_view(dataset, issues_view_name(issue, split), flagged.sort_by(issue_field(issue), reverse=True))
+
+        counts = found.counts()
+        imbalance = issues.class_imbalance(class_counts(view.values(f"{GROUND_TRUTH}.label"), p.classes()))
+        rows = [
+            {"issue": issue, "flagged": counts[issue], "share": round(counts[issue] / max(len(labels), 1), 4), "gate": gates.get(issue, "")}
+            for issue in ISSUE_TYPES
+        ]
+        metadata = {
+            "count": len(labels),
+            **{f"{issue}_flagged": counts[issue] for issue in ISSUE_TYPES},
+            "flagged_any": int(np.any(np.stack(list(found.flags.values())), axis=0).sum()),
+            "issues": markdown_table(rows),
+            "smallest_class": str(imbalance["smallest_class"]),
+            "smallest_class_over_median": imbalance["smallest_over_median"],
+            "imbalanced_classes": ", ".join(imbalance["imbalanced_classes"]) or "none",
+            "saved_views": ", ".join(issues_view_name(issue, split) for issue in ISSUE_TYPES),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        if any(counts.values()):
+            metadata["worst_examples"] = png(worst_grid(images, found))
+        yield dg.MaterializeResult(metadata=metadata)
+        for issue in ISSUE_TYPES:
+            share = counts[issue] / max(len(labels), 1)
+            yield dg.AssetCheckResult(
+                asset_key=p.key("data_issues"),
+                check_name=check_name(issue),
+                passed=share <= gates[issue] if issue in gates else counts[issue] == 0,
+                severity=dg.AssetCheckSeverity.ERROR if issue in gates else dg.AssetCheckSeverity.WARN,
+                metadata={"flagged": counts[issue], "share": round(share, 4), "view": issues_view_name(issue, split)},
+            )
+        yield dg.AssetCheckResult(
+            asset_key=p.key("data_issues"),
+            check_name="class_imbalance",
+            passed=not imbalance["imbalanced_classes"],
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"imbalanced_classes": metadata["imbalanced_classes"], "smallest_over_median": imbalance["smallest_over_median"]},
+        )
+
+    return [data_issues]
+
+
+def file_sizes(view, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's file width and height before ingest converted it (folders record them); the
+    declared size where none is recorded (the IDX sources: every image is the source's 28x28)."""
+    if SOURCE_WIDTH not in view.get_field_schema():
+        return np.full(len(view), size), np.full(len(view), size)
+    widths, heights = view.values([SOURCE_WIDTH, SOURCE_HEIGHT])
+    return (np.array([w or size for w in widths], dtype=np.float64), np.array([h or size for h in heights], dtype=np.float64))
+
+
+def write_issues(view, sample_ids: list[str], found) -> None:
+    """issue_<type> (floats) and data_issues (names) of every sample, in one bulk write each."""
+    import fiftyone as fo
+
+    from mnist_assets.ml.bulk_writes import set_fields
+    from mnist_assets.ml.fiftyone_store import declare_field, write_floats
+
+    write_floats(view, {issue_field(issue): scores for issue, scores in found.scores.items()}, sample_ids)
+    declare_field(view._dataset, DATA_ISSUES, fo.ListField, subfield=fo.StringField)
+    set_fields(view._dataset, sample_ids, {DATA_ISSUES: found.flagged_types()})
+
+
+def worst_grid(images: np.ndarray, found) -> bytes:
+    """Up to WORST_SHOWN of the worst flagged samples of each flagged type, titled with type and score."""
+    from mnist_assets.ml import plots
+
+    shown, titles = [], []
+    for issue in ISSUE_TYPES:
+        flagged = np.flatnonzero(found.flags[issue])
+        worst = flagged[np.argsort(-found.scores[issue][flagged], kind="stable")][:WORST_SHOWN]
+        shown += list(worst)
+        titles += [f"{issue.replace('_', ' ')}\n{found.scores[issue][i]:.2f}" for i in worst]
+    return plots.image_grid(images[shown], titles, columns=WORST_SHOWN)

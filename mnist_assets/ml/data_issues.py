@@ -1,0 +1,256 @@
+"""Every kind of data issue of a split, per sample: a score in [0, 1] (higher: worse) and a flag.
+
+The definitions are CleanVision's (image properties: ml/image_issues.py) and cleanlab Datalab's
+(outlier, class imbalance), computed in bulk; each split is judged against the train split
+(its distributions set the relative thresholds), so a test image is flagged by the same rule as a
+training one. Thresholds, and where and why they differ from the libraries' (docs/data-issues.md):
+
+- dark, light, odd_aspect_ratio: CleanVision's (score below 0.32, 0.05, 0.35).
+- odd_size: CleanVision's rule (sqrt(area) beyond Q1 - 3 IQR or Q3 + 3 IQR of train's files).
+- low_information: CleanVision's score, but flagged below a quarter of train's median entropy (per
+  band: image_issues.band_entropy): its absolute threshold is set on photographs, and on 28-pixel
+  digits flags 31% of MNIST.
+- blurry: the edges' spread for the image's contrast (image_issues.sharpness) below 0.6 of train's
+  median. CleanVision's measure, the edges' spread alone, falls with the amount of ink too: beyond
+  train's fence it flagged 80 thin, sharp "1"s of MNIST, and at its own threshold no blurred digit.
+- grayscale: a gray image in a 3-channel dataset whose train split is mostly in colour.
+- outlier: the mean distance to the 10 nearest train samples of the sample's own class (of any
+  class where it has fewer), in the gray pixels smoothed (a Gaussian of 1 pixel per 28) and centred:
+  1 - correlation (gray: a tint does not make an image off-topic; smoothed: nor does a stroke's
+  shift). Of the class: an off-topic set (noise, another dataset's images) is its own neighbourhood
+  to a label-free search. Pixels, not LeNet's embedding: on the planted set LeNet's (trained on the
+  outliers too) flagged hard digits as often as outliers. cleanlab's score, exp(-distance / train's
+  median), and its rule, flagged beyond Q3 + (1 / threshold - 1) IQR of train's distances, at
+  threshold 1/3 where cleanlab's is 0.37 (on the planted folder its 1.7 IQR flagged 9 ordinary
+  digits beside 33 outliers, 2 IQR 7).
+- near_duplicate: another sample of the split whose pixels correlate with its own above 0.99
+  (the project's threshold, as duplicates_and_leaks measures it); candidates are the 10 nearest in
+  the pixels' first 32 principal components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mnist_assets.ml import image_issues
+from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, pixel_embeddings
+
+ISSUE_TYPES = (
+    "dark",
+    "light",
+    "blurry",
+    "low_information",
+    "odd_size",
+    "odd_aspect_ratio",
+    "grayscale",
+    "outlier",
+    "near_duplicate",
+)
+CLEANVISION_THRESHOLDS = {"dark": 0.32, "light": 0.05, "odd_aspect_ratio": 0.35}
+LOW_INFORMATION_SHARE = 0.25  # of train's median entropy
+BLURRY_SHARE = 0.6  # of train's median sharpness
+NEIGHBOURS = 10  # cleanlab's k
+SMOOTHING = 1.0  # the outlier's Gaussian, in pixels at 28x28
+PRINCIPAL_COMPONENTS = 32  # where near duplicates' candidates are looked for
+OUTLIER_THRESHOLD = 1 / 3  # cleanlab Datalab's rule (flagged beyond Q3 + (1 / threshold - 1) IQR), its 0.37 a little stricter
+CLASS_IMBALANCE_THRESHOLD = 0.1  # cleanlab Datalab's: a class under 0.1 / K of the split
+
+
+def issue_field(issue: str) -> str:
+    return f"issue_{issue}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What every split is judged against: the train split's distributions."""
+
+    fences: dict[str, float]  # issue score above which a sample is flagged (relative types)
+    sharpness: float  # train's median
+    widths: np.ndarray  # train's files, for odd_size
+    heights: np.ndarray
+    mostly_colour: bool
+    pixels: np.ndarray  # train's centred pixels, unit length: the outlier's neighbours
+    labels: np.ndarray  # train's labels in use
+    outlier_scale: float  # train's median mean distance to the neighbours
+    outlier_fence: float  # the mean distance above which a sample is an outlier
+
+
+@dataclass
+class SplitIssues:
+    scores: dict[str, np.ndarray]  # issue type -> [N] in [0, 1], higher: worse
+    flags: dict[str, np.ndarray]  # issue type -> [N] bool
+    twins: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # near duplicate's nearest copy (-1: none)
+
+    def flagged_types(self) -> list[list[str]]:
+        """Per sample, the names of the issues it is flagged for."""
+        names = list(self.flags)
+        matrix = np.stack([self.flags[name] for name in names], axis=1) if names else np.zeros((0, 0), bool)
+        return [[names[j] for j in np.flatnonzero(row)] for row in matrix]
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(flags.sum()) for name, flags in self.flags.items()}
+
+
+def fence(values: np.ndarray, iqr_factor: float) -> float:
+    q1, q3 = np.percentile(values, [25, 75])
+    return float(q3 + iqr_factor * (q3 - q1))
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def nearest(queries: np.ndarray, keys: np.ndarray, k: int, same: bool, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distances and positions of the k nearest `keys` (unit vectors) to each query, nearest
+    first; `same`: queries are keys, and a sample is not its own neighbour. Chunked matrix products
+    (sklearn's brute-force cosine search computes the same, about ten times slower here)."""
+    import torch
+
+    keys_t = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
+    k = min(k, len(keys) - (1 if same else 0))
+    distances, positions = [], []
+    for start in range(0, len(queries), chunk):
+        block = torch.from_numpy(np.ascontiguousarray(queries[start : start + chunk], dtype=np.float32))
+        similarity = block @ keys_t.T
+        if same:
+            rows = torch.arange(len(block))
+            similarity[rows, rows + start] = -torch.inf
+        top, where = similarity.topk(k, dim=1)
+        distances.append((1 - top).clamp_min(0).numpy())
+        positions.append(where.numpy())
+    return np.concatenate(distances), np.concatenate(positions)
+
+
+def distance_within_class(vectors: np.ndarray, labels, keys: np.ndarray, key_labels, same: bool) -> np.ndarray:
+    """Per sample, the mean cosine distance to its NEIGHBOURS nearest `keys` of the same label (of
+    any label where the class has fewer: a small class's few images are not each other's outliers)."""
+    labels, key_labels = np.asarray(labels), np.asarray(key_labels)
+    mean = np.ones(len(vectors))
+    for label in np.unique(labels):
+        members, candidates = np.flatnonzero(labels == label), np.flatnonzero(key_labels == label)
+        if len(candidates) < NEIGHBOURS + 1:
+            candidates = np.arange(len(keys))
+        if same:  # positions of the members among the candidates, so that none is its own neighbour
+            distances = _nearest_others(vectors[members], members, keys[candidates], candidates)
+        else:
+            distances, _ = nearest(vectors[members], keys[candidates], NEIGHBOURS, same=False)
+        mean[members] = distances.mean(axis=1)
+    return mean
+
+
+def _nearest_others(queries, query_positions, keys, key_positions) -> np.ndarray:
+    """Distances to the NEIGHBOURS nearest keys, leaving out each query itself (queries are among the keys)."""
+    distances, where = nearest(queries, keys, NEIGHBOURS + 1, same=False)
+    distances[key_positions[where] == np.asarray(query_positions)[:, None]] = np.inf
+    return np.sort(distances, axis=1)[:, : min(NEIGHBOURS, len(keys) - 1)]
+
+
+def centred_pixels(images: np.ndarray) -> np.ndarray:
+    """Each image's gray pixels, smoothed, less their mean, unit length: their dot product is the
+    smoothed images' correlation."""
+    from scipy.ndimage import gaussian_filter
+
+    gray = image_issues.gray(image_issues.channels_last(images)).astype(np.float32)
+    sigma = SMOOTHING * gray.shape[1] / 28
+    vectors = gaussian_filter(gray, sigma=(0, sigma, sigma)).reshape(len(gray), -1)
+    return unit(vectors - vectors.mean(axis=1, keepdims=True))
+
+
+def reference_from_train(properties: dict, widths, heights, images: np.ndarray, labels, channels: int) -> Reference:
+    scores = image_issues.cleanvision_scores(properties)
+    train = centred_pixels(images)
+    labels = np.asarray(labels)
+    distances = distance_within_class(train, labels, train, labels, same=True)
+    return Reference(
+        fences={
+            "blurry": 1 - BLURRY_SHARE,
+            "low_information": 1 - LOW_INFORMATION_SHARE * float(np.median(scores["low_information"])),
+        },
+        sharpness=max(float(np.median(image_issues.sharpness(properties))), 1e-6),
+        widths=np.asarray(widths),
+        heights=np.asarray(heights),
+        mostly_colour=channels == 3 and float(np.mean(properties["is_gray"])) < 0.5,
+        pixels=train,
+        labels=np.asarray(labels),
+        outlier_scale=max(float(np.median(distances)), 1e-12),
+        outlier_fence=fence(distances, 1 / OUTLIER_THRESHOLD - 1),
+    )
+
+
+def split_issues(properties: dict, widths, heights, images: np.ndarray, labels, reference: Reference, is_train: bool) -> SplitIssues:
+    """Scores and flags of every issue type for one split: `properties` of its uint8 `images`, the
+    sizes of their files, the labels in use."""
+    cleanvision = image_issues.cleanvision_scores(properties)
+    scores = {name: 1 - cleanvision[name] for name in ("dark", "light", "low_information")}
+    scores["blurry"] = 1 - np.minimum(image_issues.sharpness(properties) / reference.sharpness, 1.0)
+    flags = {name: cleanvision[name] < CLEANVISION_THRESHOLDS[name] for name in ("dark", "light")}
+    flags.update({name: scores[name] > reference.fences[name] for name in ("blurry", "low_information")})
+
+    size, size_threshold = image_issues.size_scores(widths, heights, reference.widths, reference.heights)
+    aspect = image_issues.aspect_ratio_scores(widths, heights)
+    scores.update(odd_size=1 - size, odd_aspect_ratio=1 - aspect)
+    flags.update(odd_size=size < size_threshold, odd_aspect_ratio=aspect < CLEANVISION_THRESHOLDS["odd_aspect_ratio"])
+
+    is_gray = np.asarray(properties["is_gray"], dtype=bool)
+    scores["grayscale"] = is_gray.astype(np.float64) if reference.mostly_colour else np.zeros(len(is_gray))
+    flags["grayscale"] = is_gray & reference.mostly_colour
+
+    vectors = reference.pixels if is_train else centred_pixels(images)
+    mean = distance_within_class(vectors, labels, reference.pixels, reference.labels, same=is_train)
+    scores["outlier"] = 1 - np.exp(-mean / reference.outlier_scale)
+    flags["outlier"] = mean > reference.outlier_fence
+
+    correlation, twins = near_duplicates(images)
+    scores["near_duplicate"] = np.clip(correlation, 0, 1)
+    flags["near_duplicate"] = 1 - correlation < NEAR_DUPLICATE_THRESHOLD
+    return SplitIssues(
+        {name: np.asarray(scores[name], dtype=np.float64) for name in ISSUE_TYPES},
+        {name: np.asarray(flags[name], dtype=bool) for name in ISSUE_TYPES},
+        np.where(flags["near_duplicate"], twins, -1),
+    )
+
+
+def near_duplicates(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, the highest pixel correlation with another sample of the split and that sample's
+    position, looked for among its NEIGHBOURS nearest in the pixels' first principal components (an
+    image and its copy project alike); an exact copy correlates 1 (flat images too)."""
+    from sklearn.decomposition import PCA
+
+    if len(images) < 2:
+        return np.zeros(len(images)), np.full(len(images), -1)
+    vectors = pixel_embeddings(image_issues.channels_last(np.asarray(images)))
+    pixels = unit(vectors - vectors.mean(axis=1, keepdims=True))
+    components = PCA(min(PRINCIPAL_COMPONENTS, *pixels.shape), random_state=0).fit_transform(pixels)
+    _, candidates = nearest(unit(components), unit(components), NEIGHBOURS, same=True)
+    similarity = np.einsum("nd,nkd->nk", pixels, pixels[candidates])
+    best = similarity.argmax(axis=1)
+    correlation, twins = similarity[np.arange(len(images)), best], candidates[np.arange(len(images)), best]
+    first_of: dict[bytes, int] = {}
+    for i, image in enumerate(images):  # exact copies: the first of each pixel content is the others' twin
+        key = np.ascontiguousarray(image).tobytes()
+        if key in first_of:
+            j = first_of[key]
+            correlation[i] = correlation[j] = 1.0
+            twins[i], twins[j] = j, i
+        else:
+            first_of[key] = i
+    return correlation, twins
+
+
+def class_imbalance(counts: dict[str, int]) -> dict:
+    """cleanlab Datalab's class imbalance: a class under CLASS_IMBALANCE_THRESHOLD / K of the split;
+    and the smallest class against the median one."""
+    values = np.array(list(counts.values()), dtype=np.float64)
+    total = values.sum()
+    if total == 0:
+        return {"smallest_class": None, "smallest_over_median": 0.0, "imbalanced_classes": []}
+    smallest = min(counts, key=counts.get)
+    limit = CLASS_IMBALANCE_THRESHOLD / len(counts) * total
+    return {
+        "smallest_class": smallest,
+        "smallest_over_median": round(float(counts[smallest] / max(np.median(values), 1)), 4),
+        "imbalanced_classes": sorted(name for name, count in counts.items() if count < limit),
+    }

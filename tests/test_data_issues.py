@@ -1,0 +1,111 @@
+"""Data issues beyond wrong labels: CleanVision's image properties computed in bulk, and every issue
+type found on planted truth."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from planted_issues import plant_issues, recall_and_precision
+
+from mnist_assets.ml import data_issues, image_issues
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    from mnist_assets.ml.idx_source import load_fashion_mnist
+
+    return load_fashion_mnist(None, tmp_path_factory.mktemp("fashion-downloads"))
+
+
+@pytest.mark.parametrize("shape", [(12, 28, 28), (12, 28, 28, 3), (4, 100, 80, 3), (4, 90, 90)])
+def test_image_properties_equal_cleanvisions_per_image_ones(mnist, shape):
+    from cleanvision.issue_managers.image_property import BlurrinessProperty, BrightnessProperty, EntropyProperty
+
+    rng = np.random.default_rng(len(shape))
+    images = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    images[: len(images) // 2] //= 7  # dark ones too
+    if shape[1:3] == (28, 28):  # and real digits
+        digits = mnist.test_images[: len(images) // 2]
+        images[len(images) // 2 :] = digits if len(shape) == 3 else digits[..., None]
+    ours = image_issues.image_properties(images)
+    for i, image in enumerate(images):
+        pil = Image.fromarray(image)
+        theirs = {**BrightnessProperty("dark").calculate(pil), **EntropyProperty().calculate(pil), **BlurrinessProperty().calculate(pil)}
+        for name in ("brightness_perc_99", "brightness_perc_5", "entropy", "blurriness", "blurriness_grayscale_std"):
+            assert ours[name][i] == pytest.approx(theirs[name], rel=1e-4, abs=1e-5), (name, i)
+
+
+def test_every_planted_issue_type_is_found_with_few_false_flags(mnist, fashion):
+    planted = plant_issues(mnist, fashion)
+    properties = image_issues.image_properties(planted.images)
+    reference = data_issues.reference_from_train(properties, planted.widths, planted.heights, planted.images, planted.labels, channels=3)
+    found = data_issues.split_issues(properties, planted.widths, planted.heights, planted.images, planted.labels, reference, is_train=True)
+
+    assert set(found.scores) == set(data_issues.ISSUE_TYPES)
+    for name, scores in found.scores.items():
+        assert scores.shape == (len(planted.images),) and (scores >= 0).all() and (scores <= 1).all(), name
+    figures = {name: recall_and_precision(found.flags[name], truth, planted.clean) for name, truth in planted.truth.items()}
+    for name, (recall, precision) in figures.items():
+        assert recall >= 0.9 and precision >= 0.8, (name, recall, precision)
+    # a copy's twin is the image it copies
+    copies = np.flatnonzero(planted.truth["near_duplicate"])
+    assert (found.twins[copies] >= 0).all()
+
+
+def test_class_imbalance_names_the_small_class():
+    counts = {"a": 300, "b": 280, "c": 310, "d": 12}
+    report = data_issues.class_imbalance(counts)
+    assert report["smallest_class"] == "d" and report["imbalanced_classes"] == ["d"]
+    assert report["smallest_over_median"] == pytest.approx(12 / 290, abs=1e-4)
+    assert data_issues.class_imbalance({"a": 100, "b": 90})["imbalanced_classes"] == []
+
+
+def test_a_planted_folder_through_the_asset_finds_each_issue_and_reports_corrupt_files(mnist, fashion, make_settings, tmp_path):
+    """The user's path: a folder with planted issues, ingested (corrupt files left out and named),
+    `data_issues` of every split: each type found, its saved view worst first, the small class named."""
+    import dagster as dg
+    from planted_issues import CORRUPT_FILES, SMALL_CLASS, file_name, write_planted_folder
+
+    from mnist_assets.assets.common import latest_materialization
+    from mnist_assets.ml.dataset_spec import DatasetSpec
+    from mnist_assets.ml.field_names import DATA_ISSUES, SOURCE_PATH, SPLIT, issues_view_name
+    from mnist_assets.ml.fiftyone_store import split_view
+    from mnist_assets.pipeline import build_pipeline_defs
+    from mnist_assets.run_all import materialize_upstream
+
+    planted_set = plant_issues(mnist, fashion)
+    truth = write_planted_folder(tmp_path / "digits", planted_set)
+    twins = {file_name(planted_set, a): file_name(planted_set, b) for a, b in planted_set.twins.items()}
+    spec = DatasetSpec(name="planted", source="folder", path=str(tmp_path / "digits"), image_size=28, channels=3)
+    settings = make_settings()
+    resources = {"settings": settings}
+    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_upstream(defs, [dg.AssetKey(["planted", "data_issues"])], instance, resources, log=lambda _: None)
+
+    raw = instance.get_latest_materialization_event(dg.AssetKey(["planted", "raw_dataset"])).asset_materialization.metadata
+    assert raw["unreadable_files"].value == CORRUPT_FILES and "3/corrupt_0.png" in raw["unreadable"].value
+    dataset = settings.store("planted").dataset()
+    assert len(dataset) == len(truth)  # everything readable was ingested
+    paths, splits, flagged = dataset.values([SOURCE_PATH, SPLIT, DATA_ISSUES])
+    split_of = dict(zip(paths, splits))
+    for issue in data_issues.ISSUE_TYPES:
+        if issue == "grayscale" or issue not in next(iter(truth.values())):
+            continue
+        planted = np.array([truth[path][issue] for path in paths])
+        if issue == "near_duplicate":  # a copy in another split is a leak (duplicates_and_leaks), not this
+            planted = np.array([truth[path][issue] and split_of.get(twins.get(path)) == split_of[path] for path in paths])
+        found = np.array([issue in names for names in flagged])
+        clean = np.array([not any(truth[path].values()) for path in paths])
+        recall, precision = recall_and_precision(found, planted, clean)
+        assert recall >= 0.9 and precision >= 0.8, (issue, recall, precision)
+    # grayscale: the digits left gray in a colour set
+    gray = np.array([truth[path]["grayscale"] for path in paths])
+    assert recall_and_precision(np.array(["grayscale" in n for n in flagged]), gray, ~gray)[0] >= 0.9
+
+    view = dataset.load_saved_view(issues_view_name("dark", "train"))
+    scores = view.values("issue_dark")
+    assert len(view) > 0 and scores == sorted(scores, reverse=True)
+    metadata = latest_materialization(instance, dg.AssetKey(["planted", "data_issues"]), "train").asset_materialization.metadata
+    assert metadata["imbalanced_classes"].value == str(SMALL_CLASS) and metadata["dark_flagged"].value >= 10
+    assert "worst_examples" in metadata
+    assert len(split_view(dataset, "test").exists("issue_outlier")) == len(split_view(dataset, "test"))
