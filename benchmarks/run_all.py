@@ -27,6 +27,7 @@ TARGETS = {
     "fiftyone_write_bulk_speedup": (">=", 20.0),
     "e2e_over_training": ("<=", 3.0),
     "hardness_over_training": ("<=", 0.25),
+    "data_issues_over_training": ("<=", 0.5),  # data_issues, 3 splits / lenet_checkpoint (issue 35)
     "umap_first_over_later": (">=", 2.0),
     "e2e_seconds": ("<", 900.0),
     "e2e_peak_rss_mb": ("<", 4096.0),
@@ -184,6 +185,7 @@ def training_ratios(run: dict) -> dict:
         "training_seconds": round(training, 1),
         "e2e_over_training": round(run["seconds"] / training, 2),
         "hardness_over_training": round(_step_total(run, "hardness_scores") / _step_total(run, "lenet_checkpoint"), 3),
+        "data_issues_over_training": round(_step_total(run, "data_issues") / _step_total(run, "lenet_checkpoint"), 3),
     }
 
 

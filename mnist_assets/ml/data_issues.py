@@ -73,6 +73,7 @@ class Reference:
     mostly_colour: bool
     pixels: np.ndarray  # train's centred pixels, unit length: the outlier's neighbours
     labels: np.ndarray  # train's labels in use
+    distances: np.ndarray  # train's own: each sample's mean distance to its class's neighbours
     outlier_scale: float  # train's median mean distance to the neighbours
     outlier_fence: float  # the mean distance above which a sample is an outlier
 
@@ -150,7 +151,8 @@ def _nearest_others(queries, query_positions, keys, key_positions) -> np.ndarray
 
 def centred_pixels(images: np.ndarray) -> np.ndarray:
     """Each image's gray pixels, smoothed, less their mean, unit length: their dot product is the
-    smoothed images' correlation."""
+    smoothed images' correlation. (Every second pixel alone, a quarter of the cost, found one planted
+    outlier fewer of the folder's 36.)"""
     from scipy.ndimage import gaussian_filter
 
     gray = image_issues.gray(image_issues.channels_last(images)).astype(np.float32)
@@ -175,6 +177,7 @@ def reference_from_train(properties: dict, widths, heights, images: np.ndarray, 
         mostly_colour=channels == 3 and float(np.mean(properties["is_gray"])) < 0.5,
         pixels=train,
         labels=np.asarray(labels),
+        distances=distances,
         outlier_scale=max(float(np.median(distances)), 1e-12),
         outlier_fence=fence(distances, 1 / OUTLIER_THRESHOLD - 1),
     )
@@ -198,8 +201,10 @@ def split_issues(properties: dict, widths, heights, images: np.ndarray, labels, 
     scores["grayscale"] = is_gray.astype(np.float64) if reference.mostly_colour else np.zeros(len(is_gray))
     flags["grayscale"] = is_gray & reference.mostly_colour
 
-    vectors = reference.pixels if is_train else centred_pixels(images)
-    mean = distance_within_class(vectors, labels, reference.pixels, reference.labels, same=is_train)
+    if is_train:
+        mean = reference.distances
+    else:
+        mean = distance_within_class(centred_pixels(images), labels, reference.pixels, reference.labels, same=False)
     scores["outlier"] = 1 - np.exp(-mean / reference.outlier_scale)
     flags["outlier"] = mean > reference.outlier_fence
 
