@@ -1,6 +1,8 @@
 """Data issues beyond wrong labels: CleanVision's image properties computed in bulk, and every issue
 type found on planted truth."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -108,4 +110,7 @@ def test_a_planted_folder_through_the_asset_finds_each_issue_and_reports_corrupt
     metadata = latest_materialization(instance, dg.AssetKey(["planted", "data_issues"]), "train").asset_materialization.metadata
     assert metadata["imbalanced_classes"].value == str(SMALL_CLASS) and metadata["dark_flagged"].value >= 10
     assert "worst_examples" in metadata
+    # validation and test took train's outlier scale and fence from train's run, not recomputed
+    cached = json.loads((settings.store("planted").dir / "data_issues_reference.json").read_text())
+    assert len(cached["outlier"]) == 2 and cached["train"]
     assert len(split_view(dataset, "test").exists("issue_outlier")) == len(split_view(dataset, "test"))

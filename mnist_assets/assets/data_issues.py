@@ -1,6 +1,7 @@
 """Every kind of data issue, not only wrong labels: CleanVision's image checks and cleanlab's outliers
 and class imbalance (ml/data_issues.py), per split, judged against the train split."""
 
+import json
 import time
 
 import dagster as dg
@@ -11,6 +12,7 @@ from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.data_issues import ISSUE_TYPES, issue_field
 from mnist_assets.ml.field_names import DATA_ISSUES, GROUND_TRUTH, SOURCE_HEIGHT, SOURCE_WIDTH, issues_view_name
+from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
@@ -79,7 +81,12 @@ def build(p: Pipeline) -> list:
         else:
             _, _, train_tensors, train_images, train_widths, train_heights = read("train")
             train = (train_images, train_widths, train_heights, train_tensors.labels.numpy(), image_issues.image_properties(train_images))
-        reference = issues.reference_from_train(train[4], train[1], train[2], train[0], train[3], p.spec.channels)
+        cache = store.dir / "data_issues_reference.json"  # train's outlier scale and fence, for the other splits
+        key = issues.train_fingerprint(train[0], train[3])
+        outlier = None if split == "train" else cached_outlier_reference(cache, key)
+        reference = issues.reference_from_train(train[4], train[1], train[2], train[0], train[3], p.spec.channels, outlier)
+        if split == "train":
+            atomic_write_bytes(cache, json.dumps({"train": key, "outlier": [reference.outlier_scale, reference.outlier_fence]}).encode())
         found = issues.split_issues(properties, widths, heights, images, labels, reference, is_train=split == "train")
         context.log.info(f"{split}: {len(labels)} samples; flagged {found.counts()}")
 
@@ -126,6 +133,15 @@ def build(p: Pipeline) -> list:
         )
 
     return [data_issues]
+
+
+def cached_outlier_reference(path, key: str) -> tuple[float, float] | None:
+    """train's (scale, fence) as its last data_issues run wrote them, if that run saw this train split."""
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return tuple(cached["outlier"]) if cached.get("train") == key else None
 
 
 def file_sizes(view, size: int) -> tuple[np.ndarray, np.ndarray]:

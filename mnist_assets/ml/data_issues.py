@@ -73,7 +73,7 @@ class Reference:
     mostly_colour: bool
     pixels: np.ndarray  # train's centred pixels, unit length: the outlier's neighbours
     labels: np.ndarray  # train's labels in use
-    distances: np.ndarray  # train's own: each sample's mean distance to its class's neighbours
+    distances: np.ndarray  # train's own: each sample's mean distance to its class's neighbours (empty if given)
     outlier_scale: float  # train's median mean distance to the neighbours
     outlier_fence: float  # the mean distance above which a sample is an outlier
 
@@ -161,11 +161,16 @@ def centred_pixels(images: np.ndarray) -> np.ndarray:
     return unit(vectors - vectors.mean(axis=1, keepdims=True))
 
 
-def reference_from_train(properties: dict, widths, heights, images: np.ndarray, labels, channels: int) -> Reference:
+def reference_from_train(
+    properties: dict, widths, heights, images: np.ndarray, labels, channels: int, outlier: tuple[float, float] | None = None
+) -> Reference:
+    """Train's distributions. `outlier`: its (scale, fence) from an earlier run on the same train
+    split, which spares the class-wise neighbours of all of train (most of the cost of a small split)."""
     scores = image_issues.cleanvision_scores(properties)
     train = centred_pixels(images)
     labels = np.asarray(labels)
-    distances = distance_within_class(train, labels, train, labels, same=True)
+    distances = distance_within_class(train, labels, train, labels, same=True) if outlier is None else np.zeros(0)
+    scale, limit = outlier or (max(float(np.median(distances)), 1e-12), fence(distances, 1 / OUTLIER_THRESHOLD - 1))
     return Reference(
         fences={
             "blurry": 1 - BLURRY_SHARE,
@@ -178,8 +183,8 @@ def reference_from_train(properties: dict, widths, heights, images: np.ndarray, 
         pixels=train,
         labels=np.asarray(labels),
         distances=distances,
-        outlier_scale=max(float(np.median(distances)), 1e-12),
-        outlier_fence=fence(distances, 1 / OUTLIER_THRESHOLD - 1),
+        outlier_scale=scale,
+        outlier_fence=limit,
     )
 
 
@@ -202,6 +207,8 @@ def split_issues(properties: dict, widths, heights, images: np.ndarray, labels, 
     flags["grayscale"] = is_gray & reference.mostly_colour
 
     if is_train:
+        if len(reference.distances) != len(labels):
+            raise ValueError("train's issues need its own neighbour distances: build its reference without `outlier`")
         mean = reference.distances
     else:
         mean = distance_within_class(centred_pixels(images), labels, reference.pixels, reference.labels, same=False)
@@ -243,6 +250,15 @@ def near_duplicates(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         else:
             first_of[key] = i
     return correlation, twins
+
+
+def train_fingerprint(images: np.ndarray, labels) -> str:
+    """What train's reference depends on: its pixels and labels in use, in order."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:32]
 
 
 def class_imbalance(counts: dict[str, int]) -> dict:
