@@ -146,7 +146,8 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
     env = subprocess_env(settings, MNIST_ASSETS_EPOCHS=1)
     materialize_splits_at_once(
         env,
-        "mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions",
+        "mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions,"
+        "mnist/data_issues",
     )
     assert dg.materialize([asset("lenet_checkpoint"), asset("lenet_oof_predictions")], resources={"settings": settings}).success
     materialize_splits_at_once(env, "mnist/lenet_predictions,mnist/fold_ensemble_predictions,mnist/lenet_embeddings,mnist/hardness_scores")
@@ -166,11 +167,12 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
             "mistakenness",
             "uniqueness",
             "label_quality",
+            "issue_outlier",
+            "data_issues",
         ):
             assert all(value is not None for value in view.values(field)), f"{field} missing on {split}"
         assert {f"clip_umap_{split}", f"lenet_umap_{split}"} <= set(dataset.list_brain_runs())
         assert {f"eval_clip_{split}", f"eval_lenet_{split}", f"eval_fold_ensemble_{split}"} <= set(dataset.list_evaluations())
         # Saved views live in one list on the dataset: three processes saving theirs at once must keep all.
-        assert {f"likely-mislabeled-{split}", f"hardest-{split}", f"most-unique-{split}", f"label-issues-{split}"} <= set(
-            dataset.list_saved_views()
-        )
+        views = {f"likely-mislabeled-{split}", f"hardest-{split}", f"most-unique-{split}", f"label-issues-{split}"}
+        assert views | {f"issues-dark-{split}", f"issues-near-duplicate-{split}"} <= set(dataset.list_saved_views())
