@@ -125,14 +125,19 @@ def test_bombs_pipes_and_folders_are_refused_by_name(tmp_path):
 
 
 def test_a_folder_ingest_names_the_bomb(tmp_path):
+    """A bomb is left out and reported like any unreadable file; `strict: true` refuses the ingest."""
     from mnist_assets.ml.folder_source import FolderSourceError, load_folder
 
     for name in ("cat", "dog"):
         (tmp_path / name).mkdir()
         Image.fromarray(digit()).save(tmp_path / name / "a.png")
     png_header_only(tmp_path / "dog" / "bomb.png", 20000, 20000)
+    images, _ = load_folder(tmp_path, ["cat", "dog"], FOLDER_LIKE)
+    assert len(images.labels) == 2
+    assert [name for name, _ in images.unreadable] == ["dog/bomb.png"]
+    assert "too large to decode safely" in images.unreadable[0][1]
     with pytest.raises(FolderSourceError, match=r"dog/bomb.png is too large to decode safely"):
-        load_folder(tmp_path, ["cat", "dog"], FOLDER_LIKE)
+        load_folder(tmp_path, ["cat", "dog"], FOLDER_LIKE, strict=True)
 
 
 # --- predict: a release that cannot be used is one line, each file answered ---------------------------

@@ -269,6 +269,7 @@ TEST_DECISION = (
             "fold_ensemble_predictions",
             "hardness_scores",
             "finetuned_predictions",
+            "data_issues",  # class imbalance and outliers by the labels in use
         )
     }
     | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None), ("mnist/model_release", None)}
