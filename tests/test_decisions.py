@@ -140,6 +140,32 @@ def test_review_queue_drops_a_sample_the_moment_someone_acts(test_split):
     assert len(undecided(split_view(dataset, "test"))) == 38
 
 
+def test_an_image_flagged_by_data_issues_enters_the_review_queue_and_exclude_takes_it_out(test_split):
+    """The queue holds the label candidates and every sample data_issues flags, highest review priority
+    first; `review:exclude` on a flagged image takes it out of the queue and out of the labels in use."""
+    import fiftyone as fo
+
+    from mnist_assets.ml.decisions import review_queue
+    from mnist_assets.ml.fiftyone_store import declare_field, write_floats
+
+    dataset, log, _ = test_split
+    view = split_view(dataset, "test")
+    ids = view.values("id")
+    write_floats(view, {"review_priority": np.linspace(1, 0, len(ids))}, ids)
+    assert len(review_queue(view, ids[:3])) == 3  # before data_issues ever ran: the label candidates
+    declare_field(dataset, "data_issues", fo.ListField, subfield=fo.StringField)
+    flagged = {ids[30]: ["dark"], ids[35]: ["outlier", "blurry"]}
+    for sample in view.select(list(flagged)):
+        sample["data_issues"] = flagged[sample.id]
+        sample.save()
+    queue = review_queue(split_view(dataset, "test"), ids[:3])
+    assert queue.values("id") == [*ids[:3], ids[30], ids[35]]  # by review priority
+    split_view(dataset, "test").select([ids[30]]).tag_samples("review:exclude")
+    assert ids[30] not in review_queue(split_view(dataset, "test"), ids[:3]).values("id")
+    review_split(split_view(dataset, "test"), "test", log, DIGITS)
+    assert ids[30] not in usable_view(dataset, "test").values("id") and len(usable_view(dataset, "test")) == 39
+
+
 def test_a_changed_image_makes_its_decision_stale(test_split, mnist):
     dataset, log, _ = test_split
     sample = by_index(split_view(dataset, "test"), 11)

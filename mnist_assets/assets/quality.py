@@ -8,7 +8,7 @@ import numpy as np
 from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml.decisions import undecided
+from mnist_assets.ml.decisions import review_queue
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
@@ -38,8 +38,9 @@ REVIEW_CANDIDATES = 100
 
 def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitScores", sample_ids) -> None:
     """The split's saved views: the SAVED_VIEW_SIZE highest of each score, cleanlab's label issues
-    (lowest label quality first), and the review queue: the review candidates no one has decided on
-    yet, highest review priority first (a saved view is a query, so a decided sample leaves it at once)."""
+    (lowest label quality first), and the review queue: the review candidates and the samples flagged
+    for an image issue no one has decided on yet, highest review priority first (a saved view is a
+    query, so a decided sample leaves it at once)."""
     from mnist_assets.ml.fiftyone_store import save_view
 
     for name, (field, highest_first) in saved_view_names(split).items():
@@ -47,7 +48,7 @@ def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitS
     flagged = [sample_ids[i] for i in np.flatnonzero(scores.label_issues)]
     save_view(dataset, label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY))
     candidates = [sample_ids[i] for i in scores.review_candidates(REVIEW_CANDIDATES)]
-    save_view(dataset, review_queue_view_name(split), undecided(view.select(candidates)).sort_by(REVIEW_PRIORITY, reverse=True))
+    save_view(dataset, review_queue_view_name(split), review_queue(view, candidates))
 
 
 def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
@@ -102,15 +103,15 @@ def build(p: Pipeline) -> list:
         ],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="8",  # 8: review_priority on every sample, the review queue ordered by it
+        code_version="9",  # 9: the review queue holds the samples data_issues flags too
         automation_condition=follows_lineage(),
         check_specs=[p.check("scores_complete", "hardness_scores")],
         description=(
             "Per-sample hardness, mistakenness and cleanlab's label quality and label issues (labels in use, excluded "
             "samples left out) from out-of-sample predictions (on train lenet_oof_predictions, elsewhere "
             "fold_ensemble_predictions), uniqueness from LeNet's embeddings; likely-mislabeled = lowest label quality "
-            "first; review_priority on every sample (excluded: 0); review-queue-<split>: the likely mislabeled no one has "
-            "decided on, highest review priority first."
+            "first; review_priority on every sample (excluded: 0); review-queue-<split>: the likely mislabeled and the "
+            "samples data_issues flags that no one has decided on, highest review priority first."
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: Settings):

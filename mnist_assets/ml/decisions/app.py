@@ -2,7 +2,8 @@
 
 `collect` finds, on a split's samples, a `ground_truth` that differs from the label the log says is
 in use, or a review tag (`review:exclude`, `review:ok`, `relabel:<class>`) not recorded yet. Tags
-stay on the samples as the person set them. `undecided` is what the review queues show.
+stay on the samples as the person set them. `undecided` is what the review queues show, and
+`review_queue` which samples they hold.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from dataclasses import dataclass, field
 
 from mnist_assets.ml.decisions.model import KINDS, SOURCE_PART, Decision, SampleState, fold, now, step
 from mnist_assets.ml.field_names import (
+    DATA_ISSUES,
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
     IMAGE_HASH,
     RELABEL_TAG_PREFIX,
     REVIEW_DECISION,
     REVIEW_LABEL,
+    REVIEW_PRIORITY,
     SOURCE_INDEX,
     TAG_CONFIRM,
     TAG_EXCLUDE,
@@ -157,3 +160,15 @@ def undecided(view):
         & (F(f"{GROUND_TRUTH}.label") == F(f"{GROUND_TRUTH_ORIGINAL}.label"))
         & (F("tags").filter(review_tag).length() == 0)
     )
+
+
+def review_queue(view, candidate_ids: list[str]):
+    """The review queue of a split: the label candidates (`candidate_ids`) and every sample
+    `data_issues` flags for an image issue (dark, blurry, an outlier, ...), that no one has decided on,
+    highest review priority first. It is a query, so a sample leaves it the moment a person acts on
+    it, and a sample enters it the moment data_issues flags it, whichever asset ran last."""
+    from bson import ObjectId
+
+    flagged = {f"{DATA_ISSUES}.0": {"$exists": True}}  # a query, not an expression: a missing field is no error
+    chosen = view.match({"$or": [{"_id": {"$in": [ObjectId(i) for i in candidate_ids]}}, flagged]})
+    return undecided(chosen).sort_by(REVIEW_PRIORITY, reverse=True)
