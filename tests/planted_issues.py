@@ -7,6 +7,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 PLANTED_PER_TYPE = 20
+# An underperforming group: a batch of digits scanned sideways (a quarter turn), labels right. Planted
+# apart from the rest (`sideways=`): 6% of a split far from their class raise train's outlier fence.
+SIDEWAYS = 60
 SIZE = 28
 
 
@@ -29,10 +32,11 @@ def _tinted(gray: np.ndarray, rng) -> np.ndarray:
     return (gray[..., None] * rng.uniform(0.45, 1.0, size=3)).astype(np.uint8)
 
 
-def plant_issues(mnist, fashion, per_class: int = 100, seed: int = 0) -> Planted:
+def plant_issues(mnist, fashion, per_class: int = 100, seed: int = 0, sideways: int = 0) -> Planted:
     """`per_class` MNIST test digits of each class, tinted, then PLANTED_PER_TYPE of them changed per
-    type (darkened, over-exposed, blurred, flat, left gray, files shrunk or stretched), copies of
-    others added, and outliers added (noise, Fashion-MNIST photos) with a digit's label."""
+    type (darkened, over-exposed, blurred, flat, left gray, files shrunk or stretched), `sideways`
+    turned a quarter (a group a model gets wrong), copies of others added, and outliers added (noise,
+    Fashion-MNIST photos) with a digit's label."""
     rng = np.random.default_rng(seed)
     positions = np.concatenate([np.flatnonzero(mnist.test_labels == label)[:per_class] for label in range(10)])
     gray_digits = mnist.test_images[positions]
@@ -45,6 +49,8 @@ def plant_issues(mnist, fashion, per_class: int = 100, seed: int = 0) -> Planted
         name: order[i * PLANTED_PER_TYPE : (i + 1) * PLANTED_PER_TYPE]
         for i, name in enumerate(("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio", "copied"))
     }
+    if sideways:
+        chosen["underperforming_group"] = order[len(chosen) * PLANTED_PER_TYPE :][:sideways]
     truth = {name: np.zeros(n, dtype=bool) for name in chosen if name != "copied"}
     for name, where in chosen.items():
         if name in truth:
@@ -55,6 +61,8 @@ def plant_issues(mnist, fashion, per_class: int = 100, seed: int = 0) -> Planted
         images[i] = np.asarray(Image.fromarray(images[i]).filter(ImageFilter.GaussianBlur(1.5)))
     images[chosen["low_information"]] = rng.integers(100, 104, size=(PLANTED_PER_TYPE, 1, 1, 3), dtype=np.uint8)
     images[chosen["grayscale"]] = gray_digits[chosen["grayscale"]][..., None].repeat(3, axis=-1)
+    if sideways:
+        images[chosen["underperforming_group"]] = np.rot90(images[chosen["underperforming_group"]], axes=(1, 2))
     widths[chosen["odd_size"]] = heights[chosen["odd_size"]] = 8
     widths[chosen["odd_aspect_ratio"]], heights[chosen["odd_aspect_ratio"]] = 28, 100
 

@@ -128,7 +128,14 @@ def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(se
     expected |= {
         (f"mnist/{name}", split)
         for split in ("validation", "test")
-        for name in ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+        for name in (
+            "lenet_predictions",
+            "fold_ensemble_predictions",
+            "lenet_embeddings",
+            "hardness_scores",
+            "data_issues",
+            "finetuned_predictions",
+        )
     }
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
@@ -155,7 +162,7 @@ TEST_DECISION = {
         "lenet_predictions",
         "fold_ensemble_predictions",
         "hardness_scores",
-        "data_issues",  # class imbalance and outliers by the labels in use
+        "data_issues",  # class imbalance, outliers and groups by the labels in use
         "finetuned_predictions",
     )
 } | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None), ("mnist/model_release", None)}
@@ -178,9 +185,16 @@ def test_a_decision_on_train_retrains_once_then_everything_below_once(settled):
     order, _ = run_ticks(instance, cursor, time)
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
-    rescored = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+    rescored = (
+        "lenet_predictions",
+        "fold_ensemble_predictions",
+        "lenet_embeddings",
+        "hardness_scores",
+        "data_issues",
+        "finetuned_predictions",
+    )
     expected = {(f"mnist/{name}", split) for name in rescored for split in SPLITS}
-    expected |= {(f"mnist/{name}", "train") for name in ("dataset_metadata", "umap_projection", "zero_shot_predictions", "data_issues")}
+    expected |= {(f"mnist/{name}", "train") for name in ("dataset_metadata", "umap_projection", "zero_shot_predictions")}
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
     assert ("mnist/lenet_checkpoint", None) in order[0] and ("mnist/lenet_oof_predictions", None) in order[0]
@@ -222,7 +236,7 @@ def test_a_new_code_version_re_runs_the_asset_and_what_its_new_data_changes(sett
     assert order[0] == [("mnist/lenet_checkpoint", None)] and len(requests) == len(set(requests))
     below = {
         (f"mnist/{name}", split)
-        for name in ("lenet_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
+        for name in ("lenet_predictions", "lenet_embeddings", "hardness_scores", "data_issues", "finetuned_predictions")
         for split in SPLITS
     }
     below |= {(f"mnist/{name}", None) for name in ("augmented_set", "finetuned_model", "model_comparison", "model_release")}

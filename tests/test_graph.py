@@ -93,7 +93,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "mnist/label_review",
     }
     assert parents["duplicates_and_leaks"] == {"mnist/label_review"}
-    assert parents["data_issues"] == {"mnist/label_review"}
+    assert parents["data_issues"] == {"mnist/hardness_scores"}  # it reads the labels in use, pixels and the models hardness_scores scores
     assert parents["model_release"] == {
         "mnist/lenet_checkpoint",
         "mnist/finetuned_model",

@@ -30,11 +30,13 @@ def build(p: Pipeline) -> list:
         key=p.key("data_issues"),
         partitions_def=split_partitions,
         # What it reads: the split's pixels, its files' sizes and the labels in use (excluded samples left
-        # out), and train's, which every split is judged against.
-        deps=[p.key("label_review")],
+        # out), and train's, which every split is judged against; for underperforming groups the
+        # out-of-sample predictions hardness_scores scores and LeNet's embeddings (hardness_scores
+        # reads both: after it, one run follows each new model).
+        deps=[p.key("hardness_scores")],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="1",
+        code_version="2",  # 2: underperforming_group
         automation_condition=follows_lineage(),
         check_specs=[
             p.check(
@@ -88,6 +90,8 @@ def build(p: Pipeline) -> list:
         if split == "train":
             atomic_write_bytes(cache, json.dumps({"train": key, "outlier": [reference.outlier_scale, reference.outlier_fence]}).encode())
         found = issues.split_issues(properties, widths, heights, images, labels, reference, is_train=split == "train")
+        groups = underperforming_groups(p, view, split, labels)
+        found.scores["underperforming_group"], found.flags["underperforming_group"] = groups.scores, groups.flags
         context.log.info(f"{split}: {len(labels)} samples; flagged {found.counts()}")
 
         write_issues(view, tensors.sample_ids, found)
@@ -106,6 +110,9 @@ def build(p: Pipeline) -> list:
             **{f"{issue}_flagged": counts[issue] for issue in ISSUE_TYPES},
             "flagged_any": int(np.any(np.stack(list(found.flags.values())), axis=0).sum()),
             "issues": markdown_table(rows),
+            "worst_groups": markdown_table(
+                [{"cluster": c, "samples": size, "self_confidence_over_split": ratio} for c, size, ratio in groups.clusters[:5]]
+            ),
             "smallest_class": str(imbalance["smallest_class"]),
             "smallest_class_over_median": imbalance["smallest_over_median"],
             "imbalanced_classes": ", ".join(imbalance["imbalanced_classes"]) or "none",
@@ -133,6 +140,24 @@ def build(p: Pipeline) -> list:
         )
 
     return [data_issues]
+
+
+def underperforming_groups(p: Pipeline, view, split: str, labels: np.ndarray):
+    """underperforming_group of the split (ml/data_issues.py) from the out-of-sample predictions
+    hardness_scores scores (on train the out-of-fold models', elsewhere the fold ensemble's) and
+    LeNet's embeddings, in the view's order."""
+    from scipy.special import softmax
+
+    from mnist_assets.assets.common import materialize_first
+    from mnist_assets.ml import data_issues as issues
+    from mnist_assets.ml.field_names import LENET_EMBEDDINGS, scored_predictions
+    from mnist_assets.ml.fiftyone_store import read_vectors
+
+    predictions = scored_predictions(split)
+    with materialize_first(p, "hardness_scores", split):
+        logits = read_vectors(view, f"{predictions}.logits")
+        embeddings = read_vectors(view, LENET_EMBEDDINGS)
+    return issues.underperforming_group(embeddings, softmax(logits, axis=1), labels)
 
 
 def cached_outlier_reference(path, key: str) -> tuple[float, float] | None:

@@ -26,6 +26,11 @@ training one. Thresholds, and where and why they differ from the libraries' (doc
 - near_duplicate: another sample of the split whose pixels correlate with its own above 0.99
   (the project's threshold, as duplicates_and_leaks measures it); candidates are the 10 nearest in
   the pixels' first 32 principal components.
+- underperforming_group (needs a model: `underperforming_group`): cleanlab Datalab's rule, each
+  cluster's mean self-confidence (the out-of-sample probability of the label in use) over the
+  split's, on k-means clusters of LeNet's embedding (cleanlab clusters a kNN graph with DBSCAN, whose
+  radius depends on the embedding's scale); the worst cluster is flagged when its ratio is under
+  UNDERPERFORMING_THRESHOLD.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import numpy as np
 from mnist_assets.ml import image_issues
 from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, pixel_embeddings
 
-ISSUE_TYPES = (
+PIXEL_ISSUE_TYPES = (  # judged on the pixels and the files alone
     "dark",
     "light",
     "blurry",
@@ -48,6 +53,8 @@ ISSUE_TYPES = (
     "outlier",
     "near_duplicate",
 )
+MODEL_ISSUE_TYPES = ("underperforming_group",)  # judged on a model's out-of-sample predictions
+ISSUE_TYPES = (*PIXEL_ISSUE_TYPES, *MODEL_ISSUE_TYPES)
 CLEANVISION_THRESHOLDS = {"dark": 0.32, "light": 0.05, "odd_aspect_ratio": 0.35}
 LOW_INFORMATION_SHARE = 0.25  # of train's median entropy
 BLURRY_SHARE = 0.6  # of train's median sharpness
@@ -56,6 +63,13 @@ SMOOTHING = 1.0  # the outlier's Gaussian, in pixels at 28x28
 PRINCIPAL_COMPONENTS = 32  # where near duplicates' candidates are looked for
 OUTLIER_THRESHOLD = 1 / 3  # cleanlab Datalab's rule (flagged beyond Q3 + (1 / threshold - 1) IQR), its 0.37 a little stricter
 CLASS_IMBALANCE_THRESHOLD = 0.1  # cleanlab Datalab's: a class under 0.1 / K of the split
+# A cluster's mean self-confidence under this share of the split's: cleanlab Datalab's rule at 0.25
+# where its threshold is 0.1 (below chance at 10 classes): a batch of sideways digits the out-of-fold
+# models get mostly wrong sits at 0.14-0.16 of the split, the next-worst clusters at 0.40-0.50.
+UNDERPERFORMING_THRESHOLD = 0.5
+CLUSTER_SIZE = 50  # samples per k-means cluster on average (at most MAX_CLUSTERS)
+MAX_CLUSTERS = 100
+MIN_CLUSTER_SAMPLES = 5  # cleanlab's: smaller clusters are not judged
 
 
 def issue_field(issue: str) -> str:
@@ -219,10 +233,45 @@ def split_issues(properties: dict, widths, heights, images: np.ndarray, labels, 
     scores["near_duplicate"] = np.clip(correlation, 0, 1)
     flags["near_duplicate"] = 1 - correlation < NEAR_DUPLICATE_THRESHOLD
     return SplitIssues(
-        {name: np.asarray(scores[name], dtype=np.float64) for name in ISSUE_TYPES},
-        {name: np.asarray(flags[name], dtype=bool) for name in ISSUE_TYPES},
+        {name: np.asarray(scores[name], dtype=np.float64) for name in PIXEL_ISSUE_TYPES},
+        {name: np.asarray(flags[name], dtype=bool) for name in PIXEL_ISSUE_TYPES},
         np.where(flags["near_duplicate"], twins, -1),
     )
+
+
+@dataclass(frozen=True)
+class Groups:
+    """underperforming_group of a split: per sample its cluster's score and flag, and per cluster
+    (id, size, mean self-confidence over the split's), worst first."""
+
+    scores: np.ndarray  # 1 - the cluster's ratio where it is below the split's mean, else 0
+    flags: np.ndarray
+    clusters: list[tuple[int, int, float]]
+
+
+def underperforming_group(embeddings: np.ndarray, probabilities: np.ndarray, labels, seed: int = 0) -> Groups:
+    """cleanlab Datalab's underperforming group on k-means clusters of `embeddings`: each cluster's
+    mean self-confidence (`probabilities` of the `labels`, out of sample) over the whole split's; the
+    worst cluster is flagged when that ratio is under UNDERPERFORMING_THRESHOLD."""
+    from cleanlab.rank import get_self_confidence_for_each_label
+    from sklearn.cluster import KMeans
+
+    n = len(labels)
+    scores, flags = np.zeros(n), np.zeros(n, dtype=bool)
+    count = min(MAX_CLUSTERS, n // CLUSTER_SIZE)
+    if count < 2:
+        return Groups(scores, flags, [])
+    clusters = KMeans(count, n_init=1, random_state=seed).fit_predict(unit(np.asarray(embeddings, dtype=np.float32)))
+    confidence = get_self_confidence_for_each_label(np.asarray(labels), np.asarray(probabilities))
+    sizes = np.bincount(clusters, minlength=count)
+    judged = sizes >= MIN_CLUSTER_SAMPLES
+    mean = confidence[judged[clusters]].mean()
+    ratios = np.bincount(clusters, weights=confidence, minlength=count) / np.maximum(sizes, 1) / max(mean, 1e-12)
+    below = judged & (ratios < 1)
+    scores = np.where(below[clusters], 1 - ratios[clusters], 0.0)
+    order = [int(c) for c in np.argsort(ratios) if judged[c]]
+    flags = (judged & (ratios < UNDERPERFORMING_THRESHOLD))[clusters]
+    return Groups(scores, flags, [(c, int(sizes[c]), round(float(ratios[c]), 4)) for c in order])
 
 
 def near_duplicates(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -146,11 +146,12 @@ def test_every_per_split_asset_concurrently_in_separate_processes(make_settings)
     env = subprocess_env(settings, MNIST_ASSETS_EPOCHS=1)
     materialize_splits_at_once(
         env,
-        "mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions,"
-        "mnist/data_issues",
+        "mnist/raw_dataset,mnist/label_review,mnist/dataset_metadata,mnist/clip_embeddings,mnist/umap_projection,mnist/zero_shot_predictions",
     )
     assert dg.materialize([asset("lenet_checkpoint"), asset("lenet_oof_predictions")], resources={"settings": settings}).success
-    materialize_splits_at_once(env, "mnist/lenet_predictions,mnist/fold_ensemble_predictions,mnist/lenet_embeddings,mnist/hardness_scores")
+    materialize_splits_at_once(
+        env, "mnist/lenet_predictions,mnist/fold_ensemble_predictions,mnist/lenet_embeddings,mnist/hardness_scores,mnist/data_issues"
+    )
     dataset = settings.store("mnist").dataset()
     dataset.reload()
     assert len(dataset) == 900 and len(set(dataset.values("filepath"))) == 900
