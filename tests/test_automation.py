@@ -28,6 +28,8 @@ PER_SPLIT_DOWNSTREAM = [
     "data_issues",
     "finetuned_predictions",
 ]
+# What a new checkpoint re-runs on every split.
+RESCORED = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "data_issues", "finetuned_predictions")
 TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model"]
 
 
@@ -125,18 +127,7 @@ def test_refreshing_train_reruns_every_downstream_asset_once_in_lineage_order(se
     expected = {(f"mnist/{name}", "train") for name in PER_SPLIT_DOWNSTREAM}
     # The retrained checkpoint re-scores every split; the CLIP branch of the other splits is untouched,
     # and so is every other dataset.
-    expected |= {
-        (f"mnist/{name}", split)
-        for split in ("validation", "test")
-        for name in (
-            "lenet_predictions",
-            "fold_ensemble_predictions",
-            "lenet_embeddings",
-            "hardness_scores",
-            "data_issues",
-            "finetuned_predictions",
-        )
-    }
+    expected |= {(f"mnist/{name}", split) for split in ("validation", "test") for name in RESCORED}
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
     assert_lineage_order(order)
@@ -185,15 +176,7 @@ def test_a_decision_on_train_retrains_once_then_everything_below_once(settled):
     order, _ = run_ticks(instance, cursor, time)
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
-    rescored = (
-        "lenet_predictions",
-        "fold_ensemble_predictions",
-        "lenet_embeddings",
-        "hardness_scores",
-        "data_issues",
-        "finetuned_predictions",
-    )
-    expected = {(f"mnist/{name}", split) for name in rescored for split in SPLITS}
+    expected = {(f"mnist/{name}", split) for name in RESCORED for split in SPLITS}
     expected |= {(f"mnist/{name}", "train") for name in ("dataset_metadata", "umap_projection", "zero_shot_predictions")}
     expected |= {(f"mnist/{name}", None) for name in TRAINING + ["model_comparison", "duplicates_and_leaks", "model_release"]}
     assert set(requests) == expected
