@@ -253,8 +253,11 @@ def test_a_folder_dataset_goes_through_every_asset(make_settings, clothes_folder
         assert instance.get_latest_materialization_event(key) is not None, f"{key.to_user_string()} never materialized"
     failed = {f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed}
     # What the data-issue checks warn about: the folder's gray files (every 7th) in a colour set, and
-    # what a few photos are (a dark item in a dark tint, an odd one, two alike).
-    warned = {f"my_clothes/data_issues:few_{issue}" for issue in ("grayscale", "dark", "near_duplicate", "outlier")}
+    # what a few photos are (a dark item in a dark tint, an odd one, two alike), and a region of the
+    # few images where the briefly trained models are far less sure of the labels than elsewhere.
+    warned = {
+        f"my_clothes/data_issues:few_{issue}" for issue in ("grayscale", "dark", "near_duplicate", "outlier", "underperforming_group")
+    }
     assert "my_clothes/data_issues:few_grayscale" in failed and failed <= warned
 
     store = settings.store("my_clothes")
