@@ -28,6 +28,8 @@ TARGETS = {
     "e2e_over_training": ("<=", 3.0),
     "hardness_over_training": ("<=", 0.25),
     "data_issues_over_training": ("<=", 0.5),  # data_issues, 3 splits / lenet_checkpoint (issue 35)
+    "graph_over_lenet_only_graph": ("<=", 1.5),  # the graph with cnn_checkpoint / without it (issue 36)
+    "release_images_per_second": (">=", 2000.0),  # the released ONNX model through predict's session (issue 36)
     "umap_first_over_later": (">=", 2.0),
     "e2e_seconds": ("<", 900.0),
     "e2e_peak_rss_mb": ("<", 4096.0),
@@ -112,6 +114,9 @@ def main() -> None:
     results.update(bench_clip_embed.run("ViT-B-32", tensors.images[:vit_count], paths[:vit_count], 64, repeats=1))
     results["clip_embed_pipeline_over_raw"] = min(results["clip_mnist_tiny_pipeline_over_raw"], results["clip_vit_b_32_pipeline_over_raw"])
 
+    print("== the released model through predict's onnxruntime session", flush=True)
+    results["release_images_per_second"] = release_images_per_second(tensors.images.numpy())
+
     print("== FiftyOne writes: bulk vs per-sample save()", flush=True)
     results.update(bench_fiftyone_writes.run(dataset.view()))
 
@@ -186,7 +191,27 @@ def training_ratios(run: dict) -> dict:
         "e2e_over_training": round(run["seconds"] / training, 2),
         "hardness_over_training": round(_step_total(run, "hardness_scores") / _step_total(run, "lenet_checkpoint"), 3),
         "data_issues_over_training": round(_step_total(run, "data_issues") / _step_total(run, "lenet_checkpoint"), 3),
+        # Today's graph is the same run without the CNN: its training step is all the graph adds (the
+        # comparison and the release score one more candidate, a few seconds).
+        "graph_over_lenet_only_graph": round(run["seconds"] / (run["seconds"] - _step_total(run, "cnn_checkpoint")), 3),
     }
+
+
+def release_images_per_second(test_images, repeats: int = 3) -> float:
+    """MNIST's released model.onnx through `python -m mnist_assets.predict`'s session (its Release),
+    on the test images as predict passes them ([N, H, W] uint8), in batches of 1,024: the best of `repeats`."""
+    from mnist_assets.predict import Release, release_path
+
+    model = Release(release_path("mnist"), "mnist")
+    images = test_images[:, 0]  # [N, 1, H, W] -> gray [N, H, W], as convert_image gives them
+    model.predict(images[:1024])
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for start in range(0, len(images), 1024):
+            model.predict(images[start : start + 1024])
+        best = min(best, time.perf_counter() - started)
+    return round(len(images) / best, 1)
 
 
 def _cuda_available() -> bool:

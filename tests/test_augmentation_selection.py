@@ -123,3 +123,22 @@ def test_batch_flip_mirrors_about_half_the_samples_and_only_where_allowed(mnist)
     torch.manual_seed(5)
     clothes = batch_augmentation("affine", BACKGROUND, horizontal_flip=True)(batch)
     assert any(torch.equal(o, b.flip(-1)) for o, b in zip(clothes, batch))
+
+
+def test_batch_shift_moves_each_image_by_at_most_two_pixels_shifting_in_background(mnist):
+    """`shift`, the crop of the CIFAR and Fashion-MNIST recipes: every image is itself moved by -2..2
+    pixels each way, a new draw per sample; what comes in from the edge is background."""
+    batch = normalize(torch.from_numpy(mnist.train_images[:128].copy()), MEAN, STD)
+    torch.manual_seed(9)
+    out = batch_augmentation("shift", BACKGROUND, image_size=28)(batch)
+    assert out.shape == batch.shape
+    padded = torch.nn.functional.pad(batch, (2, 2, 2, 2), value=BACKGROUND)
+    offsets = []
+    for moved, source in zip(out, padded):
+        found = [(dy, dx) for dy in range(5) for dx in range(5) if torch.allclose(moved, source[:, dy : dy + 28, dx : dx + 28], atol=1e-5)]
+        assert found, "every output is its input moved by at most 2 pixels"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 10  # drawn per sample, not once per batch
+    torch.manual_seed(9)
+    clothes = batch_augmentation("shift", BACKGROUND, horizontal_flip=True, image_size=28)(batch)
+    assert not torch.allclose(clothes, out)  # mirror images too, where the classes allow them

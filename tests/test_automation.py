@@ -30,7 +30,7 @@ PER_SPLIT_DOWNSTREAM = [
 ]
 # What a new checkpoint re-runs on every split.
 RESCORED = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "data_issues", "finetuned_predictions")
-TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model"]
+TRAINING = ["lenet_checkpoint", "lenet_oof_predictions", "augmented_set", "finetuned_model", "cnn_checkpoint"]
 
 
 def graph():

@@ -49,6 +49,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "duplicates_and_leaks",
         "data_issues",
         "label_review",
+        "cnn_checkpoint",
         "model_release",
     }
     assert all_keys == {f"{dataset}/{name}" for dataset in ("mnist", "fashion_mnist") for name in names}
@@ -74,7 +75,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     assert parents["umap_projection"] == {"mnist/clip_embeddings", "mnist/label_review"}  # plotted by the labels in use
     assert parents["zero_shot_predictions"] == {"mnist/clip_embeddings", "mnist/label_review"}
     assert parents["label_review"] == {"mnist/raw_dataset"}  # the labels in use: every reader of labels is below it
-    assert parents["dataset_metadata"] == parents["lenet_checkpoint"] == {"mnist/label_review"}
+    assert parents["dataset_metadata"] == parents["lenet_checkpoint"] == parents["cnn_checkpoint"] == {"mnist/label_review"}
     assert parents["lenet_embeddings"] == {"mnist/lenet_checkpoint", "mnist/raw_dataset"}  # pixels only
     assert parents["hardness_scores"] == {
         "mnist/label_review",
@@ -91,6 +92,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "mnist/finetuned_predictions",
         "mnist/fold_ensemble_predictions",
         "mnist/label_review",
+        "mnist/cnn_checkpoint",  # the release candidates' costs
     }
     assert parents["duplicates_and_leaks"] == {"mnist/label_review"}
     assert parents["data_issues"] == {"mnist/hardness_scores"}  # it reads the labels in use, pixels and the models hardness_scores scores
@@ -98,6 +100,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "mnist/lenet_checkpoint",
         "mnist/finetuned_model",
         "mnist/lenet_oof_predictions",
+        "mnist/cnn_checkpoint",
         "mnist/label_review",
     }
 
@@ -267,6 +270,11 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
         "ensemble (mean probability)" in comparison["label_error_rankings"] and "LeNet fold ensemble" in comparison["label_error_rankings"]
     )
     assert comparison["accuracy_lenet_fold_ensemble"] == pytest.approx(folds_accuracy)
+    # Every release candidate with its costs: the LeNet's accuracy as its predictions gave it.
+    rows = comparison["release_candidates"].split("\n")[2:]
+    assert [row.split("|")[1].strip() for row in rows] == ["lenet_checkpoint", "finetuned_model", "fold_ensemble", "cnn_checkpoint"]
+    assert comparison["test_accuracy_lenet_checkpoint"] == pytest.approx(accuracy, abs=1e-5)
+    assert all(comparison[f"onnx_images_per_second_{name}"] > 0 for name in ("lenet_checkpoint", "cnn_checkpoint"))
     pair = np.mean(
         [
             np.exp(view.values(f"{f}.logits")) / np.exp(view.values(f"{f}.logits")).sum(axis=1, keepdims=True)
@@ -283,10 +291,14 @@ def test_metadata_values_agree_with_the_dataset(graph_run):
 
 def test_checkpoints_are_complete_and_safe(graph_run):
     settings, _, _ = graph_run
-    for name in ("lenet_checkpoint", "finetuned_model"):
+    for name in ("lenet_checkpoint", "finetuned_model", "cnn_checkpoint"):
         payload = saved_payload(settings.store("mnist").artifact_path("checkpoints", f"{name}.pt"))
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
-        assert payload["settings"]["seed"] == 51
+        assert payload["settings"]["seed"] == 51 and payload["settings"]["training_seconds"] > 0
+    cnn = saved_payload(settings.store("mnist").artifact_path("checkpoints", "cnn_checkpoint.pt"))
+    # The CNN's recipe (ml/recipes.py): digits get the affine, not mirror images.
+    assert cnn["arch"] == "vgg_small" and (cnn["settings"]["ema"], cnn["settings"]["label_smoothing"]) == (0.0, 0.1)
+    assert (cnn["settings"]["batch_augmentation"], cnn["settings"]["horizontal_flip"]) == ("affine", False)
     lenet = saved_payload(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["settings"]
     assert lenet["batch_augmentation"] == "affine"  # MNIST's declaration (defs/mnist/defs.yaml)
     folds = load_models(settings.store("mnist").artifact_path("checkpoints", "lenet_oof_predictions.pt"))
@@ -402,9 +414,10 @@ def test_the_release_is_the_best_on_validation_and_ships_as_onnx(graph_run):
     settings, _, results = graph_run
     meta = materializations(results, "model_release")[None]
     candidates = {row.split("|")[1].strip(): float(row.split("|")[2]) for row in meta["candidates"].split("\n")[2:]}
-    assert set(candidates) == {"lenet_checkpoint", "finetuned_model", "fold_ensemble"}
+    cheapest_first = ("lenet_checkpoint", "finetuned_model", "fold_ensemble", "cnn_checkpoint")
+    assert set(candidates) == set(cheapest_first)
     best = max(candidates.values())
-    cheapest_best = next(name for name in ("lenet_checkpoint", "finetuned_model", "fold_ensemble") if candidates[name] == best)
+    cheapest_best = next(name for name in cheapest_first if candidates[name] == best)
     assert meta["challenger"] == meta["released_model"] == cheapest_best and meta["promoted"] is True
     assert meta["validation_accuracy"] == pytest.approx(best, abs=1e-4) and "test accuracy is reported, never used" in meta["reason"]
     folder = settings.store("mnist").dir / "release"

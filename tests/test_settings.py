@@ -64,6 +64,18 @@ def test_each_recipe_field_comes_from_config_then_environment_then_declaration_t
     assert chosen.min_steps == 0 and resolve("checkpoint", digits, {}, env_epochs=2).min_steps == 0
     assert checkpoint.planned_epochs(51000) == 20 and checkpoint.planned_epochs(510) == 125  # 8 steps per epoch
     assert resolve("checkpoint", DatasetSpec(name="digits", source="mnist"), {}).horizontal_flip is False
+    # The CNN: its recipe, the augmentation the classes allow, and what a GPU affords beyond this CPU.
+    cnn = resolve("cnn", digits, {})
+    recipe = (cnn.arch, cnn.epochs, cnn.batch_size, cnn.label_smoothing, cnn.ema, cnn.batch_augmentation)
+    assert recipe == ("vgg_small", 15, 128, 0.1, 0.0, "affine")
+    clothes = DatasetSpec(name="clothes", source="fashion-mnist", cnn_epochs=12)
+    assert (resolve("cnn", clothes, {}).batch_augmentation, resolve("cnn", clothes, {}).horizontal_flip) == ("shift", True)
+    on_gpu = resolve("cnn", clothes, {}, device="cuda")
+    assert (on_gpu.arch, on_gpu.epochs) == ("vgg_wide", 24)  # the declared epochs are the CPU's budget
+    assert resolve("cnn", clothes, {"arch": "vgg_small"}, device="cuda").arch == "vgg_small"  # a person's choice stands
+    assert resolve("checkpoint", digits, {}, device="cuda").epochs == 20  # the LeNets keep their recipe anywhere
+    with pytest.raises(ValueError, match="cnn_arch"):
+        DatasetSpec(name="digits", source="mnist", cnn_arch="vgg19")
     with pytest.raises(ValueError, match="continues the 'lenet5' model; drop `arch`"):
         resolve("finetune", digits, {"arch": "resnet_small"}, arch="lenet5")
     with pytest.raises(ValueError, match="checkpoint_epochs"):

@@ -8,7 +8,7 @@ from scipy.special import softmax
 from mnist_assets.ml.checkpoints import CheckpointError, checkpoint_payload, load_models, save_checkpoint_set, save_payload
 from mnist_assets.ml.cross_validation import out_of_fold_logits, stratified_folds
 from mnist_assets.ml.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
-from mnist_assets.ml.models import ModernLeNet5, SmallResNet, build_model
+from mnist_assets.ml.models import ARCHITECTURES, ModernLeNet5, SmallResNet, SmallVGG, build_model, parameter_count
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
 from mnist_assets.ml.training import TrainConfig, ensemble_logits, evaluate, fit, predict
 
@@ -42,7 +42,7 @@ def small_mnist(mnist):
     )
 
 
-@pytest.mark.parametrize("model_class", [ModernLeNet5, SmallResNet])
+@pytest.mark.parametrize("model_class", [ModernLeNet5, SmallResNet, SmallVGG])
 def test_models_give_logits_and_84d_fc1(model_class):
     model = model_class().eval()
     images = torch.zeros(5, 28, 28, dtype=torch.uint8)
@@ -50,7 +50,7 @@ def test_models_give_logits_and_84d_fc1(model_class):
     assert logits.shape == (5, 10) and embeddings.shape == (5, 84)
 
 
-@pytest.mark.parametrize("arch", ["lenet5", "resnet_small"])
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_models_take_the_datasets_channels_size_and_classes(arch, tmp_path):
     """RGB 32x32 with 3 classes: LeNet-5's third convolution becomes the paper's 5x5 (ends at 1x1)."""
     model = build_model(arch, seed=1, num_classes=3, in_channels=3, image_size=32).eval()
@@ -67,8 +67,16 @@ def test_models_take_the_datasets_channels_size_and_classes(arch, tmp_path):
     assert np.allclose(
         predict(loaded.eval(), SplitTensors(images, torch.zeros(4, dtype=torch.int64), ["a"] * 4, MEAN, STD))[0], logits, atol=1e-5
     )
-    with pytest.raises(ValueError, match="at least 16x16"):
-        build_model("lenet5", image_size=12)
+    if arch != "resnet_small":  # global average pooling takes any size
+        with pytest.raises(ValueError, match="at least 16x16"):
+            build_model(arch, image_size=12)
+
+
+def test_the_vgg_grows_a_stage_per_halving_of_larger_images():
+    """Sized by the declared image: 28 and 32 pixels end at 7 and 8 after 3 stages; 64 takes a fourth."""
+    pools = lambda model: sum(isinstance(layer, torch.nn.MaxPool2d) for layer in model.features)  # noqa: E731
+    assert [pools(build_model("vgg_small", image_size=size)) for size in (28, 32, 64, 128)] == [2, 2, 3, 4]
+    assert parameter_count(build_model("vgg_small")) < parameter_count(build_model("vgg_wide")) < 1_000_000
 
 
 def test_batches_are_normalized_seeded_and_cover_everything(small_mnist):
@@ -273,3 +281,54 @@ def test_the_default_recipe_trains_a_small_folder_to_nearly_always_right(tmp_pat
     assert (recipe.batch_augmentation, recipe.planned_epochs(len(train))) == ("affine", 125)
     assert test_accuracy(recipe) >= 0.95
     assert test_accuracy(TrainConfig(epochs=10)) < 0.8  # the old default: 80 steps, no augmentation
+
+
+def test_the_moving_average_is_what_is_validated_and_kept(small_mnist):
+    """With `ema` the kept state is the weights' average, not the last step's: it differs from the
+    trained weights, and evaluating it gives the recorded validation loss."""
+    train, validation, _ = small_mnist
+    model = build_model("vgg_small", seed=5)
+    result = fit(model, train, validation, TrainConfig(arch="vgg_small", epochs=2, batch_size=128, ema=0.99, keep="last", seed=5))
+    assert result.best_metrics["val_accuracy"] > 0.85
+    kept = build_model("vgg_small")
+    kept.load_state_dict(result.best_state)
+    assert evaluate(kept, validation, "cpu")[0] == pytest.approx(result.best_metrics["val_loss"], rel=1e-4)
+    trained = fit(
+        build_model("vgg_small", seed=5), train, validation, TrainConfig(arch="vgg_small", epochs=2, batch_size=128, keep="last", seed=5)
+    )
+    assert not torch.equal(trained.best_state["fc2.weight"], result.best_state["fc2.weight"])
+    with pytest.raises(ValueError, match="ema is a decay"):
+        TrainConfig(ema=1.0).validate()
+
+
+def test_a_stronger_candidate_wins_the_release_and_every_architecture_exports_with_parity(small_mnist):
+    """The release judges candidates on validation alone: the CNN, trained with its recipe, beats a
+    LeNet trained one epoch, and wins; each architecture's ONNX export agrees with PyTorch on test."""
+    from mnist_assets.ml import release
+
+    train, validation, test = small_mnist
+    lenet = build_model("lenet5", seed=1)
+    fit(lenet, train, validation, TrainConfig(epochs=1, seed=1))
+    cnn = build_model("vgg_small", seed=1)
+    fit(cnn, train, validation, TrainConfig(arch="vgg_small", epochs=4, batch_size=128, label_smoothing=0.1, seed=1))
+    candidates = [
+        release.Candidate("lenet_checkpoint", release.Probabilities([lenet], MEAN, STD), "LeNet, 1 epoch"),
+        release.Candidate("cnn_checkpoint", release.Probabilities([cnn], MEAN, STD), "the CNN", parameters=parameter_count(cnn)),
+    ]
+    validation_images, test_images = validation.images[:, None], test.images[:, None]  # uint8 [N, 1, 28, 28], as the release takes them
+    for candidate in candidates:
+        release.score(candidate, (validation_images, validation.labels.numpy()), (test_images, test.labels.numpy()), list("0123456789"))
+    winner, reason = release.choose(candidates)
+    assert winner.name == "cnn_checkpoint" and winner.validation_accuracy > candidates[0].validation_accuracy
+    assert winner.test_accuracy > 0.95, reason  # 3,000 digits, 4 epochs
+    for arch in [*sorted(ARCHITECTURES), "vgg_small mirrored"]:
+        model = cnn if arch.startswith("vgg_small") else lenet if arch == "lenet5" else build_model(arch, seed=2).eval()
+        wrapped = release.Probabilities([model], MEAN, STD, mirror=arch.endswith("mirrored"))  # the mirror inside the graph
+        graph = release.export_onnx(wrapped, 1, 28, {})
+        check = release.parity(
+            release.probabilities(wrapped, test_images), release.onnx_probabilities(graph, test_images.numpy()), test.labels.numpy()
+        )
+        assert check.passed, (arch, check)
+    row = release.costs(winner, test_images.numpy(), 1, 28)
+    assert row["model"] == "cnn_checkpoint" and row["parameters"] == parameter_count(cnn)
+    assert row["onnx_bytes"] > 4 * parameter_count(cnn) * 0.9 and row["onnx_images_per_second"] > 0

@@ -6,6 +6,7 @@ import numpy as np
 from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first
 from mnist_assets.assets.data import load_model_for, split_tensors
 from mnist_assets.assets.evaluation import prediction_asset
+from mnist_assets.assets.release import candidate_costs
 from mnist_assets.assets.training import RecipeConfig, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
@@ -196,16 +197,18 @@ def build(p: Pipeline) -> list:
             dg.AssetDep(p.key("lenet_predictions"), partition_mapping=TEST_ONLY),
             dg.AssetDep(finetuned_predictions, partition_mapping=TEST_ONLY),
             dg.AssetDep(p.key("fold_ensemble_predictions"), partition_mapping=TEST_ONLY),
-            dg.AssetDep(p.key("label_review"), partition_mapping=TEST_ONLY),
+            dg.AssetDep(p.key("label_review"), partition_mapping=dg.SpecificPartitionsPartitionMapping(["validation", "test"])),
+            p.key("cnn_checkpoint"),
         ],
         group_name=p.group("augmentation"),
-        kinds={"fiftyone"},
-        code_version="6",
+        kinds={"fiftyone", "onnx"},
+        code_version="7",  # 7: the release candidates, with their costs
         automation_condition=follows_lineage(),
         check_specs=[p.check("models_compared", "model_comparison")],
         description=(
             "Test-split accuracy (labels in use, and source labels beside it) and per-class recall of every model, "
-            "and what fine-tuning fixed and broke."
+            "what fine-tuning fixed and broke, and every release candidate's accuracy, parameters, training seconds, "
+            "ONNX size and images per second through onnxruntime on this machine."
         ),
     )
     def model_comparison(context: dg.AssetExecutionContext, settings: Settings):
@@ -246,6 +249,11 @@ def build(p: Pipeline) -> list:
             ensemble = next(row for row in rows if row["ranking"] == PAIR_ENSEMBLE)
             metadata["label_error_rankings"] = markdown_table(rows)
             metadata.update({f"ensemble_confirmed_label_errors_in_{top}": found for top, found in ensemble.items() if top != "ranking"})
+        candidates = candidate_costs(p, settings)
+        metadata["release_candidates"] = markdown_table(candidates)
+        for row in candidates:
+            metadata[f"test_accuracy_{row['model']}"] = row["test_accuracy"]
+            metadata[f"onnx_images_per_second_{row['model']}"] = row["onnx_images_per_second"]
         if comparison.recalls:
             metadata["recall_plot"] = png(plots.grouped_bars(classes, comparison.recalls, "per-class recall, test", "recall"))
         yield dg.MaterializeResult(metadata=metadata)

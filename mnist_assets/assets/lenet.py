@@ -6,7 +6,7 @@ from mnist_assets import checks
 from mnist_assets.assets.common import HEAVY_POOL, Pipeline
 from mnist_assets.assets.data import checkpoint_path, load_model_for, split_tensors
 from mnist_assets.assets.evaluation import prediction_asset
-from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, fit_payload, train_config, training_results
+from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, fit_payload, train_checkpoint, train_config
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml.field_names import (
@@ -38,38 +38,7 @@ def build(p: Pipeline) -> list:
         description="LeNet-5 trained on train, keeping the state with the best validation loss (atomic checkpoint).",
     )
     def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, settings: Settings):
-        from mnist_assets.ml.models import build_model
-        from mnist_assets.ml.training import fit
-
-        settings.configure_torch()
-        train_cfg = train_config(config, p, settings, "checkpoint")
-        store = p.store(settings)
-        _, _, train = split_tensors(p, settings, "train", store)
-        _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
-        device = settings.torch_device()
-        epochs = train_cfg.planned_epochs(len(train))
-        context.log.info(f"{p.name}: training {train_cfg.arch} ({train_cfg.recipe}) on {len(train)} samples, {epochs} epochs, {device}")
-
-        def log_epoch(row):
-            context.log.info(
-                f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}, "
-                f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} ({row['seconds']} s)"
-            )
-
-        model = build_model(train_cfg.arch, train_cfg.seed, **p.spec.model_shape())
-        result = fit(model, train, validation, train_cfg, device, on_epoch=log_epoch)
-        yield from training_results(
-            context,
-            p,
-            settings,
-            "lenet_checkpoint",
-            result,
-            train_cfg,
-            config,
-            train,
-            train_count=len(train),
-            validation_count=len(validation),
-        )
+        yield from train_checkpoint(context, p, settings, config, "checkpoint", "lenet_checkpoint")
 
     @dg.asset(
         key=p.key("lenet_oof_predictions"),

@@ -23,14 +23,16 @@ class RecipeConfig(dg.Config):
     epochs: Optional[int] = None  # default: the dataset's checkpoint_epochs or epochs, at least 1,000 optimizer steps
     batch_size: Optional[int] = None  # 64
     lr: Optional[float] = None  # 3e-3
-    batch_augmentation: Optional[str] = None  # none, affine or flip; default: the dataset's
+    batch_augmentation: Optional[str] = None  # none, affine, flip or shift; default: the dataset's
+    label_smoothing: Optional[float] = None  # 0 (cnn_checkpoint: 0.1)
+    ema: Optional[float] = None  # decay of the weights' moving average that is validated and kept; 0 (default): off
     keep: Optional[str] = None  # best (the lowest validation loss) or last
     seed: Optional[int] = None  # 51
     accuracy_threshold: Optional[float] = None  # default: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
 
 
 class TrainingConfig(RecipeConfig):
-    arch: Optional[str] = None  # lenet5 (default) or resnet_small
+    arch: Optional[str] = None  # lenet5, resnet_small, vgg_small or vgg_wide (ml/models.py); default: the role's
 
 
 class OutOfFoldConfig(TrainingConfig):
@@ -45,15 +47,58 @@ def train_config(config: RecipeConfig, p: Pipeline, settings: Settings, role: st
     from mnist_assets.ml.training import TrainConfig
 
     chosen = {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
-    return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch)
+    return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch, device=settings.torch_device())
 
 
-def training_metadata(result, config: "TrainConfig", path) -> dict:
+def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingConfig, role: str, name: str):
+    """Train one model of `role`'s recipe on train, selected on validation, and yield what a training
+    asset yields (training_results): lenet_checkpoint and cnn_checkpoint."""
+    from mnist_assets.assets.data import split_tensors
+    from mnist_assets.ml.models import build_model, parameter_count
+    from mnist_assets.ml.training import fit
+
+    settings.configure_torch()
+    train_cfg = train_config(config, p, settings, role)
+    store = p.store(settings)
+    _, _, train = split_tensors(p, settings, "train", store)
+    _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
+    device = settings.torch_device()
+    epochs = train_cfg.planned_epochs(len(train))
+    model = build_model(train_cfg.arch, train_cfg.seed, **p.spec.model_shape())
+    context.log.info(
+        f"{p.name}: training {train_cfg.arch} ({parameter_count(model):,} parameters, {train_cfg.recipe}, "
+        f"augmentation {train_cfg.batch_augmentation}) on {len(train)} samples, {epochs} epochs, {device}"
+    )
+
+    def log_epoch(row):
+        context.log.info(
+            f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}, "
+            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} ({row['seconds']} s)"
+        )
+
+    result = fit(model, train, validation, train_cfg, device, on_epoch=log_epoch)
+    yield from training_results(
+        context,
+        p,
+        settings,
+        name,
+        result,
+        train_cfg,
+        config,
+        train,
+        parameters=parameter_count(model),
+        train_count=len(train),
+        validation_count=len(validation),
+    )
+
+
+def training_metadata(result, config: "TrainConfig", path, parameters: int | None = None) -> dict:
     from mnist_assets.ml import plots
 
     best = result.best_metrics
     return {
         "arch": config.arch,
+        **({"parameters": parameters} if parameters is not None else {}),
         "recipe": config.recipe,
         "epochs": len(result.history),
         "kept": config.keep,  # best_* describe the kept state: lowest validation loss, or the last epoch
@@ -78,7 +123,7 @@ def fit_payload(result, train_cfg: "TrainConfig", train, **settings) -> dict:
         optimizer=result.best_optimizer_state,
         epoch=result.best_epoch,
         metrics=result.best_metrics,
-        settings={**config_dict(train_cfg), "mean": train.mean, "std": train.std, **settings},
+        settings={**config_dict(train_cfg), "mean": train.mean, "std": train.std, "training_seconds": round(result.seconds, 1), **settings},
     )
 
 
@@ -94,6 +139,6 @@ def training_results(context, p: Pipeline, settings: Settings, name: str, result
     blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
     path = checkpoint_path(p.store(settings), name)
     save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
-    yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path))
+    yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path, extra.get("parameters")))
     threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
     yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(context, p, settings))

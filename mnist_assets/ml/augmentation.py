@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from mnist_assets.ml.tensors import channels_first
 
-BATCH_AUGMENTATIONS = ("none", "affine", "flip")
+BATCH_AUGMENTATIONS = ("none", "affine", "flip", "shift")
 # Part of the stored copies' folder name: change it with series_augmentation or augment_images, so
 # that copies made by other code are never reused.
 AUGMENTATION_VERSION = "2"
@@ -101,12 +101,14 @@ def augment_images(
     return (torch.cat(out) if out else torch.zeros((0, *images_uint8.shape[1:]), dtype=torch.uint8)), sources
 
 
-def batch_augmentation(name: str, background: float, horizontal_flip: bool = False) -> torch.nn.Module | None:
+def batch_augmentation(name: str, background: float, horizontal_flip: bool = False, image_size: int = 28) -> torch.nn.Module | None:
     """On-the-fly augmentation of normalized training batches, a new draw per sample and epoch.
 
     `affine` is the series' affine (rotate 10 degrees, translate 0.1, scale 0.9-1.1) at p 0.5,
-    with kornia because torchvision's v2 transforms draw one set of parameters per batch. Pixels
-    shifted in are `background` (a black pixel after standardization). Elastic and grid distortion are left to
+    with kornia because torchvision's v2 transforms draw one set of parameters per batch. `shift` is
+    the crop of the CIFAR and Fashion-MNIST recipes: every image moved by up to 2 pixels each way (a
+    random crop of the image padded by 2). Pixels shifted in are `background` (a black pixel after
+    standardization). Both mirror half the images where the classes allow it (`horizontal_flip`). Elastic and grid distortion are left to
     the stored augmented set: on a CPU they cost several times the training step itself.
     """
     if name not in BATCH_AUGMENTATIONS:
@@ -118,6 +120,9 @@ def batch_augmentation(name: str, background: float, horizontal_flip: bool = Fal
             raise ValueError("batch augmentation 'flip' needs a dataset whose classes allow mirror images (horizontal_flip)")
         return K.RandomHorizontalFlip(p=0.5)
     fill = torch.tensor([float(background)])
+    if name == "shift":
+        shift = K.RandomCrop((image_size, image_size), padding=2, fill=float(background))
+        return torch.nn.Sequential(K.RandomHorizontalFlip(p=0.5), shift) if horizontal_flip else shift
     affine = K.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), padding_mode="fill", fill_value=fill, p=0.5)
     return torch.nn.Sequential(K.RandomHorizontalFlip(p=0.5), affine) if horizontal_flip else affine
 

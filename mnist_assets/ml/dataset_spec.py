@@ -72,6 +72,10 @@ class DatasetSpec(BaseModel):
     # for the IDX sources. The fold models that score label quality always train without it: on MNIST
     # affine-trained models are more accurate but rank the confirmed label errors worse (docs/label-errors.md).
     batch_augmentation: Optional[Literal["none", "affine", "flip"]] = None
+    # cnn_checkpoint, the release candidate beside LeNet (ml/recipes.py: default vgg_small, 15 epochs).
+    # This is the CPU's budget: on a GPU the recipe takes the wider net and twice the epochs.
+    cnn_arch: Optional[Literal["lenet5", "resnet_small", "vgg_small", "vgg_wide"]] = None
+    cnn_epochs: Optional[int] = Field(None, ge=1)
     accuracy_gate: Optional[float] = Field(None, ge=0, le=1)  # blocking validation-accuracy floor
     # For measuring the review loop where the truth is known: the attributes of LabelNoise (a plain
     # dict here, checked by it, because Dagster's component attributes cannot hold a nested model).

@@ -20,25 +20,30 @@ import numpy as np
 import torch
 from torch import nn
 
-# Ties on validation go to the cheaper model: one LeNet before five, a LeNet before CLIP.
-COSTS = {"lenet_checkpoint": 1, "finetuned_model": 1, "fold_ensemble": 5, "clip_zero_shot": 100}
+# Ties on validation go to the cheaper model, by multiply-adds per image in LeNets: one LeNet before
+# five, five LeNets (1.5M) before the VGG-style CNN (5.5M at 28x28), any of them before CLIP.
+COSTS = {"lenet_checkpoint": 1, "finetuned_model": 1, "fold_ensemble": 5, "cnn_checkpoint": 18, "clip_zero_shot": 100}
 PARITY_TOLERANCE = 1e-5
 INPUT, OUTPUT = "images", "probabilities"
 
 
 class Probabilities(nn.Module):
     """uint8 images -> the mean class probability of `models` (one model: its own), with the
-    standardization the models were trained with inside."""
+    standardization the models were trained with inside. With `mirror`, each model also sees the
+    mirror image and the two are averaged (test-time augmentation for classes a mirror keeps, inside
+    the exported graph)."""
 
-    def __init__(self, models: list[nn.Module], mean: float, std: float):
+    def __init__(self, models: list[nn.Module], mean: float, std: float, mirror: bool = False):
         super().__init__()
         self.members = nn.ModuleList(models)
+        self.mirror = mirror
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() / 255.0 - self.mean) / self.std
-        return torch.stack([torch.softmax(member(x), dim=1) for member in self.members]).mean(dim=0)
+        views = [x, torch.flip(x, dims=[3])] if self.mirror else [x]
+        return torch.stack([torch.softmax(member(view), dim=1) for member in self.members for view in views]).mean(dim=0)
 
 
 @dataclass
@@ -49,6 +54,8 @@ class Candidate:
     validation_accuracy: float = 0.0
     test_accuracy: float = 0.0
     per_class_recall: dict[str, float] = field(default_factory=dict)
+    parameters: int = 0  # of every member
+    training_seconds: float | None = None  # of every member, as their checkpoints recorded it
 
     @property
     def cost(self) -> int:
@@ -116,14 +123,49 @@ def export_onnx(model: nn.Module, channels: int, size: int, metadata: dict[str, 
     return graph.SerializeToString()
 
 
-def onnx_probabilities(graph: Path | bytes, images_uint8: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """What onnxruntime makes of the images with an exported graph (a file, or its bytes)."""
+def onnx_session(graph: Path | bytes):
+    """An onnxruntime session on the CPU with default options, as `python -m mnist_assets.predict` opens it."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph), providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(graph if isinstance(graph, bytes) else str(graph), providers=["CPUExecutionProvider"])
+
+
+def onnx_probabilities(graph: Path | bytes, images_uint8: np.ndarray, batch_size: int = 1024, session=None) -> np.ndarray:
+    """What onnxruntime makes of the images with an exported graph (a file, or its bytes)."""
+    session = session or onnx_session(graph)
     images = np.ascontiguousarray(images_uint8, dtype=np.uint8)
     chunks = [session.run([OUTPUT], {INPUT: images[start : start + batch_size]})[0] for start in range(0, len(images), batch_size)]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+def onnx_images_per_second(graph: bytes, images_uint8: np.ndarray, repeats: int = 3) -> float:
+    """Images per second through predict's session, in batches of 1,024: the best of `repeats`
+    passes over the images after one warm-up batch (the machine is shared: the best is the least disturbed)."""
+    import time
+
+    session = onnx_session(graph)
+    onnx_probabilities(graph, images_uint8[:1024], session=session)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        onnx_probabilities(graph, images_uint8, session=session)
+        best = min(best, time.perf_counter() - started)
+    return len(images_uint8) / best
+
+
+def costs(candidate: Candidate, images_uint8: np.ndarray, channels: int, size: int) -> dict:
+    """A scored candidate's row of the comparison: accuracies, parameters, training seconds, and its
+    ONNX export's size and speed on these images."""
+    graph = export_onnx(candidate.model, channels, size, {})
+    return {
+        "model": candidate.name,
+        "validation_accuracy": round(candidate.validation_accuracy, 5),
+        "test_accuracy": round(candidate.test_accuracy, 5),
+        "parameters": candidate.parameters,
+        "training_seconds": candidate.training_seconds,
+        "onnx_bytes": len(graph),
+        "onnx_images_per_second": round(onnx_images_per_second(graph, images_uint8)),
+    }
 
 
 @dataclass

@@ -40,7 +40,8 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float | None = None
     label_smoothing: float = 0.0
-    batch_augmentation: str = "none"  # "affine": a random affine per training sample and epoch
+    ema: float = 0.0  # > 0: validate and keep a moving average of the weights, with this decay per step
+    batch_augmentation: str = "none"  # "affine": a random affine per training sample and epoch; "shift": up to 2 pixels
     horizontal_flip: bool = False  # with "affine": also mirror half the samples (clothes, not digits)
     keep: str = "best"  # "best": the lowest validation loss (the series); "last": the final epoch
     seed: int = 51
@@ -66,6 +67,8 @@ class TrainConfig:
             raise ValueError("batch_size and lr must be positive")
         if self.keep not in KEEP:
             raise ValueError(f"unknown keep {self.keep!r}; choose one of {KEEP}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema is a decay per step in [0, 1) (0: off), got {self.ema}")
         if self.batch_augmentation not in BATCH_AUGMENTATIONS:
             raise ValueError(f"unknown batch_augmentation {self.batch_augmentation!r}; choose one of {BATCH_AUGMENTATIONS}")
         return self
@@ -99,6 +102,8 @@ def train_one_epoch(
     description="train",
     label_smoothing=0.0,
     augment: nn.Module | None = None,
+    averaged: nn.Module | None = None,
+    memory_format=torch.contiguous_format,
 ):
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -108,11 +113,13 @@ def train_one_epoch(
             images, labels = images.to(device), labels.to(device)
             if augment is not None:
                 images = augment(images)
-            logits = model(images)
+            logits = model(images.contiguous(memory_format=memory_format))
             loss = loss_fn(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             if scheduler is not None:
                 scheduler.step()
             total_loss += loss.item() * len(labels)
@@ -122,13 +129,13 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model, data: SplitTensors, device, batch_size: int = 4096) -> tuple[float, float]:
+def evaluate(model, data: SplitTensors, device, batch_size: int = 4096, memory_format=torch.contiguous_format) -> tuple[float, float]:
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     total_loss, correct = 0.0, 0
     for images, labels in iterate_batches(data, batch_size):
         images, labels = images.to(device), labels.to(device)
-        logits = model(images)
+        logits = model(images.contiguous(memory_format=memory_format))
         total_loss += loss_fn(logits, labels).item()
         correct += (logits.argmax(1) == labels).sum().item()
     return total_loss / len(data), correct / len(data)
@@ -143,11 +150,14 @@ def fit(
     optimizer_state: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
-    """Train for `config.epochs`, keeping the state with the lowest validation loss, or the last one."""
+    """Train for `config.epochs`, keeping the state with the lowest validation loss, or the last one.
+    With `config.ema`, the state validated and kept is the weights' moving average (BatchNorm's running
+    statistics averaged too)."""
     config.validate()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model.to(device)
+    memory_format = torch.channels_last if getattr(model, "channels_last", False) and device == "cpu" else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
     train, validation = on_device(train, device), on_device(validation, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.resolved_weight_decay)
     if optimizer_state is not None:
@@ -161,7 +171,13 @@ def fit(
         if config.recipe == "onecycle"
         else None
     )
-    augment = batch_augmentation(config.batch_augmentation, -train.mean / train.std, config.horizontal_flip)  # runs on the batch's device
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_with_warmup(config.ema), use_buffers=True) if config.ema else None
+    )
+    kept = averaged.module if averaged is not None else model  # what is validated and kept
+    augment = batch_augmentation(
+        config.batch_augmentation, -train.mean / train.std, config.horizontal_flip, train.images.shape[-1]
+    )  # runs on the batch's device
     history, best = [], None
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -177,8 +193,10 @@ def fit(
             f"epoch {epoch}/{epochs}",
             config.label_smoothing,
             augment,
+            averaged,
+            memory_format,
         )
-        val_loss, val_accuracy = evaluate(model, validation, device)
+        val_loss, val_accuracy = evaluate(kept, validation, device, memory_format=memory_format)
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -187,14 +205,34 @@ def fit(
             "val_accuracy": val_accuracy,
             "seconds": round(time.perf_counter() - epoch_started, 2),
         }
+        if averaged is not None:  # what the average adds: the trained weights' own accuracy beside it
+            row["trained_val_accuracy"] = evaluate(model, validation, device, memory_format=memory_format)[1]
         history.append(row)
         if best is None or val_loss < best[0] or config.keep == "last":
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+            best = (val_loss, epoch, copy.deepcopy(kept.state_dict()), copy.deepcopy(optimizer.state_dict()))
         if on_epoch is not None:
             on_epoch(row)
     _, best_epoch, best_state, best_optimizer = best
     model.load_state_dict(best_state)
     return FitResult(best_state, best_optimizer, best_epoch, history, time.perf_counter() - started)
+
+
+def ema_with_warmup(decay: float):
+    """AveragedModel's update for an exponential moving average whose decay grows to `decay` as
+    min(decay, (1 + n) / (10 + n)) after n updates (timm's warm-up): without it the average of a short
+    run is mostly its random initial weights (0.999 keeps 0.999^n of them)."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        n = int(num_averaged)
+        weight = 1.0 - min(decay, (1 + n) / (10 + n))
+        for average, value in zip(averaged, current):
+            if average.is_floating_point():
+                average.lerp_(value, weight)
+            else:  # BatchNorm's count of batches: the model's own
+                average.copy_(value)
+
+    return update
 
 
 @torch.inference_mode()
