@@ -142,7 +142,8 @@ def browser():
 
 
 def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, dagster_ui):
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    # Tall enough that the catalog's list (virtualized: only rows in view exist) shows all 20 assets of a dataset.
+    page = browser.new_page(viewport={"width": 1600, "height": 1600})
     page.goto(f"http://127.0.0.1:{dagster_ui}/asset-groups")
     page.get_by_text("mnist_augmentation", exact=True).first.wait_for(timeout=60000)
     page.screenshot(path=ARTIFACTS / "dagster-lineage-groups.png")
