@@ -199,19 +199,12 @@ def training_ratios(run: dict) -> dict:
 
 def release_images_per_second(test_images, repeats: int = 3) -> float:
     """MNIST's released model.onnx through `python -m mnist_assets.predict`'s session (its Release),
-    on the test images as predict passes them ([N, H, W] uint8), in batches of 1,024: the best of `repeats`."""
+    on the test images as predict hands them to it (uint8 [N, 1, H, W]), in batches of 1,024: the best of `repeats`."""
+    from mnist_assets.ml.release import onnx_images_per_second
     from mnist_assets.predict import Release, release_path
 
-    model = Release(release_path("mnist"), "mnist")
-    images = test_images[:, 0]  # [N, 1, H, W] -> gray [N, H, W], as convert_image gives them
-    model.predict(images[:1024])
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for start in range(0, len(images), 1024):
-            model.predict(images[start : start + 1024])
-        best = min(best, time.perf_counter() - started)
-    return round(len(images) / best, 1)
+    session = Release(release_path("mnist"), "mnist").session
+    return round(onnx_images_per_second(None, test_images, repeats, session=session), 1)
 
 
 def _cuda_available() -> bool:

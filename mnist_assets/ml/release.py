@@ -138,12 +138,13 @@ def onnx_probabilities(graph: Path | bytes, images_uint8: np.ndarray, batch_size
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
-def onnx_images_per_second(graph: bytes, images_uint8: np.ndarray, repeats: int = 3) -> float:
-    """Images per second through predict's session, in batches of 1,024: the best of `repeats`
-    passes over the images after one warm-up batch (the machine is shared: the best is the least disturbed)."""
+def onnx_images_per_second(graph: Path | bytes | None, images_uint8: np.ndarray, repeats: int = 3, session=None) -> float:
+    """Images per second through predict's session (or the `session` given), in batches of 1,024: the
+    best of `repeats` passes over the images after one warm-up batch (the machine is shared: the best
+    is the least disturbed)."""
     import time
 
-    session = onnx_session(graph)
+    session = session or onnx_session(graph)
     onnx_probabilities(graph, images_uint8[:1024], session=session)
     best = float("inf")
     for _ in range(repeats):
