@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)")
+    parser.add_argument("--erasing", type=float, default=0.0, help="random erasing: the share of training images given a blank rectangle")
+    parser.add_argument("--keep", default="best", choices=("best", "last"), help="the lowest validation loss, or the last epoch")
     parser.add_argument("--from-source", action="store_true", help="read an IDX dataset's files, not the FiftyOne dataset")
     parser.add_argument("--json", help="also append the rows to this JSON file")
     parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>)")
@@ -58,6 +60,8 @@ def main() -> None:
             lr=args.lr,
             label_smoothing=args.label_smoothing,
             ema=args.ema,
+            random_erasing=args.erasing,
+            keep=args.keep,
             batch_augmentation=augmentation[0] if augmentation else "none",
             horizontal_flip=pipeline.spec.flips,
         )
@@ -83,6 +87,8 @@ def main() -> None:
                 "lr": args.lr,
                 "label_smoothing": args.label_smoothing,
                 "ema": args.ema,
+                "random_erasing": args.erasing,
+                "keep": args.keep,
                 "seed": args.seed,
                 "best_epoch": result.best_epoch,
                 "val_accuracy": round(result.best_metrics["val_accuracy"], 4),

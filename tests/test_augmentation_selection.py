@@ -142,3 +142,23 @@ def test_batch_shift_moves_each_image_by_at_most_two_pixels_shifting_in_backgrou
     torch.manual_seed(9)
     clothes = batch_augmentation("shift", BACKGROUND, horizontal_flip=True, image_size=28)(batch)
     assert not torch.allclose(clothes, out)  # mirror images too, where the classes allow them
+
+
+def test_random_erasing_blanks_one_background_rectangle_in_its_share_of_images(mnist):
+    """`erasing`, random erasing after any batch augmentation: in about that share of the images one
+    rectangle (2-33% of the image) becomes background; the other images are untouched."""
+    batch = normalize(torch.from_numpy(mnist.train_images[:512].copy()), MEAN, STD)
+    torch.manual_seed(4)
+    out = batch_augmentation("none", BACKGROUND, erasing=0.5)(batch)
+    changed = ~(out == batch).flatten(1).all(1)
+    assert 0.4 < changed.float().mean() < 0.6
+    for moved, source in zip(out[changed], batch[changed]):
+        rows, cols = torch.nonzero((moved != source)[0], as_tuple=True)
+        box = moved[0, rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert torch.allclose(box, torch.full_like(box, BACKGROUND), atol=1e-5)  # one rectangle, all background
+        assert box.numel() <= 0.34 * 28 * 28
+    torch.manual_seed(4)
+    shifted = batch_augmentation("shift", BACKGROUND, image_size=28, erasing=1.0)(batch)
+    assert ((shifted - BACKGROUND).abs() < 1e-5).flatten(1).float().mean(1).min() > 0.02  # every image erased, after the shift
+    with pytest.raises(ValueError, match="random erasing is a probability"):
+        batch_augmentation("shift", BACKGROUND, erasing=1.5)

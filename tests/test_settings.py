@@ -66,8 +66,8 @@ def test_each_recipe_field_comes_from_config_then_environment_then_declaration_t
     assert resolve("checkpoint", DatasetSpec(name="digits", source="mnist"), {}).horizontal_flip is False
     # The CNN: its recipe, the augmentation the classes allow, and what a GPU affords beyond this CPU.
     cnn = resolve("cnn", digits, {})
-    recipe = (cnn.arch, cnn.epochs, cnn.batch_size, cnn.label_smoothing, cnn.ema, cnn.batch_augmentation)
-    assert recipe == ("vgg_small", 15, 128, 0.1, 0.0, "affine")
+    recipe = (cnn.arch, cnn.epochs, cnn.batch_size, cnn.label_smoothing, cnn.ema, cnn.batch_augmentation, cnn.keep)
+    assert recipe == ("vgg_small", 15, 128, 0.1, 0.0, "affine", "last")
     clothes = DatasetSpec(name="clothes", source="fashion-mnist", cnn_epochs=12)
     assert (resolve("cnn", clothes, {}).batch_augmentation, resolve("cnn", clothes, {}).horizontal_flip) == ("shift", True)
     on_gpu = resolve("cnn", clothes, {}, device="cuda")

@@ -130,8 +130,19 @@ def test_bad_training_settings_are_refused():
         TrainConfig(keep="median").validate()
     with pytest.raises(ValueError, match="unknown batch_augmentation 'cutout'"):
         TrainConfig(batch_augmentation="cutout").validate()
+    with pytest.raises(ValueError, match="random_erasing is a probability"):
+        TrainConfig(random_erasing=-0.1).validate()
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("vgg")
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_a_last_batch_of_one_sample_trains(small_mnist, arch):
+    """129 samples in batches of 128 end with one: batch norm still has 7x7 or more values per channel."""
+    train, validation, _ = small_mnist
+    subset = SplitTensors(train.images[:129], train.labels[:129], train.sample_ids[:129], MEAN, STD)
+    result = fit(build_model(arch, seed=2), subset, validation, TrainConfig(arch=arch, epochs=1, batch_size=128, random_erasing=0.5))
+    assert np.isfinite(result.history[0]["train_loss"])
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):

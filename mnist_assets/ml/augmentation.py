@@ -101,18 +101,47 @@ def augment_images(
     return (torch.cat(out) if out else torch.zeros((0, *images_uint8.shape[1:]), dtype=torch.uint8)), sources
 
 
-def batch_augmentation(name: str, background: float, horizontal_flip: bool = False, image_size: int = 28) -> torch.nn.Module | None:
+class BackgroundErasing(torch.nn.Module):
+    """kornia's random erasing with a fill of `background`: kornia takes fills in [0, 1] only, and
+    standardized images have a negative background, so the rectangle is erased to 0 around it."""
+
+    def __init__(self, p: float, background: float):
+        super().__init__()
+        self.erase = K.RandomErasing(p=p, value=0.0)
+        self.background = float(background)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        shifted = images - self.background
+        # Untouched pixels stay bit-identical (adding the background back would round them).
+        return torch.where(self.erase(shifted) == shifted, images, torch.full_like(images, self.background))
+
+
+def batch_augmentation(
+    name: str, background: float, horizontal_flip: bool = False, image_size: int = 28, erasing: float = 0.0
+) -> torch.nn.Module | None:
     """On-the-fly augmentation of normalized training batches, a new draw per sample and epoch.
 
     `affine` is the series' affine (rotate 10 degrees, translate 0.1, scale 0.9-1.1) at p 0.5,
     with kornia because torchvision's v2 transforms draw one set of parameters per batch. `shift` is
     the crop of the CIFAR and Fashion-MNIST recipes: every image moved by up to 2 pixels each way (a
     random crop of the image padded by 2). Pixels shifted in are `background` (a black pixel after
-    standardization). Both mirror half the images where the classes allow it (`horizontal_flip`). Elastic and grid distortion are left to
+    standardization). Both mirror half the images where the classes allow it (`horizontal_flip`).
+    `erasing` > 0 then blanks a random rectangle (2-33% of the image, background-filled) in that share of
+    the images: random erasing (Zhong et al. 2020), for any name. Elastic and grid distortion are left to
     the stored augmented set: on a CPU they cost several times the training step itself.
     """
     if name not in BATCH_AUGMENTATIONS:
         raise ValueError(f"unknown batch augmentation {name!r}; choose one of {BATCH_AUGMENTATIONS}")
+    if not 0.0 <= erasing <= 1.0:
+        raise ValueError(f"random erasing is a probability in [0, 1], got {erasing}")
+    augment = _batch_augmentation(name, background, horizontal_flip, image_size)
+    if not erasing:
+        return augment
+    erase = BackgroundErasing(erasing, background)
+    return erase if augment is None else torch.nn.Sequential(augment, erase)
+
+
+def _batch_augmentation(name: str, background: float, horizontal_flip: bool, image_size: int) -> torch.nn.Module | None:
     if name == "none":
         return None
     if name == "flip":  # a mirror image only: for classes that allow it (clothes), without the affine

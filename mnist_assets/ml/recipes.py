@@ -36,8 +36,10 @@ ROLE_DEFAULTS = {
     # The release candidate beside LeNet (docs/recipes.md, "Models worth releasing"): a VGG-style net
     # with batch norm, batch 128, label smoothing 0.1, the augmentation the classes allow (digits: the
     # affine; clothes and photos: shifts and mirror images). No moving average of the weights: at the
-    # end of the one-cycle schedule it was no better than the annealed weights themselves.
-    "cnn": {"arch": "vgg_small", "epochs": 15, "batch_size": 128, "label_smoothing": 0.1},
+    # end of the one-cycle schedule it was no better than the annealed weights themselves. The last
+    # state is kept: with label smoothing the lowest validation loss fell at epoch 6, 8 and 10 of 15 in
+    # three MNIST runs, 0.2-0.4 points below the annealed end (99.49% validation, 99.70% test).
+    "cnn": {"arch": "vgg_small", "epochs": 15, "batch_size": 128, "label_smoothing": 0.1, "keep": "last"},
 }
 # What a GPU affords the CNN beyond this CPU's budget: the wider net, twice the epochs.
 GPU_SCALE = {"arch": {"vgg_small": "vgg_wide"}, "epochs": 2}

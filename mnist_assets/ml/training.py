@@ -43,6 +43,7 @@ class TrainConfig:
     ema: float = 0.0  # > 0: validate and keep a moving average of the weights, with this decay per step
     batch_augmentation: str = "none"  # "affine": a random affine per training sample and epoch; "shift": up to 2 pixels
     horizontal_flip: bool = False  # with "affine": also mirror half the samples (clothes, not digits)
+    random_erasing: float = 0.0  # > 0: blank a random rectangle in this share of the training images
     keep: str = "best"  # "best": the lowest validation loss (the series); "last": the final epoch
     seed: int = 51
     min_steps: int = 0  # at least this many optimizer steps: more epochs on a small training set
@@ -69,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"unknown keep {self.keep!r}; choose one of {KEEP}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema is a decay per step in [0, 1) (0: off), got {self.ema}")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}")
         if self.batch_augmentation not in BATCH_AUGMENTATIONS:
             raise ValueError(f"unknown batch_augmentation {self.batch_augmentation!r}; choose one of {BATCH_AUGMENTATIONS}")
         return self
@@ -176,7 +179,7 @@ def fit(
     )
     kept = averaged.module if averaged is not None else model  # what is validated and kept
     augment = batch_augmentation(
-        config.batch_augmentation, -train.mean / train.std, config.horizontal_flip, train.images.shape[-1]
+        config.batch_augmentation, -train.mean / train.std, config.horizontal_flip, train.images.shape[-1], config.random_erasing
     )  # runs on the batch's device
     history, best = [], None
     started = time.perf_counter()
