@@ -69,7 +69,9 @@ def test_each_recipe_field_comes_from_config_then_environment_then_declaration_t
     recipe = (cnn.arch, cnn.epochs, cnn.batch_size, cnn.label_smoothing, cnn.ema, cnn.batch_augmentation, cnn.keep)
     assert recipe == ("vgg_small", 15, 128, 0.1, 0.0, "affine", "last")
     clothes = DatasetSpec(name="clothes", source="fashion-mnist", cnn_epochs=12)
-    assert (resolve("cnn", clothes, {}).batch_augmentation, resolve("cnn", clothes, {}).horizontal_flip) == ("shift", True)
+    clothes_cnn = resolve("cnn", clothes, {})
+    assert (clothes_cnn.batch_augmentation, clothes_cnn.horizontal_flip, clothes_cnn.random_erasing) == ("shift", True, 0.5)
+    assert cnn.random_erasing == 0.0  # digits: erasing a stroke can make another digit
     on_gpu = resolve("cnn", clothes, {}, device="cuda")
     assert (on_gpu.arch, on_gpu.epochs) == ("vgg_wide", 24)  # the declared epochs are the CPU's budget
     assert resolve("cnn", clothes, {"arch": "vgg_small"}, device="cuda").arch == "vgg_small"  # a person's choice stands
