@@ -21,7 +21,7 @@ from mnist_assets.assets.data import pixel_statistics, split_tensors
 from mnist_assets.ml.dataset_spec import SPLITS
 from mnist_assets.ml.models import build_model, parameter_count
 from mnist_assets.ml.release import Probabilities, probabilities
-from mnist_assets.ml.training import TrainConfig, evaluate, fit
+from mnist_assets.ml.training import KEEP, TrainConfig, evaluate, fit
 from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.resources import Settings
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)")
     parser.add_argument("--erasing", type=float, default=0.0, help="random erasing: the share of training images given a blank rectangle")
-    parser.add_argument("--keep", default="best", choices=("best", "last"), help="the lowest validation loss, or the last epoch")
+    parser.add_argument("--keep", default="best", choices=KEEP, help="the lowest validation loss, or the last epoch")
     parser.add_argument("--from-source", action="store_true", help="read an IDX dataset's files, not the FiftyOne dataset")
     parser.add_argument("--json", help="also append the rows to this JSON file")
     parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>)")
