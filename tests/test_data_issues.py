@@ -57,6 +57,54 @@ def test_every_planted_issue_type_is_found_with_few_false_flags(mnist, fashion):
     assert (found.twins[copies] >= 0).all()
 
 
+def test_a_sample_far_from_its_class_in_a_second_space_is_an_outlier_by_that_spaces_own_fence(mnist, fashion):
+    """With CLIP's embedding declared beside the pixels, the outlier is the union of each space's flags
+    (each by train's fence in that space) and the score the larger: here a clustered embedding (one
+    centre per class) in which 10 ordinary digits sit far from their class's centre."""
+    planted = plant_issues(mnist, fashion)
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(10, 64))
+    second = centres[planted.labels] + rng.normal(scale=0.3, size=(len(planted.labels), 64))
+    far = rng.choice(np.flatnonzero(planted.clean), 10, replace=False)
+    second[far] = rng.normal(size=(10, 64))  # no class's centre
+    properties = image_issues.image_properties(planted.images)
+
+    def judge(cached=None, part=slice(None), train=slice(None), is_train=True):
+        reference = data_issues.reference_from_train(
+            properties, planted.widths, planted.heights, planted.images[train], planted.labels[train], 3, cached, {"clip": second[train]}
+        )
+        found = data_issues.split_issues(
+            {k: v[part] for k, v in properties.items()},
+            planted.widths[part],
+            planted.heights[part],
+            planted.images[part],
+            planted.labels[part],
+            reference,
+            is_train=is_train,
+            embeddings={"clip": second[part]},
+        )
+        return reference, found
+
+    reference, found = judge()
+    (pixel_scores, pixel_flags), (clip_scores, clip_flags) = found.outliers["pixels"], found.outliers["clip"]
+    assert np.array_equal(found.flags["outlier"], pixel_flags | clip_flags)
+    assert np.allclose(found.scores["outlier"], np.maximum(pixel_scores, clip_scores))
+    assert clip_flags[far].all() and not pixel_flags[far].any()  # found in the second space alone
+    assert clip_flags[planted.clean].sum() <= len(far) + 0.01 * planted.clean.sum()
+    # pixels' planted outliers stay found beside the second space's
+    assert (
+        recall_and_precision(found.flags["outlier"], planted.truth["outlier"], planted.clean & ~np.isin(np.arange(len(second)), far))[0]
+        >= 0.9
+    )
+    # another split judged against train, from train's cached scale and fence, as from train's own
+    half = np.arange(len(second)) % 2 == 0
+    train_reference, _ = judge(train=half, part=half)
+    cached = {name: space.cached for name, space in train_reference.outliers.items()}
+    _, fresh = judge(train=half, part=~half, is_train=False)
+    _, from_cache = judge(train=half, part=~half, cached=cached, is_train=False)
+    assert np.array_equal(fresh.flags["outlier"], from_cache.flags["outlier"]) and fresh.flags["outlier"].any()
+
+
 # Where a model of the digits must do badly: the sideways batch, and the images no digit label fits
 # (noise, photos, flat images), each a region of the embedding of its own.
 WEAK_REGIONS = ("underperforming_group", "outlier", "low_information")
@@ -191,5 +239,71 @@ def test_a_planted_folder_through_the_asset_finds_each_issue_and_reports_corrupt
     assert "worst_examples" in metadata
     # validation and test took train's outlier scale and fence from train's run, not recomputed
     cached = json.loads((settings.store("planted").dir / "data_issues_reference.json").read_text())
-    assert len(cached["outlier"]) == 2 and cached["train"]
+    assert list(cached) == ["pixels"] and len(cached["pixels"]["outlier"]) == 2 and cached["pixels"]["train"]
     assert len(split_view(dataset, "test").exists("issue_outlier")) == len(split_view(dataset, "test"))
+
+
+def test_clips_space_joins_the_outlier_where_declared_and_random_weights_are_refused(mnist, fashion, make_settings, tmp_path):
+    """`outlier_spaces: [pixels, clip]`: data_issues follows clip_embeddings; with a weights file (the
+    tiny architecture's, saved) every sample gets its score in each space, the outlier score is the
+    larger, and the metadata counts each space's flags; with random CLIP weights it refuses, naming the
+    fix, and what it wrote before stands."""
+    import dagster as dg
+    import torch
+    from planted_issues import write_planted_folder
+
+    from mnist_assets.assets.common import latest_materialization
+    from mnist_assets.ml.clip_models import load_clip
+    from mnist_assets.ml.dataset_spec import DatasetSpec
+    from mnist_assets.ml.field_names import DATA_ISSUES
+    from mnist_assets.pipeline import build_pipeline_defs
+    from mnist_assets.run_all import materialize_upstream
+
+    write_planted_folder(tmp_path / "digits", plant_issues(mnist, fashion, per_class=30))
+    spec = DatasetSpec(
+        name="planted",
+        source="folder",
+        path=str(tmp_path / "digits"),
+        image_size=28,
+        channels=3,
+        epochs=2,
+        outlier_spaces=["pixels", "clip"],
+    )
+    key = dg.AssetKey(["planted", "data_issues"])
+    instance = dg.DagsterInstance.ephemeral()
+
+    def defs_for(settings):
+        defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources={"settings": settings}))
+        assert dg.AssetKey(["planted", "clip_embeddings"]) in defs.resolve_asset_graph().get(key).parent_keys
+        return defs
+
+    weights = tmp_path / "tiny-clip.pt"
+    torch.save(load_clip("mnist-tiny", "none").model.state_dict(), weights)
+    settings = make_settings(clip_pretrained=str(weights))
+    materialize_upstream(defs_for(settings), [key], instance, {"settings": settings}, log=lambda _: None)
+
+    dataset = settings.store("planted").dataset()
+    pixels, clip, outlier, flagged = (
+        np.array(v, dtype=object) for v in dataset.values(["issue_outlier_pixels", "issue_outlier_clip", "issue_outlier", DATA_ISSUES])
+    )
+    assert all(v is not None for v in [*pixels, *clip])
+    assert np.allclose(outlier.astype(float), np.maximum(pixels.astype(float), clip.astype(float)))
+    metadata = latest_materialization(instance, key, "validation").asset_materialization.metadata
+    counts = dict(part.split() for part in metadata["outlier_spaces"].value.split(", "))
+    assert set(counts) == {"pixels", "clip"} and max(map(int, counts.values())) <= metadata["outlier_flagged"].value
+
+    # CLIP embedded again with random weights: data_issues refuses, naming the fix, and keeps what it wrote
+    random_weights = make_settings(namespace=settings.namespace)
+    result = dg.materialize(
+        defs_for(random_weights).assets,
+        selection=[dg.AssetKey(["planted", "clip_embeddings"]), key],
+        partition_key="train",
+        instance=instance,
+        resources={"settings": random_weights},
+        raise_on_error=False,
+    )
+    failure = next(event for event in result.all_events if event.event_type_value == "STEP_FAILURE")
+    assert "RANDOM CLIP weights" in str(failure.step_failure_data.error) and "outlier_spaces: [pixels]" in str(
+        failure.step_failure_data.error
+    )
+    assert dataset.values("issue_outlier_clip") == clip.tolist()

@@ -58,6 +58,9 @@ def test_a_corrupted_fashion_mnist_file_is_refused(tmp_path):
         ({"name": "pets", "source": "mnist", "class_names": ["a", "b", "c"]}, "10 classes"),
         ({"name": "pets", "source": "mnist", "clip_templates": ["a photo"]}, "exactly one"),
         ({"name": "pets", "source": "mnist", "colour": "red"}, "Extra inputs are not permitted"),
+        ({"name": "pets", "source": "mnist", "issue_gates": {"darkness": 0.1}}, "unknown issue type 'darkness'; the types are dark"),
+        ({"name": "pets", "source": "mnist", "outlier_spaces": ["clip"]}, r"leaves out the pixels; declare \[pixels\] or \[pixels, clip\]"),
+        ({"name": "pets", "source": "mnist", "outlier_spaces": ["pixels", "lenet"]}, "'pixels' or 'clip'"),
     ],
 )
 def test_bad_declarations_are_refused_with_the_fix(attributes, message):

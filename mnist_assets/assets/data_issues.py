@@ -33,7 +33,8 @@ def build(p: Pipeline) -> list:
         # out), and train's, which every split is judged against; for underperforming groups the
         # out-of-sample predictions hardness_scores scores and LeNet's embeddings (hardness_scores
         # reads both: after it, one run follows each new model).
-        deps=[p.key("hardness_scores")],
+        # With `outlier_spaces: [pixels, clip]` CLIP's embeddings too.
+        deps=[p.key("hardness_scores")] + ([p.key("clip_embeddings")] if "clip" in p.spec.outlier_spaces else []),
         group_name=p.group("quality"),
         kinds={"fiftyone"},
         code_version="2",  # 2: underperforming_group
@@ -78,18 +79,26 @@ def build(p: Pipeline) -> list:
         dataset, view, tensors, images, widths, heights = read(split)
         labels = tensors.labels.numpy()
         properties = image_issues.image_properties(images)
+        views = {split: view}
         if split == "train":
             train = (images, widths, heights, labels, properties)
         else:
-            _, _, train_tensors, train_images, train_widths, train_heights = read("train")
+            _, views["train"], train_tensors, train_images, train_widths, train_heights = read("train")
             train = (train_images, train_widths, train_heights, train_tensors.labels.numpy(), image_issues.image_properties(train_images))
-        cache = store.dir / "data_issues_reference.json"  # train's outlier scale and fence, for the other splits
-        key = issues.train_fingerprint(train[0], train[3])
-        outlier = None if split == "train" else cached_outlier_reference(cache, key)
-        reference = issues.reference_from_train(train[4], train[1], train[2], train[0], train[3], p.spec.channels, outlier)
+        clip = clip_embeddings_of(context, p, views) if "clip" in p.spec.outlier_spaces else {}
+        train_embeddings = {"clip": clip["train"]} if clip else {}
+        # train's outlier scale and fence per space, for the other splits: the key is what they depend on
+        cache = store.dir / "data_issues_reference.json"
+        keys = {name: issues.train_fingerprint(vectors, train[3]) for name, vectors in {"pixels": train[0], **train_embeddings}.items()}
+        cached = {} if split == "train" else cached_outlier_references(cache, keys)
+        reference = issues.reference_from_train(train[4], train[1], train[2], train[0], train[3], p.spec.channels, cached, train_embeddings)
         if split == "train":
-            atomic_write_bytes(cache, json.dumps({"train": key, "outlier": [reference.outlier_scale, reference.outlier_fence]}).encode())
-        found = issues.split_issues(properties, widths, heights, images, labels, reference, is_train=split == "train")
+            spaces = {name: {"train": keys[name], "outlier": list(space.cached)} for name, space in reference.outliers.items()}
+            atomic_write_bytes(cache, json.dumps(spaces).encode())
+        embeddings = {"clip": clip[split]} if clip else None
+        found = issues.split_issues(
+            properties, widths, heights, images, labels, reference, is_train=split == "train", embeddings=embeddings
+        )
         groups = underperforming_groups(p, view, split, labels)
         found.scores["underperforming_group"], found.flags["underperforming_group"] = groups.scores, groups.flags
         context.log.info(f"{split}: {len(labels)} samples; flagged {found.counts()}")
@@ -117,6 +126,7 @@ def build(p: Pipeline) -> list:
             "smallest_class_over_median": imbalance["smallest_over_median"],
             "imbalanced_classes": ", ".join(imbalance["imbalanced_classes"]) or "none",
             "saved_views": ", ".join(issues_view_name(issue, split) for issue in ISSUE_TYPES),
+            "outlier_spaces": ", ".join(f"{name} {int(flags.sum())}" for name, (_, flags) in found.outliers.items()),
             "seconds": round(time.perf_counter() - started, 1),
         }
         if any(counts.values()):
@@ -160,13 +170,43 @@ def underperforming_groups(p: Pipeline, view, split: str, labels: np.ndarray):
     return issues.underperforming_group(embeddings, softmax(logits, axis=1), labels)
 
 
-def cached_outlier_reference(path, key: str) -> tuple[float, float] | None:
-    """train's (scale, fence) as its last data_issues run wrote them, if that run saw this train split."""
+def clip_embeddings_of(context, p: Pipeline, views: dict) -> dict[str, np.ndarray]:
+    """CLIP's embeddings of each split's view, in view order: refused where clip_embeddings ran with
+    random weights (no space to judge outliers in) or with other weights for train than for the split."""
+    from mnist_assets.assets.clip import clip_info
+    from mnist_assets.assets.common import materialize_first
+    from mnist_assets.ml.field_names import CLIP_EMBEDDINGS
+    from mnist_assets.ml.fiftyone_store import read_vectors
+
+    infos = {part: clip_info(context, p, part) for part in views}
+    if any(info["weights"] == "random" for info in infos.values()):
+        raise ValueError(
+            f"{p.name} declares outlier_spaces [pixels, clip], but clip_embeddings ran with RANDOM CLIP weights "
+            "(MNIST_ASSETS_CLIP_PRETRAINED=none): no space to judge outliers in. Set real weights (docs/settings.md) "
+            "and materialize clip_embeddings again, or declare outlier_spaces: [pixels]."
+        )
+    used = {part: (info["model"], info["weights"], info["invert"], info["pad"]) for part, info in infos.items()}
+    if len(set(used.values())) > 1:
+        raise ValueError(f"clip_embeddings of {', '.join(used)} come from different CLIP settings {used}: materialize them again alike.")
+    embeddings = {}
+    for part, view in views.items():
+        with materialize_first(p, "clip_embeddings", part):
+            embeddings[part] = read_vectors(view, CLIP_EMBEDDINGS)
+    return embeddings
+
+
+def cached_outlier_references(path, keys: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """Per outlier space, train's (scale, fence) as its last data_issues run wrote them, where that run
+    saw the same train vectors (`keys`: space -> train_fingerprint)."""
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    return tuple(cached["outlier"]) if cached.get("train") == key else None
+        return {}
+    return {
+        name: tuple(entry["outlier"])
+        for name, entry in cached.items()
+        if isinstance(entry, dict) and name in keys and entry.get("train") == keys[name]
+    }
 
 
 def file_sizes(view, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +225,8 @@ def write_issues(view, sample_ids: list[str], found) -> None:
     from mnist_assets.ml.bulk_writes import set_fields
     from mnist_assets.ml.fiftyone_store import declare_field, write_floats
 
-    write_floats(view, {issue_field(issue): scores for issue, scores in found.scores.items()}, sample_ids)
+    spaces = {issue_field(f"outlier_{name}"): scores for name, (scores, _) in found.outliers.items()} if len(found.outliers) > 1 else {}
+    write_floats(view, {**{issue_field(issue): scores for issue, scores in found.scores.items()}, **spaces}, sample_ids)
     declare_field(view._dataset, DATA_ISSUES, fo.ListField, subfield=fo.StringField)
     set_fields(view._dataset, sample_ids, {DATA_ISSUES: found.flagged_types()})
 

@@ -22,7 +22,9 @@ training one. Thresholds, and where and why they differ from the libraries' (doc
   outliers too) flagged hard digits as often as outliers. cleanlab's score, exp(-distance / train's
   median), and its rule, flagged beyond Q3 + (1 / threshold - 1) IQR of train's distances, at
   threshold 1/3 where cleanlab's is 0.37 (on the planted folder its 1.7 IQR flagged 9 ordinary
-  digits beside 33 outliers, 2 IQR 7).
+  digits beside 33 outliers, 2 IQR 7). Where the declaration adds CLIP's embedding
+  (`outlier_spaces: [pixels, clip]`; real weights only), a sample far from its class in either space
+  is flagged, each space by its own train fence, and its score is the larger of the two.
 - near_duplicate: another sample of the split whose pixels correlate with its own above 0.99
   (the project's threshold, as duplicates_and_leaks measures it); candidates are the 10 nearest in
   the pixels' first 32 principal components.
@@ -77,6 +79,22 @@ def issue_field(issue: str) -> str:
 
 
 @dataclass(frozen=True)
+class OutlierSpace:
+    """One space outliers are judged in: train's unit vectors and labels in use, and the scale and
+    fence train's own neighbour distances set."""
+
+    vectors: np.ndarray
+    labels: np.ndarray
+    distances: np.ndarray  # train's own: each sample's mean distance to its class's neighbours (empty if cached)
+    scale: float  # train's median mean distance to the neighbours
+    fence: float  # the mean distance above which a sample is an outlier
+
+    @property
+    def cached(self) -> tuple[float, float]:
+        return self.scale, self.fence
+
+
+@dataclass(frozen=True)
 class Reference:
     """What every split is judged against: the train split's distributions."""
 
@@ -85,11 +103,7 @@ class Reference:
     widths: np.ndarray  # train's files, for odd_size
     heights: np.ndarray
     mostly_colour: bool
-    pixels: np.ndarray  # train's centred pixels, unit length: the outlier's neighbours
-    labels: np.ndarray  # train's labels in use
-    distances: np.ndarray  # train's own: each sample's mean distance to its class's neighbours (empty if given)
-    outlier_scale: float  # train's median mean distance to the neighbours
-    outlier_fence: float  # the mean distance above which a sample is an outlier
+    outliers: dict[str, OutlierSpace]  # "pixels" (train's centred pixels), then any embedding given ("clip")
 
 
 @dataclass
@@ -97,6 +111,7 @@ class SplitIssues:
     scores: dict[str, np.ndarray]  # issue type -> [N] in [0, 1], higher: worse
     flags: dict[str, np.ndarray]  # issue type -> [N] bool
     twins: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # near duplicate's nearest copy (-1: none)
+    outliers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # space -> its (scores, flags)
 
     def flagged_types(self) -> list[list[str]]:
         """Per sample, the names of the issues it is flagged for."""
@@ -175,16 +190,31 @@ def centred_pixels(images: np.ndarray) -> np.ndarray:
     return unit(vectors - vectors.mean(axis=1, keepdims=True))
 
 
+def outlier_space(train: np.ndarray, labels, cached: tuple[float, float] | None = None) -> OutlierSpace:
+    """The outlier's reference in one space: train's vectors (made unit length) and labels; `cached`:
+    train's (scale, fence) from an earlier run on the same vectors, which spares the class-wise
+    neighbours of all of train (most of the cost of a small split)."""
+    train, labels = unit(train), np.asarray(labels)
+    distances = distance_within_class(train, labels, train, labels, same=True) if cached is None else np.zeros(0)
+    scale, limit = cached or (max(float(np.median(distances)), 1e-12), fence(distances, 1 / OUTLIER_THRESHOLD - 1))
+    return OutlierSpace(train, labels, distances, float(scale), float(limit))
+
+
 def reference_from_train(
-    properties: dict, widths, heights, images: np.ndarray, labels, channels: int, outlier: tuple[float, float] | None = None
+    properties: dict,
+    widths,
+    heights,
+    images: np.ndarray,
+    labels,
+    channels: int,
+    cached: dict[str, tuple[float, float]] | None = None,
+    embeddings: dict[str, np.ndarray] | None = None,
 ) -> Reference:
-    """Train's distributions. `outlier`: its (scale, fence) from an earlier run on the same train
-    split, which spares the class-wise neighbours of all of train (most of the cost of a small split)."""
+    """Train's distributions. Outliers are judged in the pixels and in each of `embeddings` (space ->
+    train's vectors, e.g. {"clip": ...}); `cached`: space -> train's (scale, fence), as outlier_space's."""
     scores = image_issues.cleanvision_scores(properties)
-    train = centred_pixels(images)
-    labels = np.asarray(labels)
-    distances = distance_within_class(train, labels, train, labels, same=True) if outlier is None else np.zeros(0)
-    scale, limit = outlier or (max(float(np.median(distances)), 1e-12), fence(distances, 1 / OUTLIER_THRESHOLD - 1))
+    cached = cached or {}
+    spaces = {"pixels": centred_pixels(images), **(embeddings or {})}
     return Reference(
         fences={
             "blurry": 1 - BLURRY_SHARE,
@@ -194,17 +224,34 @@ def reference_from_train(
         widths=np.asarray(widths),
         heights=np.asarray(heights),
         mostly_colour=channels == 3 and float(np.mean(properties["is_gray"])) < 0.5,
-        pixels=train,
-        labels=np.asarray(labels),
-        distances=distances,
-        outlier_scale=scale,
-        outlier_fence=limit,
+        outliers={name: outlier_space(vectors, labels, cached.get(name)) for name, vectors in spaces.items()},
     )
 
 
-def split_issues(properties: dict, widths, heights, images: np.ndarray, labels, reference: Reference, is_train: bool) -> SplitIssues:
+def outliers(reference: Reference, images: np.ndarray, labels, is_train: bool, embeddings: dict[str, np.ndarray] | None = None):
+    """Per space of the reference (the pixels, then `embeddings`: space -> the split's vectors), each
+    sample's outlier (score, flag): cleanlab's score, exp(-distance / train's median), and its fence."""
+    vectors = {"pixels": centred_pixels(images) if not is_train else None, **(embeddings or {})}
+    found = {}
+    for name, space in reference.outliers.items():
+        if name not in vectors:
+            raise ValueError(f"outliers are judged in {name!r} too: give the split's {name} embeddings")
+        if is_train:
+            if len(space.distances) != len(labels):
+                raise ValueError("train's issues need its own neighbour distances: build its reference without `cached`")
+            mean = space.distances
+        else:
+            mean = distance_within_class(unit(vectors[name]), labels, space.vectors, space.labels, same=False)
+        found[name] = (1 - np.exp(-mean / space.scale), mean > space.fence)
+    return found
+
+
+def split_issues(
+    properties: dict, widths, heights, images: np.ndarray, labels, reference: Reference, is_train: bool, embeddings: dict | None = None
+) -> SplitIssues:
     """Scores and flags of every issue type for one split: `properties` of its uint8 `images`, the
-    sizes of their files, the labels in use."""
+    sizes of their files, the labels in use; `embeddings`: the split's vectors in the reference's
+    other outlier spaces."""
     cleanvision = image_issues.cleanvision_scores(properties)
     scores = {name: 1 - cleanvision[name] for name in ("dark", "light", "low_information")}
     scores["blurry"] = 1 - np.minimum(image_issues.sharpness(properties) / reference.sharpness, 1.0)
@@ -220,14 +267,10 @@ def split_issues(properties: dict, widths, heights, images: np.ndarray, labels, 
     scores["grayscale"] = is_gray.astype(np.float64) if reference.mostly_colour else np.zeros(len(is_gray))
     flags["grayscale"] = is_gray & reference.mostly_colour
 
-    if is_train:
-        if len(reference.distances) != len(labels):
-            raise ValueError("train's issues need its own neighbour distances: build its reference without `outlier`")
-        mean = reference.distances
-    else:
-        mean = distance_within_class(centred_pixels(images), labels, reference.pixels, reference.labels, same=False)
-    scores["outlier"] = 1 - np.exp(-mean / reference.outlier_scale)
-    flags["outlier"] = mean > reference.outlier_fence
+    spaces = outliers(reference, images, labels, is_train, embeddings)
+    # Far from its class in any space: each space's own fence (a sample another space finds ordinary stays flagged)
+    scores["outlier"] = np.max([score for score, _ in spaces.values()], axis=0)
+    flags["outlier"] = np.any([flagged for _, flagged in spaces.values()], axis=0)
 
     correlation, twins = near_duplicates(images)
     scores["near_duplicate"] = np.clip(correlation, 0, 1)
@@ -236,6 +279,7 @@ def split_issues(properties: dict, widths, heights, images: np.ndarray, labels, 
         {name: np.asarray(scores[name], dtype=np.float64) for name in PIXEL_ISSUE_TYPES},
         {name: np.asarray(flags[name], dtype=bool) for name in PIXEL_ISSUE_TYPES},
         np.where(flags["near_duplicate"], twins, -1),
+        spaces,
     )
 
 

@@ -83,6 +83,9 @@ class DatasetSpec(BaseModel):
     # data_issues' blocking checks: issue type -> the largest share of a split that may be flagged
     # (e.g. {dark: 0.05}); the types not named only warn.
     issue_gates: Optional[dict[str, float]] = None
+    # Where data_issues looks for outliers: the pixels, and CLIP's embedding where real weights exist
+    # (then data_issues follows clip_embeddings, and refuses random weights).
+    outlier_spaces: list[Literal["pixels", "clip"]] = ["pixels"]
     # A folder: refuse the whole ingest on an unreadable file (default: ingest the rest, report the file).
     strict: bool = False
 
@@ -112,6 +115,13 @@ class DatasetSpec(BaseModel):
             if not 0 <= share <= 1:
                 raise DatasetSpecError(f"issue_gates: {issue}: {share} is not a share of the split (0 to 1), e.g. 0.05 for 5%.")
         return value
+
+    @field_validator("outlier_spaces")
+    @classmethod
+    def _outlier_spaces(cls, value: list[str]) -> list[str]:
+        if "pixels" not in value:
+            raise DatasetSpecError(f"outlier_spaces: {value} leaves out the pixels; declare [pixels] or [pixels, clip].")
+        return list(dict.fromkeys(value))
 
     @property
     def noise(self) -> LabelNoise | None:
