@@ -20,6 +20,7 @@ import torch
 from mnist_assets.assets.data import pixel_statistics, split_tensors
 from mnist_assets.ml.dataset_spec import SPLITS
 from mnist_assets.ml.models import build_model, parameter_count
+from mnist_assets.ml.precision import PRECISIONS
 from mnist_assets.ml.release import Probabilities, probabilities
 from mnist_assets.ml.training import KEEP, TrainConfig, evaluate, fit
 from mnist_assets.pipeline import declared_pipeline
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)")
     parser.add_argument("--erasing", type=float, default=0.0, help="random erasing: the share of training images given a blank rectangle")
     parser.add_argument("--keep", default="best", choices=KEEP, help="the lowest validation loss, or the last epoch")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="training's autocast (auto: bf16 where the CPU has it)")
     parser.add_argument("--from-source", action="store_true", help="read an IDX dataset's files, not the FiftyOne dataset")
     parser.add_argument("--json", help="also append the rows to this JSON file")
     parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>)")
@@ -62,6 +64,7 @@ def main() -> None:
             ema=args.ema,
             random_erasing=args.erasing,
             keep=args.keep,
+            precision=args.precision,
             batch_augmentation=augmentation[0] if augmentation else "none",
             horizontal_flip=pipeline.spec.flips,
         )
@@ -89,6 +92,7 @@ def main() -> None:
                 "ema": args.ema,
                 "random_erasing": args.erasing,
                 "keep": args.keep,
+                "precision": args.precision,
                 "seed": args.seed,
                 "best_epoch": result.best_epoch,
                 "val_accuracy": round(result.best_metrics["val_accuracy"], 4),

@@ -72,6 +72,8 @@ def test_each_recipe_field_comes_from_config_then_environment_then_declaration_t
     clothes_cnn = resolve("cnn", clothes, {})
     assert (clothes_cnn.batch_augmentation, clothes_cnn.horizontal_flip, clothes_cnn.random_erasing) == ("shift", True, 0.5)
     assert cnn.random_erasing == 0.0  # digits: erasing a stroke can make another digit
+    # bf16 autocast where the device has it in hardware (the CNN only: the LeNets' figures are fp32's)
+    assert cnn.precision == "auto" and resolve("checkpoint", digits, {}).precision == "fp32"
     on_gpu = resolve("cnn", clothes, {}, device="cuda")
     assert (on_gpu.arch, on_gpu.epochs) == ("vgg_wide", 24)  # the declared epochs are the CPU's budget
     assert resolve("cnn", clothes, {"arch": "vgg_small"}, device="cuda").arch == "vgg_small"  # a person's choice stands

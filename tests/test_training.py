@@ -121,6 +121,20 @@ def test_keep_last_keeps_the_final_epoch_state(small_mnist):
     assert evaluate(model, validation, "cpu")[0] == pytest.approx(result.history[-1]["val_loss"], rel=1e-5)
 
 
+def test_bf16_training_learns_real_digits_as_fp32_does_and_keeps_fp32_weights(small_mnist):
+    """bf16 autocast in the training steps (the CNN's recipe where the hardware has it): the same
+    digits learned to within a point, the kept weights still fp32 (what export and predict read)."""
+    train, validation, test = small_mnist
+    accuracies = {}
+    for precision in ("fp32", "bf16"):
+        model = build_model("vgg_small", seed=5)
+        result = fit(model, train, validation, TrainConfig(arch="vgg_small", epochs=2, batch_size=128, seed=5, precision=precision))
+        assert result.precision == precision
+        assert all(value.dtype == torch.float32 for value in result.best_state.values() if value.is_floating_point())
+        accuracies[precision] = evaluate(model, test, "cpu")[1]
+    assert accuracies["fp32"] > 0.9 and abs(accuracies["bf16"] - accuracies["fp32"]) < 0.01, accuracies
+
+
 def test_bad_training_settings_are_refused():
     with pytest.raises(ValueError, match="epochs must be a positive"):
         TrainConfig(epochs=0).validate()
@@ -132,6 +146,8 @@ def test_bad_training_settings_are_refused():
         TrainConfig(batch_augmentation="cutout").validate()
     with pytest.raises(ValueError, match="random_erasing is a probability"):
         TrainConfig(random_erasing=-0.1).validate()
+    with pytest.raises(ValueError, match=r"unknown precision 'fp16'; choose one of \('auto', 'fp32', 'bf16'\)"):
+        TrainConfig(precision="fp16").validate()
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("vgg")
 

@@ -28,6 +28,7 @@ class RecipeConfig(dg.Config):
     random_erasing: Optional[float] = None  # share of training images given a blank rectangle; 0 (cnn_checkpoint of clothes: 0.5)
     ema: Optional[float] = None  # decay of the weights' moving average that is validated and kept; 0 (default): off
     keep: Optional[str] = None  # best (the lowest validation loss) or last (cnn_checkpoint)
+    precision: Optional[str] = None  # fp32, bf16 or auto (cnn_checkpoint: bf16 where the CPU or GPU has it in hardware)
     seed: Optional[int] = None  # 51
     accuracy_threshold: Optional[float] = None  # default: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
 
@@ -107,6 +108,7 @@ def training_metadata(result, config: "TrainConfig", path, parameters: int | Non
         "best_val_loss": best["val_loss"],
         "best_val_accuracy": best["val_accuracy"],
         "training_seconds": round(result.seconds, 1),
+        "precision": result.precision,
         "history": markdown_table(result.history),
         "curves": png(plots.training_curves(result.history)),
         "checkpoint": dg.MetadataValue.path(str(path)),

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from mnist_assets.ml.precision import autocast_dtype
 from mnist_assets.ml.tensors import channels_first
 
 TINY_MODEL = "mnist-tiny"
@@ -211,18 +212,6 @@ def preprocess_batch(images_uint8: torch.Tensor, clip: LoadedClip, invert: bool 
     scale = 1.0 / torch.tensor(clip.std, device=x.device).view(1, 3, 1, 1)
     bias = -torch.tensor(clip.mean, device=x.device).view(1, 3, 1, 1) * scale
     return torch.addcmul(bias, resized, scale)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
-    """The autocast dtype for embedding: bf16 where asked, or by default ("auto") on CUDA; None: fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-    if precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda"):
-        return torch.bfloat16
-    return None
 
 
 @torch.inference_mode()

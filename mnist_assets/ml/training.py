@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, batch_augmentation
+from mnist_assets.ml.precision import check_precision, training_dtype
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, on_device
 
 RECIPES = ("onecycle", "series")
@@ -45,6 +46,7 @@ class TrainConfig:
     horizontal_flip: bool = False  # with "affine": also mirror half the samples (clothes, not digits)
     random_erasing: float = 0.0  # > 0: blank a random rectangle in this share of the training images
     keep: str = "best"  # "best": the lowest validation loss (the series); "last": the final epoch
+    precision: str = "fp32"  # "bf16": bf16 autocast in training; "auto": where the device computes bf16 in hardware
     seed: int = 51
     min_steps: int = 0  # at least this many optimizer steps: more epochs on a small training set
 
@@ -74,6 +76,7 @@ class TrainConfig:
             raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}")
         if self.batch_augmentation not in BATCH_AUGMENTATIONS:
             raise ValueError(f"unknown batch_augmentation {self.batch_augmentation!r}; choose one of {BATCH_AUGMENTATIONS}")
+        check_precision(self.precision)
         return self
 
 
@@ -84,6 +87,7 @@ class FitResult:
     best_epoch: int
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    precision: str = "fp32"  # what the training steps computed in (config.precision resolved for the device)
 
     @property
     def best_metrics(self) -> dict:
@@ -107,7 +111,9 @@ def train_one_epoch(
     augment: nn.Module | None = None,
     averaged: nn.Module | None = None,
     memory_format=torch.contiguous_format,
+    dtype: torch.dtype | None = None,
 ):
+    """One epoch; `dtype`: the autocast precision of the forward pass and loss (None: fp32)."""
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     total_loss, correct = 0.0, 0
@@ -116,8 +122,9 @@ def train_one_epoch(
             images, labels = images.to(device), labels.to(device)
             if augment is not None:
                 images = augment(images)
-            logits = model(images.contiguous(memory_format=memory_format))
-            loss = loss_fn(logits, labels)
+            with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = model(images.contiguous(memory_format=memory_format))
+                loss = loss_fn(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -181,6 +188,7 @@ def fit(
     augment = batch_augmentation(
         config.batch_augmentation, -train.mean / train.std, config.horizontal_flip, train.images.shape[-1], config.random_erasing
     )  # runs on the batch's device
+    dtype = training_dtype(config.precision, device)
     history, best = [], None
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -198,6 +206,7 @@ def fit(
             augment,
             averaged,
             memory_format,
+            dtype,
         )
         val_loss, val_accuracy = evaluate(kept, validation, device, memory_format=memory_format)
         row = {
@@ -217,7 +226,7 @@ def fit(
             on_epoch(row)
     _, best_epoch, best_state, best_optimizer = best
     model.load_state_dict(best_state)
-    return FitResult(best_state, best_optimizer, best_epoch, history, time.perf_counter() - started)
+    return FitResult(best_state, best_optimizer, best_epoch, history, time.perf_counter() - started, "bf16" if dtype else "fp32")
 
 
 def ema_with_warmup(decay: float):
