@@ -149,9 +149,10 @@ def test_class_imbalance_names_the_small_class():
     assert data_issues.class_imbalance({"a": 100, "b": 90})["imbalanced_classes"] == []
 
 
-def materialize_planted_folder(planted, tmp_path, make_settings):
+def materialize_planted_folder(planted, tmp_path, make_settings, epochs=None):
     """The planted set as a user's folder, through the graph up to data_issues: each file's truth, the
-    settings and the Dagster instance."""
+    settings and the Dagster instance. `epochs` (MNIST_ASSETS_EPOCHS): every model's, where the test
+    judges only what the pixels say (without it a folder's models train for at least 1,000 steps each)."""
     import dagster as dg
     from planted_issues import write_planted_folder
 
@@ -161,7 +162,7 @@ def materialize_planted_folder(planted, tmp_path, make_settings):
 
     truth = write_planted_folder(tmp_path / "digits", planted)
     spec = DatasetSpec(name="planted", source="folder", path=str(tmp_path / "digits"), image_size=28, channels=3)
-    settings = make_settings()
+    settings = make_settings(epochs=epochs)
     resources = {"settings": settings}
     defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
     instance = dg.DagsterInstance.ephemeral()
@@ -208,7 +209,8 @@ def test_a_planted_folder_through_the_asset_finds_each_issue_and_reports_corrupt
     from mnist_assets.ml.fiftyone_store import split_view
 
     planted_set = plant_issues(mnist, fashion)
-    truth, settings, instance = materialize_planted_folder(planted_set, tmp_path, make_settings)
+    # every type judged here is judged on the pixels and files: two epochs of each model do
+    truth, settings, instance = materialize_planted_folder(planted_set, tmp_path, make_settings, epochs=2)
     twins = {file_name(planted_set, a): file_name(planted_set, b) for a, b in planted_set.twins.items()}
 
     raw = instance.get_latest_materialization_event(dg.AssetKey(["planted", "raw_dataset"])).asset_materialization.metadata
@@ -266,7 +268,6 @@ def test_clips_space_joins_the_outlier_where_declared_and_random_weights_are_ref
         path=str(tmp_path / "digits"),
         image_size=28,
         channels=3,
-        epochs=2,
         outlier_spaces=["pixels", "clip"],
     )
     key = dg.AssetKey(["planted", "data_issues"])
@@ -279,7 +280,7 @@ def test_clips_space_joins_the_outlier_where_declared_and_random_weights_are_ref
 
     weights = tmp_path / "tiny-clip.pt"
     torch.save(load_clip("mnist-tiny", "none").model.state_dict(), weights)
-    settings = make_settings(clip_pretrained=str(weights))
+    settings = make_settings(clip_pretrained=str(weights), epochs=2)  # the models only feed underperforming_group here
     materialize_upstream(defs_for(settings), [key], instance, {"settings": settings}, log=lambda _: None)
 
     dataset = settings.store("planted").dataset()
@@ -293,7 +294,7 @@ def test_clips_space_joins_the_outlier_where_declared_and_random_weights_are_ref
     assert set(counts) == {"pixels", "clip"} and max(map(int, counts.values())) <= metadata["outlier_flagged"].value
 
     # CLIP embedded again with random weights: data_issues refuses, naming the fix, and keeps what it wrote
-    random_weights = make_settings(namespace=settings.namespace)
+    random_weights = make_settings(namespace=settings.namespace, epochs=2)
     result = dg.materialize(
         defs_for(random_weights).assets,
         selection=[dg.AssetKey(["planted", "clip_embeddings"]), key],
