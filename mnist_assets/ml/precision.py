@@ -15,7 +15,10 @@ def native_bf16(device: str) -> bool:
     BF16 or AMX (oneDNN's bf16 kernels); elsewhere bf16 is emulated, slower than fp32."""
     if torch.device(device).type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    try:  # oneDNN's own check, a private operator: a torch without it is taken as without bf16
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
