@@ -1,7 +1,10 @@
 """The review log and its meeting with a real FiftyOne split: collect, apply, files, concurrency."""
 
+import errno
 import json
 import multiprocessing
+import os
+import re
 
 import numpy as np
 import pytest
@@ -446,3 +449,226 @@ def test_the_yield_of_recent_decisions_counts_each_sample_once_latest_first():
     assert recent_yield(log, "train") == {"reviewed": 3, "relabelled": 1, "yield": 1 / 3}
     assert recent_yield(log, "train", count=1) == {"reviewed": 1, "relabelled": 0, "yield": 0.0}  # the latest: the confirm
     assert recent_yield({}, "test")["yield"] is None
+
+
+# --- Bad inputs, refused in one line (issue 44) ---------------------------------------------------
+
+
+def test_segment_numbers_outgrow_ten_digits_and_still_read_back(tmp_path):
+    """A stray 9999999999.jsonl once made the next append write 10000000000.jsonl, which the reader
+    (ten digits) never saw, and the append after it loop on that name forever."""
+    log = DecisionLog(tmp_path)
+    log.append([decision("exclude", index=5)])
+    (tmp_path / "log" / "9999999999.jsonl").write_text("")
+    log.append([decision("exclude", index=6)])
+    assert [d.source_index for d in log.history()] == [5, 6]
+    log.append([decision("exclude", index=7)])
+    assert [d.source_index for d in DecisionLog(tmp_path).history()] == [5, 6, 7]
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == [
+        "0000000001.jsonl",  # as earlier versions named them: read the same
+        "10000000000.jsonl",
+        "10000000001.jsonl",
+        "9999999999.jsonl",
+    ]
+    assert [(d.key, d.source_index) for d in DecisionLog(tmp_path).read()] == [(("test", 5), 5), (("test", 6), 6), (("test", 7), 7)]
+
+
+def test_an_append_that_finds_no_free_number_gives_up_naming_the_log(tmp_path, monkeypatch):
+    from mnist_assets.ml.decisions import log as log_module
+
+    tried = []
+
+    def always_taken(path, data):
+        tried.append(path.name)
+        if len(tried) > 1000:
+            raise AssertionError("append loops on taken names")
+        return False
+
+    monkeypatch.setattr(log_module, "write_new_file", always_taken)
+    with pytest.raises(DecisionError, match=r"no free segment number in the review log .*log after 100 tries, nothing recorded"):
+        DecisionLog(tmp_path).append([decision("exclude")])
+    assert tried == [f"{n:010d}.jsonl" for n in range(1, 101)]  # never the same name twice, though the listing shows none
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda log: (log / "notes.txt").write_text("x"), "notes.txt is not a segment of the review log (its name is not <number>.jsonl)"),
+        (lambda log: (log / "0000000002.jsonl.bak").write_text(""), "0000000002.jsonl.bak is not a segment"),
+        (lambda log: (log / "0000000003.jsonl").mkdir(), "0000000003.jsonl is not a segment of the review log (a folder)"),
+        (
+            lambda log: (log / "0000000004.jsonl").symlink_to(log / "gone"),
+            "0000000004.jsonl is not a segment of the review log (not a regular",
+        ),
+    ],
+    ids=["a file", "a backup", "a folder named like a segment", "a link to nothing"],
+)
+def test_anything_in_the_log_folder_but_segments_is_named(tmp_path, make, expected):
+    log = DecisionLog(tmp_path)
+    log.append([decision("exclude", index=5)])
+    (tmp_path / "log" / ".0000000009.jsonl~otherhost~1~abcd1234.tmp").write_text("")  # a writer's, mid-append: fine
+    assert len(log.history()) == 1
+    make(tmp_path / "log")
+    for read in (log.history, log.read, log.signature, lambda: log.append([decision("exclude", index=6)])):
+        with pytest.raises(DecisionError) as refused:
+            read()
+        message = str(refused.value)
+        assert expected in message and message.endswith("holds only segments: move it out of there.") and "\n" not in message
+    assert sorted(p.name for p in (tmp_path / "log").glob("0*.jsonl") if p.is_file()) == ["0000000001.jsonl"]  # nothing added
+
+
+def test_a_log_folder_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "log").write_text("")
+    with pytest.raises(DecisionError, match=r"log is not a folder, but the review log keeps its segments there; move that file out"):
+        DecisionLog(tmp_path).read()
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (
+            decision("exclude").to_json().replace('"split": "test"', '"split": "tset"'),
+            "line 2 is not a decision (split 'tset' is not one of",
+        ),
+        (decision("exclude").to_json().replace('"exclude"', '"exclud"'), "line 2 is not a decision (decision 'exclud' is not one of"),
+    ],
+)
+def test_a_log_line_with_an_unknown_split_or_decision_is_named(tmp_path, line, expected):
+    """An unknown split was a KeyError in by_key; an unknown decision was folded as an exclusion."""
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "0000000001.jsonl").write_text(decision("confirm").to_json() + "\n" + line + "\n")
+    for read in (DecisionLog(tmp_path).read, DecisionLog(tmp_path).history):
+        with pytest.raises(DecisionError, match="0000000001.jsonl " + re.escape(expected)):
+            read()
+
+
+def test_a_log_segment_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "0000000001.jsonl").write_bytes(b'{"note": "caf\xe9"}\n')
+    with pytest.raises(DecisionError, match=r"0000000001.jsonl is not UTF-8 text \(byte 13\), so not a segment of the review log"):
+        DecisionLog(tmp_path).history()
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (
+            PermissionError(errno.EACCES, "Permission denied"),
+            "is not writable (Permission denied), nothing recorded; give this user write access",
+        ),
+        (OSError(errno.EROFS, "Read-only file system"), "is not writable (Read-only file system), nothing recorded"),
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device), nothing recorded; fix that and run it again."),
+    ],
+)
+def test_a_log_that_cannot_be_written_is_a_one_line_error(tmp_path, monkeypatch, error, expected):
+    from mnist_assets.ml import files
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(files, "write_synced", fails)
+    with pytest.raises(DecisionError) as refused:
+        DecisionLog(tmp_path).append([decision("exclude")])
+    assert expected in str(refused.value) and str(tmp_path / "log") in str(refused.value)
+    assert DecisionLog(tmp_path).history() == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes a read-only folder anyway (the test above covers the path)")
+def test_a_read_only_log_folder_is_a_one_line_error(tmp_path):
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log").chmod(0o500)
+    try:
+        with pytest.raises(DecisionError, match="is not writable"):
+            DecisionLog(tmp_path).append([decision("exclude")])
+    finally:
+        (tmp_path / "log").chmod(0o700)
+
+
+def test_a_json_number_label_is_the_class_of_that_name(tmp_path):
+    """`"label": 0` was read as no label at all (0 is falsy): a relabel to "0" was refused, an exclude taken."""
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"split": "test", "source_index": 947, "decision": "relabel", "label": 0}]))
+    assert [d.label for d in decisions_from_rows(read_decision_file(path), "file:d.json", SOURCES, DIGITS)] == ["0"]
+    with pytest.raises(DecisionError, match=r"line 1: label 0 is a number and no class is named '0'; write one of T-shirt, Trouser\."):
+        decisions_from_rows(read_decision_file(path), "file:d.json", SOURCES, ["T-shirt", "Trouser"])
+    path.write_text(json.dumps([{"split": "test", "source_index": 3, "decision": "exclude", "label": 0}]))
+    with pytest.raises(DecisionError, match=r"line 1: exclude takes no label \(got '0'\)"):
+        decisions_from_rows(read_decision_file(path), "file:d.json", SOURCES, DIGITS)
+    csv_path = tmp_path / "d.csv"  # CSV is text: "0" always was the class "0"
+    csv_path.write_text("split,source_index,decision,label\ntest,947,relabel,0\n")
+    assert [d.label for d in decisions_from_rows(read_decision_file(csv_path), "file:d.csv", SOURCES, DIGITS)] == ["0"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "source_index,decision,label,note\n947,relabel,9," + "x" * 140_000 + "\n",
+            "line 2: a field is longer than the 131,072 characters",
+        ),
+        (
+            'source_index,decision,label,note\n947,relabel,9,a"b\nc"\n',
+            "line 2: a field with a quote inside spans lines; quote the whole field",
+        ),
+    ],
+)
+def test_a_csv_record_the_csv_module_refuses_is_named(tmp_path, text, expected):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(DecisionError) as refused:
+        read_decision_file(path, default_split="test")
+    assert f"{path} {expected}" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_decision_file_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    import pathlib
+
+    path = tmp_path / "d.csv"
+    path.write_text("source_index,decision,label\n947,relabel,9\n")
+
+    def denied(self):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", denied)
+    with pytest.raises(
+        DecisionError, match=r"cannot read the decision file .*d.csv \(Permission denied\); give this user read access to it"
+    ):
+        read_decision_file(path)
+
+
+@pytest.mark.parametrize("case", ["read-only log", "folder segment", "unknown split", "long field", "not UTF-8"])
+def test_review_import_refuses_bad_inputs_in_one_line(tmp_path, monkeypatch, capsys, case):
+    """`python -m mnist_assets.review import` printed a traceback for each of these."""
+    from mnist_assets import review
+    from mnist_assets.ml import files
+    from mnist_assets.resources import Settings
+
+    monkeypatch.setenv("MNIST_ASSETS_HOME", str(tmp_path / "home"))
+    log = Settings.from_env().store("mnist").decision_log()
+    log.append([decision("exclude", index=3)])
+    segments, path = log.path / "log", tmp_path / "d.csv"
+    path.write_text("source_index,decision,label\n947,relabel,9\n")
+    if case == "read-only log":
+
+        def refused(*args, **kwargs):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr(files, "write_synced", refused)
+        expected = f"the review log {segments} is not writable (Permission denied), nothing recorded; give this user write access"
+    elif case == "folder segment":
+        (segments / "0000000002.jsonl").mkdir()
+        expected = "0000000002.jsonl is not a segment of the review log (a folder)"
+    elif case == "unknown split":
+        (segments / "0000000002.jsonl").write_text(decision("exclude", index=4).to_json().replace('"test"', '"tset"') + "\n")
+        expected = "0000000002.jsonl line 1 is not a decision (split 'tset' is not one of train, validation, test)"
+    elif case == "long field":
+        path.write_text("source_index,decision,label,note\n947,relabel,9," + "x" * 140_000 + "\n")
+        expected = f"{path} line 2: a field is longer than the 131,072 characters csv reads; shorten it."
+    else:
+        path.write_bytes("source_index,decision,label,note\n947,relabel,9,café\n".encode("latin-1"))
+        expected = f"{path} is not UTF-8 text (byte 0xe9"
+    before = sorted(p.name for p in segments.iterdir())
+    assert review.main(["import", str(path), "--dataset", "mnist", "--split", "test", "--no-apply"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and expected in err and err.count("\n") == 1
+    assert sorted(p.name for p in segments.iterdir()) == before  # nothing recorded

@@ -2,7 +2,8 @@
 
 A CSV file has the header `source_index,decision,label`, optionally `split` and `note` (a person's
 words, kept in the log), any order; lines starting with `#` between rows are comments; UTF-8, with
-or without the byte-order mark Excel writes. A JSON file is a list of objects with the same keys.
+or without the byte-order mark Excel writes. A JSON file is a list of objects with the same keys; a
+label may be a number there when that number is a class name (`"label": 0` is MNIST's class "0").
 Anything that could put a decision on the wrong sample is refused, naming the file and line: an
 unknown column or key (a `Split` the reader ignored once sent train decisions to test), a row with
 more fields than the header, two rows that decide one sample differently. All rows are recorded, or
@@ -37,6 +38,8 @@ def read_decision_file(path: Path, default_split: str | None = None) -> list[tup
         raise DecisionError(f"{path} is not a regular file; give the path of a .csv or .json file.")
     try:
         text = path.read_bytes().decode("utf-8-sig")  # -sig: the byte-order mark Excel writes
+    except OSError as error:
+        raise DecisionError(f"cannot read the decision file {path} ({error.strerror}); give this user read access to it.") from error
     except UnicodeDecodeError as error:
         raise DecisionError(
             f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
@@ -108,7 +111,16 @@ def _csv_records(path: Path, text: str):
         pending.append(line)
         joined = "\n".join(pending)
         if joined.count('"') % 2 == 0:  # every quote closed ("" inside a quoted field keeps the count even)
-            yield start, next(csv.reader([joined]))
+            try:
+                fields = next(csv.reader([joined]))
+            except csv.Error as error:
+                problem = (
+                    f"a field is longer than the {csv.field_size_limit():,} characters csv reads; shorten it"
+                    if "field limit" in str(error)
+                    else 'a field with a quote inside spans lines; quote the whole field, with "" for each quote inside it'
+                )
+                raise DecisionError(f"{path} line {start}: {problem}.") from error
+            yield start, fields
             pending = []
     if pending:
         raise DecisionError(f"{path} line {start}: a quoted field is never closed; add the closing quote.")
@@ -133,12 +145,12 @@ def decisions_from_rows(
         if unknown:
             errors.append(unknown)
             continue
-        split, kind, label = (
-            str(row.get("split") or ""),
-            str(row.get("decision") or "").strip(),
-            (str(row.get("label") or "").strip() or None),
-        )
-        note = str(row.get("note") or "").strip() or None
+        raw_label = row.get("label")
+        split, kind = _text(row.get("split")), _text(row.get("decision")).strip()
+        label, note = _text(raw_label).strip() or None, _text(row.get("note")).strip() or None
+        if isinstance(raw_label, int) and not isinstance(raw_label, bool) and label not in classes:  # JSON's 0 is MNIST's "0"
+            errors.append(f"{where}: label {label} is a number and no class is named {label!r}; write one of {', '.join(classes)}.")
+            continue
         if split not in SPLITS:
             errors.append(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}; add a split column or pass --split.")
             continue
@@ -199,6 +211,11 @@ def record_rows(log: DecisionLog, rows: list[tuple[int, dict]], origin: str, spe
     decisions = decisions_from_rows(rows, origin, sources, spec.classes(), in_use)
     log.append(decisions)
     return decisions
+
+
+def _text(value) -> str:
+    """A field as text: JSON's 0 is "0", not missing."""
+    return "" if value is None else str(value)
 
 
 def _as_int(value) -> int | None:

@@ -3,10 +3,12 @@
 It lives outside the database (a re-ingest, a dataset rebuilt from scratch or a fresh database gets
 every decision back), in the dataset's review folder:
 
-- `log/<sequence>.jsonl`: one segment per append, numbered one past the highest there and created
-  with a hard link, which fails when the name exists. A writer that was stopped (Ctrl-Z, a VM pause,
-  an NFS stall) and resumes can only add its segment after the others, never replace one, so no lock
-  is needed and none can be lost. Each segment is fsynced, and its folder, before it counts.
+- `log/<sequence>.jsonl`: one segment per append, numbered one past the highest there (ten digits,
+  more past 9999999999: names are read as numbers) and created with a hard link, which fails when
+  the name exists. A writer that was stopped (Ctrl-Z, a VM pause, an NFS stall) and resumes can only
+  add its segment after the others, never replace one, so no lock is needed and none can be lost.
+  Each segment is fsynced, and its folder, before it counts. Anything else in `log/` but a writer's
+  temporary file is an error naming it: no decision is ever skipped.
 - `decisions.jsonl`: the log as versions before segments wrote it; read first, never written again.
 - `folded.json`: a cache of the decisions still in force in the first segments (superseded ones
   folded away: `model.superseded_removed`), rewritten by any reader once many decisions are new
@@ -17,6 +19,7 @@ every decision back), in the dataset's review folder:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -24,14 +27,16 @@ from collections import defaultdict
 from pathlib import Path
 
 from mnist_assets.ml.decisions.model import DECISION_FIELDS, Decision, DecisionError, superseded_removed
-from mnist_assets.ml.files import atomic_write_bytes, remove_abandoned_temporaries, write_new_file
+from mnist_assets.ml.files import TEMPORARY_SUFFIX, atomic_write_bytes, remove_abandoned_temporaries, write_new_file
 
 SEGMENTS = "log"
 LEGACY = "decisions.jsonl"
 FOLDED = "folded.json"
 FOLDED_FORMAT = 1
 REFOLD_AFTER = 2000  # decisions read past the cache before a reader rewrites it
-SEGMENT_NAME = re.compile(r"^(\d{10})\.jsonl$")
+# Any number of digits: names grow past ten digits and still read back, in numeric order.
+SEGMENT_NAME = re.compile(r"^([0-9]+)\.jsonl$")
+APPEND_TRIES = 100  # segment numbers taken by other writers before an append gives up
 
 
 class DecisionLog:
@@ -50,9 +55,24 @@ class DecisionLog:
         if not new:
             return
         data = "".join(decision.to_json() + "\n" for decision in new).encode()
-        remove_abandoned_temporaries(self.folder / SEGMENTS)
-        while not write_new_file(self._segment_path(self._last_sequence() + 1), data):
-            pass  # another writer took that number first: take the next one
+        folder, sequence = self.folder / SEGMENTS, 0
+        try:
+            remove_abandoned_temporaries(folder)
+            for _ in range(APPEND_TRIES):
+                # Past the number tried last: another writer took it, even where a listing lags (NFS).
+                sequence = max(sequence, self._last_sequence()) + 1
+                if write_new_file(self._segment_path(sequence), data):
+                    return
+        except OSError as error:
+            if isinstance(error, PermissionError) or error.errno == errno.EROFS:
+                raise DecisionError(
+                    f"the review log {folder} is not writable ({error.strerror}), nothing recorded; "
+                    "give this user write access to it (or run as its owner)."
+                ) from error
+            raise DecisionError(f"cannot write the review log {folder} ({error}), nothing recorded; fix that and run it again.") from error
+        raise DecisionError(
+            f"no free segment number in the review log {folder} after {APPEND_TRIES} tries, nothing recorded; run it again."
+        )
 
     def history(self) -> list[Decision]:
         """Every decision ever recorded, in the order recorded."""
@@ -95,12 +115,28 @@ class DecisionLog:
         return self.folder / SEGMENTS / f"{sequence:010d}.jsonl"
 
     def _segments(self) -> list[tuple[int, Path]]:
+        """(number, path) of every segment, in order. Anything else in the folder but a writer's
+        temporary file is refused by name: skipping it could skip decisions, or make `append` retry
+        a name it never sees."""
+        folder = self.folder / SEGMENTS
         try:
-            entries = os.scandir(self.folder / SEGMENTS)
+            entries = os.scandir(folder)
         except FileNotFoundError:
             return []
+        except NotADirectoryError:
+            raise DecisionError(f"{folder} is not a folder, but the review log keeps its segments there; move that file out.") from None
+        found = []
         with entries:
-            found = [(int(match.group(1)), Path(entry.path)) for entry in entries if (match := SEGMENT_NAME.match(entry.name))]
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX):
+                    continue  # a writer's file before it counts, or one files.remove_abandoned_temporaries removes
+                match = SEGMENT_NAME.match(entry.name)
+                if not match or not entry.is_file():
+                    what = "a folder" if entry.is_dir() else "not a regular file" if match else "its name is not <number>.jsonl"
+                    raise DecisionError(
+                        f"{entry.path} is not a segment of the review log ({what}); {folder} holds only segments: move it out of there."
+                    )
+                found.append((int(match.group(1)), Path(entry.path)))
         return sorted(found)
 
     def _last_sequence(self) -> int:
@@ -163,7 +199,13 @@ class DecisionLog:
 
 def _read_lines(path: Path) -> list[Decision]:
     decisions = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DecisionError(
+            f"{path} is not UTF-8 text (byte {error.start}), so not a segment of the review log; restore it from a backup or move it out."
+        ) from error
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

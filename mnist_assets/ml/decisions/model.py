@@ -36,6 +36,14 @@ class Decision:
     via: str  # app | tag:<tag> | file:<name>:<line> | python
     note: str | None = None  # a person's words (a decision file's `note` column)
 
+    def __post_init__(self):
+        # A log line edited by hand is refused where it is read, naming it, not a KeyError or a
+        # silent exclusion later (`step` takes any other kind for an exclusion).
+        if self.split not in SOURCE_PART:
+            raise DecisionError(f"split {self.split!r} is not one of {', '.join(SOURCE_PART)}")
+        if self.decision not in KINDS:
+            raise DecisionError(f"decision {self.decision!r} is not one of {', '.join(KINDS)}")
+
     @property
     def key(self) -> tuple[str, int]:
         return SOURCE_PART[self.split], self.source_index
