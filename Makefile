@@ -1,10 +1,11 @@
 # mnist_assets: the contract commands (see README.md).
 #
-# Values given on the command line (DATASET, DECISIONS, SPLIT, IMAGES, VIEW, WORKER, PORT, APP_PORT)
-# reach the commands through the environment, quoted there ("$$DATASET"), never as text the shell
-# parses: `make review DATASET='mnist; touch x'` names a dataset that does not exist, and a file
-# name may hold spaces. IMAGES lists several files the way a shell command line does (Python's
-# shlex): IMAGES='"my digit.png" other.png' is two files.
+# Values given on the command line (DATASET, DECISIONS, SPLIT, IMAGES, VIEW, WORKER, PORT, APP_PORT,
+# DATASETS) reach the commands as typed, through the environment, quoted there ("$$DATASET"), never
+# as text the shell or make parses: `make review DATASET='mnist; touch x'` names a dataset that does
+# not exist, DECISIONS='batch$1.csv' names that file, and a file name may hold spaces. IMAGES lists
+# several files the way a shell command line does (Python's shlex): IMAGES='"my digit.png" other.png'
+# is two files.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,17 @@ STAMP := $(VENV)/.setup-done
 PORT ?= 3000
 APP_PORT ?= 5151
 DATASET ?= mnist
-WORKER ?= $(shell hostname)
+ifeq ($(origin WORKER),undefined)
+WORKER := $(shell hostname)
+endif
+# make expands `$` in a command-line value whenever it reads it or hands it to a command
+# (`batch$1.csv` became batch.csv, `$(shell ...)` ran): keep each value as typed, exported where it was.
+USER_VALUES := DATASET DECISIONS SPLIT IMAGES VIEW WORKER PORT APP_PORT DATASETS
+define as_typed
+override $(1) := $$(value $(1))
+$(if $(filter command environment,$(firstword $(origin $(1)))),export $(1))
+endef
+$(foreach name,$(USER_VALUES),$(eval $(call as_typed,$(name))))
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 
@@ -25,6 +36,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 
+run: export DATASETS := $(DATASETS)
 run: setup
 	$(PY) -m mnist_assets.run_all
 
@@ -61,11 +73,22 @@ review: setup
 
 # Classify image files with a dataset's released model (mnist_assets/predict.py); IMAGES is split
 # as a shell splits words (shlex), so IMAGES='"my digit.png" b.jpg' is two files.
+define PREDICT
+import os, shlex, sys
+from mnist_assets.predict import main
+try:
+    images = shlex.split(os.environ["IMAGES"])
+except ValueError as error:  # an unclosed quote, or a trailing backslash
+    print(f"make predict: IMAGES cannot be split into file names ({str(error).lower()}): close every quote, escape a trailing backslash, e.g. IMAGES='a.png \"my digit.png\"'.", file=sys.stderr)
+    sys.exit(2)
+sys.exit(main(["--dataset", os.environ["DATASET"], "--", *images]))
+endef
 predict: export IMAGES := $(IMAGES)
 predict: export DATASET := $(DATASET)
+predict: export PREDICT := $(PREDICT)
 predict: setup
 	@test -n "$$IMAGES" || { echo "usage: make predict IMAGES='a.png \"my digit.png\"' [DATASET=mnist]" >&2; exit 2; }
-	$(PY) -c 'import os, shlex, sys; from mnist_assets.predict import main; sys.exit(main(["--dataset", os.environ["DATASET"], "--", *shlex.split(os.environ["IMAGES"])]))'
+	$(PY) -c "$$PREDICT"
 
 bench: setup
 	$(PY) benchmarks/run_all.py

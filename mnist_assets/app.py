@@ -2,8 +2,6 @@
 
 import argparse
 
-import fiftyone as fo
-
 from mnist_assets.pipeline import declared_spec
 from mnist_assets.resources import Settings
 
@@ -11,10 +9,16 @@ from mnist_assets.resources import Settings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--address", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5151)
+    parser.add_argument("--port", default="5151", help="1-65535 (APP_PORT)")
     parser.add_argument("--view", help="open a saved view, e.g. review-queue-test")
-    parser.add_argument("--dataset", default="mnist", help="a declared dataset (mnist_assets/defs/<name>), default mnist")
+    parser.add_argument("--dataset", default="mnist", help="a declared dataset (the `name` its defs.yaml declares), default mnist")
     args = parser.parse_args()
+    # At once: FiftyOne retries a port it cannot bind forever, and importing it takes seconds.
+    if not (args.port.isascii() and args.port.isdigit() and 1 <= int(args.port) <= 65535):
+        parser.exit(2, f"APP_PORT (--port) {args.port!r} is not a TCP port: give a number from 1 to 65535, e.g. APP_PORT=5151.\n")
+    args.port = int(args.port)
+    import fiftyone as fo
+
     settings = Settings.from_env()
     try:
         declared_spec(args.dataset)

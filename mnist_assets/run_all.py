@@ -156,13 +156,25 @@ def run_graph(instance, resources, splits=SPLITS, datasets=None) -> tuple[list[s
     return summary, failures
 
 
+def datasets_variable(value: str, declared: list[str]) -> list[str]:
+    """The names in DATASETS (`a,b`, spaces around a name ignored); none when it is unset or blank,
+    which runs every dataset. ValueError when it holds separators only: a typo must not run them all."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if value.strip() and not names:
+        raise ValueError(f"DATASETS={value!r} names no dataset: give comma-separated names of {', '.join(declared)}, or unset it for all")
+    return names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     declared = dataset_names()
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--datasets", nargs="+", help=f"default: every declared dataset ({', '.join(declared)})")
     args = parser.parse_args()
-    picked = args.datasets or [name for name in os.environ.get("DATASETS", "").split(",") if name]
+    try:
+        picked = args.datasets or datasets_variable(os.environ.get("DATASETS", ""), declared)
+    except ValueError as error:
+        parser.error(str(error))
     # A broken declaration is picked by its name or its folder's; with no pick, every one is.
     asked = [item for item in broken_declarations if not picked or {item.name, item.folder} & set(picked)]
     unknown = sorted(set(picked) - set(declared) - {part for item in asked for part in (item.name, item.folder)})

@@ -5,9 +5,10 @@
 - A broker or result backend (`DAGSTER_CELERY_BROKER_URL`, `DAGSTER_CELERY_BACKEND_URL`) or a MongoDB
   (`FIFTYONE_DATABASE_URI`) on another host, reached without a password, is refused: a Celery task
   names code that the worker imports and runs, so whoever reaches the broker runs code on every
-  worker, and whoever reaches MongoDB rewrites the labels and the locks. Loopback addresses and
-  Unix sockets are this machine's own. `MNIST_ASSETS_ALLOW_UNAUTHENTICATED=1` allows it anyway (a
-  network only trusted machines reach).
+  worker, and whoever reaches MongoDB rewrites the labels and the locks. Loopback addresses,
+  `localhost` and Unix sockets are this machine's own; a URL without a scheme or a host this check
+  can read is refused too. `MNIST_ASSETS_ALLOW_UNAUTHENTICATED=1` allows it anyway (a network only
+  trusted machines reach).
 - Dagster's storage on SQLite (a `$DAGSTER_HOME/dagster.yaml` without PostgreSQL, the default) is
   refused: the launcher and every worker must share one instance, and two workers starting at once
   on a fresh SQLite folder race to create its tables (one dies on `alembic_version`).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
@@ -51,12 +53,21 @@ def check(environ: dict[str, str]) -> list[str]:
         if not url:
             problems.append(f"{variable} is not set: export the launcher's value (docs/scale-out.md).")
         elif not allowed:
-            problems += [broker_refusal(variable, host) for host in unauthenticated_hosts(url)]
+            problems += refusals(variable, url, broker_refusal)
     if environ.get(MONGO_VARIABLE) and not allowed:
-        problems += [mongo_refusal(host) for host in unauthenticated_hosts(environ[MONGO_VARIABLE])]
+        problems += refusals(MONGO_VARIABLE, environ[MONGO_VARIABLE], lambda _, host: mongo_refusal(host))
     home = environ.get("DAGSTER_HOME")
     problems.append(storage_refusal(Path(home)) if home else "DAGSTER_HOME is not set (`make worker` sets it).")
     return [problem for problem in problems if problem]
+
+
+def refusals(variable: str, url: str, refusal) -> list[str]:
+    """`refusal(variable, host)` for each host `url` reaches without a password, or one line naming
+    what cannot be read in it (a URL the check cannot place counts as another machine's)."""
+    try:
+        return [refusal(variable, host) for host in unauthenticated_hosts(url)]
+    except ValueError as error:
+        return [unreadable_refusal(variable, str(error))]
 
 
 def broker_refusal(variable: str, host: str) -> str:
@@ -77,19 +88,40 @@ def mongo_refusal(host: str) -> str:
     )
 
 
+def unreadable_refusal(variable: str, reason: str) -> str:
+    return (
+        f"{variable} {reason}, so this check cannot tell whether it reaches another host without a password: write it "
+        f"as scheme://[user:password@]host[:port]/... (e.g. redis://127.0.0.1:6379/0), or set {ALLOW_VARIABLE}=1 if "
+        "only machines you trust reach it (docs/scale-out.md)."
+    )
+
+
+# Schemes that reach no server of their own: rpc:// rides on the broker (checked itself), the others
+# stay in the process or on this machine's disk.
+SERVERLESS_SCHEMES = ("rpc", "memory", "cache+memory", "filesystem", "file", "db+sqlite")
+
+
 def unauthenticated_hosts(url: str) -> list[str]:
     """The hosts of another machine that `url` reaches without a password. Several URLs joined by
-    `;` (Celery's failover list) are checked one by one; a MongoDB URI may list several hosts."""
+    `;` (Celery's failover list) are checked one by one; a MongoDB URI may list several hosts.
+    Raises ValueError, naming what it cannot read, for a URL without a scheme or a readable host:
+    kombu reads `10.0.0.5:6379` as amqp://guest@10.0.0.5:6379, so only a host proven local passes."""
+    parts = [piece.strip() for piece in url.split(";") if piece.strip()]
+    if not parts:
+        raise ValueError("is empty")
     hosts = []
-    for part in filter(None, (piece.strip() for piece in url.split(";"))):
-        scheme, _, rest = part.partition("://")
-        if "socket" in scheme or "unix" in scheme:  # redis+socket://, unix:// and the like: this machine
+    for part in parts:
+        scheme, separator, rest = part.partition("://")
+        if not separator or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+            raise ValueError("has no scheme:// (kombu reads host:port as amqp://guest@host:port)")
+        scheme = scheme.lower()
+        if "socket" in scheme or "unix" in scheme or scheme in SERVERLESS_SCHEMES:  # redis+socket://, unix://: this machine
             continue
         authority, query = _authority_and_query(rest)
         credentials, _, host_list = authority.rpartition("@")
         if unquote(credentials.partition(":")[2]) or parse_qs(query).get("authMechanism"):
             continue  # a password, or MongoDB's certificate or cloud authentication
-        hosts += [host for host in map(_host, host_list.split(",")) if host and not is_loopback(host)]
+        hosts += [host for host in map(_host, host_list.split(",")) if not is_local(host)]
     return hosts
 
 
@@ -100,16 +132,37 @@ def _authority_and_query(rest: str) -> tuple[str, str]:
 
 
 def _host(address: str) -> str:
-    """The host of `host`, `host:port`, `[v6]` or `[v6]:port`."""
+    """The host of `host`, `host:port`, `[v6]` or `[v6]:port`; ValueError when it is none of them
+    (an empty host is not the client's default: kombu's default for amqp:// is a guest login)."""
     if address.startswith("["):
-        return address[1:].partition("]")[0]
-    return address.rpartition(":")[0] if address.count(":") == 1 else address
+        host, closed, port = address[1:].partition("]")
+        if not host or not closed or not re.fullmatch(r"(:\d*)?", port):
+            raise ValueError(f"has a host that is not one: {address!r}")
+        return host
+    if address.count(":") > 1:  # a bare IPv6 address, without a port
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError:
+            raise ValueError(f"has a host that is not one: {address!r}") from None
+    host, _, port = address.partition(":")
+    if not host:
+        raise ValueError("names no host")
+    if not re.fullmatch(r"[A-Za-z0-9._~%-]+", host) or not re.fullmatch(r"\d*", port):
+        raise ValueError(f"has a host that is not one: {address!r}")
+    return host
+
+
+def is_local(host: str) -> bool:
+    """Whether `host` is provably this machine: a loopback address, `localhost`, or a Unix socket's
+    path (MongoDB's %2Ftmp%2Fmongodb-27017.sock)."""
+    host = unquote(host)
+    return is_loopback(host) or (host.startswith("/") and host.endswith(".sock"))
 
 
 def is_loopback(host: str) -> bool:
-    """localhost, 127.0.0.0/8 or ::1 (an empty host is the client's default: localhost)."""
+    """localhost, 127.0.0.0/8 or ::1 (not `*.localhost`: only some resolvers keep those local)."""
     host = host.strip().lower().rstrip(".")
-    if host in ("", "localhost") or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         address = ipaddress.ip_address(host)

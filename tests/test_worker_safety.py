@@ -1,9 +1,10 @@
 """A scale-out that is safe to expose, and make commands that pass values as values.
 
-`make worker` refuses a broker, result backend or MongoDB on another host reached without a password
-(a Celery task names code the worker runs), and Dagster storage on SQLite (the launcher's Celery
-executor too); the Makefile hands DATASET, DECISIONS, SPLIT, IMAGES and the rest to the commands
-through the environment, so no value is ever parsed as shell text. The make commands run for real,
+`make worker` refuses a broker, result backend or MongoDB on another host reached without a password,
+or a URL it cannot read (a Celery task names code the worker runs), and Dagster storage on SQLite (the
+launcher's Celery executor too); the Makefile hands DATASET, DECISIONS, SPLIT, IMAGES and the rest to
+the commands as typed, through the environment, so no value is ever parsed as shell text or by make,
+and a value a command cannot use (an unclosed quote in IMAGES, APP_PORT=99999, DATASETS=',') is one line. The make commands run for real,
 with the set-up stamp taken as done (`-o`): nothing here reinstalls anything or starts a worker.
 """
 
@@ -83,10 +84,55 @@ def dagster_home(tmp_path: Path, instance: str | None) -> Path:
         ("mongodb://mnist:s3cret@db:27017/?authSource=admin", []),
         ("mongodb://db:27017/?authMechanism=MONGODB-X509&tls=true", []),
         ("mongodb+srv://cluster0.example.com/", ["cluster0.example.com"]),
+        ("mongodb://%2Ftmp%2Fmongodb-27017.sock/", []),  # a Unix socket
+        ("redis://broker.localhost:6379/0", ["broker.localhost"]),  # only some resolvers keep *.localhost local
     ],
 )
 def test_hosts_reached_without_a_password(url, exposed):
     assert unauthenticated_hosts(url) == exposed
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("10.0.0.5:6379", "has no scheme://"),  # kombu reads it as amqp://guest@10.0.0.5:6379
+        ("redis:10.0.0.5:6379", "has no scheme://"),
+        ("::::", "has no scheme://"),
+        ("@@@", "has no scheme://"),
+        ("redis://@@@", "names no host"),
+        ("redis://:6379/0", "names no host"),
+        ("redis://::::", "has a host that is not one: '::::'"),
+        ("redis://[::1:6379/0", "has a host that is not one: '[::1:6379'"),
+        ("redis://broker:port/0", "has a host that is not one: 'broker:port'"),
+        ("redis://:s3cret@10.0.0.5:6379/0;10.0.0.6:6379", "has no scheme://"),
+    ],
+)
+def test_a_broker_url_the_check_cannot_read_is_refused_unless_allowed(tmp_path, url, reason):
+    """These passed: the host parsed as empty, and empty counted as loopback."""
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        unauthenticated_hosts(url)
+    home = dagster_home(tmp_path, POSTGRES_INSTANCE)
+    environ = {"DAGSTER_HOME": str(home), "DAGSTER_CELERY_BROKER_URL": url, "DAGSTER_CELERY_BACKEND_URL": "rpc://"}
+    (problem,) = check(environ)
+    assert problem.startswith(f"DAGSTER_CELERY_BROKER_URL {reason}") and "\n" not in problem
+    assert "cannot tell whether it reaches another host without a password" in problem and f"{ALLOW_VARIABLE}=1" in problem
+    assert check({**environ, ALLOW_VARIABLE: "1"}) == []
+    (mongo,) = check({**environ, "DAGSTER_CELERY_BROKER_URL": "rpc://", "FIFTYONE_DATABASE_URI": url})
+    assert mongo.startswith(f"FIFTYONE_DATABASE_URI {reason}")
+
+
+def test_make_worker_refuses_a_broker_url_without_a_scheme(tmp_path, clean_env):
+    env = {
+        **clean_env,
+        "DAGSTER_HOME": str(dagster_home(tmp_path, POSTGRES_INSTANCE)),
+        "DAGSTER_CELERY_BROKER_URL": "10.255.255.1:6379",
+        "DAGSTER_CELERY_BACKEND_URL": "redis://127.0.0.1:9/1",
+    }
+    refused = make("worker", "WORKER=w1", env=env, timeout=60)
+    assert refused.returncode != 0 and "dagster-celery" not in refused.stdout  # never started
+    messages = [line for line in refused.stderr.splitlines() if line.startswith("make worker: ")]
+    assert len(messages) == 1 and messages[0].startswith("make worker: DAGSTER_CELERY_BROKER_URL has no scheme://"), refused.stderr
+    assert "kombu reads host:port as amqp://guest@host:port" in messages[0] and f"{ALLOW_VARIABLE}=1" in messages[0]
 
 
 def test_the_worker_check_passes_loopback_passwords_and_the_explicit_opt_out(tmp_path):
@@ -192,6 +238,70 @@ def test_make_passes_values_as_values_not_shell_text(tmp_path, clean_env, target
     assert not pwned.exists()
     assert ran.returncode != 0
     assert error.format(pwned=pwned) in ran.stderr, ran.stderr[-3000:]
+
+
+def test_make_passes_dollar_signs_as_typed(tmp_path, clean_env):
+    """make expanded `$` in a command-line value: DECISIONS='batch$1.csv' imported batch.csv."""
+    (tmp_path / "batch.csv").write_text("source_index,decision,label\n947,relabel,9\n")  # another file's decisions
+    ran = make("review", f"DECISIONS={tmp_path}/batch$1.csv", "DATASET=mnist", env=clean_env)
+    assert ran.returncode == 2
+    assert f"error: decision file {tmp_path}/batch$1.csv does not exist" in ran.stderr, ran.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("target", "values", "error"),
+    [
+        ("review", {}, "usage: make review DECISIONS="),  # DECISIONS unset: stops in the shell, before any Python
+        ("predict", {"DATASET": "nosuch"}, "nosuch"),
+    ],
+)
+def test_make_never_runs_a_value_as_a_make_function(tmp_path, clean_env, target, values, error):
+    """`make predict IMAGES='$(shell touch x)'` ran the command: make expands a command-line value it exports."""
+    names = ("DATASET", "DECISIONS", "SPLIT", "IMAGES", "VIEW", "WORKER", "PORT", "APP_PORT", "DATASETS")
+    touched = {name: tmp_path / f"PWNED-{name}" for name in names}
+    shells = {name: f"$(shell touch {path})" for name, path in touched.items() if name != "DECISIONS" or values}
+    ran = make(target, *(f"{name}={value}" for name, value in {**shells, **values}.items()), env=clean_env)
+    assert [path.name for path in touched.values() if path.exists()] == []
+    assert ran.returncode == 2 and error in ran.stderr, ran.stderr[-3000:]
+
+
+def test_make_predict_names_images_that_do_not_split(clean_env):
+    """An unclosed quote raised a traceback from shlex in the recipe's Python."""
+    for images, problem in (('"my digit.png', "no closing quotation"), ("a.png \\", "no escaped character")):
+        ran = make("predict", f"IMAGES={images}", env=clean_env)
+        assert ran.returncode == 2 and "Traceback" not in ran.stderr, ran.stderr[-3000:]
+        (line,) = [line for line in ran.stderr.splitlines() if not line.startswith("make: ***")]
+        assert line.startswith(f"make predict: IMAGES cannot be split into file names ({problem}): close every quote")
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "65536", "abc", "-1"])
+def test_make_app_refuses_a_port_that_is_not_one_at_once(clean_env, port):
+    """APP_PORT=99999 retried forever; the check comes before FiftyOne is imported."""
+    ran = make("app", f"APP_PORT={port}", env=clean_env, timeout=60)
+    assert ran.returncode == 2, ran.stderr[-3000:]
+    (line,) = [line for line in ran.stderr.splitlines() if not line.startswith("make: ***")]
+    assert line == f"APP_PORT (--port) '{port}' is not a TCP port: give a number from 1 to 65535, e.g. APP_PORT=5151."
+
+
+def test_datasets_of_separators_only_is_refused_not_every_dataset(tmp_path, monkeypatch, capsys):
+    """DATASETS=',' ran every dataset."""
+    import sys
+
+    import mnist_assets.run_all as run_all
+
+    assert run_all.datasets_variable(" mnist , ", ["mnist"]) == ["mnist"]
+    assert run_all.datasets_variable("", ["mnist"]) == run_all.datasets_variable("  ", ["mnist"]) == []  # unset: every dataset
+    asked = []
+    monkeypatch.setattr(run_all, "run_graph", lambda instance, resources, splits, datasets: asked.append(datasets) or ([], []))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(sys, "argv", ["run_all"])
+    for value in (",", " , ,"):
+        monkeypatch.setenv("DATASETS", value)
+        with pytest.raises(SystemExit) as stopped:
+            run_all.main()
+        assert stopped.value.code == 2 and asked == []
+        declared = ", ".join(run_all.dataset_names())
+        assert f"DATASETS={value!r} names no dataset: give comma-separated names of {declared}, or unset" in capsys.readouterr().err
 
 
 def test_make_review_passes_split(clean_env):
