@@ -300,3 +300,59 @@ def test_predict_imports_no_platform(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0 and not {"dagster", "fiftyone", "torch", "pydantic"} & set(eval(done.stdout))
+
+
+# --- Large images converted band by band, names that are not UTF-8 (issue 44, items 4 and 5) ------------------
+
+
+def test_compositing_and_resizing_band_by_band_give_the_pixels_of_the_whole_image(tmp_path):
+    """What the memory-bounded conversion must keep (tests/test_image_memory.py measures the memory): every colour at
+    every opacity composited as `rint(colour * alpha + background * (1 - alpha))`, and a large photo turned by its
+    EXIF tag and shrunk band by band equal to Pillow shrinking the whole upright image."""
+    from mnist_assets.ml.image_conversion import BAND_PIXELS, EXACT_PIXELS
+
+    colour, alpha = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = np.concatenate([np.stack([colour, 255 - colour, colour // 2, alpha], -1)] * 2).astype(np.uint8)  # 2 bands
+    assert rgba.shape[0] * rgba.shape[1] > BAND_PIXELS
+    path = tmp_path / "every.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    for background in (0, 255):
+        opacity = rgba[..., 3:] / 255.0
+        expected = np.clip(np.rint(rgba[..., :3] * opacity + background * (1.0 - opacity)), 0, 255).astype(np.uint8)
+        assert np.array_equal(read_image(path, 3, background), expected)
+
+    width, height = int(EXACT_PIXELS**0.5) + 200, int(EXACT_PIXELS**0.5) - 100  # landscape as stored, portrait upright
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (height // 64, width // 64, 3), dtype=np.uint8)
+    photo = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to view
+    turned = tmp_path / "turned.png"
+    photo.save(turned, exif=exif, compress_level=1)
+    upright = photo.transpose(Image.Transpose.ROTATE_270)
+    for conversion, side in ((FOLDER_LIKE, 32), (MNIST_LIKE, 28)):
+        whole = upright.convert("RGB" if conversion.channels == 3 else "L").resize((side, side), Image.Resampling.BILINEAR)
+        assert np.array_equal(convert_image(turned, conversion), pad(np.asarray(whole), conversion.size, conversion.background))
+
+
+def test_a_file_name_that_is_not_utf8_is_left_out_and_named(tmp_path):
+    """FiftyOne and the logs store names as text: a name with bytes that are not UTF-8 (Python keeps them as lone
+    surrogates, which stopped the whole ingest with UnicodeEncodeError) is left out and reported like an unreadable
+    file, its bad bytes written as `\\xff`; `strict: true` refuses the ingest."""
+    from mnist_assets.ml.folder_source import FolderSourceError, file_keys, load_folder
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(digit()).save(tmp_path / name / "a.png")
+    Image.fromarray(digit()).save(os.fsdecode(os.fsencode(tmp_path / "dog") + b"/bad\xff.png"))
+    images, _ = load_folder(tmp_path, ["cat", "dog"], FOLDER_LIKE)
+    assert images.files == ["cat/a.png", "dog/a.png"] and len(images.labels) == 2
+    assert len(set(file_keys(images.files))) == 2  # the samples' keys, where the name failed first
+    why = f"{tmp_path}/dog/bad\\xff.png: its name is not UTF-8 text, which FiftyOne cannot store; rename the file."
+    assert images.unreadable == [("dog/bad\\xff.png", why)]
+    with pytest.raises(FolderSourceError, match=r"dog/bad\\xff.png: its name is not UTF-8 text.*strict: true refuses"):
+        load_folder(tmp_path, ["cat", "dog"], FOLDER_LIKE, strict=True)
+    # raw_dataset's fingerprint of the folder (what the source sensor compares) reads such a name too.
+    from mnist_assets.ml.sources import source_fingerprint
+
+    assert len(source_fingerprint(tmp_path, recursive=True)) == 64

@@ -3,13 +3,15 @@
 Layouts: `<root>/<class>/*.png|jpg|...`, or `<root>/train/<class>/...` and
 `<root>/test/<class>/...`. Every image is opened, converted to the declared
 channels and resized to the declared square size once, here. An unreadable or
-truncated file is left out and reported by path (`unreadable`); with `strict` it
+truncated file, or one whose name is not UTF-8 text (FiftyOne and the logs store
+names as text), is left out and reported by path (`unreadable`); with `strict` it
 stops the load with its path instead, before anything is written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +69,17 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _printable(name: str) -> str:
+    """A file name as text: the bytes of a name that is not UTF-8 written as `\\xff`."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _load_one(path: Path, conversion: Conversion) -> tuple[np.ndarray, tuple[int, int, str]] | ImageConversionError:
     """The converted image and the file's width, height and mode, or why it cannot be read."""
     from PIL import Image
 
+    if _printable(str(path)) != str(path):  # undecodable bytes in the name, kept by Python as lone surrogates
+        return ImageConversionError(f"{_printable(str(path))}: its name is not UTF-8 text, which FiftyOne cannot store; rename the file.")
     try:
         image = convert_image(path, conversion)  # exactly as `python -m mnist_assets.predict` converts
         with Image.open(path) as header:  # read fully above: the header is there
@@ -110,7 +119,7 @@ def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: 
         labels=kept_labels,
         files=[str(paths[i].relative_to(root)) for i in kept],
         file_info=[loaded[i][1] for i in kept],
-        unreadable=[(str(path.relative_to(root)), str(error)) for path, error in failed],
+        unreadable=[(_printable(str(path.relative_to(root))), str(error)) for path, error in failed],
     )
 
 

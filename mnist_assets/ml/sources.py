@@ -7,6 +7,7 @@ converts everything before anything is written) and `split_of`.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -177,7 +178,8 @@ def source_fingerprint(folder: Path, recursive: bool = False) -> str:
     files = (p for p in folder.rglob("*") if p.is_file()) if recursive else folder.glob("*-ubyte*")
     for path in sorted(files):
         stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        # os.fsencode: a name that is not UTF-8 (ingest leaves that file out) has the bytes it has on disk
+        digest.update(os.fsencode(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};"))
     return digest.hexdigest()
 
 
