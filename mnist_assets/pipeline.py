@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from mnist_assets import declared
 from mnist_assets.assets import augmentation, clip, cnn, data_issues, dataset, duplicates, lenet, quality, release, review
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.automation import with_same_run_parents
@@ -13,18 +14,16 @@ from mnist_assets.partitions import split_partitions
 from mnist_assets.sensors import build_review_sensor, build_source_sensor
 
 STAGES = (dataset, review, clip, lenet, quality, data_issues, duplicates, augmentation, cnn, release)
-DEFS_FOLDER = Path(__file__).resolve().parent / "defs"
+DEFS_FOLDER = declared.DEFS_FOLDER
 
 
 def declared_spec(name: str) -> DatasetSpec:
-    """The DatasetSpec of `defs/<name>/defs.yaml`, for scripts and tests that work on one dataset;
-    a DatasetSpecError naming the file and what is wrong, in one line, when it is unusable."""
+    """The DatasetSpec of the `defs.yaml` that declares the dataset `name` (whatever its folder is
+    called), for scripts and tests that work on one dataset; a ValueError listing the declared names
+    when none does, a DatasetSpecError naming the file and what is wrong, in one line, when it is unusable."""
     from mnist_assets.components.declarations import one_line_error
 
-    path = DEFS_FOLDER / name / "defs.yaml"
-    if not path.is_file():
-        declared = sorted(p.parent.name for p in DEFS_FOLDER.glob("*/defs.yaml"))
-        raise ValueError(f"no dataset {name!r} is declared (no {path}); declared: {', '.join(declared)}")
+    path = declared.declaration_path(name, DEFS_FOLDER)
     try:
         return DatasetSpec(**yaml.safe_load(path.read_text())["attributes"])
     except Exception as error:  # YAML, a missing `attributes`, pydantic: the declaration is broken
@@ -32,18 +31,19 @@ def declared_spec(name: str) -> DatasetSpec:
 
 
 def check_unique_names(folder: Path = DEFS_FOLDER) -> None:
-    """Refuse two `defs.yaml` that declare one dataset name, naming both files (before Dagster
-    would fail on their duplicate asset keys without saying where they come from). The code location
-    itself keeps one and reports the other as a broken declaration (components/declarations.py)."""
-    seen: dict[str, Path] = {}
-    for path in sorted(folder.glob("**/defs.yaml")):
-        name = (yaml.safe_load(path.read_text()) or {}).get("attributes", {}).get("name")
-        if name in seen:
-            raise DatasetSpecError(
-                f"{path} and {seen[name]} both declare the dataset {name!r}; give one of them another `name` "
-                "(it is the asset key prefix, the FiftyOne dataset and the data folder)."
-            )
-        seen[name] = path
+    """Refuse two `defs.yaml` that declare one dataset name, or names FiftyOne cannot tell apart,
+    naming both files (before Dagster would fail on their duplicate asset keys, or FiftyOne at ingest,
+    without saying where they come from). The code location itself keeps one and reports the other
+    as a broken declaration (components/declarations.py)."""
+    names = {path.parent: declared.declared_name(path) for path in sorted(folder.glob("**/defs.yaml"))}
+    for entry, kept in declared.colliding(names).items():
+        first, second = kept / "defs.yaml", entry / "defs.yaml"
+        same = names[entry] == names[kept]
+        what = f"the dataset {names[kept]!r}" if same else f"{names[kept]!r} and {names[entry]!r}, which FiftyOne cannot tell apart,"
+        raise DatasetSpecError(
+            f"{first} and {second} both declare {what}; give one of them another `name` "
+            "(it is the asset key prefix, the FiftyOne dataset and the data folder)."
+        )
 
 
 def declared_pipeline(name: str) -> Pipeline:

@@ -11,7 +11,10 @@ The release is `<MNIST_ASSETS_HOME>/datasets/<dataset>/release/model.onnx` (mate
 the conversion ingest applied to the dataset's images (`ml/image_conversion.py`), and every image,
 of any size and mode, is converted the same way. A file that cannot be read is reported and the
 others still predicted; the exit code is then 1. A release that cannot be used is one line and exit
-code 2. This module imports neither Dagster nor FiftyOne nor torch.
+code 2 (a `current` link whose version is gone: which version to point it at). `--releases` lists
+the versions kept; a damaged one (its card unreadable, its model missing) is one error line naming
+the file, the others still listed, and the exit code 1; no release in use: 2, the versions listed.
+This module imports neither Dagster nor FiftyOne nor torch.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_assets.environment import REPO_ROOT, dataset_dir
+from mnist_assets.declared import UnknownDataset, declaration_path
+from mnist_assets.environment import dataset_dir
 from mnist_assets.ml.image_conversion import Conversion, ImageConversionError, convert_image
 
 TOP = 3
@@ -36,17 +40,29 @@ class ReleaseError(ValueError):
     """No usable release for the dataset asked for."""
 
 
+class MissingRelease(ReleaseError):
+    """A declared dataset whose release folder has no model in use: never released, or `current` broken."""
+
+    def __init__(self, message: str, folder: Path):
+        super().__init__(message)
+        self.folder = folder
+
+
 def release_path(dataset: str) -> Path:
     from mnist_assets.ml.names import SAFE_NAME
+    from mnist_assets.ml.release_folder import broken_current
 
     if not SAFE_NAME.match(dataset):
         raise ReleaseError(f"--dataset {dataset!r} is not a dataset name (letters, digits, '_'); give one of the declared datasets.")
-    if not (REPO_ROOT / "mnist_assets" / "defs" / dataset / "defs.yaml").is_file():
-        declared = sorted(p.parent.name for p in (REPO_ROOT / "mnist_assets" / "defs").glob("*/defs.yaml"))
-        raise ReleaseError(f"no dataset {dataset!r} is declared; declared: {', '.join(declared)}")
+    try:
+        declaration_path(dataset)  # by the name it declares, whatever its folder is called
+    except UnknownDataset as error:
+        raise ReleaseError(str(error)) from None
     path = dataset_dir(dataset) / "release" / "model.onnx"
     if not path.is_file():
-        raise ReleaseError(f"{dataset} has no released model at {path}; materialize {dataset}/model_release first (`make run`).")
+        broken = broken_current(path.parent)
+        missing = f"has no released model at {path}; materialize {dataset}/model_release first (`make run`)."
+        raise MissingRelease(f"{dataset}'s release is broken: {broken}" if broken else f"{dataset} {missing}", path.parent)
     return path
 
 
@@ -165,17 +181,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _list_releases(dataset: str) -> int:
+    """Every version kept, one line each (a damaged one: an error line naming the file); 0, 1 when a
+    version is damaged, 2 when there is no release in use (the versions still listed, to recover)."""
     from mnist_assets.ml.release_folder import list_releases
 
     try:
-        folder = release_path(dataset).parent
+        folder, unusable = release_path(dataset).parent, None
+    except MissingRelease as error:
+        folder, unusable = error.folder, error
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for row in list_releases(folder):
-        mark = "*" if row["current"] else " "
-        print(f"{mark} {row['version']}  {row['model']}  validation {row['validation_accuracy']}  {row['released_at']}")
-    return 0
+    rows = list_releases(folder)
+    for row in rows:
+        if row["problem"]:
+            which, fix = (" (current)", "restore the file") if row["current"] else ("", "restore the file, or remove the version's folder")
+            print(f"error: release {row['version']}{which}: {row['problem']}; {fix}", file=sys.stderr)
+        else:
+            mark = "*" if row["current"] else " "
+            print(f"{mark} {row['version']}  {row['model']}  validation {row['validation_accuracy']}  {row['released_at']}")
+    if unusable:
+        print(f"error: {unusable}", file=sys.stderr)
+        return 2
+    return 1 if any(row["problem"] for row in rows) else 0
 
 
 if __name__ == "__main__":

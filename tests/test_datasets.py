@@ -61,6 +61,24 @@ def test_a_corrupted_fashion_mnist_file_is_refused(tmp_path):
         ({"name": "pets", "source": "mnist", "issue_gates": {"darkness": 0.1}}, "unknown issue type 'darkness'; the types are dark"),
         ({"name": "pets", "source": "mnist", "outlier_spaces": ["clip"]}, r"leaves out the pixels; declare \[pixels\] or \[pixels, clip\]"),
         ({"name": "pets", "source": "mnist", "outlier_spaces": ["pixels", "lenet"]}, "'pixels' or 'clip'"),
+        # Each of these loaded and then failed inside NumPy, scikit-learn or cleanlab at ingest.
+        (
+            {"name": "pets", "source": "mnist", "label_noise": {"rate": 0.2, "seed": -1}},
+            r"seed\n\s+Input should be greater than or equal to 0",
+        ),
+        (
+            {"name": "pets", "source": "mnist", "label_noise": {"rate": 0.2, "seed": 2**32}},
+            r"seed\n\s+Input should be less than 4294967296",
+        ),
+        ({"name": "pets", "source": "mnist", "split_seed": -5}, r"split_seed\n\s+Input should be greater than or equal to 0"),
+        (
+            {"name": "pets", "source": "mnist", "label_noise": {"rate": 0.2, "splits": []}},
+            "label_noise.splits is empty: name train, validation or both",
+        ),
+        (
+            {"name": "pets", "source": "mnist", "label_errors": [947, 10000, -1]},
+            r"label_errors \[10000, -1\] are not test-file indices \(0 to 9999\)",
+        ),
     ],
 )
 def test_bad_declarations_are_refused_with_the_fix(attributes, message):
@@ -211,6 +229,8 @@ def test_a_folder_with_train_and_test_keeps_its_test_split(fashion, tmp_path):
         (lambda root: {"path": str(root / "bag")}, "has 0 class sub-folder"),
         (lambda root: {"source": "mnist", "path": None}, r"declare image_size: 28 \(or 32"),
         (lambda root: {"channels": 4}, "Input should be 1 or 3"),
+        # Three classes: cleanlab's noise matrix needs 3 x (1 - rate) > 1 (it failed at ingest on "trace > 1").
+        (lambda root: {"label_noise": {"rate": 0.7}}, r"label_noise.rate 0.7 is too high for 3 classes .* below 0.667"),
     ],
 )
 def test_bad_folder_declarations_are_refused_at_load(clothes_folder, change, message):

@@ -359,3 +359,30 @@ def test_a_stronger_candidate_wins_the_release_and_every_architecture_exports_wi
     row = release.costs(winner, test_images.numpy(), 1, 28)
     assert row["model"] == "cnn_checkpoint" and row["parameters"] == parameter_count(cnn)
     assert row["onnx_bytes"] > 4 * parameter_count(cnn) * 0.9 and row["onnx_images_per_second"] > 0
+
+
+def test_a_tie_goes_to_the_model_with_fewer_multiply_adds_measured_on_the_model_itself():
+    """A fixed table by candidate name ranked every cnn_checkpoint above five LeNets, whatever its
+    `cnn_arch`, and ignored the mirrored pass; the cost is now counted on the model."""
+    from mnist_assets.ml import release
+
+    image = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    lenet = build_model("lenet5", seed=1)
+    single = release.multiply_adds(release.Probabilities([lenet], MEAN, STD), image)
+    assert 250_000 < single < 320_000  # LeNet-5 at 28x28: 0.28 M multiply-adds
+    assert release.multiply_adds(release.Probabilities([lenet], MEAN, STD, mirror=True), image) == 2 * single
+    assert release.multiply_adds(release.Probabilities([lenet] * 5, MEAN, STD), image) == 5 * single
+    costs = {
+        arch: release.multiply_adds(release.Probabilities([build_model(arch, seed=1)], MEAN, STD), image)
+        for arch in ("vgg_small", "vgg_wide")
+    }
+    assert single < costs["vgg_small"] < costs["vgg_wide"]
+    # A CNN declared as `cnn_arch: lenet5` ties with the five-LeNet ensemble: the single net is cheaper.
+    ensemble = release.Candidate("fold_ensemble", release.Probabilities([lenet] * 5, MEAN, STD), "five LeNets")
+    cnn = release.Candidate("cnn_checkpoint", release.Probabilities([lenet], MEAN, STD), "cnn_arch: lenet5")
+    labels = np.zeros(1, dtype=np.int64)
+    for candidate in (ensemble, cnn):
+        release.score(candidate, (image, labels), (image, labels), list("0123456789"))
+    assert (ensemble.cost, cnn.cost) == (5 * single, single)
+    winner, reason = release.choose([ensemble, cnn])
+    assert winner is cnn and "tied with fold_ensemble and cheaper to run" in reason

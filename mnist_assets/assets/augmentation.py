@@ -2,6 +2,7 @@
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first
 from mnist_assets.assets.data import load_model_for, split_tensors
@@ -36,9 +37,9 @@ class AugmentationConfig(dg.Config):
     # On the out-of-sample scores, 5 seeds (scripts/strategy_study.py, docs/recipes.md): hardest 99.37%, the
     # series' misclassified 99.28% (its 512 include mislabeled digits, copied 10 times each).
     strategy: str = "hardest"  # misclassified, hardest, most_unique, least_confident, active
-    budget: int = 512
-    copies: int = 10
-    seed: int = 51
+    budget: int = Field(512, ge=1)
+    copies: int = Field(10, ge=1)
+    seed: int = Field(51, ge=0, lt=2**32)
 
 
 class FinetuneConfig(RecipeConfig):
@@ -254,6 +255,7 @@ def build(p: Pipeline) -> list:
         for row in candidates:
             metadata[f"test_accuracy_{row['model']}"] = row["test_accuracy"]
             metadata[f"onnx_images_per_second_{row['model']}"] = row["onnx_images_per_second"]
+            metadata[f"multiply_adds_{row['model']}"] = row["multiply_adds"]
         if comparison.recalls:
             metadata["recall_plot"] = png(plots.grouped_bars(classes, comparison.recalls, "per-class recall, test", "recall"))
         yield dg.MaterializeResult(metadata=metadata)

@@ -5,6 +5,7 @@ from typing import Optional
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from mnist_assets import checks
 from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first, parent_metadata
@@ -28,9 +29,9 @@ from mnist_assets.resources import Settings
 class ClipEmbeddingConfig(dg.Config):
     """Batching and the optional digit-aware preprocessing."""
 
-    batch_size: int = 256
+    batch_size: int = Field(256, ge=1)
     invert: bool = False  # dark object on a light ground
-    pad: int = 0  # margin in pixels around the image
+    pad: int = Field(0, ge=0)  # margin in pixels around the image
 
 
 class ZeroShotConfig(dg.Config):

@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import split_tensors
@@ -19,7 +20,7 @@ PAIRS_SHOWN = 10
 
 class DuplicatesConfig(dg.Config):
     # Cosine distance between centred pixel vectors under which two images count as one.
-    threshold: float = NEAR_DUPLICATE_THRESHOLD
+    threshold: float = Field(NEAR_DUPLICATE_THRESHOLD, ge=0, le=2)  # a cosine distance: 0 (the same) to 2 (opposite)
 
 
 def build(p: Pipeline) -> list:

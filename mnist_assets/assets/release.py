@@ -107,7 +107,8 @@ def build(p: Pipeline) -> list:
             "validation (the "
             "challenger), exported to ONNX (uint8 images in, class probabilities out, standardization inside) with its model "
             "card; it replaces the release in place (the champion, re-scored on the labels in use) only when parity passes and "
-            "it is not worse on validation; every release is kept. release_predictions on every split, from the release in place."
+            "it is not worse on validation; the release in use and the newest keep_releases (default 5) are kept. "
+            "release_predictions on every split, from the release in place."
         ),
     )
     def model_release(context: dg.AssetExecutionContext, settings: Settings):
@@ -176,10 +177,14 @@ def build(p: Pipeline) -> list:
             )
             release_folder.promote(folder, version, graph, card, markdown)
             context.log.info(f"{p.name}: released {version}: {decision}")
+            pruned = release_folder.prune(folder, spec.keep_releases)  # after the switch: the new release is in place
+            for failure in pruned["failed"]:
+                context.log.warning(f"{p.name}: old release {failure}; it stays, and removing it is tried again at the next release")
         else:
             log = context.log.error if not check.passed else context.log.info if unchanged else context.log.warning
             log(f"{p.name}: {decision}")
         in_place = release_folder.current(folder)
+        kept = release_folder.list_releases(folder)
         if in_place is not None:
             write_release_predictions(p, settings, store, dataset, in_place / "model.onnx")
         yield dg.MaterializeResult(
@@ -195,7 +200,9 @@ def build(p: Pipeline) -> list:
                 "candidates": markdown_table(
                     [{"model": c.name, "validation_accuracy": c.validation_accuracy, "test_accuracy": c.test_accuracy} for c in candidates]
                 ),
-                "releases": markdown_table(release_folder.list_releases(folder)) if in_place else "none",
+                "releases": markdown_table(kept) if in_place else "none",
+                "releases_kept": len(kept),
+                "releases_removed": len(pruned["removed"]) if promoted else 0,
                 "validation_accuracy": winner.validation_accuracy,
                 "test_accuracy": winner.test_accuracy,
                 "onnx_test_accuracy": check.onnx_accuracy,

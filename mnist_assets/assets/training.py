@@ -4,6 +4,7 @@ a training run yields (the checkpoint, its metadata and the accuracy gate)."""
 from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
+from pydantic import Field
 
 from mnist_assets import checks
 from mnist_assets.assets.common import Pipeline, limited_run
@@ -17,20 +18,22 @@ if TYPE_CHECKING:  # for annotations only: imported where used, at run time
 
 class RecipeConfig(dg.Config):
     """A training run's settings for the Launchpad. Each field left empty takes the recipe's value:
-    MNIST_ASSETS_EPOCHS, then the dataset's declaration, then the role's default (ml/recipes.py)."""
+    MNIST_ASSETS_EPOCHS, then the dataset's declaration, then the role's default (ml/recipes.py).
+    A value out of its range fails the step before it starts, naming the field and its bounds."""
 
     recipe: Optional[str] = None  # onecycle (default) or series: Adam at a constant lr, the series' recipe
-    epochs: Optional[int] = None  # default: the dataset's checkpoint_epochs or epochs, at least 1,000 optimizer steps
-    batch_size: Optional[int] = None  # 64
-    lr: Optional[float] = None  # 3e-3
+    epochs: Optional[int] = Field(None, ge=1)  # default: the dataset's checkpoint_epochs or epochs, at least 1,000 optimizer steps
+    batch_size: Optional[int] = Field(None, ge=1)  # 64
+    lr: Optional[float] = Field(None, gt=0)  # 3e-3
     batch_augmentation: Optional[str] = None  # none, affine, flip or shift; default: the dataset's
-    label_smoothing: Optional[float] = None  # 0 (cnn_checkpoint: 0.1)
-    random_erasing: Optional[float] = None  # share of training images given a blank rectangle; 0 (cnn_checkpoint of clothes: 0.5)
-    ema: Optional[float] = None  # decay of the weights' moving average that is validated and kept; 0 (default): off
+    label_smoothing: Optional[float] = Field(None, ge=0, lt=1)  # 0 (cnn_checkpoint: 0.1)
+    # share of training images given a blank rectangle; 0 (cnn_checkpoint of clothes: 0.5)
+    random_erasing: Optional[float] = Field(None, ge=0, le=1)
+    ema: Optional[float] = Field(None, ge=0, lt=1)  # decay of the weights' moving average that is validated and kept; 0 (default): off
     keep: Optional[str] = None  # best (the lowest validation loss) or last (cnn_checkpoint)
     precision: Optional[str] = None  # fp32, bf16 or auto (cnn_checkpoint: bf16 where the CPU or GPU has it in hardware)
-    seed: Optional[int] = None  # 51
-    accuracy_threshold: Optional[float] = None  # default: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
+    seed: Optional[int] = Field(None, ge=0, lt=2**32)  # 51
+    accuracy_threshold: Optional[float] = Field(None, ge=0, le=1)  # default: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
 
 
 class TrainingConfig(RecipeConfig):
@@ -40,7 +43,7 @@ class TrainingConfig(RecipeConfig):
 class OutOfFoldConfig(TrainingConfig):
     """The fold models train with the dataset's `epochs` and no batch augmentation unless set here."""
 
-    folds: int = 5
+    folds: int = Field(5, ge=2, le=20)  # each sample is scored by the model that did not see it: at least two folds
 
 
 def train_config(config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None) -> "TrainConfig":

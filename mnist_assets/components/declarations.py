@@ -22,6 +22,7 @@ from types import ModuleType
 import dagster as dg
 import yaml
 
+from mnist_assets.declared import colliding, declared_name
 from mnist_assets.environment import REPO_ROOT
 from mnist_assets.ml.dataset_spec import NAME
 
@@ -128,31 +129,25 @@ def load_declarations(defs_module: ModuleType | None = None, project_root: Path 
 
 
 def _declared_name(path: Path) -> str | None:
-    """The `name` a defs.yaml declares, None when it is missing or unreadable (the loader says why)."""
-    try:
-        name = ((yaml.safe_load(path.read_text()) or {}).get("attributes") or {}).get("name")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    return name if isinstance(name, str) and NAME.match(name) else None
+    """The `name` a defs.yaml declares, None when it is missing, unreadable or not a name (the loader says why)."""
+    name = declared_name(path)
+    return name if name and NAME.match(name) else None
 
 
 def _duplicates(names: dict[Path, str | None]) -> dict[Path, str]:
-    """Folders that declare a name another folder declares too, with the error to report. The
-    folder named after the dataset keeps it (a copy of mnist/ that kept `name: mnist` does not take
-    MNIST down), else the first folder in name order."""
-    by_name: dict[str, list[Path]] = {}
-    for entry, name in names.items():
-        if name:
-            by_name.setdefault(name, []).append(entry)
+    """Folders that declare a name another folder declares too, or one that FiftyOne cannot tell
+    from it (`MNIST` beside `mnist`, `mnist_augmented` beside mnist's augmented set), with the error
+    to report; which folder keeps the name: `declared.colliding`."""
     refused = {}
-    for name, entries in by_name.items():
-        keeper = next((entry for entry in entries if entry.name == name), entries[0])
-        for entry in entries:
-            if entry != keeper:
-                refused[entry] = (
-                    f"declares the dataset {name!r}, which {_shown(keeper / 'defs.yaml')} declares too; give it another `name` "
-                    "(it is the asset key prefix, the FiftyOne dataset and the data folder)"
-                )
+    for entry, kept in colliding(names).items():
+        if names[entry] == names[kept]:
+            why = f"declares the dataset {names[entry]!r}, which {_shown(kept / 'defs.yaml')} declares too"
+        else:
+            why = (
+                f"declares the dataset {names[entry]!r}, which FiftyOne cannot tell from {names[kept]!r} of "
+                f"{_shown(kept / 'defs.yaml')} (it compares names in lower case, '_' as '-', and each has a `-augmented` set)"
+            )
+        refused[entry] = f"{why}; give it another `name` (it is the asset key prefix, the FiftyOne dataset and the data folder)"
     return refused
 
 

@@ -19,6 +19,8 @@ SPLITS = ("train", "validation", "test")  # every dataset's partitions; validati
 IDX_SIZES = (28, 32)  # the IDX sources' 28x28 images, as stored or centred in a 32x32 field
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 DIGITS = [str(digit) for digit in range(10)]
+SEEDS = 2**32  # NumPy's and scikit-learn's seeds are 0 to 2**32 - 1
+IDX_TEST_SIZE = 10_000  # MNIST's and Fashion-MNIST's test files
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
@@ -35,7 +37,14 @@ class LabelNoise(BaseModel):
     rate: float = Field(gt=0, lt=0.9)
     sparsity: float = Field(0.0, ge=0, lt=1)
     splits: tuple[Literal["train", "validation"], ...] = ("train", "validation")  # test is never noised
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEEDS)
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, value: tuple) -> tuple:
+        if not value:
+            raise DatasetSpecError("label_noise.splits is empty: name train, validation or both (test is never noised), or leave it out.")
+        return value
 
 
 class DatasetSpec(BaseModel):
@@ -60,7 +69,7 @@ class DatasetSpec(BaseModel):
     class_names: Optional[list[str]] = None
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)  # folders without a test/ sub-folder
-    split_seed: int = 51
+    split_seed: int = Field(51, ge=0, lt=SEEDS - 1)  # validation is drawn with split_seed + 1
     horizontal_flip: Optional[bool] = None  # digits: no; clothes: yes
     clip_class_names: Optional[list[str]] = None
     clip_templates: Optional[list[str]] = None
@@ -88,6 +97,8 @@ class DatasetSpec(BaseModel):
     outlier_spaces: list[Literal["pixels", "clip"]] = ["pixels"]
     # A folder: refuse the whole ingest on an unreadable file (default: ingest the rest, report the file).
     strict: bool = False
+    # model_release keeps the release in use and the newest `keep_releases` versions, removing older ones.
+    keep_releases: int = Field(5, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -144,12 +155,32 @@ class DatasetSpec(BaseModel):
                 f"dataset {self.name!r}: {self.source} images are 28x28 grayscale; declare image_size: 28 (or 32: "
                 "zero-padded by 2 pixels, LeNet-5's input in the 1998 paper) and channels: 1 (other shapes are for `source: folder`)."
             )
+        self._check_label_noise()
+        self._check_label_errors()
         if self.clip_class_names is not None and len(self.clip_class_names) != len(self.classes()):
             raise DatasetSpecError(f"dataset {self.name!r}: clip_class_names must have one name per class.")
         for template in self.clip_templates or []:
             if template.count("{}") != 1:
                 raise DatasetSpecError(f"dataset {self.name!r}: CLIP template {template!r} needs exactly one '{{}}'.")
         return self
+
+    def _check_label_noise(self) -> None:
+        # cleanlab's noise matrix needs its trace, classes x (1 - rate), above 1: a noisy label must
+        # stay likelier right than wrong, else ingest fails on "trace > 1" three steps later.
+        if self.noise is not None and self.noise.rate >= 1 - 1 / len(self.classes()):
+            raise DatasetSpecError(
+                f"dataset {self.name!r}: label_noise.rate {self.noise.rate} is too high for {len(self.classes())} classes "
+                f"(a label must stay likelier right than wrong); declare a rate below {1 - 1 / len(self.classes()):.3g}."
+            )
+
+    def _check_label_errors(self) -> None:
+        bad = [index for index in self.label_errors or [] if index < 0 or (self.source != "folder" and index >= IDX_TEST_SIZE)]
+        if bad:
+            where = "0 or more" if self.source == "folder" else f"0 to {IDX_TEST_SIZE - 1}"
+            raise DatasetSpecError(
+                f"dataset {self.name!r}: label_errors {bad[:5]} are not test-file indices ({where}); list the positions of "
+                "the test images whose labels were confirmed wrong."
+            )
 
     def _check_folder_classes(self) -> None:
         from mnist_assets.ml.folder_source import class_folders

@@ -20,9 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-# Ties on validation go to the cheaper model, by multiply-adds per image in LeNets: one LeNet before
-# five, five LeNets (1.5M) before the VGG-style CNN (5.5M at 28x28), any of them before CLIP.
-COSTS = {"lenet_checkpoint": 1, "finetuned_model": 1, "fold_ensemble": 5, "cnn_checkpoint": 18, "clip_zero_shot": 100}
 PARITY_TOLERANCE = 1e-5
 INPUT, OUTPUT = "images", "probabilities"
 
@@ -48,7 +45,7 @@ class Probabilities(nn.Module):
 
 @dataclass
 class Candidate:
-    name: str  # a key of COSTS
+    name: str  # the asset it comes from: lenet_checkpoint, finetuned_model, fold_ensemble, cnn_checkpoint
     model: nn.Module  # uint8 [N, C, H, W] -> probabilities [N, classes]
     description: str
     validation_accuracy: float = 0.0
@@ -56,10 +53,30 @@ class Candidate:
     per_class_recall: dict[str, float] = field(default_factory=dict)
     parameters: int = 0  # of every member
     training_seconds: float | None = None  # of every member, as their checkpoints recorded it
+    cost: int = 0  # multiply-adds per image (`multiply_adds`), set by `score`: ties on validation go to the cheaper
 
-    @property
-    def cost(self) -> int:
-        return COSTS[self.name]
+
+def multiply_adds(model: nn.Module, image_uint8: torch.Tensor) -> int:
+    """Multiply-adds of one image through `model` (every Conv2d and Linear it runs, so each member of
+    an ensemble and a mirrored pass count): measured on the model, whatever its architecture."""
+    total = 0
+
+    def count(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        per_output = (
+            module.in_features if isinstance(module, nn.Linear) else module.in_channels // module.groups * int(np.prod(module.kernel_size))
+        )
+        total += output[0].numel() * per_output
+
+    hooks = [module.register_forward_hook(count) for module in model.modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(image_uint8[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
 
 
 @torch.inference_mode()
@@ -80,6 +97,7 @@ def score(candidate: Candidate, validation: tuple[torch.Tensor, np.ndarray], tes
     candidate.test_accuracy = float((predicted == test_labels).mean())
     recall = per_class_recall([classes[i] for i in test_labels], [classes[i] for i in predicted], classes)
     candidate.per_class_recall = dict(zip(classes, recall))
+    candidate.cost = multiply_adds(candidate.model, test_images[:1])
 
 
 def choose(candidates: list[Candidate]) -> tuple[Candidate, str]:
@@ -163,6 +181,7 @@ def costs(candidate: Candidate, images_uint8: np.ndarray, channels: int, size: i
         "validation_accuracy": round(candidate.validation_accuracy, 5),
         "test_accuracy": round(candidate.test_accuracy, 5),
         "parameters": candidate.parameters,
+        "multiply_adds": candidate.cost,
         "training_seconds": candidate.training_seconds,
         "onnx_bytes": len(graph),
         "onnx_images_per_second": round(onnx_images_per_second(graph, images_uint8)),
