@@ -386,3 +386,27 @@ def test_a_tie_goes_to_the_model_with_fewer_multiply_adds_measured_on_the_model_
     assert (ensemble.cost, cnn.cost) == (5 * single, single)
     winner, reason = release.choose([ensemble, cnn])
     assert winner is cnn and "tied with fold_ensemble and cheaper to run" in reason
+
+
+def test_each_keep_rule_keeps_the_state_it_names(small_mnist, monkeypatch):
+    """`best`: the lowest validation loss; `accuracy`: the highest validation accuracy (the later epoch
+    on a tie); `last`: the final epoch. Validation is scripted so the three differ; the weights kept
+    are exactly the ones evaluated at that epoch."""
+    from mnist_assets.ml import training
+
+    train, validation, _ = small_mnist
+    scripted = [(0.5, 0.80), (0.3, 0.85), (0.6, 0.90), (0.7, 0.90), (0.4, 0.70)]  # (loss, accuracy) per epoch
+    for keep, expected in (("best", 2), ("accuracy", 4), ("last", 5)):
+        seen = []
+
+        def evaluate_scripted(model, data, device, memory_format=None, seen=seen):
+            seen.append(torch.cat([w.detach().flatten().clone() for w in model.state_dict().values() if w.is_floating_point()]))
+            return scripted[len(seen) - 1]
+
+        monkeypatch.setattr(training, "evaluate", evaluate_scripted)
+        model = build_model("lenet5", seed=3)
+        subset = SplitTensors(train.images[:256], train.labels[:256], [], train.mean, train.std)
+        result = fit(model, subset, validation, TrainConfig(epochs=5, seed=3, keep=keep))
+        assert result.best_epoch == expected, keep
+        kept = torch.cat([w.flatten() for w in model.state_dict().values() if w.is_floating_point()])
+        assert torch.equal(kept, seen[expected - 1]) and not torch.equal(kept, seen[expected - 2])

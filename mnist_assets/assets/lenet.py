@@ -113,7 +113,7 @@ def build(p: Pipeline) -> list:
     @dg.asset(
         key=p.key("lenet_embeddings"),
         partitions_def=split_partitions,
-        deps=[lenet_checkpoint, p.key("raw_dataset")],
+        deps=[lenet_checkpoint, p.key("label_review")],  # its UMAP is coloured by the labels in use
         group_name=p.group("lenet"),
         kinds={"pytorch", "fiftyone"},
         pool=HEAVY_POOL,

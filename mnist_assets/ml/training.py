@@ -19,7 +19,7 @@ from mnist_assets.ml.precision import check_precision, training_dtype
 from mnist_assets.ml.tensors import SplitTensors, iterate_batches, on_device
 
 RECIPES = ("onecycle", "series")
-KEEP = ("best", "last")
+KEEP = ("best", "accuracy", "last")
 RECIPE_WEIGHT_DECAY = {"onecycle": 0.05, "series": 0.0}
 
 
@@ -45,7 +45,10 @@ class TrainConfig:
     batch_augmentation: str = "none"  # "affine": a random affine per training sample and epoch; "shift": up to 2 pixels
     horizontal_flip: bool = False  # with "affine": also mirror half the samples (clothes, not digits)
     random_erasing: float = 0.0  # > 0: blank a random rectangle in this share of the training images
-    keep: str = "best"  # "best": the lowest validation loss (the series); "last": the final epoch
+    # "best": the lowest validation loss (the series); "accuracy": the highest validation accuracy, the
+    # later epoch on a tie (it holds when validation labels are as noisy as train's: docs/label-cleaning.md);
+    # "last": the final epoch
+    keep: str = "best"
     precision: str = "fp32"  # "bf16": bf16 autocast in training; "auto": where the device computes bf16 in hardware
     seed: int = 51
     min_steps: int = 0  # at least this many optimizer steps: more epochs on a small training set
@@ -151,6 +154,11 @@ def evaluate(model, data: SplitTensors, device, batch_size: int = 4096, memory_f
     return total_loss / len(data), correct / len(data)
 
 
+def _better(keep: str, val_loss: float, val_accuracy: float, kept: tuple[float, float]) -> bool:
+    """Whether this epoch's state replaces the kept one (`kept`: its validation loss and accuracy)."""
+    return val_accuracy >= kept[1] if keep == "accuracy" else val_loss < kept[0]
+
+
 def fit(
     model: nn.Module,
     train: SplitTensors,
@@ -160,7 +168,8 @@ def fit(
     optimizer_state: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
-    """Train for `config.epochs`, keeping the state with the lowest validation loss, or the last one.
+    """Train for `config.epochs`, keeping the state `config.keep` says: the lowest validation loss, the
+    highest validation accuracy, or the last one.
     With `config.ema`, the state validated and kept is the weights' moving average (BatchNorm's running
     statistics averaged too)."""
     config.validate()
@@ -220,8 +229,8 @@ def fit(
         if averaged is not None:  # what the average adds: the trained weights' own accuracy beside it
             row["trained_val_accuracy"] = evaluate(model, validation, device, memory_format=memory_format)[1]
         history.append(row)
-        if best is None or val_loss < best[0] or config.keep == "last":
-            best = (val_loss, epoch, copy.deepcopy(kept.state_dict()), copy.deepcopy(optimizer.state_dict()))
+        if best is None or config.keep == "last" or _better(config.keep, val_loss, val_accuracy, best[0]):
+            best = ((val_loss, val_accuracy), epoch, copy.deepcopy(kept.state_dict()), copy.deepcopy(optimizer.state_dict()))
         if on_epoch is not None:
             on_epoch(row)
     _, best_epoch, best_state, best_optimizer = best
