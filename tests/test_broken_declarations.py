@@ -11,14 +11,13 @@ import textwrap
 
 import dagster as dg
 import pytest
+from defs_folders import MNIST_YAML, defs_package
 from processes import REPO
 
 import mnist_assets.definitions as definitions
 import mnist_assets.pipeline as pipeline
 import mnist_assets.run_all as run_all
 from mnist_assets import review
-
-MNIST_YAML = (REPO / "mnist_assets" / "defs" / "mnist" / "defs.yaml").read_text()
 
 
 def folder_declaration(name: str, path: str) -> str:
@@ -31,19 +30,6 @@ def folder_declaration(name: str, path: str) -> str:
           image_size: 32
           channels: 3
         """)
-
-
-def defs_package(root, package: str, declarations: dict[str, str]):
-    """A defs folder `root/<package>/defs` (importable once `root` is on sys.path): one sub-folder per
-    entry of `declarations`, holding that defs.yaml text."""
-    folder = root / package / "defs"
-    folder.mkdir(parents=True)
-    (root / package / "__init__.py").write_text("")
-    (folder / "__init__.py").write_text("")
-    for name, text in declarations.items():
-        (folder / name).mkdir()
-        (folder / name / "defs.yaml").write_text(text)
-    return folder
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import textwrap
 
 import dagster as dg
 import pytest
-from processes import REPO
+from defs_folders import MNIST_YAML, defs_package
 from pydantic import ValidationError
 
 import mnist_assets.declared as declared
@@ -15,30 +15,16 @@ import mnist_assets.pipeline as pipeline
 from mnist_assets import review
 from mnist_assets.predict import ReleaseError, release_path
 
-MNIST_YAML = (REPO / "mnist_assets" / "defs" / "mnist" / "defs.yaml").read_text()
-
 
 def declaration(name: str) -> str:
     return MNIST_YAML.replace("name: mnist\n", f"name: {name}\n")
-
-
-def defs_folder(root, package: str, folders: dict[str, str]):
-    """An importable defs package `root/<package>/defs` with one sub-folder per entry."""
-    folder = root / package / "defs"
-    folder.mkdir(parents=True)
-    (root / package / "__init__.py").write_text("")
-    (folder / "__init__.py").write_text("")
-    for name, text in folders.items():
-        (folder / name).mkdir()
-        (folder / name / "defs.yaml").write_text(text)
-    return folder
 
 
 @pytest.fixture
 def clothes(tmp_path, monkeypatch):
     """A defs folder whose `clothes/` declares `my_clothes` (as `dg scaffold` into another folder makes)."""
     assert "name: mnist\n" in MNIST_YAML
-    folder = defs_folder(tmp_path, "clothes_project", {"mnist": MNIST_YAML, "clothes": declaration("my_clothes")})
+    folder = defs_package(tmp_path, "clothes_project", {"mnist": MNIST_YAML, "clothes": declaration("my_clothes")})
     monkeypatch.setattr(declared, "DEFS_FOLDER", folder)
     monkeypatch.setattr(pipeline, "DEFS_FOLDER", folder)
     monkeypatch.setenv("MNIST_ASSETS_HOME", str(tmp_path / "home"))
@@ -83,7 +69,7 @@ def test_names_fiftyone_cannot_tell_apart_are_refused_when_the_declarations_load
     from mnist_assets.definitions import code_location
     from mnist_assets.ml.dataset_spec import DatasetSpecError
 
-    folder = defs_folder(
+    folder = defs_package(
         tmp_path,
         "slug_project",
         {"mnist": MNIST_YAML, "upper": declaration("MNIST"), "augmented": declaration("mnist_augmented"), "other": declaration("digits")},
