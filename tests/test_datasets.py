@@ -231,6 +231,12 @@ def test_a_folder_with_train_and_test_keeps_its_test_split(fashion, tmp_path):
         (lambda root: {"channels": 4}, "Input should be 1 or 3"),
         # Three classes: cleanlab's noise matrix needs 3 x (1 - rate) > 1 (it failed at ingest on "trace > 1").
         (lambda root: {"label_noise": {"rate": 0.7}}, r"label_noise.rate 0.7 is too high for 3 classes .* below 0.667"),
+        # 200 images a class: 0.2 to test leaves 160, of which 0.001 is 0.16, rounded to none (training failed on it).
+        (
+            lambda root: {"validation_fraction": 0.001},
+            r"validation_fraction 0.001 leaves no validation image \(160 training images .*at least 0.00625",
+        ),
+        (lambda root: {"test_fraction": 0.002}, r"test_fraction 0.002 holds out no test image \(200 images .*at least 0.005"),
     ],
 )
 def test_bad_folder_declarations_are_refused_at_load(clothes_folder, change, message):

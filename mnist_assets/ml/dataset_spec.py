@@ -183,13 +183,35 @@ class DatasetSpec(BaseModel):
             )
 
     def _check_folder_classes(self) -> None:
-        from mnist_assets.ml.folder_source import class_folders
+        from mnist_assets.ml.folder_source import class_folders, has_test_split, training_counts
 
         found = class_folders(self.folder)  # refuses a missing folder or fewer than two classes
+        self._check_fractions(training_counts(self.folder), has_test_split(self.folder))
         if self.class_names is not None and sorted(self.class_names) != found:
             raise DatasetSpecError(
                 f"dataset {self.name!r}: class_names {sorted(self.class_names)} do not match the class sub-folders "
                 f"{found} of {self.folder}; rename the folders or fix class_names."
+            )
+
+    def _check_fractions(self, counts: list[int], split_already: bool) -> None:
+        """Refuse a test or validation fraction that holds out no image of any class (sources.held_out
+        takes round(fraction x count) of each class), which loaded and then failed at training. A folder
+        with no images yet is left to ingest, which names the empty class."""
+        if not any(counts):
+            return
+        if not split_already:
+            if not any(round(self.test_fraction * count) for count in counts):
+                raise DatasetSpecError(
+                    f"dataset {self.name!r}: test_fraction {self.test_fraction} holds out no test image ({max(counts, default=0)} "
+                    f"images in the largest class); raise it to at least {1 / max(max(counts, default=1), 1):.3g}, add images, "
+                    "or give the folder train/ and test/ sub-folders."
+                )
+            counts = [count - round(self.test_fraction * count) for count in counts]
+        if not any(round(self.validation_fraction * count) for count in counts):
+            raise DatasetSpecError(
+                f"dataset {self.name!r}: validation_fraction {self.validation_fraction} leaves no validation image "
+                f"({max(counts, default=0)} training images in the largest class); raise it to at least "
+                f"{1 / max(max(counts, default=1), 1):.3g}, or add images."
             )
 
     @property

@@ -65,6 +65,13 @@ def class_folders(root: Path | None) -> list[str]:
     return names
 
 
+def training_counts(root: Path) -> list[int]:
+    """Image files per class of the training part (the whole folder without `train/` and `test/`),
+    counted by name only: what the declaration checks its fractions against before anything is read."""
+    part = _class_root(Path(root))
+    return [len(_image_files(part / name)) for name in _sub_folders(part)]
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
