@@ -151,6 +151,7 @@ TEST_DECISION = {
         "umap_projection",  # its plots colour each point by the label in use
         "zero_shot_predictions",
         "lenet_predictions",
+        "lenet_embeddings",  # its UMAP colours each point by the label in use
         "fold_ensemble_predictions",
         "hardness_scores",
         "data_issues",  # class imbalance, outliers and groups by the labels in use

@@ -76,7 +76,7 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
     assert parents["zero_shot_predictions"] == {"mnist/clip_embeddings", "mnist/label_review"}
     assert parents["label_review"] == {"mnist/raw_dataset"}  # the labels in use: every reader of labels is below it
     assert parents["dataset_metadata"] == parents["lenet_checkpoint"] == parents["cnn_checkpoint"] == {"mnist/label_review"}
-    assert parents["lenet_embeddings"] == {"mnist/lenet_checkpoint", "mnist/raw_dataset"}  # pixels only
+    assert parents["lenet_embeddings"] == {"mnist/lenet_checkpoint", "mnist/label_review"}  # its UMAP coloured by the labels in use
     assert parents["hardness_scores"] == {
         "mnist/label_review",
         "mnist/lenet_embeddings",

@@ -51,6 +51,8 @@ def make(*arguments: str, env: dict, timeout: float = 120) -> subprocess.Complet
 def clean_env(tmp_path):
     """The environment without the project's variables, with a data folder and Dagster home of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_VARIABLES)}
+    for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):  # under `make test` (CI) a sub-make would say `make[1]: ***`
+        env.pop(name, None)
     env.update(MNIST_ASSETS_HOME=str(tmp_path / "data"), FIFTYONE_DATABASE_DIR=str(tmp_path / "db"))
     return env
 
