@@ -81,6 +81,11 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one `temporary_name` makes: a writer's file before it counts."""
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
 def remove_abandoned_temporaries(folder: Path) -> int:
     """Remove the temporary files (and folders) in `folder` whose writer is gone: a process of this host that no
     longer runs, or any writer's after a day. Returns how many were removed."""
@@ -91,7 +96,7 @@ def remove_abandoned_temporaries(folder: Path) -> int:
     except FileNotFoundError:
         return 0
     for entry in entries:
-        if not (entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX)):
+        if not is_temporary(entry.name):
             continue
         parts = entry.name[: -len(TEMPORARY_SUFFIX)].rsplit("~", 3)
         mine_and_dead = len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not _running(int(parts[2]))

@@ -116,8 +116,7 @@ def convert_image(path: Path | str, conversion: Conversion) -> np.ndarray:
     """The image file at `path` decoded fully and converted: uint8 [H, W] or [H, W, 3]; `conversion.fit(read_image(...))`
     without the full-size copy, so a large file costs little more than its decoded pixels (`_converted` says how exactly)."""
     side = conversion.source_size if conversion.resize == "pad" else conversion.size
-    image = _read(path, conversion.channels, conversion.background, side)
-    return pad(image, conversion.size, conversion.background) if conversion.resize == "pad" else image
+    return conversion.fit(_read(path, conversion.channels, conversion.background, side))  # already `side`: fit only pads
 
 
 def read_image(path: Path | str, channels: int, background: int = 255) -> np.ndarray:
@@ -201,9 +200,7 @@ def _converted(image: Image.Image, channels: int, background: int, side: int | N
         if width != bands.width:
             rows = rows.resize((width, rows.height), Image.Resampling.BILINEAR)
         out[top : top + rows.height] = np.asarray(rows)
-    if side and out.shape[:2] != (side, side):
-        out = np.asarray(Image.fromarray(out).resize((side, side), Image.Resampling.BILINEAR))
-    return out
+    return _resized(out, side) if side else out
 
 
 class _Bands:

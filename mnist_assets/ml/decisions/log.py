@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mnist_assets.ml.decisions.model import DECISION_FIELDS, Decision, DecisionError, superseded_removed
-from mnist_assets.ml.files import TEMPORARY_SUFFIX, atomic_write_bytes, remove_abandoned_temporaries, write_new_file
+from mnist_assets.ml.files import atomic_write_bytes, is_temporary, remove_abandoned_temporaries, write_new_file
 
 SEGMENTS = "log"
 LEGACY = "decisions.jsonl"
@@ -128,7 +128,7 @@ class DecisionLog:
         found = []
         with entries:
             for entry in entries:
-                if entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX):
+                if is_temporary(entry.name):
                     continue  # a writer's file before it counts, or one files.remove_abandoned_temporaries removes
                 match = SEGMENT_NAME.match(entry.name)
                 if not match or not entry.is_file():
