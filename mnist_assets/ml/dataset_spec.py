@@ -6,6 +6,7 @@ of that dataset, and the ML code reads shapes, classes and augmentations from it
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Literal, Optional
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mnist_assets.environment import REPO_ROOT
 from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS
+from mnist_assets.ml.release_folder import KEEP as KEEP_RELEASES
 
 SPLITS = ("train", "validation", "test")  # every dataset's partitions; validation comes from the training images
 IDX_SIZES = (28, 32)  # the IDX sources' 28x28 images, as stored or centred in a 32x32 field
@@ -98,7 +100,7 @@ class DatasetSpec(BaseModel):
     # A folder: refuse the whole ingest on an unreadable file (default: ingest the rest, report the file).
     strict: bool = False
     # model_release keeps the release in use and the newest `keep_releases` versions, removing older ones.
-    keep_releases: int = Field(5, ge=1)
+    keep_releases: int = Field(KEEP_RELEASES, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -167,10 +169,13 @@ class DatasetSpec(BaseModel):
     def _check_label_noise(self) -> None:
         # cleanlab's noise matrix needs its trace, classes x (1 - rate), above 1: a noisy label must
         # stay likelier right than wrong, else ingest fails on "trace > 1" three steps later.
-        if self.noise is not None and self.noise.rate >= 1 - 1 / len(self.classes()):
+        if self.noise is None:
+            return
+        classes = len(self.classes())  # a folder's: listed once
+        if self.noise.rate >= 1 - 1 / classes:
             raise DatasetSpecError(
-                f"dataset {self.name!r}: label_noise.rate {self.noise.rate} is too high for {len(self.classes())} classes "
-                f"(a label must stay likelier right than wrong); declare a rate below {1 - 1 / len(self.classes()):.3g}."
+                f"dataset {self.name!r}: label_noise.rate {self.noise.rate} is too high for {classes} classes "
+                f"(a label must stay likelier right than wrong); declare a rate below {1 - 1 / classes:.3g}."
             )
 
     def _check_label_errors(self) -> None:
@@ -186,7 +191,9 @@ class DatasetSpec(BaseModel):
         from mnist_assets.ml.folder_source import class_folders, has_test_split, training_counts
 
         found = class_folders(self.folder)  # refuses a missing folder or fewer than two classes
-        self._check_fractions(training_counts(self.folder), has_test_split(self.folder))
+        # A class of more images than this holds out at least one for test and one for validation.
+        enough = math.ceil(1 / min(self.test_fraction, self.validation_fraction * (1 - self.test_fraction))) + 2
+        self._check_fractions(training_counts(self.folder, enough), has_test_split(self.folder))
         if self.class_names is not None and sorted(self.class_names) != found:
             raise DatasetSpecError(
                 f"dataset {self.name!r}: class_names {sorted(self.class_names)} do not match the class sub-folders "
@@ -202,16 +209,16 @@ class DatasetSpec(BaseModel):
         if not split_already:
             if not any(round(self.test_fraction * count) for count in counts):
                 raise DatasetSpecError(
-                    f"dataset {self.name!r}: test_fraction {self.test_fraction} holds out no test image ({max(counts, default=0)} "
-                    f"images in the largest class); raise it to at least {1 / max(max(counts, default=1), 1):.3g}, add images, "
+                    f"dataset {self.name!r}: test_fraction {self.test_fraction} holds out no test image ({max(counts)} "
+                    f"images in the largest class); raise it to at least {1 / max(counts):.3g}, add images, "
                     "or give the folder train/ and test/ sub-folders."
                 )
             counts = [count - round(self.test_fraction * count) for count in counts]
         if not any(round(self.validation_fraction * count) for count in counts):
             raise DatasetSpecError(
                 f"dataset {self.name!r}: validation_fraction {self.validation_fraction} leaves no validation image "
-                f"({max(counts, default=0)} training images in the largest class); raise it to at least "
-                f"{1 / max(max(counts, default=1), 1):.3g}, or add images."
+                f"({max(counts)} training images in the largest class); raise it to at least "
+                f"{1 / max(counts):.3g}, or add images."
             )
 
     @property

@@ -11,6 +11,7 @@ stops the load with its path instead, before anything is written.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,15 +66,20 @@ def class_folders(root: Path | None) -> list[str]:
     return names
 
 
-def training_counts(root: Path) -> list[int]:
+def training_counts(root: Path, at_most: int) -> list[int]:
     """Image files per class of the training part (the whole folder without `train/` and `test/`),
-    counted by name only: what the declaration checks its fractions against before anything is read."""
+    counted by name only and no further than `at_most` (a large folder is not listed whole at every
+    load): what the declaration checks its fractions against before anything is read."""
     part = _class_root(Path(root))
-    return [len(_image_files(part / name)) for name in _sub_folders(part)]
+    return [sum(1 for _ in itertools.islice(_image_paths(part / name), at_most)) for name in _sub_folders(part)]
+
+
+def _image_paths(folder: Path):
+    return (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(_image_paths(folder))
 
 
 def _printable(name: str) -> str:
