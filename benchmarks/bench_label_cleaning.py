@@ -45,9 +45,9 @@ FULL_SCENARIOS = ("fashion_mnist:0.2:0.0", "fashion_mnist:0.2:0.6", "mnist:0.2:0
 FRACTIONS = (0.01, 0.02, 0.05, 0.10, 0.20, 0.25, 0.30)
 LOOP = ["lenet_oof_predictions", "fold_ensemble_predictions"]  # what a round retrains and reads
 QUEUE = ["hardness_scores"]  # the platform's own review order (review_priority), rescored under the daemon too
-# Noise on train only: validation is the yardstick every model is chosen on (the state with the lowest
-# validation loss), and noisy validation labels choose under-trained states for cleaner training
-# labels (docs/label-cleaning.md); the loop measured here is the review of train.
+# Noise on train only unless a scenario names its splits (source:rate:sparsity:train+validation): with
+# validation noisy too the reviewer works through the saved view `review-queue` as a person would,
+# validation's queue first, then the top of train's order (docs/label-cleaning.md).
 NOISY_SPLITS = ("train",)
 RUNNING = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
 TIMEOUT = 3 * 3600
@@ -68,7 +68,8 @@ class Plan:
 
 
 # The daemon's runs take the asset's default folds (automation passes no config), so the quick run keeps 5.
-QUICK = (["mnist:0.4:0.6"], Plan(rounds=1, budget=0.2, daemon_rounds=1, limit=2000, epochs=6, folds=5))
+# Its noise is on train and validation, as real noise is: the round reviews validation's queue first.
+QUICK = (["mnist:0.4:0.6:train+validation"], Plan(rounds=1, budget=0.2, daemon_rounds=1, limit=2000, epochs=6, folds=5))
 
 
 def environment(work: Path, plan: Plan) -> dict:
@@ -105,7 +106,8 @@ class Loop:
         from label_cleaning_location import loop_definitions
 
         self.spec, self.settings, self.instance, self.plan, self.env, self.work = spec, settings, instance, plan, env, work
-        self.targets = LOOP + (QUEUE if plan.daemon_rounds else [])
+        self.noisy_validation = "validation" in spec.label_noise.get("splits", ("train", "validation"))
+        self.targets = LOOP + (QUEUE if plan.daemon_rounds or self.noisy_validation else [])
         self.defs = loop_definitions(spec, self.targets, settings)
         self.resources = {"settings": settings}
         self.key = lambda name: dg.AssetKey([spec.name, name])
@@ -145,25 +147,63 @@ class Loop:
         return float(latest_metadata(self.instance, self.key("fold_ensemble_predictions"), "test")[1]["accuracy"])
 
     def review(self, priority, train: dict, count: int) -> dict:
-        """The reviewer's round: the top `count` not yet reviewed, answered with the truth, recorded."""
+        """The reviewer's round: where validation is noisy, validation's part of the saved view
+        `review-queue` first (the platform's order, as a person opens it); then the top `count` of
+        train not yet reviewed; each answered with the truth and recorded in one import."""
         from mnist_assets.ml.label_cleaning import REVIEWER, next_to_review, reviewer_rows
         from mnist_assets.review import record_decisions
 
+        first = self.validation_queue_rows() if self.noisy_validation else []
         positions = next_to_review(priority, self.reviewed, count)
         rows = reviewer_rows(positions, train["source_index"], train["given"], train["truth"], self.spec.classes(), "train")
-        record_decisions(self.spec.name, rows, apply=False, via=REVIEWER, spec=self.spec)
+        record_decisions(self.spec.name, first + rows, apply=False, via=REVIEWER, spec=self.spec)
         self.reviewed[positions] = True
         self.order.extend(int(p) for p in positions)
-        return {"reviewed": len(positions), "relabelled": sum(row["decision"] == "relabel" for row in rows)}
+        relabelled = lambda found: sum(row["decision"] == "relabel" for row in found)  # noqa: E731
+        return {
+            "reviewed": len(positions),
+            "relabelled": relabelled(rows),
+            "validation_reviewed": len(first),
+            "validation_relabelled": relabelled(first),
+        }
+
+    def wrong_labels(self, split: str) -> int:
+        """How many labels in use of the split differ from the truth."""
+        from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN
+        from mnist_assets.ml.fiftyone_store import usable_view
+
+        given, truth = usable_view(self.settings.store(self.spec.name).dataset(), split).values(
+            [f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_CLEAN}.label"]
+        )
+        return sum(a != b for a, b in zip(given, truth))
+
+    def validation_queue_rows(self) -> list[dict]:
+        """The reviewer's answers to validation's samples in `review-queue`, in its order."""
+        import numpy as np
+        from fiftyone import ViewField as F
+
+        from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, REVIEW_QUEUE_VIEW, SOURCE_INDEX, SPLIT
+        from mnist_assets.ml.label_cleaning import reviewer_rows
+        from mnist_assets.ml.tensors import class_positions
+
+        queue = self.settings.store(self.spec.name).dataset().load_saved_view(REVIEW_QUEUE_VIEW).match(F(SPLIT) == "validation")
+        source_index, given, truth = queue.values([SOURCE_INDEX, f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_CLEAN}.label"])
+        classes = self.spec.classes()
+        positions = np.arange(len(source_index))
+        return reviewer_rows(
+            positions, source_index, class_positions(given, classes), class_positions(truth, classes), classes, "validation"
+        )
 
     def retrain_in_process(self) -> None:
         """What the lineage re-runs after decisions on train, materialized here in lineage order."""
         from mnist_assets.run_all import materialize_stage
 
+        splits = ("validation", "train") if self.noisy_validation else ("train",)
         for keys, partition in (
-            ([self.key("label_review")], "train"),
+            *(([self.key("label_review")], split) for split in splits),
             ([self.key("lenet_oof_predictions")], None),
-            ([self.key("fold_ensemble_predictions")], "test"),
+            *(([self.key("fold_ensemble_predictions")], split) for split in ("validation", "test") if split in splits or split == "test"),
+            *(([self.key(name)], split) for name in QUEUE for split in splits if self.noisy_validation),
         ):
             result = materialize_stage(self.instance, keys, partition, self.resources, self.defs.assets, self.configs)
             if not result.success:
@@ -178,6 +218,7 @@ class Loop:
             ("lenet_oof_predictions", None),
             ("fold_ensemble_predictions", "test"),
             ("hardness_scores", "train"),
+            *([("label_review", "validation"), ("hardness_scores", "validation")] if self.noisy_validation else []),
         ]
         deadline, quiet_since = time.time() + TIMEOUT, None
         while time.time() < deadline:
@@ -275,8 +316,11 @@ def run_scenario(name: str, plan: Plan, env: dict, work: Path, clean_cache: dict
     from mnist_assets.pipeline import declared_spec
     from mnist_assets.resources import Settings
 
-    source, rate, sparsity = name.split(":")
-    spec = noisy_declaration(declared_spec(source), float(rate), float(sparsity), plan.seed, splits=NOISY_SPLITS)
+    source, rate, sparsity, *splits = name.split(":")
+    noisy = tuple(splits[0].split("+")) if splits else NOISY_SPLITS
+    spec = noisy_declaration(declared_spec(source), float(rate), float(sparsity), plan.seed, splits=noisy)
+    if noisy != NOISY_SPLITS:  # its own dataset beside the train-only scenario of the same rate
+        spec = spec.model_copy(update={"name": f"{spec.name}_{'_'.join(noisy)}"})
     started = time.perf_counter()
     loop = Loop(spec, Settings.from_env(), dg.DagsterInstance.get(), plan, env, work)
     loop.log(f"materializing the loop ({', '.join(loop.targets)}) on {plan.limit or 'all'} samples per split")
@@ -296,6 +340,7 @@ def run_scenario(name: str, plan: Plan, env: dict, work: Path, clean_cache: dict
         "plan": asdict(plan),
         "train_samples": size,
         "wrong": int(wrong.sum()),
+        "validation_wrong": loop.wrong_labels("validation"),
         "one_shot": ranking_metrics(first, wrong, FRACTIONS),
     }
     loop.log(
@@ -337,6 +382,7 @@ def run_scenario(name: str, plan: Plan, env: dict, work: Path, clean_cache: dict
             found_so_far=found,
             recall_so_far=found / max(int(wrong.sum()), 1),
             still_wrong=int((train["given"] != train["truth"]).sum()),
+            validation_still_wrong=loop.wrong_labels("validation"),
             test_accuracy=loop.test_accuracy(),
             seconds=round(time.time() - round_started),
         )

@@ -169,6 +169,31 @@ def test_an_image_flagged_by_data_issues_enters_the_review_queue_and_exclude_tak
     assert ids[30] not in usable_view(dataset, "test").values("id") and len(usable_view(dataset, "test")) == 39
 
 
+def test_the_review_order_puts_validation_first_and_drops_a_decided_sample(test_split, mnist):
+    """`review-queue`: every split's queue one after another, validation's first (its labels choose
+    every model's state and release), then train's, then test's; a query, like each queue."""
+    from mnist_assets.ml.decisions import review_order, review_queue
+    from mnist_assets.ml.fiftyone_store import save_view, write_floats
+
+    dataset, _, _ = test_split
+    train_images, train_labels = mnist.train_images[:20], mnist.train_labels[:20]
+    for split, indices in (("train", np.arange(10)), ("validation", np.arange(10, 20))):
+        paths = [f"/data/train/{i:05d}.png" for i in indices]
+        sync_split(dataset, split, paths, train_labels[indices], indices, pixel_hashes(train_images[indices]), DIGITS)
+    queued = {}
+    for split in ("test", "train", "validation"):  # saved in any order: the order is the splits'
+        view = split_view(dataset, split)
+        ids = view.values("id")
+        write_floats(view, {"review_priority": np.linspace(0.1, 0.9, len(ids))}, ids)
+        queued[split] = ids[-3:][::-1]  # the three highest priorities, highest first
+        save_view(dataset, f"review-queue-{split}", review_queue(view, ids[-3:]))
+        save_view(dataset, "review-queue", review_order)
+        assert dataset.load_saved_view("review-queue").values("id")[:3] == queued["validation" if "validation" in queued else split]
+    assert dataset.load_saved_view("review-queue").values("id") == queued["validation"] + queued["train"] + queued["test"]
+    split_view(dataset, "validation").select(queued["validation"][:1]).tag_samples("review:ok")
+    assert dataset.load_saved_view("review-queue").values("id") == queued["validation"][1:] + queued["train"] + queued["test"]
+
+
 def test_a_changed_image_makes_its_decision_stale(test_split, mnist):
     dataset, log, _ = test_split
     sample = by_index(split_view(dataset, "test"), 11)

@@ -1,9 +1,11 @@
 """Does fixing pay? The benchmark's quick mode (benchmarks/bench_label_cleaning.py --quick), run as a
-reader runs it: MNIST with 40% of its train labels declared noisy (sparsity 0.6: the flips concentrate
-on a few class pairs), 2,000 samples per split, 6 epochs. A simulated reviewer answers the top 20% of
-the review order through `record_decisions`; the Dagster daemon's review sensor picks the decisions
+reader runs it: MNIST with 40% of its train and validation labels declared noisy (sparsity 0.6: the
+flips concentrate on a few class pairs), 2,000 samples per split, 6 epochs. A simulated reviewer works
+through the saved view `review-queue` (validation's queue first) and then the top 20% of train's review
+order, answering through `record_decisions`; the Dagster daemon's review sensor picks the decisions
 up and lineage automation retrains the fold models and re-scores the queue. The round must find
-errors several times faster than random order and win clean-test accuracy back."""
+errors several times faster than random order and win clean-test accuracy back, though validation's
+labels, which choose every model's state, were as noisy as train's (issue 44, item 6)."""
 
 import json
 import subprocess
@@ -56,13 +58,17 @@ def test_one_review_round_through_the_sensor_and_automation_finds_errors_and_win
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (result,) = json.loads(out.read_text())["results"]
-    assert result["train_samples"] == 2000 and 0.35 < result["wrong"] / 2000 < 0.45  # the declared 40%, train only
+    assert result["train_samples"] == 2000 and 0.35 < result["wrong"] / 2000 < 0.45  # the declared 40%
+    assert 0.35 < result["validation_wrong"] / 2000 < 0.45  # validation as noisy as train
 
     (review,) = result["rounds"]
     assert review["path"].startswith("review sensor") and {"review sensor", "lineage_automation"} <= set(review["runs"])
     assert review["queue_is_review_priority"]  # hardness_scores re-ranked the queue as the reviewer read it
     assert review["reviewed"] == 400 and review["relabelled"] == review["found_so_far"]
     assert review["still_wrong"] == result["wrong"] - review["relabelled"]  # every relabel is in the labels in use
+    # validation's queue came first: its likely errors, most of them wrong (85% here), relabelled in the labels in use
+    assert review["validation_reviewed"] >= 100 and review["validation_relabelled"] >= 0.75 * review["validation_reviewed"]
+    assert review["validation_still_wrong"] == result["validation_wrong"] - review["validation_relabelled"]
 
     # Errors found per review: the queue's order against random order, at the same 20% of train.
     assert result["loop"]["precision_at_5%"] >= 0.9
@@ -74,5 +80,6 @@ def test_one_review_round_through_the_sensor_and_automation_finds_errors_and_win
     # The decisions are in the review log as the simulated reviewer's, each with the true label.
     settings = Settings.from_env({"MNIST_ASSETS_HOME": str(tmp_path / "work" / "data"), "MNIST_ASSETS_NAMESPACE": "labelclean"})
     logged = settings.store(result["dataset"]).decision_log().read()
-    assert len(logged) == 400 and {d.via.split(":")[0] for d in logged} == {"simulated-reviewer"}  # via: who, and the row
-    assert sum(d.decision == "relabel" for d in logged) == review["relabelled"]
+    assert len(logged) == 400 + review["validation_reviewed"] and {d.via.split(":")[0] for d in logged} == {"simulated-reviewer"}
+    assert sum(d.split == "validation" for d in logged) == review["validation_reviewed"]
+    assert sum(d.decision == "relabel" for d in logged) == review["relabelled"] + review["validation_relabelled"]

@@ -35,7 +35,7 @@ def build(p: Pipeline) -> list:
         code_version="5",
         automation_condition=follows_lineage(),
         check_specs=[p.check("accuracy_gate", "lenet_checkpoint", blocking=True)],
-        description="LeNet-5 trained on train, keeping the state with the best validation loss (atomic checkpoint).",
+        description="LeNet-5 trained on train, keeping the state with the highest validation accuracy (atomic checkpoint).",
     )
     def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, settings: Settings):
         yield from train_checkpoint(context, p, settings, config, "checkpoint", "lenet_checkpoint")

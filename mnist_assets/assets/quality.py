@@ -8,7 +8,7 @@ import numpy as np
 from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml.decisions import review_queue
+from mnist_assets.ml.decisions import review_order, review_queue
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
@@ -17,6 +17,7 @@ from mnist_assets.ml.field_names import (
     MISTAKENNESS,
     REVIEW_DECISION,
     REVIEW_PRIORITY,
+    REVIEW_QUEUE_VIEW,
     SOURCE_INDEX,
     label_issues_view_name,
     review_queue_view_name,
@@ -49,6 +50,7 @@ def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitS
     save_view(dataset, label_issues_view_name(split), view.select(flagged).sort_by(LABEL_QUALITY))
     candidates = [sample_ids[i] for i in scores.review_candidates(REVIEW_CANDIDATES)]
     save_view(dataset, review_queue_view_name(split), review_queue(view, candidates))
+    save_view(dataset, REVIEW_QUEUE_VIEW, review_order)  # built from every split's queue under the same lock
 
 
 def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
@@ -103,7 +105,7 @@ def build(p: Pipeline) -> list:
         ],
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="9",  # 9: the review queue holds the samples data_issues flags too
+        code_version="10",  # 10: the saved view review-queue, every split's queue with validation's first
         automation_condition=follows_lineage(),
         check_specs=[p.check("scores_complete", "hardness_scores")],
         description=(
@@ -111,7 +113,8 @@ def build(p: Pipeline) -> list:
             "samples left out) from out-of-sample predictions (on train lenet_oof_predictions, elsewhere "
             "fold_ensemble_predictions), uniqueness from LeNet's embeddings; likely-mislabeled = lowest label quality "
             "first; review_priority on every sample (excluded: 0); review-queue-<split>: the likely mislabeled and the "
-            "samples data_issues flags that no one has decided on, highest review priority first."
+            "samples data_issues flags that no one has decided on, highest review priority first; review-queue: every "
+            "split's queue in one order, validation's first (its labels choose every model's state and release)."
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: Settings):
@@ -170,7 +173,9 @@ def build(p: Pipeline) -> list:
                 "distributions": png(plots.histograms(values, f"{split}: quality scores")),
                 "top20_likely_mislabeled": markdown_table(top_rows),
                 "scored_predictions": predictions,
-                "saved_views": ", ".join([*saved_view_names(split), label_issues_view_name(split), review_queue_view_name(split)]),
+                "saved_views": ", ".join(
+                    [*saved_view_names(split), label_issues_view_name(split), review_queue_view_name(split), REVIEW_QUEUE_VIEW]
+                ),
                 "review_queue": len(dataset.load_saved_view(review_queue_view_name(split))),
                 "label_issues": int(issues.sum()),
                 **known_label_errors,

@@ -30,7 +30,7 @@ class RecipeConfig(dg.Config):
     # share of training images given a blank rectangle; 0 (cnn_checkpoint of clothes: 0.5)
     random_erasing: Optional[float] = Field(None, ge=0, le=1)
     ema: Optional[float] = Field(None, ge=0, lt=1)  # decay of the weights' moving average that is validated and kept; 0 (default): off
-    keep: Optional[str] = None  # best (the lowest validation loss) or last (cnn_checkpoint)
+    keep: Optional[str] = None  # best (the lowest validation loss), accuracy (the LeNets' default) or last (cnn_checkpoint)
     precision: Optional[str] = None  # fp32, bf16 or auto (cnn_checkpoint: bf16 where the CPU or GPU has it in hardware)
     seed: Optional[int] = Field(None, ge=0, lt=2**32)  # 51
     accuracy_threshold: Optional[float] = Field(None, ge=0, le=1)  # default: the dataset's gate (MNIST 0.98, Fashion-MNIST 0.88)
@@ -106,7 +106,7 @@ def training_metadata(result, config: "TrainConfig", path, parameters: int | Non
         **({"parameters": parameters} if parameters is not None else {}),
         "recipe": config.recipe,
         "epochs": len(result.history),
-        "kept": config.keep,  # best_* describe the kept state: lowest validation loss, or the last epoch
+        "kept": config.keep,  # best_* describe the kept state: lowest validation loss, highest accuracy, or the last epoch
         "best_epoch": result.best_epoch,
         "best_val_loss": best["val_loss"],
         "best_val_accuracy": best["val_accuracy"],

@@ -101,6 +101,13 @@ def issues_view_name(issue: str, split: str) -> str:
     return f"issues-{issue.replace('_', '-')}-{split}"
 
 
+# Every split's review queue in one order: validation's first (its labels decide which state each model
+# keeps, the accuracy gates and which release wins), then train's (what models learn from), then test's
+# (which only measure): docs/label-cleaning.md, "When validation is as noisy as train".
+REVIEW_QUEUE_VIEW = "review-queue"
+REVIEW_ORDER = ("validation", "train", "test")
+
+
 def review_queue_view_name(split: str) -> str:
     """The saved view of a split's likely mislabeled samples that no one has decided on yet."""
     return f"review-queue-{split}"

@@ -380,11 +380,13 @@ def declare_field(dataset: fo.Dataset, field: str, ftype, **kwargs) -> None:
 def save_view(dataset: fo.Dataset, name: str, view) -> None:
     """Save (or replace) a named view. The names live in one list on the dataset's document, which
     partitions running at once in other processes rewrite in turn (a stale copy lost another
-    split's view, and then failed replacing its own): so under the dataset's lock, reloaded first."""
+    split's view, and then failed replacing its own): so under the dataset's lock, reloaded first.
+    `view` may be a function of the reloaded dataset, for a view built from other saved views (read
+    under the same lock, so the last writer saves what every split saved before it)."""
     with exclusive(f"dataset-{dataset.name}"):
         dataset.reload()
         fence_held_locks()  # a stale copy of the views list must not land after the lock was lost
-        dataset.save_view(name, view, overwrite=True)
+        dataset.save_view(name, view(dataset) if callable(view) else view, overwrite=True)
 
 
 def write_classifications(view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str]) -> None:

@@ -3,7 +3,7 @@ person did in the FiftyOne App (`app`), decision files (`files`), and the log ap
 (`apply`). The names below are the package's public face; docs/review.md describes the whole."""
 
 from mnist_assets.ml.dataset_spec import SPLITS
-from mnist_assets.ml.decisions.app import Collected, SplitSamples, collect, review_queue, review_tags, undecided
+from mnist_assets.ml.decisions.app import Collected, SplitSamples, collect, review_order, review_queue, review_tags, undecided
 from mnist_assets.ml.decisions.apply import (
     ApplyPlan,
     ReviewResult,
@@ -48,6 +48,7 @@ __all__ = [
     "record_rows",
     "review_fingerprint",
     "review_split",
+    "review_order",
     "review_queue",
     "review_tags",
     "step",

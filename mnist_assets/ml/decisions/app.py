@@ -20,10 +20,12 @@ from mnist_assets.ml.field_names import (
     RELABEL_TAG_PREFIX,
     REVIEW_DECISION,
     REVIEW_LABEL,
+    REVIEW_ORDER,
     REVIEW_PRIORITY,
     SOURCE_INDEX,
     TAG_CONFIRM,
     TAG_EXCLUDE,
+    review_queue_view_name,
 )
 
 
@@ -147,6 +149,17 @@ def _app_intents(samples: SplitSamples, position: int, state: SampleState, earli
     if TAG_EXCLUDE in new_tags:
         intents.append(("exclude", None, f"tag:{TAG_EXCLUDE}"))
     return intents, rejected
+
+
+def review_order(dataset):
+    """The review queues of every split that has one (at least one), one after another in
+    REVIEW_ORDER: a query like each of them (FiftyOne's concat), so a decided sample leaves it too."""
+    names = set(dataset.list_saved_views())
+    queues = [dataset.load_saved_view(review_queue_view_name(split)) for split in REVIEW_ORDER if review_queue_view_name(split) in names]
+    combined = queues[0]
+    for queue in queues[1:]:
+        combined = combined.concat(queue)
+    return combined
 
 
 def undecided(view):
