@@ -158,6 +158,9 @@ TEST_DECISION = {
         "finetuned_predictions",
     )
 } | {("mnist/model_comparison", None), ("mnist/duplicates_and_leaks", None), ("mnist/model_release", None)}
+# data_issues judges leaks against every split's labels in use: an exclusion in test changes train's leaks
+CROSS_SPLIT = {("mnist/data_issues", split) for split in ("train", "validation")}
+TEST_DECISION |= CROSS_SPLIT
 
 
 def test_a_decision_on_test_re_evaluates_test_and_never_retrains(settled):
@@ -233,7 +236,7 @@ def test_refreshing_test_alone_never_retrains(settled):
     order, _ = run_ticks(instance, cursor, time)
     requests = flatten(order)
     assert len(requests) == len(set(requests)), f"something ran twice: {order}"
-    assert set(requests) == {(f"mnist/{name}", "test") for name in PER_SPLIT_DOWNSTREAM} | {
+    assert set(requests) == {(f"mnist/{name}", "test") for name in PER_SPLIT_DOWNSTREAM} | CROSS_SPLIT | {
         ("mnist/model_comparison", None),
         ("mnist/duplicates_and_leaks", None),
         ("mnist/model_release", None),

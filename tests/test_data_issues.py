@@ -57,6 +57,35 @@ def test_every_planted_issue_type_is_found_with_few_false_flags(mnist, fashion):
     assert (found.twins[copies] >= 0).all()
 
 
+def test_dark_and_light_are_judged_against_trains_own_backgrounds_too(mnist):
+    """On MNIST's black backgrounds a digit on an 85% white background is over-exposed and one at 40%
+    of its ink is dark, though CleanVision's thresholds (made for photographs) flag neither."""
+    train, labels = mnist.train_images[:300], mnist.train_labels[:300]
+    sizes = np.full(len(train), 28)
+    reference = data_issues.reference_from_train(image_issues.image_properties(train), sizes, sizes, train, labels, channels=1)
+    test = mnist.test_images[:40].copy()
+    over_exposed, faint = [3, 11, 27], [5, 19]
+    test[over_exposed] = (217 + test[over_exposed].astype(np.float64) * 38 / 255).astype(np.uint8)  # darkest pixel 85% white
+    test[faint] = (test[faint] * 0.4).astype(np.uint8)
+    properties = image_issues.image_properties(test)
+    found = data_issues.split_issues(properties, sizes[:40], sizes[:40], test, mnist.test_labels[:40], reference, is_train=False)
+    assert np.flatnonzero(found.flags["light"]).tolist() == over_exposed
+    assert np.flatnonzero(found.flags["dark"]).tolist() == faint
+    cleanvision = image_issues.cleanvision_scores(properties)
+    assert not (cleanvision["light"] < data_issues.CLEANVISION_THRESHOLDS["light"]).any()  # the absolute rule alone: none
+    assert not (cleanvision["dark"] < data_issues.CLEANVISION_THRESHOLDS["dark"]).any()
+
+
+def test_a_near_copy_in_another_split_is_a_leak_on_the_sample(mnist):
+    rng = np.random.default_rng(0)
+    test, train = mnist.test_images[:100], mnist.train_images[:300]
+    retouched = np.clip(test[5].astype(int) + rng.integers(-12, 13, test[5].shape), 0, 255).astype(np.uint8)
+    others = np.concatenate([train, retouched[None], test[70:71]])  # a retouched copy of test 5, an exact one of test 70
+    scores, flags = data_issues.leaks(test, others)
+    assert np.flatnonzero(flags).tolist() == [5, 70] and scores[70] == 1.0 and scores.shape == (100,)
+    assert not data_issues.leaks(test, train)[1].any()  # the first 100 test digits have no copy among these
+
+
 def test_a_sample_far_from_its_class_in_a_second_space_is_an_outlier_by_that_spaces_own_fence(mnist, fashion):
     """With CLIP's embedding declared beside the pixels, the outlier is the union of each space's flags
     (each by train's fence in that space) and the score the larger: here a clustered embedding (one
@@ -223,12 +252,18 @@ def test_a_planted_folder_through_the_asset_finds_each_issue_and_reports_corrupt
         if issue == "grayscale" or issue not in next(iter(truth.values())):
             continue
         planted = np.array([truth[path][issue] for path in paths])
-        if issue == "near_duplicate":  # a copy in another split is a leak (duplicates_and_leaks), not this
+        if issue == "near_duplicate":  # a copy in another split is a leak, not this
             planted = np.array([truth[path][issue] and split_of.get(twins.get(path)) == split_of[path] for path in paths])
         found = np.array([issue in names for names in flagged])
         clean = np.array([not any(truth[path].values()) for path in paths])
         recall, precision = recall_and_precision(found, planted, clean)
         assert recall >= 0.9 and precision >= 0.8, (issue, recall, precision)
+    # leak: a planted copy whose original landed in another split, flagged on both samples, and no clean
+    # sample (the flat planted images of one colour are copies of each other wherever they landed)
+    leaked = np.array([truth[path]["near_duplicate"] and split_of.get(twins.get(path), split_of[path]) != split_of[path] for path in paths])
+    found = np.array(["leak" in names for names in flagged])
+    clean = np.array([not any(truth[path].values()) for path in paths])
+    assert leaked.any() and (found >= leaked).all() and not (found & clean).any(), (np.flatnonzero(found), np.flatnonzero(leaked))
     # grayscale: the digits left gray in a colour set
     gray = np.array([truth[path]["grayscale"] for path in paths])
     assert recall_and_precision(np.array(["grayscale" in n for n in flagged]), gray, ~gray)[0] >= 0.9

@@ -288,9 +288,13 @@ def test_a_folder_dataset_goes_through_every_asset(make_settings, clothes_folder
         f"my_clothes/data_issues:few_{issue}" for issue in ("grayscale", "dark", "near_duplicate", "outlier", "underperforming_group")
     }
     assert "my_clothes/data_issues:few_grayscale" in failed and failed <= warned
+    assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks if not c.passed)  # warnings, nothing blocked
 
     store = settings.store("my_clothes")
     dataset = store.dataset()
+    # the grayscale warning is the gray files, each of them and nothing else
+    modes, flagged = dataset.values(["source_mode", "data_issues"])
+    assert [mode == "L" for mode in modes] == ["grayscale" in names for names in flagged] and "L" in modes
     assert {split: len(split_view(dataset, split)) for split in ("train", "validation", "test")} == {
         "train": 408,
         "validation": 72,

@@ -1,4 +1,5 @@
-"""FiftyOne Brain's duplicate and leak finders, as the pipeline runs them, on real digits with planted copies."""
+"""The duplicate and leak finders (FiftyOne Brain's exact duplicates, the one near-copy search), as the
+pipeline runs them, on real digits with planted copies."""
 
 import fiftyone as fo
 import numpy as np
@@ -23,7 +24,7 @@ def test_planted_copies_of_test_images_in_train_are_found(make_settings, mnist, 
     ids = dataset.values("id")
     images = np.stack([image for _, image in rows])
 
-    report = find_duplicates_and_leaks(dataset, ids, pixel_embeddings(images), "split", NEAR_DUPLICATE_THRESHOLD)
+    report = find_duplicates_and_leaks(dataset, ids, images, "split", NEAR_DUPLICATE_THRESHOLD)
 
     test_0, test_1, planted_exact, planted_noisy = ids[150], ids[151], ids[-2], ids[-1]
     assert report.exact_duplicate_ids == sorted([test_0, planted_exact])

@@ -95,7 +95,8 @@ def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():
         "mnist/cnn_checkpoint",  # the release candidates' costs
     }
     assert parents["duplicates_and_leaks"] == {"mnist/label_review"}
-    assert parents["data_issues"] == {"mnist/hardness_scores"}  # it reads the labels in use, pixels and the models hardness_scores scores
+    # it reads the models hardness_scores scores, and every split's labels in use and pixels (leaks)
+    assert parents["data_issues"] == {"mnist/hardness_scores", "mnist/label_review"}
     assert parents["model_release"] == {
         "mnist/lenet_checkpoint",
         "mnist/finetuned_model",

@@ -11,6 +11,7 @@ from mnist_assets.assets.common import Pipeline
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.data_issues import ISSUE_TYPES, issue_field
+from mnist_assets.ml.dataset_spec import SPLITS
 from mnist_assets.ml.field_names import DATA_ISSUES, GROUND_TRUTH, SOURCE_HEIGHT, SOURCE_WIDTH, issues_view_name
 from mnist_assets.ml.files import atomic_write_bytes
 from mnist_assets.partitions import split_partitions
@@ -30,14 +31,15 @@ def build(p: Pipeline) -> list:
         key=p.key("data_issues"),
         partitions_def=split_partitions,
         # What it reads: the split's pixels, its files' sizes and the labels in use (excluded samples left
-        # out), and train's, which every split is judged against; for underperforming groups the
+        # out), train's, which every split is judged against, and the other splits' pixels (leaks); for underperforming groups the
         # out-of-sample predictions hardness_scores scores and LeNet's embeddings (hardness_scores
         # reads both: after it, one run follows each new model).
         # With `outlier_spaces: [pixels, clip]` CLIP's embeddings too.
-        deps=[p.key("hardness_scores")] + ([p.key("clip_embeddings")] if "clip" in p.spec.outlier_spaces else []),
+        deps=[p.key("hardness_scores"), dg.AssetDep(p.key("label_review"), partition_mapping=dg.AllPartitionMapping())]
+        + ([p.key("clip_embeddings")] if "clip" in p.spec.outlier_spaces else []),
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="2",  # 2: underperforming_group
+        code_version="3",  # 3: leak
         automation_condition=follows_lineage(),
         check_specs=[
             p.check(
@@ -76,14 +78,15 @@ def build(p: Pipeline) -> list:
             widths, heights = file_sizes(view, p.spec.image_size)
             return dataset, view, tensors, images, widths, heights
 
-        dataset, view, tensors, images, widths, heights = read(split)
+        parts = {part: read(part) for part in (split, *(other for other in SPLITS if other != split))}  # every split: leaks
+        dataset, view, tensors, images, widths, heights = parts[split]
         labels = tensors.labels.numpy()
         properties = image_issues.image_properties(images)
         views = {split: view}
         if split == "train":
             train = (images, widths, heights, labels, properties)
         else:
-            _, views["train"], train_tensors, train_images, train_widths, train_heights = read("train")
+            _, views["train"], train_tensors, train_images, train_widths, train_heights = parts["train"]
             train = (train_images, train_widths, train_heights, train_tensors.labels.numpy(), image_issues.image_properties(train_images))
         clip = clip_embeddings_of(context, p, views) if "clip" in p.spec.outlier_spaces else {}
         train_embeddings = {"clip": clip["train"]} if clip else {}
@@ -98,6 +101,9 @@ def build(p: Pipeline) -> list:
         embeddings = {"clip": clip[split]} if clip else None
         found = issues.split_issues(
             properties, widths, heights, images, labels, reference, is_train=split == "train", embeddings=embeddings
+        )
+        found.scores["leak"], found.flags["leak"] = issues.leaks(
+            images, np.concatenate([parts[other][3] for other in parts if other != split])
         )
         groups = underperforming_groups(p, view, split, labels)
         found.scores["underperforming_group"], found.flags["underperforming_group"] = groups.scores, groups.flags

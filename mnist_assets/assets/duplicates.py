@@ -11,7 +11,7 @@ from mnist_assets.assets.data import split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml.dataset_spec import SPLITS
-from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks, pixel_embeddings
+from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks
 from mnist_assets.ml.field_names import DUPLICATES_VIEW, GROUND_TRUTH, SPLIT, leaks_view_name
 from mnist_assets.resources import Settings
 
@@ -29,7 +29,7 @@ def build(p: Pipeline) -> list:
         deps=[p.key("label_review")],  # every split; the samples a person excluded are left out
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="2",
+        code_version="3",  # 3: near copies by near_copies, the search data_issues flags with
         automation_condition=follows_lineage(),
         check_specs=[
             p.check(
@@ -40,8 +40,9 @@ def build(p: Pipeline) -> list:
             ),
         ],
         description=(
-            "Exact duplicates (file hashes), near duplicates (pixels) and leaks between train, validation and test, "
-            "with FiftyOne Brain; saved views `duplicates` and `leaks-<split>`."
+            "Exact duplicates (file hashes, FiftyOne Brain), near duplicates (pixel correlation, the search data_issues "
+            "flags near_duplicate and leak with) and leaks between train, validation and test; saved views `duplicates` "
+            "and `leaks-<split>`."
         ),
     )
     def duplicates_and_leaks(context: dg.AssetExecutionContext, config: DuplicatesConfig, settings: Settings):
@@ -52,9 +53,9 @@ def build(p: Pipeline) -> list:
         parts = [split_tensors(p, settings, split, store, standardize=False) for split in SPLITS]
         dataset = parts[0][0]
         sample_ids = [sid for _, _, tensors in parts for sid in tensors.sample_ids]
-        embeddings = pixel_embeddings(np.concatenate([tensors.images for _, _, tensors in parts]))
+        images = np.concatenate([tensors.images.numpy() for _, _, tensors in parts])
         context.log.info(f"{len(sample_ids)} images; exact duplicates, then near duplicates under {config.threshold}")
-        report = find_duplicates_and_leaks(dataset, sample_ids, embeddings, SPLIT, config.threshold)
+        report = find_duplicates_and_leaks(dataset, sample_ids, images, SPLIT, config.threshold)
 
         split_of = dict(zip(*dataset.values(["id", SPLIT])))
         save_view(dataset, DUPLICATES_VIEW, dataset.select(report.duplicate_groups_in_order, ordered=True))

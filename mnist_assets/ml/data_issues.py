@@ -5,7 +5,12 @@ The definitions are CleanVision's (image properties: ml/image_issues.py) and cle
 (its distributions set the relative thresholds), so a test image is flagged by the same rule as a
 training one. Thresholds, and where and why they differ from the libraries' (docs/data-issues.md):
 
-- dark, light, odd_aspect_ratio: CleanVision's (score below 0.32, 0.05, 0.35).
+- dark, light: CleanVision's (its score below 0.32 and 0.05: the brightest 1% under 32% brightness,
+  the darkest 5% over 95%), or far from train's own: beyond Q3 + 3 IQR of train's scores and at
+  least half way from Q3 to the worst (BRIGHTNESS_IQR_FACTOR). CleanVision's absolute thresholds are
+  made for photographs: on MNIST's black backgrounds a digit on an 85% white background is over-exposed
+  and CleanVision flags none (issue 44, item 7).
+- odd_aspect_ratio: CleanVision's (score below 0.35).
 - odd_size: CleanVision's rule (sqrt(area) beyond Q1 - 3 IQR or Q3 + 3 IQR of train's files).
 - low_information: CleanVision's score, but flagged below a quarter of train's median entropy (per
   band: image_issues.band_entropy): its absolute threshold is set on photographs, and on 28-pixel
@@ -28,6 +33,9 @@ training one. Thresholds, and where and why they differ from the libraries' (doc
 - near_duplicate: another sample of the split whose pixels correlate with its own above 0.99
   (the project's threshold, as duplicates_and_leaks measures it); candidates are the 10 nearest in
   the pixels' first 32 principal components.
+- leak: a near copy (the same rule) in another split, by the same search duplicates_and_leaks groups
+  copies with (ml/duplicates.py near_copies): a test image with a twin in train flatters the test score,
+  so it is flagged on the sample and enters the review queue, not only the `leaks-<split>` views.
 - underperforming_group (needs a model: `underperforming_group`): cleanlab Datalab's rule, each
   cluster's mean self-confidence (the out-of-sample probability of the label in use) over the
   split's, on k-means clusters of LeNet's embedding (cleanlab clusters a kNN graph with DBSCAN, whose
@@ -42,7 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mnist_assets.ml import image_issues
-from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, pixel_embeddings
+from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, near_copies
+from mnist_assets.ml.neighbours import NEIGHBOURS, nearest, unit
 
 PIXEL_ISSUE_TYPES = (  # judged on the pixels and the files alone
     "dark",
@@ -55,14 +64,14 @@ PIXEL_ISSUE_TYPES = (  # judged on the pixels and the files alone
     "outlier",
     "near_duplicate",
 )
+CROSS_SPLIT_ISSUE_TYPES = ("leak",)  # judged against the other splits' pixels
 MODEL_ISSUE_TYPES = ("underperforming_group",)  # judged on a model's out-of-sample predictions
-ISSUE_TYPES = (*PIXEL_ISSUE_TYPES, *MODEL_ISSUE_TYPES)
+ISSUE_TYPES = (*PIXEL_ISSUE_TYPES, *CROSS_SPLIT_ISSUE_TYPES, *MODEL_ISSUE_TYPES)
 CLEANVISION_THRESHOLDS = {"dark": 0.32, "light": 0.05, "odd_aspect_ratio": 0.35}
 LOW_INFORMATION_SHARE = 0.25  # of train's median entropy
+BRIGHTNESS_IQR_FACTOR = 3.0  # dark and light relative to train: beyond Q3 + 3 IQR (CleanVision's odd_size factor)
 BLURRY_SHARE = 0.6  # of train's median sharpness
-NEIGHBOURS = 10  # cleanlab's k
 SMOOTHING = 1.0  # the outlier's Gaussian, in pixels at 28x28
-PRINCIPAL_COMPONENTS = 32  # where near duplicates' candidates are looked for
 OUTLIER_THRESHOLD = 1 / 3  # cleanlab Datalab's rule (flagged beyond Q3 + (1 / threshold - 1) IQR), its 0.37 a little stricter
 CLASS_IMBALANCE_THRESHOLD = 0.1  # cleanlab Datalab's: a class under 0.1 / K of the split
 # A cluster's mean self-confidence under this share of the split's is flagged. cleanlab Datalab's
@@ -128,32 +137,6 @@ def fence(values: np.ndarray, iqr_factor: float) -> float:
     return float(q3 + iqr_factor * (q3 - q1))
 
 
-def unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def nearest(queries: np.ndarray, keys: np.ndarray, k: int, same: bool, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine distances and positions of the k nearest `keys` (unit vectors) to each query, nearest
-    first; `same`: queries are keys, and a sample is not its own neighbour. Chunked matrix products
-    (sklearn's brute-force cosine search computes the same, about ten times slower here)."""
-    import torch
-
-    keys_t = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
-    k = min(k, len(keys) - (1 if same else 0))
-    distances, positions = [], []
-    for start in range(0, len(queries), chunk):
-        block = torch.from_numpy(np.ascontiguousarray(queries[start : start + chunk], dtype=np.float32))
-        similarity = block @ keys_t.T
-        if same:
-            rows = torch.arange(len(block))
-            similarity[rows, rows + start] = -torch.inf
-        top, where = similarity.topk(k, dim=1)
-        distances.append((1 - top).clamp_min(0).numpy())
-        positions.append(where.numpy())
-    return np.concatenate(distances), np.concatenate(positions)
-
-
 def distance_within_class(vectors: np.ndarray, labels, keys: np.ndarray, key_labels, same: bool) -> np.ndarray:
     """Per sample, the mean cosine distance to its NEIGHBOURS nearest `keys` of the same label (of
     any label where the class has fewer: a small class's few images are not each other's outliers)."""
@@ -190,6 +173,13 @@ def centred_pixels(images: np.ndarray) -> np.ndarray:
     return unit(vectors - vectors.mean(axis=1, keepdims=True))
 
 
+def brightness_fence(train_scores: np.ndarray) -> float:
+    """The dark or light score (higher: worse) above which an image is far from train's own: Q3 + 3 IQR,
+    and at least half way from Q3 to 1 (train's images may all score alike, as MNIST's black backgrounds do)."""
+    q1, q3 = np.percentile(train_scores, [25, 75])
+    return float(max(q3 + BRIGHTNESS_IQR_FACTOR * (q3 - q1), (q3 + 1) / 2))
+
+
 def outlier_space(train: np.ndarray, labels, cached: tuple[float, float] | None = None) -> OutlierSpace:
     """The outlier's reference in one space: train's vectors (made unit length) and labels; `cached`:
     train's (scale, fence) from an earlier run on the same vectors, which spares the class-wise
@@ -217,6 +207,7 @@ def reference_from_train(
     spaces = {"pixels": centred_pixels(images), **(embeddings or {})}
     return Reference(
         fences={
+            **{name: brightness_fence(1 - scores[name]) for name in ("dark", "light")},
             "blurry": 1 - BLURRY_SHARE,
             "low_information": 1 - LOW_INFORMATION_SHARE * float(np.median(scores["low_information"])),
         },
@@ -255,7 +246,9 @@ def split_issues(
     cleanvision = image_issues.cleanvision_scores(properties)
     scores = {name: 1 - cleanvision[name] for name in ("dark", "light", "low_information")}
     scores["blurry"] = 1 - np.minimum(image_issues.sharpness(properties) / reference.sharpness, 1.0)
-    flags = {name: cleanvision[name] < CLEANVISION_THRESHOLDS[name] for name in ("dark", "light")}
+    flags = {
+        name: (cleanvision[name] < CLEANVISION_THRESHOLDS[name]) | (scores[name] > reference.fences[name]) for name in ("dark", "light")
+    }
     flags.update({name: scores[name] > reference.fences[name] for name in ("blurry", "low_information")})
 
     size, size_threshold = image_issues.size_scores(widths, heights, reference.widths, reference.heights)
@@ -272,7 +265,7 @@ def split_issues(
     scores["outlier"] = np.max([score for score, _ in spaces.values()], axis=0)
     flags["outlier"] = np.any([flagged for _, flagged in spaces.values()], axis=0)
 
-    correlation, twins = near_duplicates(images)
+    correlation, twins = near_copies(image_issues.channels_last(np.asarray(images)))
     scores["near_duplicate"] = np.clip(correlation, 0, 1)
     flags["near_duplicate"] = 1 - correlation < NEAR_DUPLICATE_THRESHOLD
     return SplitIssues(
@@ -281,6 +274,13 @@ def split_issues(
         np.where(flags["near_duplicate"], twins, -1),
         spaces,
     )
+
+
+def leaks(images: np.ndarray, other_splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """leak of a split: per image its highest pixel correlation with an image of another split
+    (`other_splits`, their images stacked) as the score, and the flag: a near copy there."""
+    correlation, _ = near_copies(images, other_splits)
+    return np.clip(correlation, 0, 1), 1 - correlation < NEAR_DUPLICATE_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -316,33 +316,6 @@ def underperforming_group(embeddings: np.ndarray, probabilities: np.ndarray, lab
     order = [int(c) for c in np.argsort(ratios) if judged[c]]
     flags = (judged & (ratios < UNDERPERFORMING_THRESHOLD))[clusters]
     return Groups(scores, flags, [(c, int(sizes[c]), round(float(ratios[c]), 4)) for c in order])
-
-
-def near_duplicates(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample, the highest pixel correlation with another sample of the split and that sample's
-    position, looked for among its NEIGHBOURS nearest in the pixels' first principal components (an
-    image and its copy project alike); an exact copy correlates 1 (flat images too)."""
-    from sklearn.decomposition import PCA
-
-    if len(images) < 2:
-        return np.zeros(len(images)), np.full(len(images), -1)
-    vectors = pixel_embeddings(image_issues.channels_last(np.asarray(images)))
-    pixels = unit(vectors - vectors.mean(axis=1, keepdims=True))
-    components = PCA(min(PRINCIPAL_COMPONENTS, *pixels.shape), random_state=0).fit_transform(pixels)
-    _, candidates = nearest(unit(components), unit(components), NEIGHBOURS, same=True)
-    similarity = np.einsum("nd,nkd->nk", pixels, pixels[candidates])
-    best = similarity.argmax(axis=1)
-    correlation, twins = similarity[np.arange(len(images)), best], candidates[np.arange(len(images)), best]
-    first_of: dict[bytes, int] = {}
-    for i, image in enumerate(images):  # exact copies: the first of each pixel content is the others' twin
-        key = np.ascontiguousarray(image).tobytes()
-        if key in first_of:
-            j = first_of[key]
-            correlation[i] = correlation[j] = 1.0
-            twins[i], twins[j] = j, i
-        else:
-            first_of[key] = i
-    return correlation, twins
 
 
 def train_fingerprint(images: np.ndarray, labels) -> str:

@@ -1,10 +1,11 @@
-"""Exact duplicates, near duplicates and leaks between splits, with FiftyOne Brain.
+"""Exact duplicates (FiftyOne Brain's file hashes), near duplicates and leaks between splits.
 
-Near duplicates are judged on the pixels at the declared shape (centred, cosine distance, as the
-brain's sklearn index computes it): a copy that was re-saved, re-encoded or slightly retouched
-stays near in pixels, while CLIP or LeNet embeddings put every neat "1" next to every other one.
-The default threshold 0.01 is a pixel correlation of at least 0.99 (what it finds on MNIST and
-Fashion-MNIST: docs/label-errors.md).
+Near duplicates are judged on the pixels at the declared shape (each image centred, cosine distance:
+their correlation): a copy that was re-saved, re-encoded or slightly retouched stays near in pixels,
+while CLIP or LeNet embeddings put every neat "1" next to every other one. The default threshold 0.01
+is a pixel correlation of at least 0.99 (what it finds on MNIST and Fashion-MNIST:
+docs/label-errors.md). One search (near_copies) serves duplicates_and_leaks and data_issues, so a
+copy the one reports is a copy the other flags on the sample.
 """
 
 from collections import Counter
@@ -12,7 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mnist_assets.ml.neighbours import NEIGHBOURS, nearest, unit
+
 NEAR_DUPLICATE_THRESHOLD = 0.01
+PRINCIPAL_COMPONENTS = 32  # where near copies' candidates are looked for
 
 
 def pixel_embeddings(images: np.ndarray) -> np.ndarray:
@@ -48,32 +52,84 @@ class DuplicateReport:
         return found
 
 
-def find_duplicates_and_leaks(
-    samples, sample_ids: list[str], embeddings: np.ndarray, split_field: str, threshold: float
-) -> DuplicateReport:
-    """Run the three brain methods on `samples` (one similarity index serves the two near-duplicate
-    ones); `embeddings` holds one row per id in `sample_ids`."""
+def near_copies(images: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The one near-copy search (data_issues' near_duplicate and leak, duplicates_and_leaks' groups):
+    per image, the highest pixel correlation with another image and that image's position, among
+    `keys` (uint8 images of the same shape) or, without keys, among `images` themselves. Candidates
+    are the NEIGHBOURS nearest in the pixels' first principal components (an image and its copy
+    project alike); an exact copy correlates 1 (flat images too)."""
+    from sklearn.decomposition import PCA
+
+    images = np.asarray(images)
+    within = keys is None
+    keys = images if within else np.asarray(keys)
+    if len(images) == 0 or len(keys) < (2 if within else 1):
+        return np.zeros(len(images)), np.full(len(images), -1)
+    queries, targets = _centred(images), _centred(keys)
+    fitted = PCA(min(PRINCIPAL_COMPONENTS, *targets.shape), random_state=0).fit(targets)
+    query_components = unit(fitted.transform(queries))
+    key_components = query_components if within else unit(fitted.transform(targets))
+    _, candidates = nearest(query_components, key_components, NEIGHBOURS, same=within)
+    similarity = np.einsum("nd,nkd->nk", queries, targets[candidates])
+    best = similarity.argmax(axis=1)
+    rows = np.arange(len(images))
+    correlation, twins = similarity[rows, best], candidates[rows, best]
+    first_of: dict[bytes, int] = {}
+    for j, image in enumerate(keys):  # exact copies: the first image of each pixel content is the others' twin
+        first_of.setdefault(np.ascontiguousarray(image).tobytes(), j)
+    for i, image in enumerate(images):
+        j = first_of.get(np.ascontiguousarray(image).tobytes())
+        if j is not None and not (within and j == i):
+            correlation[i], twins[i] = 1.0, j
+            if within:
+                correlation[j], twins[j] = 1.0, i
+    return correlation, twins
+
+
+def _centred(images: np.ndarray) -> np.ndarray:
+    """Each image's pixels less their mean, unit length: their dot product is the images' correlation."""
+    vectors = pixel_embeddings(images)
+    return unit(vectors - vectors.mean(axis=1, keepdims=True))
+
+
+def copy_groups(correlation: np.ndarray, twins: np.ndarray, threshold: float) -> list[list[int]]:
+    """Positions of images joined by a near copy (1 - correlation under `threshold`), each group in
+    position order (its first image the one kept), groups by their first."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    copied = np.flatnonzero((1 - np.asarray(correlation) < threshold) & (np.asarray(twins) >= 0))
+    edges = coo_matrix((np.ones(len(copied)), (copied, np.asarray(twins)[copied])), shape=(len(twins), len(twins)))
+    _, component = connected_components(edges, directed=False)
+    members: dict[int, list[int]] = {}
+    for position in np.flatnonzero(np.isin(component, component[copied])):
+        members.setdefault(int(component[position]), []).append(int(position))
+    return sorted((group for group in members.values() if len(group) > 1), key=lambda group: group[0])
+
+
+def find_duplicates_and_leaks(samples, sample_ids: list[str], images: np.ndarray, split_field: str, threshold: float) -> DuplicateReport:
+    """Exact duplicates (file hashes, FiftyOne Brain) and near duplicates and leaks (near_copies, the
+    search data_issues flags with) among `samples`; `images` holds one uint8 image per id in `sample_ids`."""
     import fiftyone.brain as fob  # here, not above: the Dagster layer reads this module's threshold when it loads
 
     report = DuplicateReport()
     exact = fob.compute_exact_duplicates(samples, progress=False)
     report.exact_duplicate_ids = sorted({sid for original, copies in exact.items() for sid in (original, *copies)})
 
-    index = fob.compute_similarity(samples.select(sample_ids, ordered=True), embeddings=embeddings, backend="sklearn", progress=False)
-    near = fob.compute_near_duplicates(samples, threshold=threshold, similarity_index=index)
-    report.near_duplicate_ids = list(near.duplicate_ids)
-    report.groups = [[original, *(copy for copy, _ in copies)] for original, copies in near.neighbors_map.items()]
-
-    leaks = fob.compute_leaky_splits(samples, splits=split_field, threshold=threshold, similarity_index=index)
-    report.leak_ids = sorted(set(leaks.leak_ids))
-    # The brain pairs each copy with the image its index kept; a leak is such a pair across splits.
+    correlation, twins = near_copies(images)
+    report.groups = [[sample_ids[position] for position in group] for group in copy_groups(correlation, twins, threshold)]
+    report.near_duplicate_ids = [sid for group in report.groups for sid in group[1:]]
+    # A leak: a group holding samples of more than one split; each is a pair of the kept image and a copy.
     split_of = dict(zip(*samples.values(["id", split_field])))
     twins_in: dict[tuple[str, str], set[str]] = {}
+    leaking: set[str] = set()
     for original, *copies in report.groups:
         for copy in copies:
             a, b = split_of[original], split_of[copy]
             if a != b:
                 twins_in.setdefault((a, b), set()).add(original)
                 twins_in.setdefault((b, a), set()).add(copy)
+                leaking.update((original, copy))
+    report.leak_ids = sorted(leaking)
     report.leaks_between = Counter({pair: len(ids) for pair, ids in twins_in.items()})
     return report
