@@ -194,32 +194,31 @@ class Loop:
             positions, source_index, class_positions(given, classes), class_positions(truth, classes), classes, "validation"
         )
 
+    def reruns(self, queue: bool) -> list[tuple[str, str | None]]:
+        """What the lineage re-runs after a round's decisions, in lineage order: the labels in use of
+        each reviewed split, the fold models, the test predictions; `queue`: the review scores too."""
+        splits = ("validation", "train") if self.noisy_validation else ("train",)
+        found = [*(("label_review", split) for split in splits), ("lenet_oof_predictions", None), ("fold_ensemble_predictions", "test")]
+        if queue:
+            found += [("fold_ensemble_predictions", "validation")] if self.noisy_validation else []  # validation's scores read them
+            found += [(name, split) for name in QUEUE for split in splits]
+        return found
+
     def retrain_in_process(self) -> None:
-        """What the lineage re-runs after decisions on train, materialized here in lineage order."""
+        """What the lineage re-runs after the round's decisions, materialized here in lineage order (the
+        review scores where the next round reads validation's queue)."""
         from mnist_assets.run_all import materialize_stage
 
-        splits = ("validation", "train") if self.noisy_validation else ("train",)
-        for keys, partition in (
-            *(([self.key("label_review")], split) for split in splits),
-            ([self.key("lenet_oof_predictions")], None),
-            *(([self.key("fold_ensemble_predictions")], split) for split in ("validation", "test") if split in splits or split == "test"),
-            *(([self.key(name)], split) for name in QUEUE for split in splits if self.noisy_validation),
-        ):
-            result = materialize_stage(self.instance, keys, partition, self.resources, self.defs.assets, self.configs)
+        for name, partition in self.reruns(queue=self.noisy_validation):
+            result = materialize_stage(self.instance, [self.key(name)], partition, self.resources, self.defs.assets, self.configs)
             if not result.success:
-                raise RuntimeError(f"{keys[0].to_user_string()}[{partition}] failed")
+                raise RuntimeError(f"{name}[{partition}] failed")
 
     def retrain_through_daemon(self, since: float) -> None:
         """Wait for the daemon's review sensor and lineage automation to re-run the loop after `since`."""
         import dagster as dg
 
-        expected = [
-            ("label_review", "train"),
-            ("lenet_oof_predictions", None),
-            ("fold_ensemble_predictions", "test"),
-            ("hardness_scores", "train"),
-            *([("label_review", "validation"), ("hardness_scores", "validation")] if self.noisy_validation else []),
-        ]
+        expected = self.reruns(queue=True)
         deadline, quiet_since = time.time() + TIMEOUT, None
         while time.time() < deadline:
             failed = self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=_utc(since)))

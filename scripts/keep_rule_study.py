@@ -47,7 +47,7 @@ def logits_of(model, data) -> np.ndarray:
     return predict(model, data)[0]
 
 
-def top_wrong_first(priority: np.ndarray, count: int) -> np.ndarray:
+def highest_first(priority: np.ndarray, count: int) -> np.ndarray:
     return np.argsort(-priority, kind="stable")[:count]
 
 
@@ -84,8 +84,8 @@ def main() -> None:
             oof[outside] = logits_of(model, make_subset(train, outside, mean, std))
         model, _ = trained(make(train, train.labels), noisy_validation, base, seed)
         validation_logits = logits_of(model, noisy_validation)
-        train_order = top_wrong_first(review_priority(oof, train.labels), len(train.labels))
-        validation_order = top_wrong_first(review_priority(validation_logits, validation.labels), len(validation.labels))
+        train_order = highest_first(review_priority(oof, train.labels), len(train.labels))
+        validation_order = highest_first(review_priority(validation_logits, validation.labels), len(validation.labels))
         _, issues = label_quality(validation_logits, validation.labels)
         likely = [i for i in validation_order if issues[i]]
         reviews = {

@@ -78,7 +78,7 @@ def build(p: Pipeline) -> list:
             widths, heights = file_sizes(view, p.spec.image_size)
             return dataset, view, tensors, images, widths, heights
 
-        parts = {part: read(part) for part in (split, *(other for other in SPLITS if other != split))}  # every split: leaks
+        parts = {part: read(part) for part in SPLITS}  # every split: leaks are copies in the others
         dataset, view, tensors, images, widths, heights = parts[split]
         labels = tensors.labels.numpy()
         properties = image_issues.image_properties(images)

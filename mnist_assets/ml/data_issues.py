@@ -176,8 +176,8 @@ def centred_pixels(images: np.ndarray) -> np.ndarray:
 def brightness_fence(train_scores: np.ndarray) -> float:
     """The dark or light score (higher: worse) above which an image is far from train's own: Q3 + 3 IQR,
     and at least half way from Q3 to 1 (train's images may all score alike, as MNIST's black backgrounds do)."""
-    q1, q3 = np.percentile(train_scores, [25, 75])
-    return float(max(q3 + BRIGHTNESS_IQR_FACTOR * (q3 - q1), (q3 + 1) / 2))
+    halfway = (float(np.percentile(train_scores, 75)) + 1) / 2
+    return max(fence(train_scores, BRIGHTNESS_IQR_FACTOR), halfway)
 
 
 def outlier_space(train: np.ndarray, labels, cached: tuple[float, float] | None = None) -> OutlierSpace:
@@ -266,8 +266,7 @@ def split_issues(
     flags["outlier"] = np.any([flagged for _, flagged in spaces.values()], axis=0)
 
     correlation, twins = near_copies(image_issues.channels_last(np.asarray(images)))
-    scores["near_duplicate"] = np.clip(correlation, 0, 1)
-    flags["near_duplicate"] = 1 - correlation < NEAR_DUPLICATE_THRESHOLD
+    scores["near_duplicate"], flags["near_duplicate"] = copy_issue(correlation)
     return SplitIssues(
         {name: np.asarray(scores[name], dtype=np.float64) for name in PIXEL_ISSUE_TYPES},
         {name: np.asarray(flags[name], dtype=bool) for name in PIXEL_ISSUE_TYPES},
@@ -279,7 +278,11 @@ def split_issues(
 def leaks(images: np.ndarray, other_splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """leak of a split: per image its highest pixel correlation with an image of another split
     (`other_splits`, their images stacked) as the score, and the flag: a near copy there."""
-    correlation, _ = near_copies(images, other_splits)
+    return copy_issue(near_copies(images, other_splits)[0])
+
+
+def copy_issue(correlation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """near_duplicate's and leak's score (the best correlation) and flag (a near copy) from near_copies'."""
     return np.clip(correlation, 0, 1), 1 - correlation < NEAR_DUPLICATE_THRESHOLD
 
 
