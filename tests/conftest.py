@@ -9,6 +9,12 @@ import tempfile
 from pathlib import Path
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mnist_assets_tests_"))
+# One torch/OpenMP/BLAS thread pool per core, shared out among the pytest-xdist workers (and inherited
+# by every server, daemon and run they start): two workers' default pools on two cores wait on each
+# other, a LeNet epoch 3x slower side by side than with one thread each (docs/tests.md).
+if "PYTEST_XDIST_WORKER" in os.environ:  # a worker (the controller only hands out tests)
+    _WORKERS = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
 os.environ.pop("FIFTYONE_DATABASE_URI", None)
 os.environ["FIFTYONE_DATABASE_DIR"] = str(SESSION_DIR / "fiftyone_db")
 os.environ["MNIST_ASSETS_HOME"] = str(SESSION_DIR / "home")

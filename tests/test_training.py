@@ -283,7 +283,6 @@ def test_the_default_recipe_trains_a_small_folder_to_nearly_always_right(tmp_pat
     from mnist_assets.ml.sources import load_source, split_of
     from mnist_assets.ml.tensors import channels_first
 
-    torch.set_num_threads(2)
     spec = DatasetSpec(name="shapes", source="folder", path=str(write_shapes_folder(tmp_path / "shapes")), image_size=32, channels=3)
     source = load_source(spec, None, tmp_path)
     parts = {split: split_of(source, spec, split, None) for split in ("train", "validation", "test")}
