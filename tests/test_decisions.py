@@ -81,7 +81,7 @@ def test_app_edits_and_tags_are_recorded_once_and_applied(test_split, mnist):
         (4, "confirm", None, "tag:review:ok"),
     ]
     assert all(d.image_hash == by_index(view, d.source_index).image_hash for d in result.new)
-    assert not result.rejected and result.plan.counts() == {"relabel": 2, "exclude": 1, "confirm": 1}
+    assert not result.rejected and result.plan.counts() == {"relabel": 2, "exclude": 1, "confirm": 1, "label": 0}
     view = split_view(dataset, "test")
     assert by_index(view, 2).ground_truth.label == "7" and by_index(view, 2).ground_truth_original.label == str(mnist.test_labels[2])
     assert by_index(view, 3).review_decision == "exclude" and "review:exclude" in by_index(view, 3).tags  # tags stay

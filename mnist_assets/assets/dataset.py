@@ -75,7 +75,8 @@ def build(p: Pipeline) -> list:
         # The train split's mean and std standardize training (computed where it trains, from the same pixels).
         normalization = dict(zip(("mean", "std"), pixel_statistics(data.images))) if split == "train" else {}
 
-        stored_labels = split_view(dataset, split).values(f"{GROUND_TRUTH}.label")
+        in_use = split_view(dataset, split).values(f"{GROUND_TRUTH}.label")
+        stored_labels = [label for label in in_use if label is not None]  # not the samples no one has labeled yet
         counts = class_counts(stored_labels, classes)
         examples = [int(np.flatnonzero(data.labels == c)[0]) for c in range(len(classes)) if (data.labels == c).any()]
         yield dg.MaterializeResult(
@@ -87,6 +88,8 @@ def build(p: Pipeline) -> list:
                 "count": count,
                 "available": data.available,
                 "limited": count < data.available,
+                "labeled": len(stored_labels),
+                "unlabeled": count - len(stored_labels),
                 **{f"samples_{change}": changes[change] for change in ("kept", "replaced", "added", "removed")},
                 **{f"decisions_{kind}": count for kind, count in review.plan.counts().items()},
                 "stale_decisions": len(review.plan.stale),
@@ -140,6 +143,7 @@ def build(p: Pipeline) -> list:
             ["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels"]
         )
         labels = usable_view(dataset, split).values(f"{GROUND_TRUTH}.label")  # the labels in use of the samples that count
+        unlabeled = sum(label is None for label in view.values(f"{GROUND_TRUTH}.label"))
         pixels = tensors.images.float() / 255.0
         missing = sum(size is None for size in sizes)
         sizes_array = np.array([s for s in sizes if s is not None], dtype=np.float64)
@@ -147,7 +151,9 @@ def build(p: Pipeline) -> list:
         yield dg.MaterializeResult(
             metadata={
                 "count": len(view),
-                "excluded": len(view) - len(labels),
+                "labeled": len(view) - unlabeled,
+                "unlabeled": unlabeled,
+                "excluded": len(view) - len(labels) - unlabeled,
                 "size_bytes_min": int(sizes_array.min()),
                 "size_bytes_max": int(sizes_array.max()),
                 "size_bytes_mean": round(float(sizes_array.mean()), 1),

@@ -45,12 +45,15 @@ def evaluation_metadata(dataset, split: str, field: str, eval_prefix: str, class
     usable = usable_view(dataset, split)
     evaluate(dataset, usable, field, eval_key(eval_prefix, split), classes)
     truth, predicted = usable.values([f"{GROUND_TRUTH}.label", f"{field}.label"])
-    source, every = split_view(dataset, split).values([f"{GROUND_TRUTH_ORIGINAL}.label", f"{field}.label"])
+    source, every, in_use = split_view(dataset, split).values([f"{GROUND_TRUTH_ORIGINAL}.label", f"{field}.label", f"{GROUND_TRUTH}.label"])
+    with_source = [(label, guess) for label, guess in zip(source, every) if label is not None]  # not those the source left unlabeled
+    unlabeled = sum(label is None for label in in_use)
     return {
         **prediction_metadata(truth, predicted, classes, split, field),
-        "accuracy_source_labels": float(np.mean(np.asarray(source) == np.asarray(every))) if every else 0.0,
+        "accuracy_source_labels": float(np.mean([label == guess for label, guess in with_source])) if with_source else 0.0,
         "evaluated": len(truth),
-        "excluded": len(every) - len(truth),
+        "excluded": len(every) - len(truth) - unlabeled,
+        "unlabeled": unlabeled,
     }
 
 

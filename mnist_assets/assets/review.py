@@ -48,7 +48,7 @@ def build(p: Pipeline) -> list:
             ),
         ],
         description=(
-            "A person's label decisions (relabel, exclude, confirm) from the App (an edited ground_truth, or the tags "
+            "A person's label decisions (relabel, exclude, confirm, label) from the App (an edited ground_truth, or the tags "
             "review:exclude, review:ok, relabel:<class>) and decision files, recorded in the dataset's review log and "
             "applied: ground_truth is the label in use, ground_truth_original the source's."
         ),

@@ -97,7 +97,7 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
     )
 
 
-def training_metadata(result, config: "TrainConfig", path, parameters: int | None = None) -> dict:
+def training_metadata(result, config: "TrainConfig", path, train_samples: int, parameters: int | None = None) -> dict:
     from mnist_assets.ml import plots
 
     best = result.best_metrics
@@ -105,6 +105,7 @@ def training_metadata(result, config: "TrainConfig", path, parameters: int | Non
         "arch": config.arch,
         **({"parameters": parameters} if parameters is not None else {}),
         "recipe": config.recipe,
+        "train_samples": train_samples,  # labeled and not excluded
         "epochs": len(result.history),
         "kept": config.keep,  # best_* describe the kept state: lowest validation loss, highest accuracy, or the last epoch
         "best_epoch": result.best_epoch,
@@ -145,6 +146,6 @@ def training_results(context, p: Pipeline, settings: Settings, name: str, result
     blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
     path = checkpoint_path(p.store(settings), name)
     save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
-    yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path, extra.get("parameters")))
+    yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path, len(train), extra.get("parameters")))
     threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
     yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(context, p, settings))

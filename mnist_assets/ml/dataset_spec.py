@@ -21,6 +21,7 @@ SPLITS = ("train", "validation", "test")  # every dataset's partitions; validati
 IDX_SIZES = (28, 32)  # the IDX sources' 28x28 images, as stored or centred in a 32x32 field
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 DIGITS = [str(digit) for digit in range(10)]
+UNLABELED = -1  # the class position of a sample no one has labeled (its ground_truth is empty)
 SEEDS = 2**32  # NumPy's and scikit-learn's seeds are 0 to 2**32 - 1
 IDX_TEST_SIZE = 10_000  # MNIST's and Fashion-MNIST's test files
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -47,6 +48,17 @@ class LabelNoise(BaseModel):
         if not value:
             raise DatasetSpecError("label_noise.splits is empty: name train, validation or both (test is never noised), or leave it out.")
         return value
+
+
+class LabelBudget(BaseModel):
+    """For measuring label-efficient training where the truth is known: all but `labeled` of the
+    train split's labels hidden (seeded per sample, the same on every re-ingest), the truth kept in
+    `ground_truth_clean` as declared label noise keeps it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labeled: int = Field(ge=0)
+    seed: int = Field(0, ge=0, lt=SEEDS)
 
 
 class DatasetSpec(BaseModel):
@@ -91,6 +103,8 @@ class DatasetSpec(BaseModel):
     # For measuring the review loop where the truth is known: the attributes of LabelNoise (a plain
     # dict here, checked by it, because Dagster's component attributes cannot hold a nested model).
     label_noise: Optional[dict] = None
+    # The same for label budgets: `{labeled, seed}` (LabelBudget), train's other labels hidden.
+    label_budget: Optional[dict] = None
     # data_issues' blocking checks: issue type -> the largest share of a split that may be flagged
     # (e.g. {dark: 0.05}); the types not named only warn.
     issue_gates: Optional[dict[str, float]] = None
@@ -117,6 +131,11 @@ class DatasetSpec(BaseModel):
     def _label_noise(cls, value: dict | None) -> dict | None:
         return None if value is None else LabelNoise(**value).model_dump()
 
+    @field_validator("label_budget")
+    @classmethod
+    def _label_budget(cls, value: dict | None) -> dict | None:
+        return None if value is None else LabelBudget(**value).model_dump()
+
     @field_validator("issue_gates")
     @classmethod
     def _issue_gates(cls, value: dict | None) -> dict | None:
@@ -140,6 +159,11 @@ class DatasetSpec(BaseModel):
     def noise(self) -> LabelNoise | None:
         """The declared label noise, if any."""
         return LabelNoise(**self.label_noise) if self.label_noise is not None else None
+
+    @property
+    def budget(self) -> LabelBudget | None:
+        """The declared label budget, if any."""
+        return LabelBudget(**self.label_budget) if self.label_budget is not None else None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:

@@ -26,6 +26,7 @@ from scipy.special import softmax
 
 from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
 from mnist_assets.ml.bulk_writes import classification_document, classification_documents, set_fields, stored_vectors, vectors_from_stored
+from mnist_assets.ml.dataset_spec import UNLABELED
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
@@ -139,9 +140,15 @@ def split_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
 
 
 def usable_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
-    """The samples of a split that count: all but those a person excluded (ml/decisions.py). Training,
-    fold models, evaluations, quality scores, augmentation and duplicates read these."""
-    return dataset.match((F(SPLIT) == split) & (F(REVIEW_DECISION) != "exclude")).sort_by(SOURCE_INDEX)
+    """The samples of a split that count: all but those a person excluded (ml/decisions.py) and those
+    no one has labeled yet. Training, fold models, evaluations, quality scores, augmentation and
+    duplicates read these."""
+    return dataset.match((F(SPLIT) == split) & (F(REVIEW_DECISION) != "exclude") & labeled()).sort_by(SOURCE_INDEX)
+
+
+def labeled():
+    """The samples with a label in use (an unlabeled sample's ground_truth has none)."""
+    return F(f"{GROUND_TRUTH}.label").exists()
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -243,7 +250,12 @@ def sync_split(
     was. Returns the counts: kept, replaced, added, removed, count.
     """
     with split_lock(dataset, split):
-        return _sync_split(dataset, split, filepaths, [classes[int(label)] for label in labels], source_indices, hashes)
+        return _sync_split(dataset, split, filepaths, label_names(labels, classes), source_indices, hashes)
+
+
+def label_names(labels, classes: list[str]) -> list[str | None]:
+    """Class positions as names; UNLABELED (a sample no one has labeled) as None."""
+    return [None if int(label) == UNLABELED else classes[int(label)] for label in labels]
 
 
 def split_lock(dataset: fo.Dataset, split: str):
@@ -262,7 +274,9 @@ def backfill_original_labels(dataset: fo.Dataset, split: str, labels: list[str],
     source = {int(index): (label, image_hash) for index, label, image_hash in zip(source_indices, labels, hashes)}
     ids, indices, stored_hashes = view.values(["id", SOURCE_INDEX, IMAGE_HASH])
     matched = [
-        (i, source[int(index)][0]) for i, index, h in zip(ids, indices, stored_hashes) if source.get(int(index), (None, None))[1] == h
+        (i, source[int(index)][0])
+        for i, index, h in zip(ids, indices, stored_hashes)
+        if source.get(int(index), (None, None))[1] == h and source[int(index)][0] is not None
     ]
     if matched:
         fence_held_locks()
@@ -277,11 +291,20 @@ def _sync_split(dataset, split, filepaths, labels, source_indices, hashes) -> di
     fence_held_locks()  # every write of an ingest first checks that this process still holds the split's lock
     dataset.delete_samples(dataset.match(F(SPLIT) == staging))  # leftovers of an interrupted ingest
     stored = split_view(dataset, split)
-    ids, indices, paths, stored_hashes, in_use, original = stored.values(
-        ["id", SOURCE_INDEX, "filepath", IMAGE_HASH, f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_ORIGINAL}.label"]
+    ids, indices, paths, stored_hashes, in_use, original, has_original = stored.values(
+        [
+            "id",
+            SOURCE_INDEX,
+            "filepath",
+            IMAGE_HASH,
+            f"{GROUND_TRUTH}.label",
+            f"{GROUND_TRUTH_ORIGINAL}.label",
+            F(GROUND_TRUTH_ORIGINAL).exists(),
+        ]
     )
-    # Samples ingested before ground_truth_original existed hold the source's label in ground_truth.
-    source_labels = [o if o is not None else label for o, label in zip(original, in_use)]
+    # Samples ingested before ground_truth_original existed hold the source's label in ground_truth
+    # (an unlabeled sample has the document, with no label: a label a person gave it is theirs).
+    source_labels = [o if has else label for o, has, label in zip(original, has_original, in_use)]
     old = {
         int(index): (sample_id, path, label, image_hash)
         for sample_id, index, path, label, image_hash in zip(ids, indices, paths, source_labels, stored_hashes)

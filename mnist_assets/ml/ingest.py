@@ -8,6 +8,7 @@ from pathlib import Path
 from mnist_assets.ml.decisions import DecisionLog, ReviewResult, review_split
 from mnist_assets.ml.fiftyone_store import (
     backfill_original_labels,
+    label_names,
     split_fingerprint,
     split_lock,
     split_view,
@@ -39,7 +40,7 @@ def ingest_split(dataset, log: DecisionLog, data: SplitArrays, split: str, image
     paths = [images_dir / name for name in data.image_files]
     written = write_pngs(data.images, paths)
     with split_lock(dataset, split):
-        backfill_original_labels(dataset, split, [classes[int(label)] for label in data.labels], data.indices, data.hashes)
+        backfill_original_labels(dataset, split, label_names(data.labels, classes), data.indices, data.hashes)
         recorded = review_split(split_view(dataset, split), split, log, classes)
         changes = sync_split(dataset, split, paths, data.labels, data.indices, data.hashes, classes)
         if data.clean_labels is not None:  # declared label noise: the truth beside, for benchmarks and tests

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.dataset_spec import UNLABELED, DatasetSpec
 from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
 from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
 from mnist_assets.ml.image_conversion import pad
@@ -47,7 +47,7 @@ class SourceArrays:
 @dataclass(frozen=True)
 class SplitArrays:
     images: np.ndarray  # uint8 [N, H, W] or [N, H, W, 3]
-    labels: np.ndarray  # class positions
+    labels: np.ndarray  # class positions (UNLABELED: no label)
     indices: np.ndarray  # the samples' `source_index`
     hashes: list[str]  # a short hash of each image's pixels
     image_files: list[str]  # each sample's PNG, relative to the images folder
@@ -138,6 +138,9 @@ def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | N
     noise = spec.noise
     if noise is not None and split in noise.splits:
         labels, clean = noisy_labels(chosen.labels, chosen.keys, len(spec.classes()), noise.rate, noise.sparsity, noise.seed), chosen.labels
+    budget = spec.budget
+    if budget is not None and split == "train":
+        labels, clean = hidden_labels(labels, chosen.keys, budget.labeled, budget.seed), chosen.labels
     return SplitArrays(
         images=chosen.images,
         labels=labels,
@@ -149,6 +152,14 @@ def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | N
         source_files=chosen.files,
         file_info=chosen.file_info,
     )
+
+
+def hidden_labels(labels: np.ndarray, keys: np.ndarray, labeled: int, seed: int) -> np.ndarray:
+    """The labels with all but `labeled` of them hidden (UNLABELED): those kept are the lowest of a
+    seeded hash of each sample's key, so a re-ingest keeps the same ones."""
+    kept = np.zeros(len(labels), dtype=bool)
+    kept[np.argsort(seeded_rank(keys, f"{seed}:label-budget"), kind="stable")[:labeled]] = True
+    return np.where(kept, labels, UNLABELED)
 
 
 def _image_files(spec: DatasetSpec, split: str, part: SourcePart, hashes: list[str]) -> list[str]:
@@ -184,13 +195,13 @@ def source_fingerprint(folder: Path, recursive: bool = False) -> str:
 
 
 def decision_sources(arrays: SourceArrays, spec: DatasetSpec) -> dict[str, dict[int, tuple[str, str]]]:
-    """Per split, every sample the source holds (no limit): source index -> (pixel hash, class name).
+    """Per split, every sample the source holds (no limit): source index -> (pixel hash, class name,
+    None where the source has no label).
     Decision files are checked against it."""
     classes = spec.classes()
     found = {}
     for split in ("train", "validation", "test"):
         data = split_of(arrays, spec, split, None)
-        found[split] = {
-            int(index): (image_hash, classes[int(label)]) for index, image_hash, label in zip(data.indices, data.hashes, data.labels)
-        }
+        names = [None if label == UNLABELED else classes[int(label)] for label in data.labels]
+        found[split] = {int(index): (image_hash, name) for index, image_hash, name in zip(data.indices, data.hashes, names)}
     return found

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mnist_assets.ml.dataset_spec import UNLABELED
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import GROUND_TRUTH
 from mnist_assets.ml.files import atomic_write_bytes
@@ -29,7 +30,7 @@ class SplitTensors:
     (the dataset's train split, recorded at ingest; None until they are given)."""
 
     images: torch.Tensor  # uint8 [N, C, H, W]
-    labels: torch.Tensor  # int64 [N], class positions
+    labels: torch.Tensor  # int64 [N], class positions (UNLABELED where no one has labeled the sample)
     sample_ids: list[str]
     mean: float | None = None
     std: float | None = None
@@ -82,9 +83,9 @@ def decode_pngs(paths: list[str], channels: int = 1, size: int = 28, workers: in
         return np.stack(list(pool.map(lambda path: decode_png(path, channels, size), paths)))
 
 
-def class_positions(labels: list[str], classes: list[str]) -> np.ndarray:
-    """Each label's position in `classes` (a KeyError names a label outside them)."""
-    position = {name: i for i, name in enumerate(classes)}
+def class_positions(labels: list[str | None], classes: list[str]) -> np.ndarray:
+    """Each label's position in `classes`, UNLABELED for none (a KeyError names a label outside them)."""
+    position = {name: i for i, name in enumerate(classes)} | {None: UNLABELED}
     return np.array([position[label] for label in labels], dtype=np.int64)
 
 
@@ -103,9 +104,9 @@ def load_view_tensors(
     label field holding one of `classes`; labels become positions in `classes`.
     """
     sample_ids, filepaths, labels = view.values(["id", "filepath", f"{label_field}.label"])
-    unknown = set(labels) - set(classes)
+    unknown = set(labels) - set(classes) - {None}  # None: unlabeled (usable_view leaves those out of training)
     if unknown:
-        raise ValueError(f"some samples have no {label_field} label or one outside the classes: {sorted(map(str, unknown))[:5]}")
+        raise ValueError(f"some samples have a {label_field} label outside the classes: {sorted(map(str, unknown))[:5]}")
     key = content_key(sample_ids, filepaths, labels, (channels, size, size))
     cache_file = cache_dir / f"{key}.npz" if cache_dir is not None else None
     if cache_file is not None and cache_file.is_file():

@@ -173,6 +173,9 @@ def fit(
     With `config.ema`, the state validated and kept is the weights' moving average (BatchNorm's running
     statistics averaged too)."""
     config.validate()
+    for name, data in (("train", train), ("validation", validation)):
+        if len(data) and int(data.labels.min()) < 0:  # UNLABELED: usable_view leaves these out
+            raise ValueError(f"{name} holds samples no one has labeled; train on the labeled ones (fiftyone_store.usable_view).")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     memory_format = torch.channels_last if getattr(model, "channels_last", False) and device == "cpu" else torch.contiguous_format

@@ -120,6 +120,8 @@ def _app_intents(samples: SplitSamples, position: int, state: SampleState, earli
     original = samples.original[position]
 
     def relabel(target: str, via: str) -> tuple:
+        if original is None:  # the source left it unlabeled: a person labels it
+            return ("label", target, via)
         return ("relabel", target, via) if target != original else ("confirm", None, via)
 
     intents, rejected = [], []

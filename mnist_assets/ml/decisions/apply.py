@@ -79,7 +79,8 @@ def review_split(view, split: str, log: DecisionLog, classes: list[str]) -> Revi
     log.append(collected.new)
     decisions = log.by_key()
     plan = plan_apply(samples, split, decisions)
-    todo = [position for position in plan.updates if samples.label[position] in classes]
+    # (None: a sample the source left unlabeled, or one a person cleared: the log gives it its label)
+    todo = [position for position in plan.updates if samples.label[position] in classes or samples.label[position] is None]
     written = 0
     if todo:
         fence_held_locks()  # no label lands after this process lost the split's lock (a pause past its lease)

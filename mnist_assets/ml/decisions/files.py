@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mnist_assets.ml.dataset_spec import SPLITS
 from mnist_assets.ml.decisions.log import DecisionLog
-from mnist_assets.ml.decisions.model import KINDS, SOURCE_PART, Decision, DecisionError, fold, now
+from mnist_assets.ml.decisions.model import KINDS, LABELING, SOURCE_PART, Decision, DecisionError, fold, now
 
 FILE_COLUMNS = ("split", "source_index", "decision", "label", "note")
 REQUIRED_COLUMNS = ("source_index", "decision")
@@ -166,11 +166,16 @@ def decisions_from_rows(
         if kind not in KINDS:
             errors.append(f"{where}: decision {kind!r} is not one of {', '.join(KINDS)}.")
             continue
-        if kind == "relabel" and label not in classes:
-            errors.append(f"{where}: relabel needs a declared class in `label`, got {label!r}; use one of {', '.join(classes)}.")
+        if kind in LABELING and label not in classes:
+            errors.append(f"{where}: {kind} needs a declared class in `label`, got {label!r}; use one of {', '.join(classes)}.")
             continue
-        if kind != "relabel" and label is not None:
+        if kind not in LABELING and label is not None:
             errors.append(f"{where}: {kind} takes no label (got {label!r}); leave `label` empty or use relabel.")
+            continue
+        unlabeled = sources[split][source_index][1] is None
+        if (kind == "label" and not unlabeled) or (kind in ("relabel", "confirm") and unlabeled):
+            fix = "has no label in the source: use `label`" if unlabeled else "has a label: use `relabel`"
+            errors.append(f"{where}: {split} sample {source_index} {fix}.")
             continue
         lines_of[(SOURCE_PART[split], source_index)].append((number, (split, kind, label)))
         image_hash, original = sources[split][source_index]

@@ -1,7 +1,8 @@
 """What a decision is and what a sample's decisions add up to.
 
 A decision about one sample is `relabel` (to a declared class), `exclude` (keep the sample, leave it
-out of training, fold models, evaluation and augmentation) or `confirm` (the source's label is right).
+out of training, fold models, evaluation and augmentation), `confirm` (the source's label is right)
+or `label` (a declared class for a sample the source left unlabeled).
 Each records the sample's source index and pixel hash, the label before and after, when, how it was
 made (`app`: an edited `ground_truth`; `tag:<tag>`; `file:<name>:<line>`; `python`) and an optional
 note. A sample's decisions are folded in order (the latest wins); one made for pixels that have
@@ -14,7 +15,8 @@ import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
-KINDS = ("relabel", "exclude", "confirm")
+KINDS = ("relabel", "exclude", "confirm", "label")
+LABELING = ("relabel", "label")  # `label`: a class for a sample the source left unlabeled
 # Train and validation are drawn from one source file, so their source indices name the same images.
 SOURCE_PART = {"train": "train", "validation": "train", "test": "test"}
 
@@ -28,8 +30,8 @@ class Decision:
     split: str
     source_index: int
     image_hash: str
-    decision: str  # relabel | exclude | confirm
-    label: str | None  # relabel: the new class; otherwise None
+    decision: str  # relabel | exclude | confirm | label
+    label: str | None  # relabel, label: the new class; otherwise None
     old_label: str | None  # the label in use before the decision
     original_label: str | None  # the source's label
     at: str  # when, ISO 8601 UTC
@@ -81,9 +83,9 @@ class SampleState:
 
 def step(state: SampleState, decision: Decision, original_label: str | None) -> SampleState:
     """The state after one more decision: exclusion keeps the label in use, the others set it."""
-    if decision.decision == "relabel" and decision.label != original_label:
-        return SampleState(decision.label, "relabel")
-    if decision.decision in ("relabel", "confirm"):  # relabelled to the source's label: a confirmation
+    if decision.decision in LABELING and decision.label != original_label:
+        return SampleState(decision.label, decision.decision)
+    if decision.decision in (*LABELING, "confirm"):  # relabelled to the source's label: a confirmation
         return SampleState(original_label, "confirm")
     return SampleState(state.label, "exclude")
 

@@ -1,0 +1,125 @@
+"""Samples without a label: MNIST declared with a label budget (all but 60 of train's labels hidden)
+through every asset of the graph. The unlabeled samples are ingested, embedded and predicted like
+any other; they never train a model and never count in an accuracy or a label score."""
+
+import dagster as dg
+import numpy as np
+import pytest
+from fiftyone import ViewField as F
+
+from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.fiftyone_store import split_view, usable_view
+from mnist_assets.ml.sources import hidden_labels
+from mnist_assets.pipeline import build_pipeline_defs, declared_spec
+from mnist_assets.run_all import materialize_stage, stages
+
+LIMIT, LABELED = 300, 60
+
+
+def test_hidden_labels_keep_the_same_samples_whatever_the_order():
+    keys = np.arange(1000)
+    labels = keys % 10
+    hidden = hidden_labels(labels, keys, 100, seed=3)
+    assert (hidden >= 0).sum() == 100 and (hidden[hidden >= 0] == labels[hidden >= 0]).all()
+    order = np.random.default_rng(0).permutation(1000)
+    assert (hidden_labels(labels[order], keys[order], 100, seed=3) == hidden[order]).all()  # chosen per key
+    assert (hidden_labels(labels, keys, 100, seed=4) >= 0).sum() == 100
+    assert set(np.flatnonzero(hidden_labels(labels, keys, 100, seed=4) >= 0)) != set(np.flatnonzero(hidden >= 0))
+
+
+def test_a_label_budget_is_checked_when_it_loads():
+    with pytest.raises(ValueError, match="labeled"):
+        declared_spec("mnist").model_copy(update={"label_budget": None}).model_validate(
+            {**declared_spec("mnist").model_dump(), "label_budget": {"labeled": -1}}
+        )
+    with pytest.raises(ValueError, match="extra"):
+        DatasetSpec(**{**declared_spec("mnist").model_dump(), "label_budget": {"labeled": 5, "sed": 1}})
+
+
+@pytest.fixture(scope="module")
+def budget_graph(tmp_path_factory):
+    from mnist_assets.resources import Settings
+
+    home = tmp_path_factory.mktemp("unlabeled")
+    spec = DatasetSpec(**{**declared_spec("mnist").model_dump(), "name": "mnist_few", "label_budget": {"labeled": LABELED, "seed": 0}})
+    settings = Settings(
+        home=str(home), namespace="unlabeled", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
+    )
+    resources = {"settings": settings}
+    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
+    graph = defs.resolve_asset_graph()
+    instance = dg.DagsterInstance.ephemeral()
+    checks = []
+    for keys, partitioned in stages(graph, ["mnist_few"]):
+        for partition in ("train", "validation", "test") if partitioned else [None]:
+            result = materialize_stage(instance, keys, partition, resources, defs.assets)
+            assert result.success, f"{keys} [{partition}] failed"
+            checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    for key in graph.get_all_asset_keys():
+        assert instance.get_latest_materialization_event(key) is not None, f"{key.to_user_string()} never materialized"
+    return settings, instance, checks, spec, defs
+
+
+def metadata(instance, name: str, partition: str | None = None) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["mnist_few", name]), asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def test_unlabeled_samples_are_ingested_predicted_and_counted_but_never_trained_on(budget_graph):
+    settings, instance, checks, _, _ = budget_graph
+    dataset = settings.store("mnist_few").dataset()
+    train = split_view(dataset, "train")
+    labels, clean, original = train.values(["ground_truth.label", "ground_truth_clean.label", "ground_truth_original.label"])
+    assert len(train) == LIMIT and sum(label is not None for label in labels) == LABELED
+    assert all(c is not None for c in clean) and labels == original  # the truth beside, for measurement only
+    assert len(usable_view(dataset, "train")) == LABELED
+    assert all(label is not None for label in split_view(dataset, "validation").values("ground_truth.label"))
+
+    # every sample is predicted and embedded; only labeled ones are scored against their label
+    for field in ("lenet_predictions", "clip_embeddings", "lenet_embeddings", "clip_zero_shot"):
+        assert all(value is not None for value in train.values(field)), field
+    quality = train.values("label_quality")
+    assert all((q is None) == (label is None) for q, label in zip(quality, labels))
+
+    raw = metadata(instance, "raw_dataset", "train")
+    assert (raw["labeled"], raw["unlabeled"]) == (LABELED, LIMIT - LABELED)
+    info = metadata(instance, "dataset_metadata", "train")
+    assert (info["labeled"], info["unlabeled"], info["excluded"]) == (LABELED, LIMIT - LABELED, 0)
+    assert metadata(instance, "lenet_checkpoint")["train_samples"] == LABELED
+    assert metadata(instance, "lenet_oof_predictions")["count"] == LABELED  # the fold models too
+    queue = dataset.load_saved_view("review-queue-train")  # nothing to review on a sample with no label
+    assert len(queue) and all(label is not None for label in queue.values("ground_truth.label"))
+    predictions = metadata(instance, "lenet_predictions", "train")
+    assert predictions["count"] == LIMIT and predictions["evaluated"] == LABELED
+    failed = {f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed}
+    assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name}, failed
+
+
+def test_a_label_given_in_the_app_or_a_file_is_a_label_decision_that_survives_re_ingest_and_trains(budget_graph):
+    from mnist_assets.ml.decisions import DecisionError, record_rows
+
+    settings, instance, _, spec, defs = budget_graph
+    store = settings.store("mnist_few")
+    dataset = store.dataset()
+    unlabeled = split_view(dataset, "train").match(~F("ground_truth.label").exists())
+    by_app, by_file = unlabeled.limit(2)
+    by_app.ground_truth.label = by_app.ground_truth_clean.label  # as the App's label editor writes it
+    by_app.save()
+    row = {"split": "train", "source_index": by_file.source_index, "label": by_file.ground_truth_clean.label}
+    with pytest.raises(DecisionError, match="has no label in the source: use `label`"):
+        record_rows(
+            store.decision_log(), [(1, {**row, "decision": "relabel"})], "file:x.csv", spec, settings.source_dir, settings.downloads_dir
+        )
+    record_rows(store.decision_log(), [(1, {**row, "decision": "label"})], "python", spec, settings.source_dir, settings.downloads_dir)
+
+    keys = [dg.AssetKey(["mnist_few", name]) for name in ("raw_dataset", "label_review")]  # the weekly re-ingest, then the review
+    assert materialize_stage(instance, keys, "train", {"settings": settings}, defs.assets).success
+    kept = dataset.select([by_app.id, by_file.id], ordered=True)
+    assert kept.values("id") == [by_app.id, by_file.id]  # the same samples, not replaced
+    assert kept.values("ground_truth.label") == [by_app.ground_truth_clean.label, by_file.ground_truth_clean.label]
+    assert kept.values("ground_truth_original.label") == [None, None]  # the source's: none
+    assert len(usable_view(dataset, "train")) == LABELED + 2  # both now train
+    decisions = [d for d in store.decision_log().read() if d.source_index in (by_app.source_index, by_file.source_index)]
+    assert sorted((d.decision, d.via) for d in decisions) == [("label", "app"), ("label", "python")]
