@@ -27,7 +27,7 @@ $(foreach name,$(USER_VALUES),$(eval $(call as_typed,$(name))))
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run test ui app bench clean review worker predict
+.PHONY: setup run test ui app bench clean review worker predict label-requests
 
 setup: $(STAMP)
 
@@ -70,6 +70,11 @@ review: export SPLIT := $(SPLIT)
 review: setup
 	@test -n "$$DECISIONS" || { echo "usage: make review DECISIONS=<file.csv|file.json> [DATASET=mnist] [SPLIT=train|validation|test]" >&2; exit 2; }
 	$(PY) -m mnist_assets.review import --dataset "$$DATASET" $${SPLIT:+--split "$$SPLIT"} -- "$$DECISIONS"
+
+# The next batch of unlabeled samples to label (label_requests' file: sample, file, the model's guess).
+label-requests: export DATASET := $(DATASET)
+label-requests: setup
+	$(PY) -m mnist_assets.review requests --dataset "$$DATASET"
 
 # Classify image files with a dataset's released model (mnist_assets/predict.py); IMAGES is split
 # as a shell splits words (shlex), so IMAGES='"my digit.png" b.jpg' is two files.

@@ -6,14 +6,14 @@ import dagster as dg
 import yaml
 
 from mnist_assets import declared
-from mnist_assets.assets import augmentation, clip, cnn, data_issues, dataset, duplicates, lenet, quality, release, review
+from mnist_assets.assets import augmentation, clip, cnn, data_issues, dataset, duplicates, label_requests, lenet, quality, release, review
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.automation import with_same_run_parents
 from mnist_assets.ml.dataset_spec import DatasetSpec, DatasetSpecError
 from mnist_assets.partitions import split_partitions
 from mnist_assets.sensors import build_review_sensor, build_source_sensor
 
-STAGES = (dataset, review, clip, lenet, quality, data_issues, duplicates, augmentation, cnn, release)
+STAGES = (dataset, review, clip, lenet, quality, label_requests, data_issues, duplicates, augmentation, cnn, release)
 DEFS_FOLDER = declared.DEFS_FOLDER
 
 

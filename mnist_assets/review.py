@@ -2,6 +2,7 @@
 
     python -m mnist_assets.review import FILE [--dataset mnist] [--split test] [--no-apply]
     python -m mnist_assets.review status [--dataset mnist]
+    python -m mnist_assets.review requests [--dataset mnist]
 
 `import` checks every row of a CSV (`source_index,decision,label`, optional `split` and `note`; `#`
 lines are comments) or JSON file against the dataset's source, adds the decisions to the dataset's
@@ -142,6 +143,23 @@ def status(dataset: str) -> list[dict]:
     return rows
 
 
+def label_requests(dataset: str) -> str:
+    """The file of the next batch to label (sample, file, the model's guess), where it is, and how to
+    answer it; a ValueError with the fix when the dataset has no unlabeled samples or none proposed yet."""
+    from mnist_assets.assets.label_requests import requests_file
+
+    spec, _, store = _dataset(dataset)
+    path = requests_file(store)
+    if not spec.has_unlabeled:
+        raise ValueError(f"{dataset} declares no unlabeled samples (label_budget), so nothing is proposed for labeling.")
+    if not path.is_file():
+        raise ValueError(f"no label requests for {dataset} yet: materialize {dataset}/label_requests (make run) first.")
+    return (
+        f"# {path}\n# label them in the App (saved view to-label) or answer with a decision file: "
+        "source_index,decision,label with decision `label` (make review DECISIONS=... SPLIT=train)\n" + path.read_text()
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,11 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     importing.add_argument("--no-apply", action="store_true", help="only record; label_review applies them later")
     showing = commands.add_parser("status", help="decisions in force, stale ones and pending reviews per split")
     showing.add_argument("--dataset", default="mnist")
+    requesting = commands.add_parser("requests", help="the next batch of unlabeled samples to label (label_requests' file)")
+    requesting.add_argument("--dataset", default="mnist")
     args = parser.parse_args(argv)
     try:
         if args.command == "import":
             decisions = import_file(args.dataset, args.file, args.split, apply=not args.no_apply)
             print(f"recorded {len(decisions)} decisions from {args.file} in {_dataset(args.dataset)[2].decision_log().path}")
+        elif args.command == "requests":
+            print(label_requests(args.dataset), end="")
         else:
             for row in status(args.dataset):
                 print("  ".join(f"{key}={value}" for key, value in row.items()))

@@ -13,7 +13,7 @@ from mnist_assets.ml.sources import hidden_labels
 from mnist_assets.pipeline import build_pipeline_defs, declared_spec
 from mnist_assets.run_all import materialize_stage, stages
 
-LIMIT, LABELED = 300, 60
+LIMIT, LABELED, BATCH = 300, 60, 25
 
 
 def test_hidden_labels_keep_the_same_samples_whatever_the_order():
@@ -41,7 +41,14 @@ def budget_graph(tmp_path_factory):
     from mnist_assets.resources import Settings
 
     home = tmp_path_factory.mktemp("unlabeled")
-    spec = DatasetSpec(**{**declared_spec("mnist").model_dump(), "name": "mnist_few", "label_budget": {"labeled": LABELED, "seed": 0}})
+    spec = DatasetSpec(
+        **{
+            **declared_spec("mnist").model_dump(),
+            "name": "mnist_few",
+            "label_budget": {"labeled": LABELED, "seed": 0},
+            "label_batch": BATCH,
+        }
+    )
     settings = Settings(
         home=str(home), namespace="unlabeled", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
     )
@@ -93,6 +100,13 @@ def test_unlabeled_samples_are_ingested_predicted_and_counted_but_never_trained_
     assert len(queue) and all(label is not None for label in queue.values("ground_truth.label"))
     predictions = metadata(instance, "lenet_predictions", "train")
     assert predictions["count"] == LIMIT and predictions["evaluated"] == LABELED
+    requests = metadata(instance, "label_requests")
+    assert (requests["strategy"], requests["labeled"], requests["unlabeled"], requests["batch"]) == (
+        "typiclust",
+        LABELED,
+        LIMIT - LABELED,
+        BATCH,
+    )
     failed = {f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed}
     assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name}, failed
 
@@ -123,3 +137,38 @@ def test_a_label_given_in_the_app_or_a_file_is_a_label_decision_that_survives_re
     assert len(usable_view(dataset, "train")) == LABELED + 2  # both now train
     decisions = [d for d in store.decision_log().read() if d.source_index in (by_app.source_index, by_file.source_index)]
     assert sorted((d.decision, d.via) for d in decisions) == [("label", "app"), ("label", "python")]
+
+
+def test_the_next_batch_is_unlabeled_samples_in_priority_order_in_the_app_and_a_file(budget_graph):
+    import csv
+
+    from mnist_assets.assets.label_requests import requests_file
+
+    settings, _, _, _, _ = budget_graph
+    store = settings.store("mnist_few")
+    dataset = store.dataset()
+    to_label = dataset.load_saved_view("to-label")
+    priorities = to_label.values("label_priority")
+    assert len(to_label) == BATCH and priorities == sorted(priorities, reverse=True) and min(priorities) > 0
+    assert all(label is None for label in to_label.values("ground_truth.label"))
+    train = split_view(dataset, "train")
+    labeled_priorities = train.match(F("ground_truth_original.label").exists()).values("label_priority")  # by the source
+    assert max(labeled_priorities) == 0 and max(priorities) == 1.0  # a labeled sample is never proposed
+    with open(requests_file(store), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # the file is the view (less what was labeled since it was written): same order, the model's guess
+    unlabeled = set(train.match(~F("ground_truth.label").exists()).values("id"))
+    still = [row for row in rows if row["sample_id"] in unlabeled]
+    assert len(rows) == BATCH and len(still) >= BATCH - 2
+    assert [row["sample_id"] for row in still] == to_label.values("id")[: len(still)]
+    assert [row["predicted"] for row in still] == to_label.values("lenet_predictions.label")[: len(still)]
+    # TypiClust spreads the batch over the pool: more classes than a random 25 of 60 labels' worth
+    truth = to_label.values("ground_truth_clean.label")
+    assert len(set(truth)) >= 8
+
+
+def test_label_requests_of_a_dataset_without_unlabeled_samples_says_so(capsys):
+    from mnist_assets.review import main
+
+    assert main(["requests", "--dataset", "mnist"]) == 2
+    assert "mnist declares no unlabeled samples (label_budget)" in capsys.readouterr().err

@@ -57,7 +57,7 @@ class LabelBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    labeled: int = Field(ge=0)
+    labeled: int = Field(ge=1)  # a model needs a label to start from
     seed: int = Field(0, ge=0, lt=SEEDS)
 
 
@@ -105,6 +105,8 @@ class DatasetSpec(BaseModel):
     label_noise: Optional[dict] = None
     # The same for label budgets: `{labeled, seed}` (LabelBudget), train's other labels hidden.
     label_budget: Optional[dict] = None
+    # How many unlabeled samples label_requests proposes at a time (the to-label view, the requests file).
+    label_batch: int = Field(100, ge=1)
     # data_issues' blocking checks: issue type -> the largest share of a split that may be flagged
     # (e.g. {dark: 0.05}); the types not named only warn.
     issue_gates: Optional[dict[str, float]] = None
@@ -164,6 +166,11 @@ class DatasetSpec(BaseModel):
     def budget(self) -> LabelBudget | None:
         """The declared label budget, if any."""
         return LabelBudget(**self.label_budget) if self.label_budget is not None else None
+
+    @property
+    def has_unlabeled(self) -> bool:
+        """Whether some samples come without a label (then the graph proposes which to label)."""
+        return self.label_budget is not None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:

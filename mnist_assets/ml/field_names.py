@@ -37,6 +37,7 @@ UNIQUENESS = "uniqueness"
 LABEL_QUALITY = "label_quality"  # cleanlab's
 DATA_ISSUES = "data_issues"  # the names of the data issues a sample is flagged for (issue_<type>: each one's score)
 SOURCE_WIDTH, SOURCE_HEIGHT, SOURCE_MODE, SOURCE_PATH = "source_width", "source_height", "source_mode", "source_path"  # a folder's file
+LABEL_PRIORITY = "label_priority"  # unlabeled samples: which to label next (higher: sooner); the to-label view's order
 REVIEW_PRIORITY = "review_priority"  # the platform's estimate that the label is wrong (higher: review sooner); review queues' order
 
 
@@ -105,6 +106,7 @@ def issues_view_name(issue: str, split: str) -> str:
 # keeps, the accuracy gates and which release wins), then train's (what models learn from), then test's
 # (which only measure): docs/label-cleaning.md, "When validation is as noisy as train".
 REVIEW_QUEUE_VIEW = "review-queue"
+TO_LABEL_VIEW = "to-label"  # the next batch of unlabeled samples to label, label_priority first
 REVIEW_ORDER = ("validation", "train", "test")
 
 
