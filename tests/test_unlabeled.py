@@ -1,6 +1,7 @@
-"""Samples without a label: MNIST declared with a label budget (all but 60 of train's labels hidden)
-through every asset of the graph. The unlabeled samples are ingested, embedded and predicted like
-any other; they never train a model and never count in an accuracy or a label score."""
+"""Samples without a label: MNIST declared with a label budget (all but 60 of train's labels hidden),
+and a folder with half its photos in an `unlabeled:` folder, through every asset of the graph. The
+unlabeled samples are ingested, embedded and predicted like any other; they never train a model and
+never count in an accuracy or a label score; label_requests proposes which to label next."""
 
 import dagster as dg
 import numpy as np
@@ -34,6 +35,8 @@ def test_a_label_budget_is_checked_when_it_loads():
         )
     with pytest.raises(ValueError, match="extra"):
         DatasetSpec(**{**declared_spec("mnist").model_dump(), "label_budget": {"labeled": 5, "sed": 1}})
+    with pytest.raises(ValueError, match="declares hidden labels with label_budget"):
+        DatasetSpec(**{**declared_spec("mnist").model_dump(), "unlabeled": "/tmp"})
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +175,54 @@ def test_label_requests_of_a_dataset_without_unlabeled_samples_says_so(capsys):
 
     assert main(["requests", "--dataset", "mnist"]) == 2
     assert "mnist declares no unlabeled samples (label_budget)" in capsys.readouterr().err
+
+
+def test_a_half_unlabeled_folder_goes_through_every_asset(make_settings, tmp_path):
+    """A user's folder where half the photos of each class were never labeled: `unlabeled:` points at
+    them (in sub-folders of their own); they join train without a label and go through the graph."""
+    import shutil
+
+    from image_folders import folder_declaration, write_image_folder
+
+    from mnist_assets.ml.idx_source import load_fashion_mnist
+
+    labeled = write_image_folder(tmp_path / "clothes", load_fashion_mnist(None, tmp_path / "downloads"), per_class=60)
+    pool = tmp_path / "new_photos"
+    for number, path in enumerate(sorted(p for p in labeled.rglob("*") if p.is_file())[1::2]):  # every other file
+        target = pool / f"day{number % 3}" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+    moved = sum(1 for p in pool.rglob("*") if p.is_file())
+    spec = DatasetSpec(**folder_declaration(labeled, name="half_labeled", unlabeled=str(pool), label_batch=20))
+    settings = make_settings(epochs=1)
+    resources = {"settings": settings}
+    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
+    graph = defs.resolve_asset_graph()
+    instance = dg.DagsterInstance.ephemeral()
+    checks = []
+    for keys, partitioned in stages(graph, ["half_labeled"]):
+        for partition in ("train", "validation", "test") if partitioned else [None]:
+            result = materialize_stage(instance, keys, partition, resources, defs.assets)
+            assert result.success, f"{keys} [{partition}] failed"
+            checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    for key in graph.get_all_asset_keys():
+        assert instance.get_latest_materialization_event(key) is not None, f"{key.to_user_string()} never materialized"
+
+    dataset = settings.store("half_labeled").dataset()
+    paths, splits, labels, issues = dataset.values(["source_path", "split", "ground_truth.label", "data_issues"])
+    from_pool = [path.startswith("~unlabeled/") for path in paths]
+    assert sum(from_pool) == moved and all(split == "train" for split, pooled in zip(splits, from_pool) if pooled)
+    assert all((label is None) == pooled for label, pooled in zip(labels, from_pool))  # the pool only, all of it
+    assert all(found is not None for found in issues)  # data issues judged on every image, labeled or not
+    train = split_view(dataset, "train")
+    assert len(usable_view(dataset, "train")) == len(train) - moved > 0
+    requests = {
+        k: v.value
+        for k, v in instance.get_latest_materialization_event(
+            dg.AssetKey(["half_labeled", "label_requests"])
+        ).asset_materialization.metadata.items()
+    }
+    assert (requests["unlabeled"], requests["batch"]) == (moved, 20)
+    assert len(dataset.load_saved_view("to-label")) == 20
+    failed = {f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed}
+    assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name or "class_balance" in name}, failed

@@ -27,17 +27,18 @@ def split_tensors(
     standardize: bool = True,
     with_excluded: bool = False,
     statistics: tuple[float, float] | None = None,
+    with_unlabeled: bool = False,
 ):
     """The dataset, the split's view and its tensors (through the cached bridge), standardized with
     `statistics`, by default the train split's pixel mean and std (unless `standardize` is off: pixels
     only). The samples a person excluded are left out unless `with_excluded` (pixels every sample
-    needs: embeddings, predictions)."""
+    needs: embeddings, predictions), those no one has labeled unless `with_unlabeled` or `with_excluded`."""
     from mnist_assets.ml.fiftyone_store import split_view, usable_view
     from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
 
     store = store or p.store(settings)
     dataset = store.dataset()
-    view = split_view(dataset, split) if with_excluded else usable_view(dataset, split)
+    view = split_view(dataset, split) if with_excluded else usable_view(dataset, split, with_unlabeled)
     if len(view) == 0:
         raise ValueError(f"split {split!r} has no samples; materialize {p.name}/raw_dataset[{split}] first.")
     with materialize_first(p, "raw_dataset", split):

@@ -1,6 +1,7 @@
 """Every kind of data issue, not only wrong labels: CleanVision's image checks and cleanlab's outliers
 and class imbalance (ml/data_issues.py), per split, judged against the train split."""
 
+import dataclasses
 import json
 import time
 
@@ -39,7 +40,7 @@ def build(p: Pipeline) -> list:
         + ([p.key("clip_embeddings")] if "clip" in p.spec.outlier_spaces else []),
         group_name=p.group("quality"),
         kinds={"fiftyone"},
-        code_version="3",  # 3: leak
+        code_version="4",  # 3: leak; 4: unlabeled samples judged on their pixels
         automation_condition=follows_lineage(),
         check_specs=[
             p.check(
@@ -73,7 +74,7 @@ def build(p: Pipeline) -> list:
         def read(part: str):
             from mnist_assets.assets.data import split_tensors
 
-            dataset, view, tensors = split_tensors(p, settings, part, store, standardize=False)
+            dataset, view, tensors = split_tensors(p, settings, part, store, standardize=False, with_unlabeled=True)
             images = image_issues.channels_last(tensors.images.numpy())
             widths, heights = file_sizes(view, p.spec.image_size)
             return dataset, view, tensors, images, widths, heights
@@ -115,7 +116,7 @@ def build(p: Pipeline) -> list:
             save_view(dataset, issues_view_name(issue, split), flagged.sort_by(issue_field(issue), reverse=True))
 
         counts = found.counts()
-        imbalance = issues.class_imbalance(class_counts(view.values(f"{GROUND_TRUTH}.label"), p.classes()))
+        imbalance = issues.class_imbalance(class_counts([x for x in view.values(f"{GROUND_TRUTH}.label") if x is not None], p.classes()))
         rows = [
             {"issue": issue, "flagged": counts[issue], "share": round(counts[issue] / max(len(labels), 1), 4), "gate": gates.get(issue, "")}
             for issue in ISSUE_TYPES
@@ -170,10 +171,17 @@ def underperforming_groups(p: Pipeline, view, split: str, labels: np.ndarray):
     from mnist_assets.ml.fiftyone_store import read_vectors
 
     predictions = scored_predictions(split)
+    known = np.flatnonzero(labels >= 0)  # out-of-sample predictions, and a label to judge, exist on labeled samples
     with materialize_first(p, "hardness_scores", split):
-        logits = read_vectors(view, f"{predictions}.logits")
-        embeddings = read_vectors(view, LENET_EMBEDDINGS)
-    return issues.underperforming_group(embeddings, softmax(logits, axis=1), labels)
+        labeled_view = view.select(np.asarray(view.values("id"))[known].tolist(), ordered=True)
+        logits = read_vectors(labeled_view, f"{predictions}.logits")
+        embeddings = read_vectors(labeled_view, LENET_EMBEDDINGS)
+    groups = issues.underperforming_group(embeddings, softmax(logits, axis=1), labels[known])
+    if len(known) == len(labels):
+        return groups
+    scores, flags = np.zeros(len(labels)), np.zeros(len(labels), dtype=bool)  # an unlabeled sample: not judged here
+    scores[known], flags[known] = groups.scores, groups.flags
+    return dataclasses.replace(groups, scores=scores, flags=flags)
 
 
 def clip_embeddings_of(context, p: Pipeline, views: dict) -> dict[str, np.ndarray]:

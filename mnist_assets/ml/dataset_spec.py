@@ -105,6 +105,8 @@ class DatasetSpec(BaseModel):
     label_noise: Optional[dict] = None
     # The same for label budgets: `{labeled, seed}` (LabelBudget), train's other labels hidden.
     label_budget: Optional[dict] = None
+    # A folder: images no one has labeled yet (any layout below it); they join train without a label.
+    unlabeled: Optional[str] = None
     # How many unlabeled samples label_requests proposes at a time (the to-label view, the requests file).
     label_batch: int = Field(100, ge=1)
     # data_issues' blocking checks: issue type -> the largest share of a split that may be flagged
@@ -170,7 +172,12 @@ class DatasetSpec(BaseModel):
     @property
     def has_unlabeled(self) -> bool:
         """Whether some samples come without a label (then the graph proposes which to label)."""
-        return self.label_budget is not None
+        return self.label_budget is not None or self.unlabeled is not None
+
+    @property
+    def unlabeled_folder(self) -> Path | None:
+        """`unlabeled` as a folder, taken as `path` is."""
+        return REPO_ROOT / Path(self.unlabeled).expanduser() if self.unlabeled else None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -179,6 +186,15 @@ class DatasetSpec(BaseModel):
                 raise DatasetSpecError(f"dataset {self.name!r}: class_names must list at least two distinct names.")
             if self.source != "folder" and len(self.class_names) != 10:
                 raise DatasetSpecError(f"dataset {self.name!r}: {self.source} has 10 classes; class_names lists {len(self.class_names)}.")
+        if self.unlabeled is not None and self.source != "folder":
+            raise DatasetSpecError(
+                f"dataset {self.name!r}: `unlabeled` is a folder dataset's folder of images without labels; "
+                f"{self.source} declares hidden labels with label_budget: {{labeled: N}} instead."
+            )
+        if self.unlabeled is not None and not self.unlabeled_folder.is_dir():
+            raise DatasetSpecError(
+                f"dataset {self.name!r}: unlabeled folder {self.unlabeled_folder} does not exist; create it or fix `unlabeled`."
+            )
         if self.source == "folder":
             if not self.path:
                 raise DatasetSpecError(f"dataset {self.name!r}: a folder dataset needs `path`, the folder of class sub-folders.")

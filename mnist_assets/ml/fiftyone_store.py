@@ -139,11 +139,12 @@ def split_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
     return dataset.match(F(SPLIT) == split).sort_by(SOURCE_INDEX)
 
 
-def usable_view(dataset: fo.Dataset, split: str) -> fo.DatasetView:
+def usable_view(dataset: fo.Dataset, split: str, with_unlabeled: bool = False) -> fo.DatasetView:
     """The samples of a split that count: all but those a person excluded (ml/decisions.py) and those
     no one has labeled yet. Training, fold models, evaluations, quality scores, augmentation and
-    duplicates read these."""
-    return dataset.match((F(SPLIT) == split) & (F(REVIEW_DECISION) != "exclude") & labeled()).sort_by(SOURCE_INDEX)
+    duplicates read these; `with_unlabeled`: those too (what the pixels alone say: data issues)."""
+    counted = (F(SPLIT) == split) & (F(REVIEW_DECISION) != "exclude")
+    return dataset.match(counted if with_unlabeled else counted & labeled()).sort_by(SOURCE_INDEX)
 
 
 def labeled():

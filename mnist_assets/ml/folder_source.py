@@ -136,6 +136,36 @@ def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: 
     )
 
 
+UNLABELED_PREFIX = (
+    "~unlabeled/"  # an unlabeled file's name: its own keys, never a labeled file's (a class folder is not expected to start with ~)
+)
+
+
+def load_unlabeled_folder(folder: Path, conversion: Conversion, unlabeled: int, strict: bool = False) -> FolderImages:
+    """Every readable image anywhere under `folder` (any layout: no class), converted, labeled
+    `unlabeled`, named `~unlabeled/<path relative to folder>`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FolderSourceError(
+            f"unlabeled folder {folder} does not exist; set `unlabeled` in defs.yaml to a folder of images, or remove it."
+        )
+    paths = _image_files(folder)
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda p: _load_one(p, conversion), paths))
+    failed = [(path, result) for path, result in zip(paths, loaded) if isinstance(result, ImageConversionError)]
+    if failed and strict:
+        raise FolderSourceError(f"{failed[0][1]} (strict: true refuses the ingest; without it the rest is ingested, the file reported)")
+    kept = [i for i, result in enumerate(loaded) if not isinstance(result, ImageConversionError)]
+    empty = np.zeros((0, conversion.size, conversion.size) + ((3,) if conversion.channels == 3 else ()), np.uint8)
+    return FolderImages(
+        images=np.stack([loaded[i][0] for i in kept]) if kept else empty,
+        labels=np.full(len(kept), unlabeled, dtype=np.int64),
+        files=[UNLABELED_PREFIX + str(paths[i].relative_to(folder)) for i in kept],
+        file_info=[loaded[i][1] for i in kept],
+        unreadable=[(UNLABELED_PREFIX + _printable(str(path.relative_to(folder))), str(error)) for path, error in failed],
+    )
+
+
 def file_keys(files: list[str]) -> np.ndarray:
     """A stable integer per file, its samples' `source_index`: 7 bytes of the path's SHA-1 (fits int64),
     so adding or removing other files changes no sample's key."""

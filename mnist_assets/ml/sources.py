@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from mnist_assets.ml.dataset_spec import UNLABELED, DatasetSpec
-from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder
+from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder, load_unlabeled_folder
 from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
 from mnist_assets.ml.image_conversion import pad
 from mnist_assets.ml.label_noise import noisy_labels
@@ -29,6 +29,17 @@ class SourcePart:
     keys: np.ndarray  # each image's stable `source_index`: its position in an IDX file, a path hash in a folder
     files: list[str] | None = None  # folders: each image's path relative to the folder
     file_info: list[tuple[int, int, str]] | None = None  # folders: each file's width, height and mode
+
+    def then(self, other: SourcePart) -> SourcePart:
+        """This part's samples followed by `other`'s (a folder's unlabeled images after its labeled ones)."""
+        joined = lambda a, b: a + b if a is not None and b is not None else None  # noqa: E731
+        return SourcePart(
+            np.concatenate([self.images, other.images]),
+            np.concatenate([self.labels, other.labels]),
+            np.concatenate([self.keys, other.keys]),
+            joined(self.files, other.files),
+            joined(self.file_info, other.file_info),
+        )
 
     def take(self, positions: np.ndarray) -> SourcePart:
         files = [self.files[i] for i in positions] if self.files is not None else None
@@ -112,11 +123,21 @@ def _load_folder_source(spec: DatasetSpec) -> SourceArrays:
     whole = _part(train)
     unreadable = tuple(train.unreadable + (test.unreadable if test is not None else []))
     if test is not None:
-        return SourceArrays(whole, _part(test), f"folder {spec.folder} (train/ and test/)", unreadable)
-    # No test/ sub-folder: a seeded, stratified share of the images is the test split.
-    is_test = held_out(whole.keys, whole.labels, spec.test_fraction, spec.split_seed)
-    source = f"folder {spec.folder} ({spec.test_fraction:.0%} of it held out as test)"
-    return SourceArrays(whole.take(np.flatnonzero(~is_test)), whole.take(np.flatnonzero(is_test)), source, unreadable)
+        arrays = SourceArrays(whole, _part(test), f"folder {spec.folder} (train/ and test/)", unreadable)
+    else:  # No test/ sub-folder: a seeded, stratified share of the images is the test split.
+        is_test = held_out(whole.keys, whole.labels, spec.test_fraction, spec.split_seed)
+        source = f"folder {spec.folder} ({spec.test_fraction:.0%} of it held out as test)"
+        arrays = SourceArrays(whole.take(np.flatnonzero(~is_test)), whole.take(np.flatnonzero(is_test)), source, unreadable)
+    if spec.unlabeled_folder is None:
+        return arrays
+    # The images no one has labeled yet join train (docs/decisions.md): never test, never validation.
+    pool = load_unlabeled_folder(spec.unlabeled_folder, spec.conversion(), UNLABELED, strict=spec.strict)
+    return SourceArrays(
+        arrays.train.then(_part(pool)),
+        arrays.test,
+        f"{arrays.source}, {len(pool.labels)} unlabeled images from {spec.unlabeled_folder}",
+        arrays.unreadable + tuple(pool.unreadable),
+    )
 
 
 def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | None) -> SplitArrays:
@@ -127,6 +148,7 @@ def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | N
         part, positions = arrays.test, np.arange(len(arrays.test.labels))
     elif arrays.train.files is not None:  # a folder: a split that stays put when files are added
         is_validation = held_out(arrays.train.keys, arrays.train.labels, spec.validation_fraction, spec.split_seed + 1)
+        is_validation &= arrays.train.labels != UNLABELED  # unlabeled images stay in train
         part, positions = arrays.train, np.flatnonzero(is_validation if split == "validation" else ~is_validation)
     else:  # the IDX files never change: sklearn's stratified split, as MNIST always had
         part, positions = arrays.train, split_indices(arrays.train.labels, spec.split_seed, spec.validation_fraction)[split]
@@ -137,7 +159,8 @@ def split_of(arrays: SourceArrays, spec: DatasetSpec, split: str, limit: int | N
     labels, clean = chosen.labels, None
     noise = spec.noise
     if noise is not None and split in noise.splits:
-        labels, clean = noisy_labels(chosen.labels, chosen.keys, len(spec.classes()), noise.rate, noise.sparsity, noise.seed), chosen.labels
+        noisy = noisy_labels(np.maximum(chosen.labels, 0), chosen.keys, len(spec.classes()), noise.rate, noise.sparsity, noise.seed)
+        labels, clean = np.where(chosen.labels == UNLABELED, UNLABELED, noisy), chosen.labels
     budget = spec.budget
     if budget is not None and split == "train":
         labels, clean = hidden_labels(labels, chosen.keys, budget.labeled, budget.seed), chosen.labels
