@@ -11,6 +11,7 @@ import dagster as dg
 import numpy as np
 import pytest
 import torch
+from graph_runs import failed_checks, materialize_every_asset
 from image_folders import FOLDER_CLASSES, folder_declaration, write_image_folder
 from PIL import Image
 from processes import REPO
@@ -268,19 +269,8 @@ def test_a_folder_dataset_goes_through_every_asset(make_settings, clothes_folder
     """Every asset of the graph on 32x32 RGB photos of three classes, then a bad file that loses nothing."""
     spec = DatasetSpec(**folder_declaration(clothes_folder))
     settings = make_settings(epochs=5)
-    resources = {"settings": settings}
-    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
-    graph = defs.resolve_asset_graph()
-    instance = dg.DagsterInstance.ephemeral()
-    checks = []
-    for keys, partitioned in stages(graph, ["my_clothes"]):
-        for partition in ("train", "validation", "test") if partitioned else [None]:
-            result = materialize_stage(instance, keys, partition, resources, defs.assets)
-            assert result.success, f"{keys} [{partition}] failed"
-            checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    for key in graph.get_all_asset_keys():
-        assert instance.get_latest_materialization_event(key) is not None, f"{key.to_user_string()} never materialized"
-    failed = {f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed}
+    instance, checks, defs = materialize_every_asset(spec, settings)
+    failed = failed_checks(checks)
     # What the data-issue checks warn about: the folder's gray files (every 7th) in a colour set, and
     # what a few photos are (a dark item in a dark tint, an odd one, two alike), and a region of the
     # few images where the briefly trained models are far less sure of the labels than elsewhere.
@@ -332,7 +322,7 @@ def test_a_folder_dataset_goes_through_every_asset(make_settings, clothes_folder
     original = broken.read_bytes()
     broken.write_bytes(original[:80])
     try:
-        failed = materialize_stage(instance, [dg.AssetKey(["my_clothes", "raw_dataset"])], "train", resources, strict_assets)
+        failed = materialize_stage(instance, [dg.AssetKey(["my_clothes", "raw_dataset"])], "train", {"settings": settings}, strict_assets)
         assert not failed.success
         failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
         assert "bag_0001.png is not a readable image" in str(failure.event_specific_data.error)

@@ -7,12 +7,13 @@ import dagster as dg
 import numpy as np
 import pytest
 from fiftyone import ViewField as F
+from graph_runs import failed_checks, materialize_every_asset
 
 from mnist_assets.ml.dataset_spec import DatasetSpec
 from mnist_assets.ml.fiftyone_store import split_view, usable_view
 from mnist_assets.ml.sources import hidden_labels
-from mnist_assets.pipeline import build_pipeline_defs, declared_spec
-from mnist_assets.run_all import materialize_stage, stages
+from mnist_assets.pipeline import declared_spec
+from mnist_assets.run_all import materialize_stage
 
 LIMIT, LABELED, BATCH = 300, 60, 25
 
@@ -55,18 +56,7 @@ def budget_graph(tmp_path_factory):
     settings = Settings(
         home=str(home), namespace="unlabeled", limit=LIMIT, epochs=1, clip_model="mnist-tiny", clip_pretrained="none", device="cpu"
     )
-    resources = {"settings": settings}
-    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
-    graph = defs.resolve_asset_graph()
-    instance = dg.DagsterInstance.ephemeral()
-    checks = []
-    for keys, partitioned in stages(graph, ["mnist_few"]):
-        for partition in ("train", "validation", "test") if partitioned else [None]:
-            result = materialize_stage(instance, keys, partition, resources, defs.assets)
-            assert result.success, f"{keys} [{partition}] failed"
-            checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    for key in graph.get_all_asset_keys():
-        assert instance.get_latest_materialization_event(key) is not None, f"{key.to_user_string()} never materialized"
+    instance, checks, defs = materialize_every_asset(spec, settings)
     return settings, instance, checks, spec, defs
 
 
@@ -110,7 +100,7 @@ def test_unlabeled_samples_are_ingested_predicted_and_counted_but_never_trained_
         LIMIT - LABELED,
         BATCH,
     )
-    failed = {f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed}
+    failed = failed_checks(checks)
     assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name}, failed
 
 
@@ -195,18 +185,7 @@ def test_a_half_unlabeled_folder_goes_through_every_asset(make_settings, tmp_pat
     moved = sum(1 for p in pool.rglob("*") if p.is_file())
     spec = DatasetSpec(**folder_declaration(labeled, name="half_labeled", unlabeled=str(pool), label_batch=20))
     settings = make_settings(epochs=1)
-    resources = {"settings": settings}
-    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
-    graph = defs.resolve_asset_graph()
-    instance = dg.DagsterInstance.ephemeral()
-    checks = []
-    for keys, partitioned in stages(graph, ["half_labeled"]):
-        for partition in ("train", "validation", "test") if partitioned else [None]:
-            result = materialize_stage(instance, keys, partition, resources, defs.assets)
-            assert result.success, f"{keys} [{partition}] failed"
-            checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    for key in graph.get_all_asset_keys():
-        assert instance.get_latest_materialization_event(key) is not None, f"{key.to_user_string()} never materialized"
+    instance, checks, _ = materialize_every_asset(spec, settings)
 
     dataset = settings.store("half_labeled").dataset()
     paths, splits, labels, issues = dataset.values(["source_path", "split", "ground_truth.label", "data_issues"])
@@ -224,5 +203,5 @@ def test_a_half_unlabeled_folder_goes_through_every_asset(make_settings, tmp_pat
     }
     assert (requests["unlabeled"], requests["batch"]) == (moved, 20)
     assert len(dataset.load_saved_view("to-label")) == 20
-    failed = {f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed}
+    failed = failed_checks(checks)
     assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name or "class_balance" in name}, failed

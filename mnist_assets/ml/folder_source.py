@@ -101,6 +101,17 @@ def _load_one(path: Path, conversion: Conversion) -> tuple[np.ndarray, tuple[int
         return error
 
 
+def _convert_all(paths: list[Path], conversion: Conversion, strict: bool):
+    """Each file decoded and converted (threads): the results, the positions that worked and the
+    files that did not with why (`strict`: refuse at the first one)."""
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda p: _load_one(p, conversion), paths))
+    failed = [(path, result) for path, result in zip(paths, loaded) if isinstance(result, ImageConversionError)]
+    if failed and strict:
+        raise FolderSourceError(f"{failed[0][1]} (strict: true refuses the ingest; without it the rest is ingested, the file reported)")
+    return loaded, [i for i, result in enumerate(loaded) if not isinstance(result, ImageConversionError)], failed
+
+
 def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: Conversion, strict: bool = False) -> FolderImages:
     """Every readable image under `folder/<class>/`, converted (`strict`: refuse at the first unreadable
     one); classes must match the declared ones."""
@@ -117,12 +128,7 @@ def load_split_folder(folder: Path, root: Path, classes: list[str], conversion: 
             raise FolderSourceError(f"{folder / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); add some or remove the class.")
         paths += files
         labels += [label] * len(files)
-    with ThreadPoolExecutor(4) as pool:
-        loaded = list(pool.map(lambda p: _load_one(p, conversion), paths))
-    failed = [(path, result) for path, result in zip(paths, loaded) if isinstance(result, ImageConversionError)]
-    if failed and strict:
-        raise FolderSourceError(f"{failed[0][1]} (strict: true refuses the ingest; without it the rest is ingested, the file reported)")
-    kept = [i for i, result in enumerate(loaded) if not isinstance(result, ImageConversionError)]
+    loaded, kept, failed = _convert_all(paths, conversion, strict)
     kept_labels = np.asarray(labels, dtype=np.int64)[kept]
     for label, name in enumerate(classes):
         if not (kept_labels == label).any():
@@ -150,12 +156,7 @@ def load_unlabeled_folder(folder: Path, conversion: Conversion, unlabeled: int, 
             f"unlabeled folder {folder} does not exist; set `unlabeled` in defs.yaml to a folder of images, or remove it."
         )
     paths = _image_files(folder)
-    with ThreadPoolExecutor(4) as pool:
-        loaded = list(pool.map(lambda p: _load_one(p, conversion), paths))
-    failed = [(path, result) for path, result in zip(paths, loaded) if isinstance(result, ImageConversionError)]
-    if failed and strict:
-        raise FolderSourceError(f"{failed[0][1]} (strict: true refuses the ingest; without it the rest is ingested, the file reported)")
-    kept = [i for i, result in enumerate(loaded) if not isinstance(result, ImageConversionError)]
+    loaded, kept, failed = _convert_all(paths, conversion, strict)
     empty = np.zeros((0, conversion.size, conversion.size) + ((3,) if conversion.channels == 3 else ()), np.uint8)
     return FolderImages(
         images=np.stack([loaded[i][0] for i in kept]) if kept else empty,
