@@ -5,14 +5,13 @@ everything downstream follows by lineage.
 """
 
 import json
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG, get_input_event_pointer_tag  # the tags Dagster records
 
 from mnist_assets.assets.common import latest_materialization
 from mnist_assets.ml.dataset_spec import SPLITS, DatasetSpec
-from mnist_assets.ml.sources import source_fingerprint, watched_folder
+from mnist_assets.ml.sources import watched_fingerprint
 from mnist_assets.resources import Settings
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -36,15 +35,14 @@ def build_source_sensor(spec: DatasetSpec, job, raw_key: dg.AssetKey) -> dg.Sens
         minimum_interval_seconds=60,
         description=(
             f"Re-ingests every split of {spec.name} when its source files are added or change "
-            "(MNIST: MNIST_ASSETS_SOURCE_DIR or `path`; Fashion-MNIST: `path` or Debian's copy; folder: `path`), "
+            "(MNIST: MNIST_ASSETS_SOURCE_DIR or `path`; Fashion-MNIST: `path` or Debian's copy; folder: `path` and `unlabeled`), "
             "compared with what the last ingest of each split recorded."
         ),
     )
     def source_sensor(context: dg.SensorEvaluationContext, settings: Settings):
-        folder = watched_folder(spec, settings.source_dir)
-        if not folder or not Path(folder).is_dir():
+        fingerprint = watched_fingerprint(spec, settings.source_dir)
+        if not fingerprint:
             return dg.SkipReason(f"no source folder to watch for {spec.name}.")
-        fingerprint = source_fingerprint(Path(folder), recursive=spec.source == "folder")
         # The first tick after the sensor is turned on starts from what the ingests recorded, so
         # turning it on re-ingests nothing that is already in.
         seen = [context.cursor] * len(SPLITS) if context.cursor else _recorded_source_fingerprints(context.instance, raw_key)

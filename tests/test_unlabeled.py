@@ -205,3 +205,25 @@ def test_a_half_unlabeled_folder_goes_through_every_asset(make_settings, tmp_pat
     assert len(dataset.load_saved_view("to-label")) == 20
     failed = failed_checks(checks)
     assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name or "class_balance" in name}, failed
+
+
+def test_new_images_in_the_unlabeled_folder_change_what_the_source_sensor_compares(tmp_path):
+    import shutil
+
+    from image_folders import folder_declaration, write_image_folder
+
+    from mnist_assets.ml.idx_source import load_fashion_mnist
+    from mnist_assets.ml.sources import source_fingerprint, watched_fingerprint
+
+    labeled = write_image_folder(tmp_path / "clothes", load_fashion_mnist(None, tmp_path / "downloads"), per_class=20)
+    pool = tmp_path / "new_photos"
+    pool.mkdir()
+    first = next(p for p in labeled.rglob("*") if p.is_file())
+    shutil.copy(first, pool / first.name)
+    plain = DatasetSpec(**folder_declaration(labeled))
+    spec = DatasetSpec(**folder_declaration(labeled, unlabeled=str(pool)))
+    assert watched_fingerprint(plain, None) == source_fingerprint(labeled, recursive=True)  # as recorded before `unlabeled` existed
+    before = watched_fingerprint(spec, None)
+    assert before != watched_fingerprint(plain, None)
+    shutil.copy(first, pool / ("another" + first.suffix))  # a new photo arrives
+    assert watched_fingerprint(spec, None) != before

@@ -1,7 +1,6 @@
 """The series' step 1: a dataset's verified images in FiftyOne per split, and their metadata."""
 
 import time
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -12,14 +11,9 @@ from mnist_assets.assets.data import pixel_statistics, split_tensors
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.field_names import GROUND_TRUTH
-from mnist_assets.ml.sources import load_source, source_fingerprint, split_of, watched_folder
+from mnist_assets.ml.sources import load_source, split_of, watched_fingerprint
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
-
-
-def _source_fingerprint(spec, source_dir) -> str:
-    folder = watched_folder(spec, source_dir)
-    return source_fingerprint(Path(folder), recursive=spec.source == "folder") if folder and Path(folder).is_dir() else ""
 
 
 def build(p: Pipeline) -> list:
@@ -95,7 +89,7 @@ def build(p: Pipeline) -> list:
                 "stale_decisions": len(review.plan.stale),
                 "source": source.source,
                 # what the source sensor compares with (sensors.py): the watched files as this ingest saw them
-                "source_fingerprint": _source_fingerprint(spec, settings.source_dir),
+                "source_fingerprint": watched_fingerprint(spec, settings.source_dir),
                 "dataset": dataset.name,
                 "images_dir": dg.MetadataValue.path(str(images_folder)),
                 "new_png_files": result.new_png_files,

@@ -217,6 +217,20 @@ def source_fingerprint(folder: Path, recursive: bool = False) -> str:
     return digest.hexdigest()
 
 
+def watched_fingerprint(spec: DatasetSpec, mnist_source_dir: str | None) -> str:
+    """The fingerprint of the files a user can change that a dataset reads ('' where there are none):
+    the watched folder, and a folder's `unlabeled` images too. raw_dataset records it; the source
+    sensor compares."""
+    folder = watched_folder(spec, mnist_source_dir)
+    if not folder or not Path(folder).is_dir():
+        return ""
+    fingerprint = source_fingerprint(Path(folder), recursive=spec.source == "folder")
+    if spec.unlabeled_folder is not None and spec.unlabeled_folder.is_dir():
+        pool = source_fingerprint(spec.unlabeled_folder, recursive=True)
+        fingerprint = hashlib.sha256(f"{fingerprint}:{pool}".encode()).hexdigest()
+    return fingerprint
+
+
 def decision_sources(arrays: SourceArrays, spec: DatasetSpec) -> dict[str, dict[int, tuple[str, str]]]:
     """Per split, every sample the source holds (no limit): source index -> (pixel hash, class name,
     None where the source has no label).
