@@ -137,7 +137,7 @@ def build(p: Pipeline) -> list:
             ["metadata.size_bytes", "metadata.width", "metadata.height", "metadata.num_channels"]
         )
         labels = usable_view(dataset, split).values(f"{GROUND_TRUTH}.label")  # the labels in use of the samples that count
-        unlabeled = sum(label is None for label in view.values(f"{GROUND_TRUTH}.label"))
+        unlabeled = int((tensors.labels < 0).sum())  # UNLABELED
         pixels = tensors.images.float() / 255.0
         missing = sum(size is None for size in sizes)
         sizes_array = np.array([s for s in sizes if s is not None], dtype=np.float64)

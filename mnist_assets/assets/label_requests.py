@@ -11,7 +11,7 @@ from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
-from mnist_assets.ml.field_names import GROUND_TRUTH, LABEL_PRIORITY, LENET_PREDICTIONS, REVIEW_DECISION, SOURCE_INDEX, SPLIT, TO_LABEL_VIEW
+from mnist_assets.ml.field_names import LABEL_PRIORITY, LENET_PREDICTIONS, REVIEW_DECISION, SOURCE_INDEX, TO_LABEL_VIEW
 from mnist_assets.resources import Settings
 
 POOL_SPLIT = "train"  # where unlabeled samples live (docs/decisions.md): a label makes them train on the spot
@@ -63,16 +63,20 @@ def build(p: Pipeline) -> list:
         ),
     )
     def label_requests(context: dg.AssetExecutionContext, config: LabelRequestsConfig, settings: Settings):
-        from fiftyone import ViewField as F
         from scipy.special import softmax
 
-        from mnist_assets.ml.fiftyone_store import labeled, read_vectors, save_view, write_floats
+        from mnist_assets.ml.dataset_spec import label_names
+        from mnist_assets.ml.fiftyone_store import labeled, read_vectors, save_view, usable_view, write_floats
         from mnist_assets.ml.files import atomic_write_bytes
         from mnist_assets.ml.label_requests import pixel_embedding, request_labels
 
         store = p.store(settings)
         dataset, view, tensors = split_tensors(p, settings, POOL_SPLIT, store, standardize=False, with_excluded=True)
-        excluded = np.array([decision == "exclude" for decision in view.values(REVIEW_DECISION)])
+        ids, files, indices, predicted, decisions = (
+            np.asarray(values, dtype=object)
+            for values in view.values(["id", "filepath", SOURCE_INDEX, f"{LENET_PREDICTIONS}.label", REVIEW_DECISION])
+        )
+        excluded = decisions == "exclude"
         labels = tensors.labels.numpy()
         kept = np.flatnonzero(~excluded)  # a sample a person excluded is neither asked for nor counted
         batch_size = config.batch or p.spec.label_batch
@@ -87,20 +91,13 @@ def build(p: Pipeline) -> list:
         priority = np.zeros(len(labels))
         priority[kept] = request.priority
         write_floats(view, {LABEL_PRIORITY: priority}, tensors.sample_ids)
-        save_view(
-            dataset,
-            TO_LABEL_VIEW,
-            dataset.match((F(SPLIT) == POOL_SPLIT) & ~labeled() & (F(REVIEW_DECISION) != "exclude"))
-            .sort_by(LABEL_PRIORITY, reverse=True)
-            .limit(len(request.batch)),
-        )
+        # a query, not a list: a sample leaves the view as soon as someone labels or excludes it
+        pool = usable_view(dataset, POOL_SPLIT, with_unlabeled=True).match(~labeled())
+        save_view(dataset, TO_LABEL_VIEW, pool.sort_by(LABEL_PRIORITY, reverse=True).limit(len(request.batch)))
 
         chosen = kept[request.batch]
-        ids, files, indices, predicted = (
-            np.asarray(values, dtype=object) for values in view.values(["id", "filepath", SOURCE_INDEX, f"{LENET_PREDICTIONS}.label"])
-        )
         path = requests_file(store)
-        changed, answered = last_batch_yield(path, dict(zip(ids, view.values(f"{GROUND_TRUTH}.label"))))
+        changed, answered = last_batch_yield(path, dict(zip(ids, label_names(labels, classes))))
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(REQUEST_COLUMNS)

@@ -27,6 +27,11 @@ IDX_TEST_SIZE = 10_000  # MNIST's and Fashion-MNIST's test files
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
+def label_names(labels, classes: list[str]) -> list[str | None]:
+    """Class positions as names; UNLABELED (a sample no one has labeled) as None."""
+    return [None if int(label) == UNLABELED else classes[int(label)] for label in labels]
+
+
 class DatasetSpecError(ValueError):
     """A dataset declaration the pipeline cannot use."""
 

@@ -26,7 +26,7 @@ from scipy.special import softmax
 
 from mnist_assets.environment import PORT_OWNER_VARIABLE, configure_fiftyone
 from mnist_assets.ml.bulk_writes import classification_document, classification_documents, set_fields, stored_vectors, vectors_from_stored
-from mnist_assets.ml.dataset_spec import UNLABELED
+from mnist_assets.ml.dataset_spec import label_names
 from mnist_assets.ml.errors import MissingInputError
 from mnist_assets.ml.field_names import (
     GROUND_TRUTH,
@@ -252,11 +252,6 @@ def sync_split(
     """
     with split_lock(dataset, split):
         return _sync_split(dataset, split, filepaths, label_names(labels, classes), source_indices, hashes)
-
-
-def label_names(labels, classes: list[str]) -> list[str | None]:
-    """Class positions as names; UNLABELED (a sample no one has labeled) as None."""
-    return [None if int(label) == UNLABELED else classes[int(label)] for label in labels]
 
 
 def split_lock(dataset: fo.Dataset, split: str):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_assets.ml.dataset_spec import label_names
 from mnist_assets.ml.decisions import DecisionLog, ReviewResult, review_split
 from mnist_assets.ml.fiftyone_store import (
     backfill_original_labels,
-    label_names,
     split_fingerprint,
     split_lock,
     split_view,

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from mnist_assets.ml.dataset_spec import UNLABELED, DatasetSpec
+from mnist_assets.ml.dataset_spec import UNLABELED, DatasetSpec, label_names
 from mnist_assets.ml.folder_source import FolderImages, file_keys, load_folder, load_unlabeled_folder
 from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, FILES, load_fashion_mnist, load_mnist, split_indices
 from mnist_assets.ml.image_conversion import pad
@@ -239,6 +239,6 @@ def decision_sources(arrays: SourceArrays, spec: DatasetSpec) -> dict[str, dict[
     found = {}
     for split in ("train", "validation", "test"):
         data = split_of(arrays, spec, split, None)
-        names = [None if label == UNLABELED else classes[int(label)] for label in data.labels]
+        names = label_names(data.labels, classes)
         found[split] = {int(index): (image_hash, name) for index, image_hash, name in zip(data.indices, data.hashes, names)}
     return found
