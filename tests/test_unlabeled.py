@@ -227,3 +227,14 @@ def test_new_images_in_the_unlabeled_folder_change_what_the_source_sensor_compar
     assert before != watched_fingerprint(plain, None)
     shutil.copy(first, pool / ("another" + first.suffix))  # a new photo arrives
     assert watched_fingerprint(spec, None) != before
+
+
+def test_an_unknown_label_requests_strategy_is_refused_by_name(budget_graph):
+    settings, instance, _, _, defs = budget_graph
+    key = dg.AssetKey(["mnist_few", "label_requests"])
+    result = materialize_stage(instance, [key], None, {"settings": settings}, defs.assets, configs={key: {"strategy": "badge"}})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "unknown label_requests strategy 'badge'; use one of typiclust, margin_clusters, random" in str(
+        failure.event_specific_data.error
+    )

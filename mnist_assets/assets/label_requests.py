@@ -68,8 +68,9 @@ def build(p: Pipeline) -> list:
         from mnist_assets.ml.dataset_spec import label_names
         from mnist_assets.ml.fiftyone_store import labeled, read_vectors, save_view, usable_view, write_floats
         from mnist_assets.ml.files import atomic_write_bytes
-        from mnist_assets.ml.label_requests import pixel_embedding, request_labels
+        from mnist_assets.ml.label_requests import check_strategy, pixel_embedding, request_labels
 
+        check_strategy(config.strategy)  # refused before any work
         store = p.store(settings)
         dataset, view, tensors = split_tensors(p, settings, POOL_SPLIT, store, standardize=False, with_excluded=True)
         ids, files, indices, predicted, decisions = (

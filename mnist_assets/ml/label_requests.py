@@ -35,6 +35,12 @@ class LabelRequest:
     priority: np.ndarray  # per pool sample, in [0, 1]: higher, label sooner (the batch first, in its order)
 
 
+def check_strategy(strategy: str | None) -> None:
+    """Refuse a strategy name that is not one (None: the default's choice), naming the choices."""
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError(f"unknown label_requests strategy {strategy!r}; use one of {', '.join(STRATEGIES)}, or leave it empty.")
+
+
 def choose_strategy(labeled: int, classes: int) -> tuple[str, str]:
     """The default strategy for what is known so far, and why."""
     cold = COLD_START_PER_CLASS * classes
@@ -68,14 +74,13 @@ def request_labels(
 
     `embedding` and `labels` cover the labeled samples too (they tell typicality which clusters are
     covered); `probabilities` are a model's on every sample (needed by `margin_clusters`)."""
+    check_strategy(strategy)
     labels = np.asarray(labels)
     pool = np.flatnonzero(labels < 0)
     if strategy is None:
         strategy, why = choose_strategy(int((labels >= 0).sum()), classes or int(labels.max()) + 1)
     else:
         why = "chosen in the run config"
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown label_requests strategy {strategy!r}; use one of {', '.join(STRATEGIES)}.")
     batch = int(min(batch, len(pool)))
     if batch == 0:
         return LabelRequest(strategy, why, np.zeros(0, dtype=np.int64), np.zeros(len(labels)))
