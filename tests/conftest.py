@@ -71,7 +71,17 @@ def make_settings(tmp_path):
 # The modules that take longest, longest first (from the `--durations` of a run). The suite runs on
 # two workers, a module at a time on each (pyproject.toml): starting these first lets both workers
 # finish together instead of one starting a five-minute module when the other is done.
-LONGEST_FIRST = ("test_celery.py", "test_servers.py", "test_faults.py", "test_graph.py", "test_datasets.py", "test_automation.py")
+LONGEST_FIRST = (
+    "test_servers.py",
+    "test_celery.py",
+    "test_label_cleaning.py",
+    "test_faults.py",
+    "test_data_issues.py",
+    "test_graph.py",
+    "test_training.py",
+    "test_datasets.py",
+    "test_automation.py",
+)
 
 
 def pytest_collection_modifyitems(items):

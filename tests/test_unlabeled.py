@@ -235,6 +235,6 @@ def test_an_unknown_label_requests_strategy_is_refused_by_name(budget_graph):
     result = materialize_stage(instance, [key], None, {"settings": settings}, defs.assets, configs={key: {"strategy": "badge"}})
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "unknown label_requests strategy 'badge'; use one of typiclust, margin_clusters, random" in str(
+    assert "label_requests offers no strategy 'badge'; use one of typiclust, probcover, margin_clusters, random" in str(
         failure.event_specific_data.error
     )

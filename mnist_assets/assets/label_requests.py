@@ -21,7 +21,7 @@ REQUEST_COLUMNS = ("rank", "split", "source_index", "sample_id", "file", "predic
 class LabelRequestsConfig(dg.Config):
     """The strategy (default: chosen by what is known, ml/label_requests.choose_strategy) and batch size."""
 
-    strategy: str | None = None  # typiclust | margin_clusters | random
+    strategy: str | None = None  # typiclust | probcover | margin_clusters | random
     batch: int | None = Field(None, ge=1)  # default: the declaration's label_batch
 
 
@@ -68,9 +68,9 @@ def build(p: Pipeline) -> list:
         from mnist_assets.ml.dataset_spec import label_names
         from mnist_assets.ml.fiftyone_store import labeled, read_vectors, save_view, usable_view, write_floats
         from mnist_assets.ml.files import atomic_write_bytes
-        from mnist_assets.ml.label_requests import check_strategy, pixel_embedding, request_labels
+        from mnist_assets.ml.label_requests import ASSET_STRATEGIES, check_strategy, pixel_embedding, request_labels
 
-        check_strategy(config.strategy)  # refused before any work
+        check_strategy(config.strategy, ASSET_STRATEGIES)  # refused before any work
         store = p.store(settings)
         dataset, view, tensors = split_tensors(p, settings, POOL_SPLIT, store, standardize=False, with_excluded=True)
         ids, files, indices, predicted, decisions = (

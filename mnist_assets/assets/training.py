@@ -46,13 +46,16 @@ class OutOfFoldConfig(TrainingConfig):
     folds: int = Field(5, ge=2, le=20)  # each sample is scored by the model that did not see it: at least two folds
 
 
-def train_config(config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None) -> "TrainConfig":
-    """The recipe of `role` with what the config sets (ml/recipes.py says what wins)."""
+def train_config(
+    config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None, scarce: bool = False
+) -> "TrainConfig":
+    """The recipe of `role` with what the config sets (ml/recipes.py says what wins); `scarce`: train
+    has few labels (recipes.few_labels)."""
     from mnist_assets.ml import recipes
     from mnist_assets.ml.training import TrainConfig
 
     chosen = {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
-    return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch, device=settings.torch_device())
+    return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch, device=settings.torch_device(), scarce=scarce)
 
 
 def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingConfig, role: str, name: str):
@@ -60,13 +63,18 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
     asset yields (training_results): lenet_checkpoint and cnn_checkpoint."""
     from mnist_assets.assets.data import split_tensors
     from mnist_assets.ml.models import build_model, parameter_count
+    from mnist_assets.ml.recipes import few_labels
     from mnist_assets.ml.training import fit
 
     settings.configure_torch()
-    train_cfg = train_config(config, p, settings, role)
+    train_config(config, p, settings, role)  # a bad config fails before the tensors are read
     store = p.store(settings)
     _, _, train = split_tensors(p, settings, "train", store)
     _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
+    scarce = few_labels(len(train), len(validation))
+    train_cfg = train_config(config, p, settings, role, scarce=scarce)
+    if scarce and role == "checkpoint":
+        context.log.info(f"{p.name}: {len(train)} train labels, fewer than validation's {len(validation)}: the few-labels recipe")
     device = settings.torch_device()
     epochs = train_cfg.planned_epochs(len(train))
     model = build_model(train_cfg.arch, train_cfg.seed, **p.spec.model_shape())

@@ -58,13 +58,14 @@ def confusion_matrix_plot(matrix: np.ndarray, title: str, classes: list[str] | N
 def training_curves(history: list[dict]) -> bytes:
     """Loss and accuracy per epoch, train vs validation."""
     epochs = [row["epoch"] for row in history]
+    validated = [row for row in history if row["val_loss"] == row["val_loss"]]  # not NaN: keeping the last state validates some epochs
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(8, 3))
     loss_axis.plot(epochs, [row["train_loss"] for row in history], label="train")
-    loss_axis.plot(epochs, [row["val_loss"] for row in history], label="validation")
+    loss_axis.plot([row["epoch"] for row in validated], [row["val_loss"] for row in validated], label="validation")
     loss_axis.set_title("loss")
     loss_axis.legend()
     accuracy_axis.plot(epochs, [row["train_accuracy"] for row in history], label="train")
-    accuracy_axis.plot(epochs, [row["val_accuracy"] for row in history], label="validation")
+    accuracy_axis.plot([row["epoch"] for row in validated], [row["val_accuracy"] for row in validated], label="validation")
     accuracy_axis.set_title("accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.set_xlabel("epoch")

@@ -48,6 +48,11 @@ ROLE_DEFAULTS = {
     # against 15.8, at 99.65% test; Fashion-MNIST 93.70% (93.82% in fp32): within a seed's spread.
     "cnn": {"arch": "vgg_small", "epochs": 15, "batch_size": 128, "label_smoothing": 0.1, "keep": "last", "precision": "auto"},
 }
+# Few labels (train holds fewer labels than validation, as under a label budget): LeNet keeps its last
+# state rather than choose one on a validation split holding more labels than the budget, and trains
+# with the batch affine unless the declaration says otherwise (100 MNIST labels, 1,000 steps: 84.8% test
+# without it, 92.0% with it; docs/active-learning.md).
+FEW_LABELS = {"keep": "last", "batch_augmentation": "affine"}
 # What a GPU affords the CNN beyond this CPU's budget: the wider net, twice the epochs.
 GPU_SCALE = {"arch": {"vgg_small": "vgg_wide"}, "epochs": 2}
 
@@ -74,12 +79,24 @@ def scaled_for_device(role: str, values: dict, device: str) -> dict:
     return {**values, "arch": GPU_SCALE["arch"].get(values["arch"], values["arch"]), "epochs": values["epochs"] * GPU_SCALE["epochs"]}
 
 
+def few_labels(train_labels: int, validation_labels: int) -> bool:
+    """Whether a checkpoint trains on few labels: fewer in train than validation holds."""
+    return train_labels < validation_labels
+
+
 def resolve(
-    role: str, spec: DatasetSpec, chosen: dict, env_epochs: int | None = None, arch: str | None = None, device: str = "cpu"
+    role: str,
+    spec: DatasetSpec,
+    chosen: dict,
+    env_epochs: int | None = None,
+    arch: str | None = None,
+    device: str = "cpu",
+    scarce: bool = False,
 ) -> TrainConfig:
     """The TrainConfig of `role` for `spec`: `chosen` holds the fields a person set (None values are
     ignored), `env_epochs` MNIST_ASSETS_EPOCHS, `arch` an architecture the role must keep (fine-tuning
-    continues the checkpoint's), `device` where it trains (the budget: scaled_for_device)."""
+    continues the checkpoint's), `device` where it trains (the budget: scaled_for_device), `scarce`
+    whether train has few labels (`few_labels`: the checkpoint's FEW_LABELS recipe)."""
     if role not in ROLES:
         raise ValueError(f"unknown training role {role!r}; one of {ROLES}")
     chosen = {name: value for name, value in chosen.items() if value is not None}
@@ -89,6 +106,8 @@ def resolve(
     if arch is not None and chosen.get("arch", arch) != arch:
         raise ValueError(f"the {role} recipe continues the {arch!r} model; drop `arch` ({chosen['arch']!r}) from its config")
     values = scaled_for_device(role, {**ROLE_DEFAULTS[role], **declared(role, spec)}, device)
+    if scarce and role == "checkpoint":
+        values.update({name: value for name, value in FEW_LABELS.items() if getattr(spec, name, None) is None})
     if env_epochs:
         values["epochs"] = env_epochs
     values.update(chosen)

@@ -20,6 +20,8 @@ from mnist_assets.ml.tensors import SplitTensors, iterate_batches, on_device
 
 RECIPES = ("onecycle", "series")
 KEEP = ("best", "accuracy", "last")
+MAX_VALIDATIONS = 20  # with keep "last": validate this many epochs, evenly spaced (the last always)
+NAN = float("nan")  # an epoch not validated
 RECIPE_WEIGHT_DECAY = {"onecycle": 0.05, "series": 0.0}
 
 
@@ -202,6 +204,9 @@ def fit(
     )  # runs on the batch's device
     dtype = training_dtype(config.precision, device)
     history, best = [], None
+    # Keeping the last state, the validation curve needs no more than MAX_VALIDATIONS points: 100 labels
+    # train 500 epochs of two steps each, and validating after every one would cost most of the time.
+    validate_every = max(1, epochs // MAX_VALIDATIONS) if config.keep == "last" else 1
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         epoch_started = time.perf_counter()
@@ -220,7 +225,8 @@ def fit(
             memory_format,
             dtype,
         )
-        val_loss, val_accuracy = evaluate(kept, validation, device, memory_format=memory_format)
+        validated = epoch % validate_every == 0 or epoch == epochs
+        val_loss, val_accuracy = evaluate(kept, validation, device, memory_format=memory_format) if validated else (NAN, NAN)
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -229,7 +235,7 @@ def fit(
             "val_accuracy": val_accuracy,
             "seconds": round(time.perf_counter() - epoch_started, 2),
         }
-        if averaged is not None:  # what the average adds: the trained weights' own accuracy beside it
+        if averaged is not None and validated:  # what the average adds: the trained weights' own accuracy beside it
             row["trained_val_accuracy"] = evaluate(model, validation, device, memory_format=memory_format)[1]
         history.append(row)
         if best is None or config.keep == "last" or _better(config.keep, val_loss, val_accuracy, best[0]):

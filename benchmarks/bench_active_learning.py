@@ -1,0 +1,286 @@
+"""Labels spent against accuracy won: which images to label next, measured where the truth is known.
+
+Per dataset (MNIST, Fashion-MNIST) the train split's labels are all hidden (`label_budget:
+{labeled: 0}`, the truth kept as `ground_truth_clean` keeps it). Per arm and seed, from no labels:
+1. the arm proposes the next batch (ml/label_requests.py on the pool's pixel embedding, as the
+   label_requests asset does; the arms that follow a model take their first batch at random);
+2. a simulated annotator answers it with the true labels as `label` decisions in the dataset's
+   decision log (`via: simulated-annotator`, checked against the source as `record_decisions` checks
+   a person's), and the labels in use are read back from the log;
+3. LeNet trains on them with lenet_checkpoint's recipe (ml/recipes.py: with fewer labels than
+   validation holds, the few-labels recipe: the last state kept, the batch affine), and is scored
+   on the test split;
+until each cumulative budget is spent. Arms: `random`, `default` (the platform's choice,
+choose_strategy), and typiclust, probcover, margin_clusters and badge up to --slow-arms-up-to.
+Beside them, LeNet trained with its usual recipe on every train label: the full-data model whose
+accuracy the budgets are measured against (labels needed to reach 90, 95 and 99% of it).
+
+    .venv/bin/python benchmarks/bench_active_learning.py            # both datasets, 3 seeds, 10 to 2,000 labels
+    .venv/bin/python benchmarks/bench_active_learning.py --quick    # MNIST, a 5,000-image pool, 10 to 100 labels, random and default
+    .venv/bin/python benchmarks/bench_active_learning.py --datasets fashion_mnist --seeds 1 --arms random default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BUDGETS = (10, 20, 50, 100, 200, 500, 1000, 2000)
+ARMS = ("random", "default", "typiclust", "probcover", "margin_clusters", "badge")
+FOLLOW_A_MODEL = ("margin_clusters", "badge")  # their first batch is random: no model yet
+SHARES_OF_FULL = (0.90, 0.95, 0.99)
+VIA = "simulated-annotator"
+
+
+@dataclass
+class Pool:
+    """One dataset's train split as the label_requests asset sees it, and the splits models are scored on."""
+
+    name: str
+    spec: object
+    images: np.ndarray  # uint8 [N, H, W]
+    truth: np.ndarray  # class positions
+    indices: np.ndarray  # source_index of each
+    embedding: np.ndarray
+    validation: object  # SplitTensors
+    test: object  # SplitTensors
+    sources: dict  # decision_sources: what the decisions are checked against
+    mean: float = 0.0
+    std: float = 1.0
+
+
+@dataclass
+class Curve:
+    arm: str
+    seed: int
+    points: list[dict] = field(default_factory=list)  # budget, accuracy, strategy, seconds
+
+
+def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) -> Pool:
+    import torch
+
+    from mnist_assets.ml.label_requests import pixel_embedding
+    from mnist_assets.ml.sources import decision_sources, load_source, split_of
+    from mnist_assets.ml.tensors import SplitTensors, channels_first
+    from mnist_assets.pipeline import declared_spec
+
+    spec = declared_spec(name)
+    spec = spec.model_copy(update={"name": f"{spec.name}_active", "label_budget": {"labeled": 0, "seed": 0}})
+    arrays = load_source(spec, None, work / "downloads")
+    train = split_of(arrays, spec, "train", limit)
+    assert (train.labels < 0).all() and train.clean_labels is not None, "every train label hidden, the truth kept"
+    images = train.images
+    mean, std = float(images.mean() / 255.0), float(images.std() / 255.0)
+
+    def tensors(split: str, cap: int | None) -> SplitTensors:
+        data = split_of(arrays, spec, split, cap)
+        return SplitTensors(
+            channels_first(torch.from_numpy(data.images)), torch.from_numpy(data.labels), [str(i) for i in data.indices], mean, std
+        )
+
+    return Pool(
+        name=name,
+        spec=spec,
+        images=images,
+        truth=train.clean_labels,
+        indices=train.indices,
+        embedding=pixel_embedding(images, seed=spec.split_seed),
+        validation=tensors("validation", test_limit),
+        test=tensors("test", test_limit),
+        sources=decision_sources(arrays, spec),
+        mean=mean,
+        std=std,
+    )
+
+
+def annotate(log, pool: Pool, positions: np.ndarray) -> None:
+    """The simulated annotator: the true class of each sample asked for, as `label` decisions."""
+    from mnist_assets.ml.decisions import decisions_from_rows
+
+    classes = pool.spec.classes()
+    rows = [
+        (line, {"split": "train", "source_index": int(pool.indices[p]), "decision": "label", "label": classes[pool.truth[p]]})
+        for line, p in enumerate(positions, start=1)
+    ]
+    in_use = {("train", int(pool.indices[p])): None for p in positions}
+    log.append(decisions_from_rows(rows, VIA, pool.sources, classes, in_use))
+
+
+def labels_from_log(log, pool: Pool) -> np.ndarray:
+    """The labels in use, read back from the decision log (UNLABELED where none was given)."""
+    from mnist_assets.ml.decisions import SOURCE_PART, fold
+
+    position_of = {int(index): p for p, index in enumerate(pool.indices)}
+    classes = pool.spec.classes()
+    labels = np.full(len(pool.indices), -1, dtype=np.int64)
+    for (part, index), decisions in log.by_key().items():
+        if part != SOURCE_PART["train"] or index not in position_of:
+            continue
+        image_hash, original = pool.sources["train"][index]
+        label = fold(decisions, original, image_hash)[0].label
+        if label is not None:
+            labels[position_of[index]] = classes.index(label)
+    return labels
+
+
+def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed: int, scarce: bool = True):
+    """LeNet with lenet_checkpoint's recipe on the given samples: test accuracy, and the model's
+    probabilities and penultimate features on the whole pool (for the arms that follow a model)."""
+    import torch
+
+    from mnist_assets.ml import recipes
+    from mnist_assets.ml.models import build_model
+    from mnist_assets.ml.tensors import SplitTensors, channels_first
+    from mnist_assets.ml.training import evaluate, fit, predict
+
+    config = recipes.resolve("checkpoint", pool.spec, {"seed": 51 + seed}, scarce=scarce)
+    train = SplitTensors(
+        channels_first(torch.from_numpy(pool.images[positions])),
+        torch.from_numpy(labels).long(),
+        [str(p) for p in positions],
+        pool.mean,
+        pool.std,
+    )
+    model = build_model(config.arch, config.seed, **pool.spec.model_shape())
+    fit(model, train, pool.validation, config)
+    accuracy = evaluate(model, pool.test, "cpu")[1]
+    everything = SplitTensors(channels_first(torch.from_numpy(pool.images)), torch.zeros(len(pool.images)).long(), [], pool.mean, pool.std)
+    logits, features = predict(model, everything)
+    probabilities = torch.softmax(torch.as_tensor(logits), 1).numpy()
+    return accuracy, probabilities, np.asarray(features)
+
+
+def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Path, progress) -> Curve:
+    from mnist_assets.ml.decisions import DecisionLog
+    from mnist_assets.ml.label_requests import request_labels
+
+    log = DecisionLog(work / f"{pool.name}-{arm}-{seed}" / "log")
+    curve, probabilities, features = Curve(arm, seed), None, None
+    classes = len(pool.spec.classes())
+    for budget in budgets:
+        started = time.perf_counter()
+        labels = labels_from_log(log, pool)
+        wanted = budget - int((labels >= 0).sum())
+        strategy = None if arm == "default" else arm
+        if arm in FOLLOW_A_MODEL and probabilities is None:
+            strategy = "random"
+        request = request_labels(pool.embedding, labels, wanted, probabilities, strategy, classes, seed, features=features, rank_rest=False)
+        annotate(log, pool, request.batch)
+        labels = labels_from_log(log, pool)
+        given = np.flatnonzero(labels >= 0)
+        assert len(given) == budget and (labels[given] == pool.truth[given]).all(), "the log holds exactly the answers given"
+        accuracy, probabilities, features = train_and_score(pool, given, labels[given], seed)
+        curve.points.append(
+            {
+                "budget": budget,
+                "accuracy": round(accuracy, 4),
+                "strategy": request.strategy,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        progress(f"{pool.name} {arm} seed {seed}: {budget} labels ({request.strategy}) -> {accuracy * 100:.1f}% test")
+    return curve
+
+
+def labels_to_reach(curves: list[Curve], target: float) -> int | None:
+    """The smallest budget whose mean accuracy over seeds reaches `target`."""
+    for budget, accuracy in mean_curve(curves):
+        if accuracy >= target:
+            return budget
+    return None
+
+
+def mean_curve(curves: list[Curve]) -> list[tuple[int, float]]:
+    budgets = sorted({point["budget"] for curve in curves for point in curve.points})
+    return [
+        (budget, float(np.mean([point["accuracy"] for curve in curves for point in curve.points if point["budget"] == budget])))
+        for budget in budgets
+    ]
+
+
+def run(datasets, arms, seeds: int, budgets, slow_up_to: int, limit, test_limit, work: Path, progress=print) -> dict:
+    results = {}
+    for name in datasets:
+        started = time.perf_counter()
+        pool = load_pool(name, limit, test_limit, work)
+        progress(f"{name}: a pool of {len(pool.images)} train images, every label hidden ({time.perf_counter() - started:.0f} s)")
+        full_accuracy, _, _ = train_and_score(pool, np.arange(len(pool.images)), pool.truth, 0, scarce=False)
+        progress(f"{name}: LeNet on all {len(pool.images)} labels -> {full_accuracy * 100:.2f}% test")
+        curves = {}
+        for arm in arms:
+            arm_budgets = tuple(b for b in budgets if arm in ("random", "default") or b <= slow_up_to)
+            curves[arm] = [run_arm(pool, arm, seed, arm_budgets, work, progress) for seed in range(seeds)]
+        results[name] = {
+            "pool": len(pool.images),
+            "test": len(pool.test),
+            "full_data_accuracy": round(full_accuracy, 4),
+            "arms": {
+                arm: {
+                    "mean": [{"budget": b, "accuracy": round(a, 4)} for b, a in mean_curve(arm_curves)],
+                    "labels_to_reach": {f"{share:.0%}": labels_to_reach(arm_curves, share * full_accuracy) for share in SHARES_OF_FULL},
+                    "seeds": [curve.points for curve in arm_curves],
+                }
+                for arm, arm_curves in curves.items()
+            },
+        }
+    return results
+
+
+def print_tables(results: dict) -> None:
+    for name, result in results.items():
+        arms = list(result["arms"])
+        budgets = sorted({p["budget"] for arm in arms for p in result["arms"][arm]["mean"]})
+        print(f"\n{name}: test accuracy (%), mean of seeds; full data {result['full_data_accuracy'] * 100:.2f}%")
+        print("| labels | " + " | ".join(arms) + " |")
+        print("|---|" + "---|" * len(arms))
+        for budget in budgets:
+            cells = []
+            for arm in arms:
+                found = [p["accuracy"] for p in result["arms"][arm]["mean"] if p["budget"] == budget]
+                cells.append(f"{found[0] * 100:.1f}" if found else "")
+            print(f"| {budget} | " + " | ".join(cells) + " |")
+        print("| labels to reach " + " / ".join(f"{s:.0%}" for s in SHARES_OF_FULL) + " of full data | ", end="")
+        print(" | ".join(" / ".join(str(v or "-") for v in result["arms"][arm]["labels_to_reach"].values()) for arm in arms) + " |")
+
+
+def main() -> None:
+    from mnist_assets.ml.files import atomic_write_bytes
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="MNIST, a 5,000-image pool, 10 to 100 labels, random and default, 1 seed")
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budgets", default=None, help=f"cumulative label counts, comma-separated (default {','.join(map(str, BUDGETS))})")
+    parser.add_argument("--slow-arms-up-to", type=int, default=1000, help="arms other than random and default stop here")
+    parser.add_argument("--limit", type=int, default=None, help="the first N train images as the pool (default: all)")
+    parser.add_argument("--test-limit", type=int, default=None, help="score on the first N validation and test images")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "active_learning.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.datasets, args.arms, args.seeds, args.budgets = ["mnist"], ["random", "default"], 1, args.budgets or "10,20,50,100"
+        args.limit, args.test_limit = args.limit or 5000, args.test_limit or 2000
+        if args.out == parser.get_default("out"):
+            args.out = Path(tempfile.gettempdir()) / "active_learning_quick.json"
+    budgets = tuple(int(b) for b in (args.budgets or ",".join(map(str, BUDGETS))).split(","))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_active_learning_") as work:
+        results = run(args.datasets, args.arms, args.seeds, budgets, args.slow_arms_up_to, args.limit, args.test_limit, Path(work))
+    results = {"command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started), "datasets": results}
+    print_tables(results["datasets"])
+    atomic_write_bytes(args.out, json.dumps(results, indent=1).encode())
+    print(f"\nwritten to {args.out} ({results['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Which images to label next (ml/label_requests.py) on real MNIST digits, the few-labels recipe, and
+the active-learning benchmark's quick mode."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from mnist_assets.ml import recipes
+from mnist_assets.ml.label_requests import ASSET_STRATEGIES, STRATEGIES, margins, pixel_embedding, request_labels
+from mnist_assets.ml.tensors import SplitTensors
+from mnist_assets.ml.training import MAX_VALIDATIONS, TrainConfig, fit
+from mnist_assets.pipeline import declared_spec
+
+REPO = Path(__file__).resolve().parents[1]
+POOL = 3000
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    images, truth = mnist.train_images[:POOL], mnist.train_labels[:POOL].astype(int)
+    embedding = pixel_embedding(images)
+    labels = np.full(POOL, -1)
+    start = np.random.default_rng(0).choice(POOL, 50, replace=False)
+    labels[start] = truth[start]
+    model = LogisticRegression(max_iter=300).fit(embedding[start], truth[start])
+    probabilities = model.predict_proba(embedding)
+    return embedding, truth, labels, probabilities
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_asks_only_for_unlabeled_samples_and_ranks_the_whole_pool(digits, strategy):
+    embedding, _, labels, probabilities = digits
+    request = request_labels(embedding, labels, 40, probabilities, strategy, 10, seed=1, features=embedding)
+    assert request.strategy == strategy
+    assert len(request.batch) == 40 and len(set(request.batch)) == 40
+    assert (labels[request.batch] < 0).all()
+    assert (request.priority[labels >= 0] == 0).all() and (request.priority[labels < 0] > 0).all()
+    assert (np.diff(request.priority[request.batch]) < 0).all()  # the batch in its order, highest first
+    assert request.priority[request.batch].min() > np.delete(request.priority, request.batch).max()
+    only_batch = request_labels(embedding, labels, 40, probabilities, strategy, 10, seed=1, features=embedding, rank_rest=False)
+    assert (only_batch.batch == request.batch).all()
+
+
+def test_coverage_at_cold_start_and_uncertainty_with_labels(digits):
+    embedding, truth, labels, probabilities = digits
+    nothing = np.full(POOL, -1)
+    for strategy in ("typiclust", "probcover"):
+        batch = request_labels(embedding, nothing, 20, None, strategy, 10, seed=0).batch
+        assert len(np.unique(truth[batch])) >= 5, (strategy, np.bincount(truth[batch], minlength=10))
+    assert len(np.unique(truth[request_labels(embedding, nothing, 20, None, "typiclust", 10, seed=0).batch])) >= 8
+    pool_margin = margins(probabilities[labels < 0]).mean()
+    for strategy in ("margin_clusters", "badge"):
+        batch = request_labels(embedding, labels, 40, probabilities, strategy, 10, seed=0, features=embedding).batch
+        assert margins(probabilities[batch]).mean() < pool_margin, strategy  # the model's doubts, not a random draw
+        assert len(np.unique(truth[batch])) >= 6, strategy  # and spread out
+    with pytest.raises(ValueError, match="badge needs the model's penultimate features"):
+        request_labels(embedding, labels, 10, probabilities, "badge", 10)
+    with pytest.raises(ValueError, match="margin_clusters needs a model's probabilities"):
+        request_labels(embedding, labels, 10, None, "margin_clusters", 10)
+    assert "badge" not in ASSET_STRATEGIES  # the assets store no penultimate features
+
+
+def test_few_labels_keep_the_last_state_and_train_with_the_affine():
+    mnist = declared_spec("mnist").model_copy(update={"batch_augmentation": None})  # MNIST declares the affine
+    usual = recipes.resolve("checkpoint", mnist, {})
+    few = recipes.resolve("checkpoint", mnist, {}, scarce=True)
+    assert (usual.keep, usual.batch_augmentation) == ("accuracy", "none")
+    assert (few.keep, few.batch_augmentation) == ("last", "affine")
+    assert recipes.few_labels(100, 10_000) and not recipes.few_labels(50_000, 10_000)
+    assert recipes.resolve("checkpoint", mnist, {"keep": "accuracy"}, scarce=True).keep == "accuracy"  # a person's choice wins
+    declared = mnist.model_copy(update={"batch_augmentation": "flip"})
+    assert recipes.resolve("checkpoint", declared, {}, scarce=True).batch_augmentation == "flip"  # so does the declaration
+    assert recipes.resolve("folds", mnist, {}, scarce=True) == recipes.resolve("folds", mnist, {})  # folds validate on train
+
+
+def test_keeping_the_last_state_validates_a_few_epochs_only(mnist):
+    def tensors(images, labels):
+        return SplitTensors(torch.from_numpy(images[:, None].copy()), torch.from_numpy(labels.astype(np.int64)), [], 0.13, 0.31)
+
+    train = tensors(mnist.train_images[:40], mnist.train_labels[:40])
+    validation = tensors(mnist.test_images[:500], mnist.test_labels[:500])
+    config = TrainConfig(keep="last", epochs=1, min_steps=200)  # 40 samples: one step an epoch, 200 epochs
+    result = fit(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), train, validation, config)
+    validated = [row for row in result.history if row["val_loss"] == row["val_loss"]]
+    assert len(result.history) == 200 and len(validated) == MAX_VALIDATIONS
+    assert result.best_epoch == 200 and validated[-1]["epoch"] == 200
+    assert result.best_metrics["val_accuracy"] > 0.5  # 40 labels, a linear model: well above chance
+
+
+def test_the_benchmark_quick_mode_answers_through_the_log_and_learns(tmp_path):
+    out = tmp_path / "quick.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_active_learning.py", "--quick", "--limit", "2000", "--budgets", "10,50", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())["datasets"]["mnist"]
+    assert result["pool"] == 2000 and result["full_data_accuracy"] > 0.95
+    for arm in ("random", "default"):
+        (seed,) = result["arms"][arm]["seeds"]
+        assert [point["budget"] for point in seed] == [10, 50]
+        assert seed[-1]["accuracy"] > 0.6, (arm, seed)  # 50 labels of real digits
+    assert [point["strategy"] for point in result["arms"]["default"]["seeds"][0]] == ["typiclust", "typiclust"]
+    assert "| 50 |" in done.stdout
