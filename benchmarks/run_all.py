@@ -37,6 +37,12 @@ TARGETS = {
     "decision_log_history_over_folded": (">=", 5.0),
     "label_cleaning_recall_over_random": (">=", 3.0),
     "label_cleaning_points_below_clean": ("<=", 0.3),
+    # which images to label next (issue 45): the default against random, MNIST from 100 labels
+    "active_learning_mnist_points_over_random_at_100": (">=", 5.0),
+    "active_learning_fashion_mnist_points_over_random_at_100": (">=", 5.0),
+    "active_learning_mnist_worst_points_over_random": (">=", 0.0),
+    "active_learning_fashion_mnist_worst_points_over_random": (">=", 0.0),
+    "active_learning_mnist_accuracy_at_100": (">=", 0.90),
 }
 
 
@@ -63,6 +69,7 @@ def main() -> None:
     parser.add_argument("--no-refresh", action="store_true", help="skip the refresh and backfill latency runs")
     parser.add_argument("--refresh-only", action="store_true", help="only the refresh and backfill runs, merged into --out")
     parser.add_argument("--no-label-cleaning", action="store_true", help="skip the label-cleaning loop (about an hour)")
+    parser.add_argument("--no-active-learning", action="store_true", help="skip which-images-to-label-next (about an hour)")
     args = parser.parse_args()
     if args.refresh_only:
         import bench_refresh
@@ -152,6 +159,10 @@ def main() -> None:
         print("== does fixing pay? the label-cleaning loop on five noisy declarations (bench_label_cleaning.py)", flush=True)
         results.update(label_cleaning(work / "label_cleaning", quick=bool(args.limit)))
 
+    if not args.no_active_learning:
+        print("== labels spent against accuracy won, MNIST and Fashion-MNIST (bench_active_learning.py)", flush=True)
+        results.update(active_learning(work / "active_learning", quick=bool(args.limit)))
+
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     print(f"\nwrote {args.out}")
@@ -167,6 +178,18 @@ def label_cleaning(work: Path, quick: bool) -> dict:
     command += ["--quick"] if quick else ["--plots", str(REPO / "docs" / "label-cleaning")]
     subprocess.run(command, cwd=REPO, check=True)
     return {key: value for key, value in json.loads(out.read_text()).items() if key.startswith("label_cleaning_")}
+
+
+def active_learning(work: Path, quick: bool) -> dict:
+    """bench_active_learning.py in its own process; its key figures. The full run writes
+    benchmarks/active_learning.json (docs/active-learning.md)."""
+    import subprocess
+
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "active_learning.json" if quick else REPO / "benchmarks" / "active_learning.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_active_learning.py"), "--out", str(out), *(["--quick"] if quick else [])]
+    subprocess.run(command, cwd=REPO, check=True)
+    return {key: value for key, value in json.loads(out.read_text()).items() if key.startswith("active_learning_")}
 
 
 def _fresh(folder: Path) -> Path:
