@@ -221,6 +221,9 @@ def test_folds_are_stratified_seeded_and_cover_every_sample(mnist):
         stratified_folds(labels, 1, seed=51)
     with pytest.raises(ValueError, match="3 samples cannot be split into 5 folds"):
         stratified_folds(labels[:3], 5, seed=51)
+    few = labels[:20]  # 20 labels, no class with 5: nothing to stratify, folds of 4 all the same
+    assert np.bincount(few).max() < 5
+    assert sorted(np.bincount(stratified_folds(few, 5, seed=51))) == [4] * 5
 
 
 def test_folds_ignore_classes_absent_from_the_split(mnist):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from mnist_assets.ml.tensors import SplitTensors
 from mnist_assets.ml.training import FitResult, TrainConfig, fit, predict
@@ -27,9 +27,12 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     if len(labels) < folds:
         raise ValueError(f"{len(labels)} samples cannot be split into {folds} folds")
     # Classes absent from this split (a class index with no samples) are no obstacle; scikit-learn
-    # warns when a present class has fewer samples than folds and spreads the ones it has.
+    # warns when a present class has fewer samples than folds and spreads the ones it has. When no
+    # class has as many samples as folds (20 labels over ten classes) there is nothing to stratify:
+    # a seeded shuffle into folds of equal size.
     fold_of = np.empty(len(labels), dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    stratify = np.bincount(labels - labels.min()).max() >= folds
+    splitter = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         fold_of[held_out] = fold
     return fold_of
