@@ -42,6 +42,7 @@ ARMS = ("random", "default", "typiclust", "probcover", "margin_clusters", "badge
 FOLLOW_A_MODEL = ("margin_clusters", "badge")  # their first batch is random: no model yet
 SHARES_OF_FULL = (0.90, 0.95, 0.99)
 VIA = "simulated-annotator"
+WATCHED_VALIDATION = 1000
 
 
 @dataclass
@@ -97,7 +98,8 @@ def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) 
         truth=train.clean_labels,
         indices=train.indices,
         embedding=pixel_embedding(images, seed=spec.split_seed),
-        validation=tensors("validation", test_limit),
+        # keeping the last state, validation only draws the curve: a thousand samples draw it
+        validation=tensors("validation", min(test_limit or WATCHED_VALIDATION, WATCHED_VALIDATION)),
         test=tensors("test", test_limit),
         sources=decision_sources(arrays, spec),
         mean=mean,
@@ -135,9 +137,9 @@ def labels_from_log(log, pool: Pool) -> np.ndarray:
     return labels
 
 
-def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed: int, scarce: bool = True):
-    """LeNet with lenet_checkpoint's recipe on the given samples: test accuracy, and the model's
-    probabilities and penultimate features on the whole pool (for the arms that follow a model)."""
+def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed: int, scarce: bool = True, outputs: bool = True):
+    """LeNet with lenet_checkpoint's recipe on the given samples: test accuracy, and with `outputs` the
+    model's probabilities and penultimate features on the whole pool (for the arms that follow a model)."""
     import torch
 
     from mnist_assets.ml import recipes
@@ -156,6 +158,8 @@ def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed:
     model = build_model(config.arch, config.seed, **pool.spec.model_shape())
     fit(model, train, pool.validation, config)
     accuracy = evaluate(model, pool.test, "cpu")[1]
+    if not outputs:
+        return accuracy, None, None
     everything = SplitTensors(channels_first(torch.from_numpy(pool.images)), torch.zeros(len(pool.images)).long(), [], pool.mean, pool.std)
     logits, features = predict(model, everything)
     probabilities = torch.softmax(torch.as_tensor(logits), 1).numpy()
@@ -164,7 +168,7 @@ def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed:
 
 def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Path, progress) -> Curve:
     from mnist_assets.ml.decisions import DecisionLog
-    from mnist_assets.ml.label_requests import request_labels
+    from mnist_assets.ml.label_requests import choose_strategy, request_labels
 
     log = DecisionLog(work / f"{pool.name}-{arm}-{seed}" / "log")
     curve, probabilities, features = Curve(arm, seed), None, None
@@ -181,7 +185,8 @@ def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Pat
         labels = labels_from_log(log, pool)
         given = np.flatnonzero(labels >= 0)
         assert len(given) == budget and (labels[given] == pool.truth[given]).all(), "the log holds exactly the answers given"
-        accuracy, probabilities, features = train_and_score(pool, given, labels[given], seed)
+        follows = arm in FOLLOW_A_MODEL or (arm == "default" and choose_strategy(budget, classes)[0] in FOLLOW_A_MODEL)
+        accuracy, probabilities, features = train_and_score(pool, given, labels[given], seed, outputs=follows)
         curve.points.append(
             {
                 "budget": budget,
@@ -288,7 +293,7 @@ def run(datasets, arms, seeds: int, budgets, slow_up_to: int, limit, test_limit,
         started = time.perf_counter()
         pool = load_pool(name, limit, test_limit, work)
         progress(f"{name}: a pool of {len(pool.images)} train images, every label hidden ({time.perf_counter() - started:.0f} s)")
-        full_accuracy, _, _ = train_and_score(pool, np.arange(len(pool.images)), pool.truth, 0, scarce=False)
+        full_accuracy, _, _ = train_and_score(pool, np.arange(len(pool.images)), pool.truth, 0, scarce=False, outputs=False)
         progress(f"{name}: LeNet on all {len(pool.images)} labels -> {full_accuracy * 100:.2f}% test")
         curves = {}
         for arm in arms:
