@@ -77,6 +77,7 @@ LONGEST_FIRST = (
     "test_label_cleaning.py",
     "test_faults.py",
     "test_data_issues.py",
+    "test_label_requests.py",
     "test_graph.py",
     "test_training.py",
     "test_datasets.py",

@@ -5,6 +5,19 @@ import dagster as dg
 from mnist_assets.pipeline import build_pipeline_defs
 from mnist_assets.run_all import materialize_stage, stages
 
+# The series' nine assets, each a node of every dataset's graph (test_graph.py, test_servers.py).
+NINE = [
+    "raw_dataset",
+    "dataset_metadata",
+    "clip_embeddings",
+    "umap_projection",
+    "zero_shot_predictions",
+    "lenet_checkpoint",
+    "hardness_scores",
+    "augmented_set",
+    "finetuned_model",
+]
+
 
 def materialize_every_asset(spec, settings):
     """The whole graph of `spec` on a fresh instance: the instance, every check evaluation, the

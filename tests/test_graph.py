@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from graph import asset, saved_payload
+from graph_runs import NINE
 from PIL import Image
 
 from mnist_assets.assets.common import Pipeline
@@ -23,17 +24,6 @@ from mnist_assets.run_all import materialize_stage, stages
 
 LIMIT = 1000
 SPLITS = ("train", "validation", "test")
-NINE = [
-    "raw_dataset",
-    "dataset_metadata",
-    "clip_embeddings",
-    "umap_projection",
-    "zero_shot_predictions",
-    "lenet_checkpoint",
-    "hardness_scores",
-    "augmented_set",
-    "finetuned_model",
-]
 
 
 def test_definitions_load_every_declared_dataset_with_checks_jobs_and_sensors():

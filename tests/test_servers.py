@@ -21,22 +21,12 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
+from graph_runs import NINE
 from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, runs_in_flight, stop_mongod, wait_until_quiet
 
 ARTIFACTS = REPO / "test-artifacts"
 SPLITS = ["train", "validation", "test"]
 
-NINE = [
-    "raw_dataset",
-    "dataset_metadata",
-    "clip_embeddings",
-    "umap_projection",
-    "zero_shot_predictions",
-    "lenet_checkpoint",
-    "hardness_scores",
-    "augmented_set",
-    "finetuned_model",
-]
 EDGES = [
     ("raw_dataset", "label_review"),
     ("label_review", "dataset_metadata"),
