@@ -91,7 +91,7 @@ def test_keeping_the_last_state_validates_a_few_epochs_only(mnist):
     validated = [row for row in result.history if row["val_loss"] == row["val_loss"]]
     assert len(result.history) == 200 and len(validated) == MAX_VALIDATIONS
     assert result.best_epoch == 200 and validated[-1]["epoch"] == 200
-    assert result.best_metrics["val_accuracy"] > 0.5  # 40 labels, a linear model: well above chance
+    assert result.best_metrics["val_accuracy"] > 0.35  # 40 labels, a linear model: well above chance (0.1); 0.46-0.55 by thread count
 
 
 def test_the_benchmark_quick_mode_answers_through_the_log_learns_and_closes_a_round_under_the_daemon(tmp_path):
@@ -122,7 +122,8 @@ def test_the_benchmark_quick_mode_answers_through_the_log_learns_and_closes_a_ro
         (seed,) = result["arms"][arm]["seeds"]
         assert [point["budget"] for point in seed] == [10, 50]
         assert seed[-1]["accuracy"] > 0.6, (arm, seed)  # 50 labels of real digits
-    assert [point["strategy"] for point in result["arms"]["default"]["seeds"][0]] == ["typiclust", "typiclust"]
+    # typicality for the first batch (no labels), then the model's doubts
+    assert [point["strategy"] for point in result["arms"]["default"]["seeds"][0]] == ["typiclust", "margin_clusters"]
     assert "| 50 |" in done.stdout
     # one round as a team runs it: the to-label batch answered through record_decisions, nothing
     # applied by hand; the review sensor and lineage automation under the daemon did the rest

@@ -95,7 +95,7 @@ def test_unlabeled_samples_are_ingested_predicted_and_counted_but_never_trained_
     assert predictions["count"] == LIMIT and predictions["evaluated"] == LABELED
     requests = metadata(instance, "label_requests")
     assert (requests["strategy"], requests["labeled"], requests["unlabeled"], requests["batch"]) == (
-        "typiclust",
+        "margin_clusters",  # a label per class and more: the model's doubts, one per cluster
         LABELED,
         LIMIT - LABELED,
         BATCH,
@@ -155,7 +155,7 @@ def test_the_next_batch_is_unlabeled_samples_in_priority_order_in_the_app_and_a_
     assert len(rows) == BATCH and len(still) >= BATCH - 2
     assert [row["sample_id"] for row in still] == to_label.values("id")[: len(still)]
     assert [row["predicted"] for row in still] == to_label.values("lenet_predictions.label")[: len(still)]
-    # TypiClust spreads the batch over the pool: more classes than a random 25 of 60 labels' worth
+    # the batch's clusters spread it over the pool
     truth = to_label.values("ground_truth_clean.label")
     assert len(set(truth)) >= 8
 
