@@ -321,6 +321,8 @@ def key_ratios(results: dict) -> dict:
     at 100 labels."""
     found = {}
     for name, result in results.items():
+        if not {"default", "random"} <= set(result["arms"]):
+            continue  # a run of other arms: nothing to judge the default by
         default = dict((p["budget"], p["accuracy"]) for p in result["arms"]["default"]["mean"])
         random = dict((p["budget"], p["accuracy"]) for p in result["arms"]["random"]["mean"])
         shared = sorted(set(default) & set(random))
