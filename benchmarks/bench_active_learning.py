@@ -15,7 +15,7 @@ choose_strategy), and typiclust, probcover, margin_clusters and badge up to --sl
 Beside them, LeNet trained with its usual recipe on every train label: the full-data model whose
 accuracy the budgets are measured against (labels needed to reach 90, 95 and 99% of it).
 
-    .venv/bin/python benchmarks/bench_active_learning.py            # both datasets, 3 seeds, 10 to 2,000 labels
+    .venv/bin/python benchmarks/bench_active_learning.py            # both datasets, every arm, 3 seeds, 10 to 2,000 labels (hours)
     .venv/bin/python benchmarks/bench_active_learning.py --quick    # MNIST, a 5,000-image pool, 10 to 100 labels, random and default
     .venv/bin/python benchmarks/bench_active_learning.py --datasets fashion_mnist --seeds 1 --arms random default
 """
