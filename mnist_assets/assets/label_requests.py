@@ -54,7 +54,7 @@ def build(p: Pipeline) -> list:
         ],
         group_name=p.group("quality"),
         kinds={"fiftyone", "python"},
-        code_version="1",
+        code_version="2",  # 2: the default follows the model from a label per class on
         automation_condition=follows_lineage(),
         description=(
             "Which unlabeled train samples to label next: label_priority on each (higher: sooner), the saved view "
