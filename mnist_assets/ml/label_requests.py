@@ -25,6 +25,7 @@ COLD_START_PER_CLASS label per class (the first batch), then margin with diversi
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -129,14 +130,15 @@ def request_labels(
     return LabelRequest(strategy, why, order[:batch], priority)
 
 
-def clustering(clusters: int, seed: int):
-    """k-means for a batch's clusters: Lloyd's up to 500 clusters, mini-batches beyond (2,000 clusters
-    of 50,000 samples take minutes with Lloyd's on 2 cores)."""
+def clustering(clusters: int) -> tuple[type, dict]:
+    """The k-means for a batch's clusters and its options (besides the cluster count and seed):
+    Lloyd's up to 500 clusters, mini-batches beyond (2,000 clusters of 50,000 samples take minutes
+    with Lloyd's on 2 cores)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if clusters <= 500:
-        return KMeans(n_clusters=clusters, n_init=1, random_state=seed)
-    return MiniBatchKMeans(n_clusters=clusters, n_init=1, batch_size=4096, random_state=seed)
+        return KMeans, {"n_init": 1}
+    return MiniBatchKMeans, {"n_init": 1, "batch_size": 4096}
 
 
 def _typiclust_batch(embedding, labels, batch: int, seed: int) -> np.ndarray:
@@ -145,9 +147,7 @@ def _typiclust_batch(embedding, labels, batch: int, seed: int) -> np.ndarray:
     from skactiveml.pool import TypiClust
 
     y = np.where(labels >= 0, labels, np.nan).astype(float)
-    clusters = int((labels >= 0).sum()) + batch
-    algorithm = type(clustering(clusters, seed))
-    options = {"n_init": 1, **({"batch_size": 4096} if clusters > 500 else {})}
+    algorithm, options = clustering(int((labels >= 0).sum()) + batch)
     return TypiClust(random_state=seed, cluster_algo=algorithm, cluster_algo_dict=options).query(X=embedding, y=y, batch_size=batch)
 
 
@@ -178,6 +178,7 @@ def _badge_batch(features, probabilities, labels, batch: int, seed: int) -> np.n
     )
 
 
+@functools.cache  # the class once: scikit-activeml is imported only when BADGE runs
 def _fixed_outputs_class():
     from skactiveml.base import SkactivemlClassifier
 
@@ -224,6 +225,7 @@ def margins(probabilities: np.ndarray) -> np.ndarray:
 def _margin_cluster_batch(embedding, probabilities, pool, batch: int, seed: int) -> np.ndarray:
     """The pool in `batch` clusters; from each the sample the model is least sure of, least sure first."""
     margin = margins(probabilities[pool])
-    clusters = clustering(batch, seed).fit_predict(embedding[pool])
+    algorithm, options = clustering(batch)
+    clusters = algorithm(n_clusters=batch, random_state=seed, **options).fit_predict(embedding[pool])
     firsts = np.array([np.flatnonzero(clusters == c)[np.argmin(margin[clusters == c])] for c in np.unique(clusters)])
     return pool[firsts[np.argsort(margin[firsts], kind="stable")]]
