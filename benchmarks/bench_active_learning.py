@@ -70,11 +70,9 @@ class Curve:
 
 
 def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) -> Pool:
-    import torch
-
+    from mnist_assets.assets.data import pixel_statistics
     from mnist_assets.ml.label_requests import pixel_embedding
     from mnist_assets.ml.sources import decision_sources, load_source, split_of
-    from mnist_assets.ml.tensors import SplitTensors, channels_first
     from mnist_assets.pipeline import declared_spec
 
     spec = declared_spec(name)
@@ -83,13 +81,11 @@ def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) 
     train = split_of(arrays, spec, "train", limit)
     assert (train.labels < 0).all() and train.clean_labels is not None, "every train label hidden, the truth kept"
     images = train.images
-    mean, std = float(images.mean() / 255.0), float(images.std() / 255.0)
+    mean, std = pixel_statistics(images)  # as ingest records the train split's
 
-    def tensors(split: str, cap: int | None) -> SplitTensors:
+    def tensors(split: str, cap: int | None):
         data = split_of(arrays, spec, split, cap)
-        return SplitTensors(
-            channels_first(torch.from_numpy(data.images)), torch.from_numpy(data.labels), [str(i) for i in data.indices], mean, std
-        )
+        return as_tensors(data.images, data.labels, mean, std)
 
     return Pool(
         name=name,
@@ -105,6 +101,15 @@ def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) 
         mean=mean,
         std=std,
     )
+
+
+def as_tensors(images: np.ndarray, labels: np.ndarray, mean: float, std: float):
+    """uint8 images and class positions as the SplitTensors training reads, standardized by `mean` and `std`."""
+    import torch
+
+    from mnist_assets.ml.tensors import SplitTensors, channels_first
+
+    return SplitTensors(channels_first(torch.from_numpy(images)), torch.from_numpy(labels).long(), [], mean, std)
 
 
 def annotate(log, pool: Pool, positions: np.ndarray) -> None:
@@ -144,24 +149,15 @@ def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed:
 
     from mnist_assets.ml import recipes
     from mnist_assets.ml.models import build_model
-    from mnist_assets.ml.tensors import SplitTensors, channels_first
     from mnist_assets.ml.training import evaluate, fit, predict
 
     config = recipes.resolve("checkpoint", pool.spec, {"seed": 51 + seed}, scarce=scarce)
-    train = SplitTensors(
-        channels_first(torch.from_numpy(pool.images[positions])),
-        torch.from_numpy(labels).long(),
-        [str(p) for p in positions],
-        pool.mean,
-        pool.std,
-    )
     model = build_model(config.arch, config.seed, **pool.spec.model_shape())
-    fit(model, train, pool.validation, config)
+    fit(model, as_tensors(pool.images[positions], labels, pool.mean, pool.std), pool.validation, config)
     accuracy = evaluate(model, pool.test, "cpu")[1]
     if not outputs:
         return accuracy, None, None
-    everything = SplitTensors(channels_first(torch.from_numpy(pool.images)), torch.zeros(len(pool.images)).long(), [], pool.mean, pool.std)
-    logits, features = predict(model, everything)
+    logits, features = predict(model, as_tensors(pool.images, np.zeros(len(pool.images), dtype=np.int64), pool.mean, pool.std))
     probabilities = torch.softmax(torch.as_tensor(logits), 1).numpy()
     return accuracy, probabilities, np.asarray(features)
 
@@ -173,9 +169,9 @@ def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Pat
     log = DecisionLog(work / f"{pool.name}-{arm}-{seed}" / "log")
     curve, probabilities, features = Curve(arm, seed), None, None
     classes = len(pool.spec.classes())
+    labels = labels_from_log(log, pool)
     for budget in budgets:
         started = time.perf_counter()
-        labels = labels_from_log(log, pool)
         wanted = budget - int((labels >= 0).sum())
         strategy = None if arm == "default" else arm
         if arm in FOLLOW_A_MODEL and probabilities is None:
