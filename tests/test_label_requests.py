@@ -5,11 +5,11 @@ through the review sensor and the Dagster daemon."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from processes import REPO
 from sklearn.linear_model import LogisticRegression
 
 from mnist_assets.ml import recipes
@@ -18,7 +18,6 @@ from mnist_assets.ml.tensors import SplitTensors
 from mnist_assets.ml.training import MAX_VALIDATIONS, TrainConfig, fit
 from mnist_assets.pipeline import declared_spec
 
-REPO = Path(__file__).resolve().parents[1]
 POOL = 3000
 
 
