@@ -28,7 +28,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from processes import celery_worker, graphql, make_server, quick_run_env, redis_server, runs_in_flight  # noqa: E402
+from processes import (  # noqa: E402
+    celery_worker,
+    graphql,
+    launch_materialize_all,
+    make_server,
+    quick_run_env,
+    redis_server,
+    runs_in_flight,
+    wait_for_backfill,
+    wait_until_quiet,
+)
 
 SPLITS = ("train", "validation", "test")
 RESCORED = ("lenet_predictions", "fold_ensemble_predictions", "lenet_embeddings", "hardness_scores", "finetuned_predictions")
@@ -139,7 +149,7 @@ def refresh(kind: str, root: Path, limit: int) -> dict:
     bigger = {**env, "MNIST_ASSETS_LIMIT": str(limit + 1)}
     with executor_services(kind, bigger, root) as bigger:
         with make_server("ui", "PORT", bigger, "/server_info", root / "ui.log") as port:
-            wait_quiet(port)
+            wait_until_quiet(port, seconds=20, timeout=TIMEOUT, poll=2)
             started = launch_raw_train(port)
             finished = wait_for(port, refresh_expected(port), started)
     return {
@@ -154,46 +164,20 @@ def backfill(kind: str, root: Path, limit: int, baseline: float) -> dict:
     env = environment(root, limit)
     with executor_services(kind, env, root) as env:
         with make_server("ui", "PORT", env, "/server_info", root / "ui.log") as port:
-            nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
-            keys = [n["assetKey"]["path"] for n in nodes if n["assetKey"]["path"][0] == "mnist"]
             started = time.time()
-            launched = graphql(
-                port,
-                """
-              mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-                __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True}},
-            )["launchPartitionBackfill"]
-            assert launched["__typename"] == "LaunchBackfillSuccess", launched
-            deadline, status = time.time() + TIMEOUT, None
-            while time.time() < deadline:
-                status = graphql(
-                    port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }' % launched["backfillId"]
-                )["partitionBackfillOrError"]["status"]
-                if status not in ("REQUESTED", "IN_PROGRESS"):
-                    break
-                time.sleep(2)
+            backfill_id, _ = launch_materialize_all(port, "mnist")
+            status = wait_for_backfill(port, backfill_id, TIMEOUT, poll=2)
             finished = time.time()
             assert status == "COMPLETED_SUCCESS", status
             runs = graphql(
                 port,
-                '{ runsOrError(filter: {tags: [{key: "dagster/backfill", value: "%s"}]}) { ... on Runs { count } } }'
-                % launched["backfillId"],
+                '{ runsOrError(filter: {tags: [{key: "dagster/backfill", value: "%s"}]}) { ... on Runs { count } } }' % backfill_id,
             )["runsOrError"]["count"]
     return {
         "backfill_seconds": round(finished - started, 1),
         "backfill_runs": runs,
         "backfill_over_make_run": round((finished - started) / baseline, 2),
     }
-
-
-def wait_quiet(port: int, seconds: float = 20) -> None:
-    quiet_since = None
-    while True:
-        quiet_since = (quiet_since or time.time()) if runs_in_flight(port) == 0 else None
-        if quiet_since and time.time() - quiet_since > seconds:
-            return
-        time.sleep(2)
 
 
 def run(work: Path, executors=("multiprocess", "celery"), limit: int = 300) -> dict:

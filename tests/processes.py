@@ -65,6 +65,15 @@ def make_server(target: str, port_variable: str, env: dict, ready_path: str, log
             stop(process)
 
 
+def run_ok(command: list, *, timeout: float, **options) -> subprocess.CompletedProcess:
+    """`command` run to its end (in the repository unless `cwd` says otherwise, its output captured as
+    text), failing the test with the end of both outputs unless it exits 0."""
+    options.setdefault("cwd", REPO)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
 def mongod_processes(db_dir: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
@@ -290,7 +299,7 @@ def runs_in_flight(port: int) -> int:
     return len(data["runsOrError"]["results"])
 
 
-def wait_until_quiet(port: int, seconds: float = 45, timeout: float = 900) -> None:
+def wait_until_quiet(port: int, seconds: float = 45, timeout: float = 900, poll: float = 5) -> None:
     """Until no run has been queued or running for `seconds` (automation may still be finishing
     what the backfill started)."""
     deadline, quiet_since = time.time() + timeout, None
@@ -298,5 +307,33 @@ def wait_until_quiet(port: int, seconds: float = 45, timeout: float = 900) -> No
         quiet_since = (quiet_since or time.time()) if runs_in_flight(port) == 0 else None
         if quiet_since and time.time() - quiet_since > seconds:
             return
-        time.sleep(5)
+        time.sleep(poll)
     raise AssertionError(f"runs kept going for {timeout:.0f} s")
+
+
+LAUNCH_BACKFILL = """
+  mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def launch_materialize_all(port: int, dataset: str) -> tuple[str, list[list[str]]]:
+    """What the UI's "Materialize all" launches for one dataset: a backfill of its every asset and
+    partition. Returns the backfill's id and the asset keys it selected."""
+    nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+    keys = [node["assetKey"]["path"] for node in nodes if node["assetKey"]["path"][0] == dataset]
+    params = {"assetSelection": [{"path": key} for key in keys], "allPartitions": True, "title": "Materialize all"}
+    launched = graphql(port, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"], keys
+
+
+def wait_for_backfill(port: int, backfill_id: str, timeout: float, poll: float = 5) -> str:
+    """The backfill's status once it is no longer requested or in progress (or when `timeout` ends)."""
+    query = '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }' % backfill_id
+    deadline, status = time.time() + timeout, None
+    while time.time() < deadline:
+        status = graphql(port, query)["partitionBackfillOrError"]["status"]
+        if status not in ("REQUESTED", "IN_PROGRESS"):
+            break
+        time.sleep(poll)
+    return status

@@ -12,7 +12,7 @@ import textwrap
 import dagster as dg
 import pytest
 from defs_folders import MNIST_YAML, defs_package
-from processes import REPO
+from processes import REPO, run_ok
 
 import mnist_assets.definitions as definitions
 import mnist_assets.pipeline as pipeline
@@ -140,15 +140,12 @@ def test_dg_check_defs_names_the_broken_declaration_and_fails_while_the_location
     assert "All definitions loaded successfully" not in output
     assert f"{tmp_path / 'pets_project' / 'defs' / 'pets' / 'defs.yaml'} (dataset 'pets'): dataset folder" in output, output[-3000:]
     assert "no_such_folder does not exist; set `path`" in output
-    listed = subprocess.run(
+    listed = run_ok(
         [str(bin_dir / "dagster"), "asset", "list", "-m", "pets_project.definitions"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
-    assert listed.returncode == 0, listed.stderr[-3000:]
     assert {"mnist/raw_dataset", "mnist/label_review", "pets/declaration_error"} <= set(listed.stdout.split())
 
 

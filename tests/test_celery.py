@@ -20,7 +20,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from processes import REPO, celery_worker, graphql, make_server, mongod_server, postgres_database, redis_server
+from processes import (
+    REPO,
+    celery_worker,
+    launch_materialize_all,
+    make_server,
+    mongod_server,
+    postgres_database,
+    redis_server,
+    run_ok,
+    wait_for_backfill,
+)
 
 from mnist_assets.definitions import defs
 
@@ -56,15 +66,11 @@ def cluster(tmp_path_factory):
             MNIST_ASSETS_THREADS="1",
         )
         # The one-time set-up of docs/scale-out.md: one heavy step per worker at a time.
-        limit = subprocess.run(
+        run_ok(
             [str(Path(sys.executable).with_name("dagster")), "instance", "concurrency", "set", "heavy", str(len(WORKERS))],
-            cwd=REPO,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=120,
         )
-        assert limit.returncode == 0, limit.stderr[-2000:]
         with contextlib.ExitStack() as running:
             workers = {}
             for name in WORKERS:  # each its own temporary folder: no file lock could be shared
@@ -139,28 +145,11 @@ def test_materialize_all_through_the_daemon_on_both_workers(cluster):
     each per-split stage at once) and their steps on both Celery workers."""
     env, root, _ = cluster
     with make_server("ui", "PORT", env, "/server_info", root / "ui.log") as port:
-        nodes = graphql(port, "{ assetNodes { assetKey { path } partitionKeys } }")["assetNodes"]
-        keys = [node["assetKey"]["path"] for node in nodes if node["assetKey"]["path"][0] == "mnist"]
-        launched = graphql(
-            port,
-            """
-          mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-            {"params": {"assetSelection": [{"path": key} for key in keys], "allPartitions": True, "title": "Materialize all"}},
-        )
-        launched = launched["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        deadline, status = time.time() + 1200, None
-        while time.time() < deadline:
-            status = graphql(
-                port, '{ partitionBackfillOrError(backfillId: "%s") { ... on PartitionBackfill { status } } }' % launched["backfillId"]
-            )["partitionBackfillOrError"]["status"]
-            if status not in ("REQUESTED", "IN_PROGRESS"):
-                break
-            time.sleep(5)
+        backfill_id, keys = launch_materialize_all(port, "mnist")
+        status = wait_for_backfill(port, backfill_id, timeout=1200)
         assert status == "COMPLETED_SUCCESS", status
     with instance(env) as dagster:
-        records = dagster.get_run_records(dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]}))
+        records = dagster.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     assert records and all(record.dagster_run.status == dg.DagsterRunStatus.SUCCESS for record in records)
     # Partitions ran at once: the runs of two splits were in progress together.
     spans = [(record.start_time, record.end_time, record.dagster_run.tags.get("dagster/partition")) for record in records]
@@ -182,12 +171,12 @@ def test_materialize_all_through_the_daemon_on_both_workers(cluster):
     graph = defs.resolve_asset_graph()
     nodes = [graph.get(dg.AssetKey(key)) for key in keys]
     expected = sum(len(node.check_keys) * (len(SPLITS) if node.partitions_def else 1) for node in nodes)
-    backfilled = sorted(name for name, _, tags in evaluations if tags.get("dagster/backfill") == launched["backfillId"])
+    backfilled = sorted(name for name, _, tags in evaluations if tags.get("dagster/backfill") == backfill_id)
     assert len(backfilled) == expected, backfilled
     # The backfill scores each split once. A run of the lineage automation after it may score one
     # again (seen once in CI, not reproduced: a race between the two daemons); it must pass too.
     hardness = [run_tags for name, _, run_tags in evaluations if name == "mnist/hardness_scores:scores_complete"]
-    by_backfill = [tags["dagster/partition"] for tags in hardness if tags.get("dagster/backfill") == launched["backfillId"]]
+    by_backfill = [tags["dagster/partition"] for tags in hardness if tags.get("dagster/backfill") == backfill_id]
     assert sorted(by_backfill) == sorted(SPLITS), hardness
     # The shared MongoDB holds the samples every worker wrote, with the views of all three splits.
     import pymongo

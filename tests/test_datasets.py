@@ -5,7 +5,6 @@ size goes through every asset, and bad declarations are refused."""
 import gzip
 import re
 import shutil
-import subprocess
 
 import dagster as dg
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from graph_runs import failed_checks, materialize_every_asset
 from image_folders import FOLDER_CLASSES, folder_declaration, write_image_folder
 from PIL import Image
-from processes import REPO
+from processes import REPO, run_ok
 from pydantic import ValidationError
 
 from mnist_assets.ml.dataset_spec import FASHION, DatasetSpec
@@ -88,8 +87,7 @@ def test_bad_declarations_are_refused_with_the_fix(attributes, message):
 
 
 def test_dg_check_defs_validates_the_shipped_declarations():
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "dg"), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    result = run_ok([str(REPO / ".venv" / "bin" / "dg"), "check", "defs"], timeout=600)
     assert "All definitions loaded successfully" in result.stdout + result.stderr
 
 
@@ -145,15 +143,11 @@ def test_fashion_mnist_through_the_graph_to_a_release_that_predicts_28px_files(m
         original = tmp_path / f"clothes-{number}.png"
         Image.fromarray(np.asarray(Image.open(path))[2:30, 2:30]).save(original)  # the source's own 28x28 pixels
         files.append(str(original))
-    done = subprocess.run(
+    done = run_ok(
         [str(REPO / ".venv" / "bin" / "python"), "-m", "mnist_assets.predict", "--dataset", "fashion_mnist", "--json", *files],
         env=subprocess_env(settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     predicted = [row["label"] for row in json.loads(done.stdout)]
     disagree = [(files[i], predicted[i], released[i]) for i in range(len(files)) if predicted[i] != released[i]]
     assert not disagree, f"{len(disagree)} of {len(files)} files predicted unlike the graph, e.g. {disagree[:3]}"

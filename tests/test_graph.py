@@ -694,14 +694,13 @@ def test_the_shipped_mnist_review_applies_with_one_command(graph_run, tmp_path):
     import subprocess
     import sys
 
-    from processes import REPO
+    from processes import REPO, run_ok
     from reliability.helpers import subprocess_env
 
     settings, _, _ = graph_run
     command = [sys.executable, "-m", "mnist_assets.review", "import"]
     shipped = REPO / "mnist_assets/defs/mnist/reviewed_test_labels.csv"
-    done = subprocess.run([*command, str(shipped)], env=subprocess_env(settings), cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_ok([*command, str(shipped)], env=subprocess_env(settings), timeout=600)
     assert "recorded 15 decisions" in done.stdout and "mnist/label_review[test]" in done.stdout
     log = settings.store("mnist").decision_log().read()
     shipped_decisions = [d for d in log if d.via.startswith("file:reviewed_test_labels.csv")]

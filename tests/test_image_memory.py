@@ -7,14 +7,13 @@ of the same size there: never an absolute number."""
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from processes import REPO
+from processes import run_ok
 
 pytestmark = pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's resettable peak RSS")
 
@@ -59,8 +58,7 @@ print(json.dumps(results))
 
 def measure(task: dict) -> list[dict]:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}  # freed memory leaves RSS at once
-    done = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(task)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = run_ok([sys.executable, "-c", MEASURE, json.dumps(task)], env=env, timeout=300)
     return json.loads(done.stdout)
 
 

@@ -8,11 +8,10 @@ errors several times faster than random order and win clean-test accuracy back, 
 labels, which choose every model's state, were as noisy as train's (issue 44, item 6)."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
-from processes import REPO
+from processes import run_ok
 
 from mnist_assets.ml.label_cleaning import next_to_review, prune_by_noise_rate, review_curve, reviewer_rows
 from mnist_assets.resources import Settings
@@ -55,8 +54,7 @@ def test_review_curves_count_what_the_order_finds_and_pruning_flags_the_planted_
 def test_one_review_round_through_the_sensor_and_automation_finds_errors_and_wins_accuracy_back(tmp_path):
     out = tmp_path / "result.json"
     command = [sys.executable, "benchmarks/bench_label_cleaning.py", "--quick", "--work", str(tmp_path / "work"), "--out", str(out)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_ok(command, timeout=1800)
     (result,) = json.loads(out.read_text())["results"]
     assert result["train_samples"] == 2000 and 0.35 < result["wrong"] / 2000 < 0.45  # the declared 40%
     assert 0.35 < result["validation_wrong"] / 2000 < 0.45  # validation as noisy as train

@@ -3,13 +3,12 @@ the active-learning benchmark's quick mode: a sweep answered through the decisio
 through the review sensor and the Dagster daemon."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from processes import REPO
+from processes import run_ok
 from sklearn.linear_model import LogisticRegression
 
 from mnist_assets.ml import recipes
@@ -95,7 +94,7 @@ def test_keeping_the_last_state_validates_a_few_epochs_only(mnist):
 
 def test_the_benchmark_quick_mode_answers_through_the_log_learns_and_closes_a_round_under_the_daemon(tmp_path):
     out = tmp_path / "quick.json"
-    done = subprocess.run(
+    done = run_ok(
         [
             sys.executable,
             "benchmarks/bench_active_learning.py",
@@ -109,12 +108,8 @@ def test_the_benchmark_quick_mode_answers_through_the_log_learns_and_closes_a_ro
             "--out",
             str(out),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=900,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())["datasets"]["mnist"]
     assert result["pool"] == 1000 and result["full_data_accuracy"] > 0.9
     for arm in ("random", "default"):

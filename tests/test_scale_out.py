@@ -1,13 +1,12 @@
 """Scale-out by settings alone: FiftyOne on an external MongoDB through FIFTYONE_DATABASE_URI, and
 Dagster's run, event and schedule storage on PostgreSQL through deploy/dagster-postgres.yaml."""
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pymongo
 import pytest
-from processes import REPO, mongod_server, postgres_database
+from processes import REPO, mongod_server, postgres_database, run_ok
 
 
 @pytest.fixture
@@ -38,7 +37,7 @@ def materialize_raw_dataset_test(tmp_path, dagster_yaml: str, **variables):
     }
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "dagster_home" / "dagster.yaml").write_text(dagster_yaml)
-    result = subprocess.run(
+    result = run_ok(
         [
             str(Path(sys.executable).with_name("dagster")),
             "asset",
@@ -50,13 +49,9 @@ def materialize_raw_dataset_test(tmp_path, dagster_yaml: str, **variables):
             "--partition",
             "test",
         ],
-        cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
@@ -117,7 +112,6 @@ def test_the_bench_follow_up_reads_the_database_its_end_to_end_run_wrote(externa
         "MNIST_ASSETS_HOME": str(tmp_path / "elsewhere"),
         "MNIST_ASSETS_NAMESPACE": "scale-out",
     }
-    result = subprocess.run([sys.executable, "-c", script, str(home)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_ok([sys.executable, "-c", script, str(home)], env=env, timeout=300)
     assert "test samples: 100" in result.stdout, result.stdout
     assert pymongo.MongoClient(external_mongodb)["fiftyone"]["datasets"].find_one({"name": "scale-out-mnist"}) is None

@@ -13,7 +13,6 @@ code version shows as stale. Screenshots go to test-artifacts/.
 
 import concurrent.futures
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import dagster as dg
 import psutil
 import pytest
 from graph_runs import NINE
-from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, runs_in_flight, stop_mongod, wait_until_quiet
+from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, run_ok, runs_in_flight, stop_mongod, wait_until_quiet
 
 ARTIFACTS = REPO / "test-artifacts"
 SPLITS = ["train", "validation", "test"]
@@ -53,8 +52,7 @@ def listening_ips(port: int) -> set[str]:
 def environment(tmp_path_factory):
     root = tmp_path_factory.mktemp("servers")
     env = quick_run_env(root, "servers")
-    made = subprocess.run(["make", "run"], cwd=REPO, env={**env, "DATASETS": "mnist"}, capture_output=True, text=True, timeout=1200)
-    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    run_ok(["make", "run"], env={**env, "DATASETS": "mnist"}, timeout=1200)
     yield env
     stop_mongod(root / "db")
 
@@ -131,9 +129,24 @@ def browser():
         browser.close()
 
 
-def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, dagster_ui):
+@pytest.fixture
+def new_page(browser):
+    """Opens pages for one test and closes them after it: an open Dagster page polls the webserver
+    every few seconds (about a third of a core here), which slowed every test after it."""
+    pages = []
+
+    def open_page(height: int = 1000):
+        pages.append(browser.new_page(viewport={"width": 1600, "height": height}))
+        return pages[-1]
+
+    yield open_page
+    for page in pages:
+        page.close()
+
+
+def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(new_page, dagster_ui):
     # Tall enough that the catalog's list (virtualized: only rows in view exist) shows all 20 assets of a dataset.
-    page = browser.new_page(viewport={"width": 1600, "height": 1600})
+    page = new_page(height=1600)
     page.goto(f"http://127.0.0.1:{dagster_ui}/asset-groups")
     page.get_by_text("mnist_augmentation", exact=True).first.wait_for(timeout=60000)
     page.screenshot(path=ARTIFACTS / "dagster-lineage-groups.png")
@@ -181,11 +194,11 @@ def test_browser_asset_graph_and_launch_raw_dataset_for_one_partition(browser, d
 
 
 def open_materialize_all_dialog(page, port: int, attempts: int = 3):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     """Open "Materialize all" on the lineage page, choose every partition and return the enabled
     "Launch backfill" button. The dialog enables it once it has loaded every asset's partitions;
     if that query is lost on a busy machine the button stays disabled, so reopen the page."""
+    from playwright.sync_api import expect
+
     for attempt in range(1, attempts + 1):
         page.goto(f"http://127.0.0.1:{port}/asset-groups")
         page.get_by_text("mnist_augmentation", exact=True).first.wait_for(timeout=60000)
@@ -194,10 +207,10 @@ def open_materialize_all_dialog(page, port: int, attempts: int = 3):
         dialog.wait_for(timeout=30000)
         dialog.get_by_role("button", name="All", exact=True).click(timeout=30000)  # every partition of every split
         launch = dialog.get_by_role("button", name="Launch backfill")
-        try:
-            page.wait_for_function("b => !b.disabled", arg=launch.element_handle(timeout=120000), timeout=120000)
+        try:  # the locator, asked again each time: React may replace the button's element when it enables it
+            expect(launch).to_be_enabled(timeout=120000)
             return launch
-        except PlaywrightTimeout:
+        except AssertionError:
             page.screenshot(path=ARTIFACTS / f"dagster-materialize-all-disabled-{attempt}.png")
     raise AssertionError(f'"Launch backfill" stayed disabled in {attempts} tries (screenshots in {ARTIFACTS})')
 
@@ -223,11 +236,11 @@ BACKFILL_QUERY = (
 )
 
 
-def test_browser_materialize_all_opens_a_backfill_of_every_asset(browser, dagster_ui):
+def test_browser_materialize_all_opens_a_backfill_of_every_asset(new_page, dagster_ui):
     """A person clicks "Materialize all" on the lineage page and launches it: one backfill of every
     asset of both datasets and every partition. It is cancelled at once (test_celery.py runs one through)."""
     wait_until_quiet(dagster_ui, seconds=20, timeout=600)  # the busy webserver answers the dialog's queries slowly
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page = new_page()
     launch = open_materialize_all_dialog(page, dagster_ui)
     page.screenshot(path=ARTIFACTS / "dagster-materialize-all-dialog.png")
     launch.click(timeout=30000)
@@ -287,10 +300,7 @@ def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagst
     automation re-runs exactly what reads test's labels, once each, and never trains."""
     wait_until_quiet(dagster_ui, seconds=AUTOMATION_QUIET_SECONDS)
     started = time.time()
-    corrected = subprocess.run(
-        [sys.executable, "-c", CORRECT_A_LABEL], cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
-    )
-    assert corrected.returncode == 0, corrected.stderr[-3000:]
+    run_ok([sys.executable, "-c", CORRECT_A_LABEL], env=environment, timeout=300)
     deadline, quiet_since, new = started + 900, None, []
     while time.time() < deadline:
         new = [m for m in materializations(dagster_ui) if m[2] >= started]
@@ -324,10 +334,10 @@ def test_app_listens_on_localhost_only(fiftyone_app):
     assert listening_ips(fiftyone_app) == {"127.0.0.1"}
 
 
-def test_browser_fiftyone_app_shows_the_review_queue(browser, fiftyone_app):
+def test_browser_fiftyone_app_shows_the_review_queue(new_page, fiftyone_app):
     """The App opens on the saved view `review-queue-test`: the likely mislabeled test samples no one
     has decided on, with the review fields in the sidebar."""
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page = new_page()
     page.goto(f"http://127.0.0.1:{fiftyone_app}/")
     try:
         for field in ("ground_truth", "ground_truth_original", "review_decision", "label_quality"):  # sidebar fields
@@ -425,15 +435,11 @@ def check_code_version_staleness(environment, tmp_path):
     assert {name for name, (state, _) in after.items() if state == "STALE"} == {"mnist/lenet_checkpoint"}, after
     assert [cause["category"] for cause in after["mnist/lenet_checkpoint"][1]] == ["CODE"]
 
-    rerun = subprocess.run(
+    run_ok(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-f", str(changed), "--select", "mnist/lenet_checkpoint"],
         env=environment,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
     retrained = stale_status(changed, environment["DAGSTER_HOME"])
     stale = {name for name, (state, _) in retrained.items() if state == "STALE"}
     assert {"mnist/lenet_predictions", "mnist/lenet_embeddings", "mnist/finetuned_model"} <= stale, retrained

@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 import torch
 from graph import asset, op_config, saved_payload
-from processes import mongod_processes
+from processes import mongod_processes, run_ok
 
 from mnist_assets.ml.fiftyone_store import split_view
 
@@ -131,8 +131,7 @@ def test_database_folders_stay_isolated(make_settings, tmp_path):
         "print(sorted(fo.list_datasets()))\n"
     )
     env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp_path / "elsewhere_db")}
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_ok([str(REPO / ".venv" / "bin" / "python"), "-c", code], env=env, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "['isolated-elsewhere']"
     assert "isolated-elsewhere" not in fo.list_datasets() and here.store("mnist").name in fo.list_datasets()
     for process in mongod_processes(str(tmp_path / "elsewhere_db")):
