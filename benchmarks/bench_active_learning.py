@@ -2,12 +2,12 @@
 
 Per dataset (MNIST, Fashion-MNIST) the train split's labels are all hidden (`label_budget:
 {labeled: 0}`, the truth kept as `ground_truth_clean` keeps it). Per arm and seed, from no labels:
-1. the arm proposes the next batch (ml/label_requests.py on the pool's pixel embedding, as the
+1. the arm proposes the next batch (ml/quality/label_requests.py on the pool's pixel embedding, as the
    label_requests asset does; the arms that follow a model take their first batch at random);
 2. a simulated annotator answers it with the true labels as `label` decisions in the dataset's
    decision log (`via: simulated-annotator`, checked against the source as `record_decisions` checks
    a person's), and the labels in use are read back from the log;
-3. LeNet trains on them with lenet_checkpoint's recipe (ml/recipes.py: with fewer labels than
+3. LeNet trains on them with lenet_checkpoint's recipe (ml/models/recipes.py: with fewer labels than
    validation holds, the few-labels recipe: the last state kept, the batch affine), and is scored
    on the test split;
 until each cumulative budget is spent. Arms: `random`, `default` (the platform's choice,
@@ -71,8 +71,8 @@ class Curve:
 
 def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) -> Pool:
     from mnist_assets.assets.data import pixel_statistics
-    from mnist_assets.ml.label_requests import pixel_embedding
-    from mnist_assets.ml.sources import decision_sources, load_source, split_of
+    from mnist_assets.ml.data.sources import decision_sources, load_source, split_of
+    from mnist_assets.ml.quality.label_requests import pixel_embedding
     from mnist_assets.pipeline import declared_spec
 
     spec = declared_spec(name)
@@ -107,7 +107,7 @@ def as_tensors(images: np.ndarray, labels: np.ndarray, mean: float, std: float):
     """uint8 images and class positions as the SplitTensors training reads, standardized by `mean` and `std`."""
     import torch
 
-    from mnist_assets.ml.tensors import SplitTensors, channels_first
+    from mnist_assets.ml.data.tensors import SplitTensors, channels_first
 
     return SplitTensors(channels_first(torch.from_numpy(images)), torch.from_numpy(labels).long(), [], mean, std)
 
@@ -147,9 +147,9 @@ def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed:
     model's probabilities and penultimate features on the whole pool (for the arms that follow a model)."""
     import torch
 
-    from mnist_assets.ml import recipes
-    from mnist_assets.ml.models import build_model
-    from mnist_assets.ml.training import evaluate, fit, predict
+    from mnist_assets.ml.models import recipes
+    from mnist_assets.ml.models.architectures import build_model
+    from mnist_assets.ml.models.training import evaluate, fit, predict
 
     config = recipes.resolve("checkpoint", pool.spec, {"seed": 51 + seed}, scarce=scarce)
     model = build_model(config.arch, config.seed, **pool.spec.model_shape())
@@ -164,7 +164,7 @@ def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed:
 
 def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Path, progress) -> Curve:
     from mnist_assets.ml.decisions import DecisionLog
-    from mnist_assets.ml.label_requests import choose_strategy, request_labels
+    from mnist_assets.ml.quality.label_requests import choose_strategy, request_labels
 
     log = DecisionLog(work / f"{pool.name}-{arm}-{seed}" / "log")
     curve, probabilities, features = Curve(arm, seed), None, None
@@ -209,8 +209,8 @@ def daemon_round(work: Path, source: str = "mnist", labeled: int = 30, batch: in
     from bench_label_cleaning import daemon, latest_metadata
     from label_cleaning_location import loop_definitions
 
-    from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, SOURCE_INDEX, TO_LABEL_VIEW
-    from mnist_assets.ml.fiftyone_store import split_view
+    from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, SOURCE_INDEX, TO_LABEL_VIEW
+    from mnist_assets.ml.store.fiftyone_store import split_view
     from mnist_assets.pipeline import declared_spec
     from mnist_assets.resources import Settings
     from mnist_assets.review import record_decisions
@@ -348,7 +348,7 @@ def print_tables(results: dict) -> None:
 
 
 def main() -> None:
-    from mnist_assets.ml.files import atomic_write_bytes
+    from mnist_assets.ml.core.files import atomic_write_bytes
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="MNIST, a 5,000-image pool, 10 to 100 labels, random and default, 1 seed")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from mnist_assets.ml.clip_models import embed_images, load_clip, preprocess_batch
+from mnist_assets.ml.models.clip_models import embed_images, load_clip, preprocess_batch
 
 
 class PilDataset(Dataset):

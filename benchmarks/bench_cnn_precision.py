@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from mnist_assets.assets.data import pixel_statistics
-from mnist_assets.ml.augmentation import batch_augmentation
-from mnist_assets.ml.models import build_model
-from mnist_assets.ml.precision import native_bf16
-from mnist_assets.ml.sources import load_source, split_of
-from mnist_assets.ml.tensors import SplitTensors, channels_first
-from mnist_assets.ml.training import train_one_epoch
+from mnist_assets.ml.data.sources import load_source, split_of
+from mnist_assets.ml.data.tensors import SplitTensors, channels_first
+from mnist_assets.ml.models.architectures import build_model
+from mnist_assets.ml.models.augmentation import batch_augmentation
+from mnist_assets.ml.models.precision import native_bf16
+from mnist_assets.ml.models.training import train_one_epoch
 from mnist_assets.pipeline import declared_pipeline
 
 

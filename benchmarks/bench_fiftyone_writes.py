@@ -9,8 +9,8 @@ import time
 import fiftyone as fo
 import numpy as np
 
-from mnist_assets.ml.dataset_spec import DIGITS
-from mnist_assets.ml.fiftyone_store import write_classifications
+from mnist_assets.ml.data.dataset_spec import DIGITS
+from mnist_assets.ml.store.fiftyone_store import write_classifications
 
 
 def run(view, loop_samples: int = 2000) -> dict:

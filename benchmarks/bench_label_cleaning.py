@@ -1,7 +1,7 @@
 """Does fixing pay? The data-quality loop run by a simulated reviewer through the platform's own path,
 on declared label noise where the truth (`ground_truth_clean`) is known.
 
-Per scenario (a noisy declaration of MNIST or Fashion-MNIST: ml/label_noise.py), in fresh folders:
+Per scenario (a noisy declaration of MNIST or Fashion-MNIST: ml/data/label_noise.py), in fresh folders:
 1. materialize the loop's assets: the ingest, the labels in use, the out-of-fold LeNets
    (`lenet_oof_predictions`, whose logits give `review_priority`) and the fold ensemble's test predictions;
 2. rounds: the reviewer takes the top of the review order among the train samples no one decided on
@@ -127,9 +127,9 @@ class Loop:
 
     def train_split(self) -> dict:
         """train's samples in one order: source keys, labels in use and truth (class positions), out-of-fold logits."""
-        from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, LENET_OOF_PREDICTIONS, SOURCE_INDEX
-        from mnist_assets.ml.fiftyone_store import read_vectors, usable_view
-        from mnist_assets.ml.tensors import class_positions
+        from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, LENET_OOF_PREDICTIONS, SOURCE_INDEX
+        from mnist_assets.ml.data.tensors import class_positions
+        from mnist_assets.ml.store.fiftyone_store import read_vectors, usable_view
 
         view = usable_view(self.settings.store(self.spec.name).dataset(), "train")
         source_index, given, truth = view.values([SOURCE_INDEX, f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_CLEAN}.label"])
@@ -150,7 +150,7 @@ class Loop:
         """The reviewer's round: where validation is noisy, validation's part of the saved view
         `review-queue` first (the platform's order, as a person opens it); then the top `count` of
         train not yet reviewed; each answered with the truth and recorded in one import."""
-        from mnist_assets.ml.label_cleaning import REVIEWER, next_to_review, reviewer_rows
+        from mnist_assets.ml.quality.label_cleaning import REVIEWER, next_to_review, reviewer_rows
         from mnist_assets.review import record_decisions
 
         first = self.validation_queue_rows() if self.noisy_validation else []
@@ -169,8 +169,8 @@ class Loop:
 
     def wrong_labels(self, split: str) -> int:
         """How many labels in use of the split differ from the truth."""
-        from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN
-        from mnist_assets.ml.fiftyone_store import usable_view
+        from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN
+        from mnist_assets.ml.store.fiftyone_store import usable_view
 
         given, truth = usable_view(self.settings.store(self.spec.name).dataset(), split).values(
             [f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_CLEAN}.label"]
@@ -182,9 +182,9 @@ class Loop:
         import numpy as np
         from fiftyone import ViewField as F
 
-        from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, REVIEW_QUEUE_VIEW, SOURCE_INDEX, SPLIT
-        from mnist_assets.ml.label_cleaning import reviewer_rows
-        from mnist_assets.ml.tensors import class_positions
+        from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, REVIEW_QUEUE_VIEW, SOURCE_INDEX, SPLIT
+        from mnist_assets.ml.data.tensors import class_positions
+        from mnist_assets.ml.quality.label_cleaning import reviewer_rows
 
         queue = self.settings.store(self.spec.name).dataset().load_saved_view(REVIEW_QUEUE_VIEW).match(F(SPLIT) == "validation")
         source_index, given, truth = queue.values([SOURCE_INDEX, f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_CLEAN}.label"])
@@ -277,9 +277,9 @@ def arm_accuracy(loop: Loop, labels=None, keep=None) -> tuple[float, float]:
     from mnist_assets.assets.common import Pipeline
     from mnist_assets.assets.data import split_tensors
     from mnist_assets.assets.training import OutOfFoldConfig, train_config
-    from mnist_assets.ml.cross_validation import fold_ensemble, subset, train_fold_models
-    from mnist_assets.ml.tensors import SplitTensors
-    from mnist_assets.ml.training import ensemble_logits
+    from mnist_assets.ml.data.tensors import SplitTensors
+    from mnist_assets.ml.models.cross_validation import fold_ensemble, subset, train_fold_models
+    from mnist_assets.ml.models.training import ensemble_logits
 
     started = time.perf_counter()
     p, settings = Pipeline(loop.spec), loop.settings
@@ -309,9 +309,9 @@ def run_scenario(name: str, plan: Plan, env: dict, work: Path, clean_cache: dict
     import numpy as np
     from scipy.special import softmax
 
-    from mnist_assets.ml.label_cleaning import prune_by_noise_rate, random_review, review_curve, reviewed_labels
-    from mnist_assets.ml.label_noise import noisy_declaration
-    from mnist_assets.ml.review_order import ranking_metrics, review_priority
+    from mnist_assets.ml.data.label_noise import noisy_declaration
+    from mnist_assets.ml.quality.label_cleaning import prune_by_noise_rate, random_review, review_curve, reviewed_labels
+    from mnist_assets.ml.quality.review_order import ranking_metrics, review_priority
     from mnist_assets.pipeline import declared_spec
     from mnist_assets.resources import Settings
 
@@ -413,7 +413,7 @@ def run_scenario(name: str, plan: Plan, env: dict, work: Path, clean_cache: dict
 
 def plot(result: dict, folder: Path) -> Path:
     """The scenario's review curves and accuracies as `<folder>/<dataset>.png`."""
-    from mnist_assets.ml import plots
+    from mnist_assets.ml.figures import plots
 
     def points(metrics):
         shares = [f for f in FRACTIONS if f"recall_at_{f:.0%}" in metrics]
@@ -520,7 +520,7 @@ def main() -> None:
     chosen = {k: v for k, v in vars(args).items() if k in Plan.__dataclass_fields__ and v is not None}
     plan = Plan(**{**asdict(plan), **chosen})
     from mnist_assets.assets.training import OutOfFoldConfig
-    from mnist_assets.environment import assets_home
+    from mnist_assets.ml.core.environment import assets_home
 
     shipped = OutOfFoldConfig().folds
     if plan.daemon_rounds and plan.folds != shipped:

@@ -13,10 +13,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from mnist_assets.ml.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
-from mnist_assets.ml.models import build_model
-from mnist_assets.ml.tensors import SplitTensors, normalize
-from mnist_assets.ml.training import train_one_epoch
+from mnist_assets.ml.data.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
+from mnist_assets.ml.data.tensors import SplitTensors, normalize
+from mnist_assets.ml.models.architectures import build_model
+from mnist_assets.ml.models.training import train_one_epoch
 
 
 def _optimizer(model):
@@ -85,8 +85,8 @@ def time_peer(paths: list[str], labels: list[int]) -> float:
 
 
 def run(view, cache_dir) -> dict:
-    from mnist_assets.ml.dataset_spec import DIGITS
-    from mnist_assets.ml.tensors import load_view_tensors
+    from mnist_assets.ml.data.dataset_spec import DIGITS
+    from mnist_assets.ml.data.tensors import load_view_tensors
 
     started = time.perf_counter()
     pixels = load_view_tensors(view, cache_dir, classes=DIGITS, channels=1, size=28)

@@ -2,7 +2,7 @@
 
 Every Dagster step is a fresh process, so without a cache each of a run's six UMAPs compiles
 umap-learn's numba functions again. Each measurement here is a new process projecting the same
-2,000 x 64 embeddings (small, so the fixed cost shows) through `mnist_assets.ml.numba_cache`, timed inside it (import excluded).
+2,000 x 64 embeddings (small, so the fixed cost shows) through `mnist_assets.ml.figures.numba_cache`, timed inside it (import excluded).
 """
 
 import json
@@ -14,7 +14,7 @@ from pathlib import Path
 CHILD = """
 import json, sys, time
 import numpy as np
-from mnist_assets.ml.numba_cache import cache_umap_compilation
+from mnist_assets.ml.figures.numba_cache import cache_umap_compilation
 cache_umap_compilation(sys.argv[1])
 import umap
 points = np.random.default_rng(0).normal(size=(2000, 64)).astype(np.float32)

@@ -10,7 +10,7 @@ import dagster as dg
 
 from mnist_assets.automation import build_automation_sensor
 from mnist_assets.executors import build_executor
-from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
 from mnist_assets.pipeline import build_pipeline_defs
 from mnist_assets.resources import Settings
 

@@ -74,7 +74,7 @@ def main() -> None:
     if args.refresh_only:
         import bench_refresh
 
-        from mnist_assets.environment import assets_home
+        from mnist_assets.ml.core.environment import assets_home
 
         results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
         results.update(bench_refresh.run(_fresh(assets_home() / "bench" / "refresh")))
@@ -82,7 +82,7 @@ def main() -> None:
         print_table(results)
         return
 
-    from mnist_assets.environment import assets_home
+    from mnist_assets.ml.core.environment import assets_home
 
     work = assets_home() / "bench"
     results: dict = {"machine": f"{os.cpu_count()} cores", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -101,9 +101,9 @@ def main() -> None:
     import bench_fiftyone_writes
     import bench_lenet_epoch
 
-    from mnist_assets.ml.dataset_spec import DIGITS
-    from mnist_assets.ml.fiftyone_store import split_view
-    from mnist_assets.ml.tensors import load_view_tensors
+    from mnist_assets.ml.data.dataset_spec import DIGITS
+    from mnist_assets.ml.data.tensors import load_view_tensors
+    from mnist_assets.ml.store.fiftyone_store import split_view
     from mnist_assets.resources import Settings
 
     store = Settings.from_env().store("mnist")
@@ -224,7 +224,7 @@ def training_ratios(run: dict) -> dict:
 def release_images_per_second(test_images, repeats: int = 3) -> float:
     """MNIST's released model.onnx through `python -m mnist_assets.predict`'s session (its Release),
     on the test images as predict hands them to it (uint8 [N, 1, H, W]), in batches of 1,024: the best of `repeats`."""
-    from mnist_assets.ml.release import onnx_images_per_second
+    from mnist_assets.ml.release.export import onnx_images_per_second
     from mnist_assets.predict import Release, release_path
 
     session = Release(release_path("mnist"), "mnist").session

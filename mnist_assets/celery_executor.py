@@ -11,11 +11,16 @@ from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor, _submit_task
 from dagster_celery.make_app import make_app
 from kombu.utils.url import maybe_sanitize_url
 
-from mnist_assets.executors import DEFAULT_WAIT_SECONDS
+from mnist_assets.ml.core.environment import seconds_setting
 from mnist_assets.worker import SQLITE_REFUSAL
 
 WATCH_SECONDS = 2.0  # between two looks at the workers
 LOST_AFTER = 3  # looks without an answer from a step's worker before the step is failed
+DEFAULT_WAIT_SECONDS = 120  # for a worker to take a step (MNIST_ASSETS_CELERY_WAIT_SECONDS)
+
+
+def celery_wait_seconds() -> int:
+    return seconds_setting("MNIST_ASSETS_CELERY_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, whole=True)
 
 
 @dg.executor(

@@ -2,7 +2,7 @@
 seconds: what `make ui` starts (mnist_assets/ui.py says why). Run it alone as
 `python -m mnist_assets.daemon run` where the daemon runs on a machine of its own."""
 
-from mnist_assets.environment import seconds_setting
+from mnist_assets.ml.core.environment import seconds_setting
 
 DEFAULT_BACKFILL_INTERVAL = 5.0
 

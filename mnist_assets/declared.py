@@ -84,3 +84,27 @@ def fiftyone_slugs(name: str) -> set[str]:
 def slug(text: str) -> str:
     """FiftyOne's `to_slug` for what a dataset name may hold (letters, digits, `_`, `-`)."""
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "", text.lower().replace("_", "-"))).strip("-")
+
+
+def one_line_error(error: BaseException) -> str:
+    """The user's part of an error in one line: pydantic's messages without their boilerplate, a
+    YAML error with its line, the innermost cause of Dagster's component-tree wrapper."""
+    from pydantic import ValidationError
+
+    while error.__cause__ is not None and type(error).__name__ == "ComponentTreeException":
+        error = error.__cause__
+    if isinstance(error, ValidationError):
+        parts = []
+        for item in error.errors():
+            message = item["msg"].removeprefix("Value error, ")
+            where = ".".join(str(part) for part in item.get("loc", ()))
+            parts.append(f"{where}: {message}" if where else message)
+        return "; ".join(parts).rstrip(" .")
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"not valid YAML: {error.problem or error.context}{at}"
+    text = " ".join(str(error).split())
+    if not isinstance(error, ValueError) or not text:
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text.rstrip(" .") if len(text) <= 500 else text[:497] + "..."

@@ -13,8 +13,8 @@ import dagster as dg
 
 from mnist_assets.automation import build_automation_sensor
 from mnist_assets.components.declarations import BrokenDeclaration, BrokenDeclarationsError, load_declarations
-from mnist_assets.environment import REPO_ROOT
 from mnist_assets.executors import build_executor
+from mnist_assets.ml.core.environment import REPO_ROOT
 from mnist_assets.resources import Settings
 
 VALIDATING = "DAGSTER_IS_DEFS_VALIDATION_CLI"  # set by `dg check defs` and `dagster definitions validate`

@@ -18,17 +18,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from mnist_assets.environment import seconds_setting
-
 EXECUTORS = ("multiprocess", "in_process", "celery")
-DEFAULT_WAIT_SECONDS = 120
 # Worker-side settings every worker must share with the launcher (deploy/celery.yaml has them too):
 # a started task records its worker, so a lost one can be named.
 CELERY_SETTINGS = {"task_track_started": True, "worker_prefetch_multiplier": 1}
-
-
-def celery_wait_seconds() -> int:
-    return seconds_setting("MNIST_ASSETS_CELERY_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, whole=True)
 
 
 def build_executor(kind: str) -> dg.ExecutorDefinition:
@@ -36,7 +29,7 @@ def build_executor(kind: str) -> dg.ExecutorDefinition:
     if kind == "in_process":
         return dg.in_process_executor
     if kind == "celery":
-        from mnist_assets.celery_executor import watched_celery_executor  # only then: celery's imports
+        from mnist_assets.celery_executor import celery_wait_seconds, watched_celery_executor  # only then: celery's imports
 
         return watched_celery_executor.configured(
             {
@@ -56,4 +49,5 @@ def forkserver_preload() -> list[str]:
 
     import mnist_assets.ml
 
-    return ["mnist_assets.definitions", *(f"mnist_assets.ml.{module.name}" for module in pkgutil.iter_modules(mnist_assets.ml.__path__))]
+    modules = pkgutil.walk_packages(mnist_assets.ml.__path__, "mnist_assets.ml.")
+    return ["mnist_assets.definitions", *(module.name for module in modules if not module.ispkg)]

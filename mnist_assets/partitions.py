@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mnist_assets.ml.dataset_spec import SPLITS
+from mnist_assets.ml.data.dataset_spec import SPLITS
 
 split_partitions = dg.StaticPartitionsDefinition(list(SPLITS))
 

@@ -9,7 +9,7 @@ from mnist_assets import declared
 from mnist_assets.assets import augmentation, clip, cnn, data_issues, dataset, duplicates, label_requests, lenet, quality, release, review
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.automation import with_same_run_parents
-from mnist_assets.ml.dataset_spec import DatasetSpec, DatasetSpecError
+from mnist_assets.ml.data.dataset_spec import DatasetSpec, DatasetSpecError
 from mnist_assets.partitions import split_partitions
 from mnist_assets.sensors import build_review_sensor, build_source_sensor
 
@@ -21,13 +21,11 @@ def declared_spec(name: str) -> DatasetSpec:
     """The DatasetSpec of the `defs.yaml` that declares the dataset `name` (whatever its folder is
     called), for scripts and tests that work on one dataset; a ValueError listing the declared names
     when none does, a DatasetSpecError naming the file and what is wrong, in one line, when it is unusable."""
-    from mnist_assets.components.declarations import one_line_error
-
     path = declared.declaration_path(name, DEFS_FOLDER)
     try:
         return DatasetSpec(**yaml.safe_load(path.read_text())["attributes"])
     except Exception as error:  # YAML, a missing `attributes`, pydantic: the declaration is broken
-        raise DatasetSpecError(f"the declaration {path} is broken: {one_line_error(error)}") from error
+        raise DatasetSpecError(f"the declaration {path} is broken: {declared.one_line_error(error)}") from error
 
 
 def check_unique_names(folder: Path = DEFS_FOLDER) -> None:

@@ -8,7 +8,7 @@
 
 The release is `<MNIST_ASSETS_HOME>/datasets/<dataset>/release/model.onnx` (materialize
 `<dataset>/model_release` to make it); its metadata says the classes, the size, the channels and
-the conversion ingest applied to the dataset's images (`ml/image_conversion.py`), and every image,
+the conversion ingest applied to the dataset's images (`ml/data/image_conversion.py`), and every image,
 of any size and mode, is converted the same way. A file that cannot be read is reported and the
 others still predicted; the exit code is then 1. A release that cannot be used is one line and exit
 code 2 (a `current` link whose version is gone: which version to point it at). `--releases` lists
@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from mnist_assets.declared import UnknownDataset, declaration_path
-from mnist_assets.environment import dataset_dir
-from mnist_assets.ml.image_conversion import Conversion, ImageConversionError, convert_image
+from mnist_assets.ml.core.environment import dataset_dir
+from mnist_assets.ml.data.image_conversion import Conversion, ImageConversionError, convert_image
 
 TOP = 3
 BATCH = 256  # files converted and classified at a time: memory stays flat for any number of files
-SIZES = (16, 256)  # what a dataset may declare (ml/dataset_spec.py)
+SIZES = (16, 256)  # what a dataset may declare (ml/data/dataset_spec.py)
 METADATA = ("classes", "image_size", "channels")
 
 
@@ -49,8 +49,8 @@ class MissingRelease(ReleaseError):
 
 
 def release_path(dataset: str) -> Path:
-    from mnist_assets.ml.names import SAFE_NAME
-    from mnist_assets.ml.release_folder import broken_current
+    from mnist_assets.ml.core.names import SAFE_NAME
+    from mnist_assets.ml.release.folder import broken_current
 
     if not SAFE_NAME.match(dataset):
         raise ReleaseError(f"--dataset {dataset!r} is not a dataset name (letters, digits, '_'); give one of the declared datasets.")
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 def _list_releases(dataset: str) -> int:
     """Every version kept, one line each (a damaged one: an error line naming the file); 0, 1 when a
     version is damaged, 2 when there is no release in use (the versions still listed, to recover)."""
-    from mnist_assets.ml.release_folder import list_releases
+    from mnist_assets.ml.release.folder import list_releases
 
     try:
         folder, unusable = release_path(dataset).parent, None

@@ -16,7 +16,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import field_validator
 
-from mnist_assets.environment import assets_home, store_name
+from mnist_assets.ml.core.environment import assets_home, store_name
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
@@ -63,7 +63,7 @@ class Settings(dg.ConfigurableResource):
     @field_validator("namespace")
     @classmethod
     def _safe_namespace(cls, value):
-        from mnist_assets.ml.names import check_safe_name
+        from mnist_assets.ml.core.names import check_safe_name
 
         return check_safe_name(value, "MNIST_ASSETS_NAMESPACE") if value else value
 
@@ -117,13 +117,13 @@ class Settings(dg.ConfigurableResource):
 
     @property
     def numba_cache_dir(self) -> Path:
-        """UMAP's compiled functions (ml/numba_cache.py), shared by every dataset and run; numba's
+        """UMAP's compiled functions (ml/figures/numba_cache.py), shared by every dataset and run; numba's
         own `NUMBA_CACHE_DIR`, when set, puts them elsewhere (one folder for several homes)."""
         return Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else self.home_path / "numba_cache"
 
     def store(self, dataset: str) -> DatasetStore:
         """The FiftyOne dataset and folder of one declared dataset (under the namespace, if set)."""
-        from mnist_assets.ml.names import check_safe_name
+        from mnist_assets.ml.core.names import check_safe_name
 
         name = store_name(dataset, self.namespace)
         check_safe_name(name, "dataset name")
@@ -172,14 +172,14 @@ class DatasetStore:
         return self.dir / "tensors"
 
     def artifact_path(self, *parts: str) -> Path:
-        from mnist_assets.ml.names import check_safe_name
+        from mnist_assets.ml.core.names import check_safe_name
 
         for part in parts:
             check_safe_name(part.replace(".", "_"), "artifact name")
         return self.dir.joinpath(*parts)
 
     def dataset(self):
-        from mnist_assets.ml.fiftyone_store import get_dataset
+        from mnist_assets.ml.store.fiftyone_store import get_dataset
 
         return get_dataset(self.name)
 
@@ -187,13 +187,13 @@ class DatasetStore:
         """Whether the FiftyOne dataset exists (without creating it)."""
         import fiftyone as fo
 
-        from mnist_assets.ml.fiftyone_store import connect
+        from mnist_assets.ml.store.fiftyone_store import connect
 
         connect()
         return fo.dataset_exists(self.name)
 
     def augmented(self):
         """Augmented samples live in their own dataset, `<name>-augmented`, linked to their sources."""
-        from mnist_assets.ml.fiftyone_store import get_dataset
+        from mnist_assets.ml.store.fiftyone_store import get_dataset
 
         return get_dataset(f"{self.name}-augmented")

@@ -90,7 +90,7 @@ def _code_location(dataset: str):
     saying why (the location does not load, or the dataset's declaration in it is broken)."""
     import dagster as dg
 
-    from mnist_assets.components.declarations import one_line_error
+    from mnist_assets.declared import one_line_error
 
     try:
         from mnist_assets.definitions import broken_declarations, defs
@@ -109,7 +109,7 @@ def apply_review(dataset: str, splits: list[str]) -> None:
     NotApplied when the code location cannot (it does not load, or the dataset's declaration is broken)."""
     import dagster as dg
 
-    from mnist_assets.environment import dagster_home
+    from mnist_assets.ml.core.environment import dagster_home
 
     defs = _code_location(dataset)
     from mnist_assets.run_all import materialize_stage, summarize  # imports the code location: after the check
@@ -126,9 +126,9 @@ def apply_review(dataset: str, splits: list[str]) -> None:
 
 def status(dataset: str) -> list[dict]:
     """Per split: the decisions in force by kind, stale ones, and the review queue's length."""
+    from mnist_assets.ml.core.field_names import review_queue_view_name
     from mnist_assets.ml.decisions import SplitSamples, plan_apply
-    from mnist_assets.ml.field_names import review_queue_view_name
-    from mnist_assets.ml.fiftyone_store import split_view
+    from mnist_assets.ml.store.fiftyone_store import split_view
 
     _, _, store = _dataset(dataset)
     if not store.exists():

@@ -21,8 +21,8 @@ import dagster as dg
 
 from mnist_assets.components.declarations import PLACEHOLDER_TAG
 from mnist_assets.definitions import broken_declarations, defs
-from mnist_assets.environment import assets_home, dagster_home
-from mnist_assets.ml.dataset_spec import SPLITS
+from mnist_assets.ml.core.environment import assets_home, dagster_home
+from mnist_assets.ml.data.dataset_spec import SPLITS
 
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_KEYS = ("count", "accuracy", "best_val_accuracy", "test_accuracy", "fixed", "broken", "weights", "images_per_second")

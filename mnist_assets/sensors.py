@@ -10,8 +10,8 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG, get_input_event_pointer_tag  # the tags Dagster records
 
 from mnist_assets.assets.common import latest_materialization
-from mnist_assets.ml.dataset_spec import SPLITS, DatasetSpec
-from mnist_assets.ml.sources import watched_fingerprint
+from mnist_assets.ml.data.dataset_spec import SPLITS, DatasetSpec
+from mnist_assets.ml.data.sources import watched_fingerprint
 from mnist_assets.resources import Settings
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -104,7 +104,7 @@ def build_review_sensor(spec: DatasetSpec, review_key: dg.AssetKey, raw_key: dg.
     )
     def review_sensor(context: dg.SensorEvaluationContext, settings: Settings):
         from mnist_assets.ml.decisions import SplitSamples, review_fingerprint
-        from mnist_assets.ml.fiftyone_store import split_view
+        from mnist_assets.ml.store.fiftyone_store import split_view
 
         store = settings.store(spec.name)
         if not store.exists():

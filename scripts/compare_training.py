@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from mnist_assets.assets.data import pixel_statistics, split_tensors
-from mnist_assets.ml.dataset_spec import SPLITS
-from mnist_assets.ml.models import build_model, parameter_count
-from mnist_assets.ml.precision import PRECISIONS
-from mnist_assets.ml.release import Probabilities, probabilities
-from mnist_assets.ml.training import KEEP, TrainConfig, evaluate, fit
+from mnist_assets.ml.data.dataset_spec import SPLITS
+from mnist_assets.ml.models.architectures import build_model, parameter_count
+from mnist_assets.ml.models.precision import PRECISIONS
+from mnist_assets.ml.models.training import KEEP, TrainConfig, evaluate, fit
+from mnist_assets.ml.release.export import Probabilities, probabilities
 from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.resources import Settings
 
@@ -124,9 +124,9 @@ def source_tensors(spec) -> dict:
     standardized by the train split's pixel statistics."""
     import tempfile
 
-    from mnist_assets.ml.dataset_spec import SPLITS
-    from mnist_assets.ml.sources import load_source, split_of
-    from mnist_assets.ml.tensors import SplitTensors, channels_first
+    from mnist_assets.ml.data.dataset_spec import SPLITS
+    from mnist_assets.ml.data.sources import load_source, split_of
+    from mnist_assets.ml.data.tensors import SplitTensors, channels_first
 
     arrays = load_source(spec, None, Path(tempfile.gettempdir()) / "mnist_assets_downloads")
     splits = {split: split_of(arrays, spec, split, None) for split in SPLITS}

@@ -1,6 +1,6 @@
 """Which training state to keep when validation labels are as noisy as train's, and what a review
 round should fix first: LeNet-5 (the `checkpoint` role's recipe) on MNIST with declared label noise on
-train and validation, each keep rule (ml/training.py KEEP) scored on the clean test labels, over seeds,
+train and validation, each keep rule (ml/models/training.py KEEP) scored on the clean test labels, over seeds,
 before and after one simulated review round of `--budget` (a share of train) answered with the truth:
 - `train`: the top of train's review order (out-of-fold LeNets' logits, as lenet_oof_predictions);
 - `validation`: the top of validation's (logits of a LeNet trained on train, as the fold ensemble);
@@ -21,13 +21,13 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mnist_assets.assets.data import pixel_statistics  # noqa: E402
-from mnist_assets.ml.label_noise import noisy_declaration  # noqa: E402
-from mnist_assets.ml.models import build_model  # noqa: E402
-from mnist_assets.ml.quality_scores import label_quality  # noqa: E402
-from mnist_assets.ml.review_order import review_priority  # noqa: E402
-from mnist_assets.ml.sources import load_source, split_of  # noqa: E402
-from mnist_assets.ml.tensors import SplitTensors, channels_first  # noqa: E402
-from mnist_assets.ml.training import KEEP, TrainConfig, evaluate, fit, predict  # noqa: E402
+from mnist_assets.ml.data.label_noise import noisy_declaration  # noqa: E402
+from mnist_assets.ml.data.sources import load_source, split_of  # noqa: E402
+from mnist_assets.ml.data.tensors import SplitTensors, channels_first  # noqa: E402
+from mnist_assets.ml.models.architectures import build_model  # noqa: E402
+from mnist_assets.ml.models.training import KEEP, TrainConfig, evaluate, fit, predict  # noqa: E402
+from mnist_assets.ml.quality.quality_scores import label_quality  # noqa: E402
+from mnist_assets.ml.quality.review_order import review_priority  # noqa: E402
 from mnist_assets.pipeline import declared_spec  # noqa: E402
 
 ARMS = ("noisy", "train", "validation", "validation_first")

@@ -1,4 +1,4 @@
-"""A quick probe of ml/label_requests.py's strategies, before the platform's benchmark: a pool of MNIST
+"""A quick probe of ml/quality/label_requests.py's strategies, before the platform's benchmark: a pool of MNIST
 train images, 10 random labels to start, batches up to 20, 50, 100 and 200 labels, a logistic
 regression on the pixels' principal components, accuracy on MNIST test images (docs/active-learning.md).
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from mnist_assets.ml.idx_source import load_mnist
-from mnist_assets.ml.label_requests import STRATEGIES, pixel_embedding, request_labels
+from mnist_assets.ml.data.idx_source import load_mnist
+from mnist_assets.ml.quality.label_requests import STRATEGIES, pixel_embedding, request_labels
 
 BUDGETS = (20, 50, 100, 200)
 

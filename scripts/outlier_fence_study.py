@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_assets.ml import data_issues
-from mnist_assets.ml.idx_source import load_fashion_mnist, load_mnist
+from mnist_assets.ml.data.idx_source import load_fashion_mnist, load_mnist
+from mnist_assets.ml.quality import data_issues
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from planted_issues import plant_issues, recall_and_precision  # noqa: E402

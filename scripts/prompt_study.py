@@ -8,10 +8,10 @@ and mnist/raw_dataset[test] materialized. Prints one table: accuracy and per-cla
 
 import argparse
 
-from mnist_assets.ml.clip_models import embed_images, load_clip
-from mnist_assets.ml.fiftyone_store import split_view
-from mnist_assets.ml.tensors import load_view_tensors
-from mnist_assets.ml.zero_shot import CLASS_NAME_SETS, TEMPLATE_SETS, text_classifier, zero_shot_logits
+from mnist_assets.ml.data.tensors import load_view_tensors
+from mnist_assets.ml.models.clip_models import embed_images, load_clip
+from mnist_assets.ml.models.zero_shot import CLASS_NAME_SETS, TEMPLATE_SETS, text_classifier, zero_shot_logits
+from mnist_assets.ml.store.fiftyone_store import split_view
 from mnist_assets.pipeline import declared_spec
 from mnist_assets.resources import Settings
 

@@ -1,4 +1,4 @@
-"""Which review order finds wrong labels best: every candidate ranking (ml/review_order.py) on a
+"""Which review order finds wrong labels best: every candidate ranking (ml/quality/review_order.py) on a
 declared noisy dataset, against the truth (`ground_truth_clean`).
 
 Materializes, for a noisy declaration of the source, what the train split's ranking needs (the
@@ -9,7 +9,7 @@ precision and recall after reviewing 1 to 30% of it (random order: precision = t
     .venv/bin/python scripts/review_order_study.py --source fashion-mnist --rate 0.2 --sparsity 0.0 [--limit N] [--epochs E] [--out F]
 
 With --confirmed-errors it ranks MNIST's test split as declared (no noise) instead, against the 15
-test label errors human reviewers confirmed (ml/label_errors.py), with the fold ensemble's
+test label errors human reviewers confirmed (ml/data/label_errors.py), with the fold ensemble's
 out-of-sample probabilities.
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mnist_assets.ml.dataset_spec import DatasetSpec  # noqa: E402
-from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, LENET_OOF_PREDICTIONS  # noqa: E402
-from mnist_assets.ml.label_noise import noisy_declaration  # noqa: E402
-from mnist_assets.ml.review_order import ranking_metrics, rankings  # noqa: E402
+from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, LENET_OOF_PREDICTIONS  # noqa: E402
+from mnist_assets.ml.data.dataset_spec import DatasetSpec  # noqa: E402
+from mnist_assets.ml.data.label_noise import noisy_declaration  # noqa: E402
+from mnist_assets.ml.quality.review_order import ranking_metrics, rankings  # noqa: E402
 from mnist_assets.pipeline import declared_spec  # noqa: E402
 
 
@@ -48,10 +48,10 @@ def confirmed_errors(settings) -> dict:
     and average precision."""
     from sklearn.metrics import average_precision_score
 
-    from mnist_assets.ml.field_names import FOLD_ENSEMBLE_PREDICTIONS, GROUND_TRUTH_ORIGINAL, SOURCE_INDEX
-    from mnist_assets.ml.fiftyone_store import read_vectors, split_view
-    from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS, known_errors_in_tops, ranks_of_known_errors
-    from mnist_assets.ml.tensors import class_positions
+    from mnist_assets.ml.core.field_names import FOLD_ENSEMBLE_PREDICTIONS, GROUND_TRUTH_ORIGINAL, SOURCE_INDEX
+    from mnist_assets.ml.data.label_errors import CONFIRMED_TEST_LABEL_ERRORS, known_errors_in_tops, ranks_of_known_errors
+    from mnist_assets.ml.data.tensors import class_positions
+    from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view
 
     spec = declared_spec("mnist")
     materialize_for_ranking(spec, settings, "fold_ensemble_predictions", partitions=("train", "validation", "test"))
@@ -68,8 +68,8 @@ def confirmed_errors(settings) -> dict:
 
 
 def study(spec: DatasetSpec, settings) -> dict:
-    from mnist_assets.ml.fiftyone_store import read_vectors, usable_view
-    from mnist_assets.ml.tensors import class_positions
+    from mnist_assets.ml.data.tensors import class_positions
+    from mnist_assets.ml.store.fiftyone_store import read_vectors, usable_view
 
     view = usable_view(settings.store(spec.name).dataset(), "train")
     noisy, clean = view.values([f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_CLEAN}.label"])

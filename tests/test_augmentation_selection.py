@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_assets.ml.augmentation import GridDistortion, augment_images, batch_augmentation
-from mnist_assets.ml.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
-from mnist_assets.ml.selection import STRATEGIES, active_score, select_samples
-from mnist_assets.ml.tensors import normalize
+from mnist_assets.ml.data.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
+from mnist_assets.ml.data.tensors import normalize
+from mnist_assets.ml.models.augmentation import GridDistortion, augment_images, batch_augmentation
+from mnist_assets.ml.models.selection import STRATEGIES, active_score, select_samples
 
 MEAN, STD = MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
 BACKGROUND = -MEAN / STD  # a black pixel, standardized
@@ -93,7 +93,7 @@ def test_unknown_strategy_is_refused():
 
 
 def test_confirmed_label_errors_ranked_and_counted():
-    from mnist_assets.ml.label_errors import CONFIRMED_TEST_LABEL_ERRORS, known_errors_in_tops, ranks_of_known_errors
+    from mnist_assets.ml.data.label_errors import CONFIRMED_TEST_LABEL_ERRORS, known_errors_in_tops, ranks_of_known_errors
 
     assert len(CONFIRMED_TEST_LABEL_ERRORS) == 15 and {947, 9729, 1621} <= set(CONFIRMED_TEST_LABEL_ERRORS)
     indices = np.arange(10000)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from mnist_assets.ml import bulk_writes
-from mnist_assets.ml.errors import MissingInputError
-from mnist_assets.ml.fiftyone_store import read_vectors, write_classifications, write_floats, write_vectors
+from mnist_assets.ml.core.errors import MissingInputError
+from mnist_assets.ml.store import bulk_writes
+from mnist_assets.ml.store.fiftyone_store import read_vectors, write_classifications, write_floats, write_vectors
 
 COUNT = 500
 

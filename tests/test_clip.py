@@ -8,8 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_assets.ml.clip_models import ClipWeightsError, autocast_dtype, embed_images, load_clip, preprocess_batch, validate_clip_settings
-from mnist_assets.ml.zero_shot import OFFICIAL_TEMPLATES, text_classifier, validate_templates, zero_shot_logits
+from mnist_assets.ml.models.clip_models import (
+    ClipWeightsError,
+    autocast_dtype,
+    embed_images,
+    load_clip,
+    preprocess_batch,
+    validate_clip_settings,
+)
+from mnist_assets.ml.models.zero_shot import OFFICIAL_TEMPLATES, text_classifier, validate_templates, zero_shot_logits
 
 
 @pytest.fixture(scope="module")

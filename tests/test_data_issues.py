@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 from planted_issues import SIDEWAYS, plant_issues, recall_and_precision
 
-from mnist_assets.ml import data_issues, image_issues
+from mnist_assets.ml.quality import data_issues, image_issues
 
 
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
-    from mnist_assets.ml.idx_source import load_fashion_mnist
+    from mnist_assets.ml.data.idx_source import load_fashion_mnist
 
     return load_fashion_mnist(None, tmp_path_factory.mktemp("fashion-downloads"))
 
@@ -185,7 +185,7 @@ def materialize_planted_folder(planted, tmp_path, make_settings, epochs=None):
     import dagster as dg
     from planted_issues import write_planted_folder
 
-    from mnist_assets.ml.dataset_spec import DatasetSpec
+    from mnist_assets.ml.data.dataset_spec import DatasetSpec
     from mnist_assets.pipeline import build_pipeline_defs
     from mnist_assets.run_all import materialize_upstream
 
@@ -206,7 +206,7 @@ def test_the_platforms_models_flag_what_no_label_fits_and_score_the_sideways_bat
     import dagster as dg
 
     from mnist_assets.assets.common import latest_materialization
-    from mnist_assets.ml.field_names import DATA_ISSUES, SOURCE_PATH, SPLIT, issues_view_name
+    from mnist_assets.ml.core.field_names import DATA_ISSUES, SOURCE_PATH, SPLIT, issues_view_name
 
     truth, settings, instance = materialize_planted_folder(plant_issues(mnist, fashion, sideways=SIDEWAYS), tmp_path, make_settings)
     dataset = settings.store("planted").dataset()
@@ -234,8 +234,8 @@ def test_a_planted_folder_through_the_asset_finds_each_issue_and_reports_corrupt
     from planted_issues import CORRUPT_FILES, SMALL_CLASS, file_name
 
     from mnist_assets.assets.common import latest_materialization
-    from mnist_assets.ml.field_names import DATA_ISSUES, SOURCE_PATH, SPLIT, issues_view_name
-    from mnist_assets.ml.fiftyone_store import split_view
+    from mnist_assets.ml.core.field_names import DATA_ISSUES, SOURCE_PATH, SPLIT, issues_view_name
+    from mnist_assets.ml.store.fiftyone_store import split_view
 
     planted_set = plant_issues(mnist, fashion)
     # every type judged here is judged on the pixels and files: two epochs of each model do
@@ -290,9 +290,9 @@ def test_clips_space_joins_the_outlier_where_declared_and_random_weights_are_ref
     from planted_issues import write_planted_folder
 
     from mnist_assets.assets.common import latest_materialization
-    from mnist_assets.ml.clip_models import load_clip
-    from mnist_assets.ml.dataset_spec import DatasetSpec
-    from mnist_assets.ml.field_names import DATA_ISSUES
+    from mnist_assets.ml.core.field_names import DATA_ISSUES
+    from mnist_assets.ml.data.dataset_spec import DatasetSpec
+    from mnist_assets.ml.models.clip_models import load_clip
     from mnist_assets.pipeline import build_pipeline_defs
     from mnist_assets.run_all import materialize_upstream
 

@@ -16,11 +16,11 @@ from PIL import Image
 from processes import REPO, run_ok
 from pydantic import ValidationError
 
-from mnist_assets.ml.dataset_spec import FASHION, DatasetSpec
-from mnist_assets.ml.fiftyone_store import split_view
-from mnist_assets.ml.folder_source import FolderSourceError
-from mnist_assets.ml.idx_source import DEBIAN_FASHION_MNIST, IdxSourceError, load_fashion_mnist
-from mnist_assets.ml.sources import load_source, split_of
+from mnist_assets.ml.data.dataset_spec import FASHION, DatasetSpec
+from mnist_assets.ml.data.folder_source import FolderSourceError
+from mnist_assets.ml.data.idx_source import DEBIAN_FASHION_MNIST, IdxSourceError, load_fashion_mnist
+from mnist_assets.ml.data.sources import load_source, split_of
+from mnist_assets.ml.store.fiftyone_store import split_view
 from mnist_assets.pipeline import build_pipeline_defs
 from mnist_assets.predict import Release, predict_files
 from mnist_assets.run_all import materialize_stage, stages
@@ -156,7 +156,7 @@ def test_fashion_mnist_through_the_graph_to_a_release_that_predicts_28px_files(m
 
 
 def test_two_declarations_of_one_name_are_refused_naming_both_files(tmp_path):
-    from mnist_assets.ml.dataset_spec import DatasetSpecError
+    from mnist_assets.ml.data.dataset_spec import DatasetSpecError
     from mnist_assets.pipeline import DEFS_FOLDER, check_unique_names
 
     check_unique_names()  # the shipped ones are distinct

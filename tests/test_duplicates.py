@@ -5,7 +5,7 @@ import fiftyone as fo
 import numpy as np
 from PIL import Image
 
-from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks, pixel_embeddings
+from mnist_assets.ml.quality.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks, pixel_embeddings
 
 
 def test_planted_copies_of_test_images_in_train_are_found(make_settings, mnist, tmp_path):

@@ -1,4 +1,4 @@
-"""Fine-tuning is one plain step (ml/finetuning.py) that finetuned_model and scripts/strategy_study.py
+"""Fine-tuning is one plain step (ml/models/finetuning.py) that finetuned_model and scripts/strategy_study.py
 both run, for any declared dataset: the study measures what the asset does."""
 
 import importlib.util
@@ -10,12 +10,12 @@ import torch
 from graph import asset, op_config, saved_payload
 from processes import REPO
 
-from mnist_assets.ml import finetuning
-from mnist_assets.ml.checkpoints import checkpoint_payload
-from mnist_assets.ml.dataset_spec import FASHION, DatasetSpec
-from mnist_assets.ml.errors import MissingInputError
-from mnist_assets.ml.models import build_model
-from mnist_assets.ml.tensors import SplitTensors
+from mnist_assets.ml.core.errors import MissingInputError
+from mnist_assets.ml.data.dataset_spec import FASHION, DatasetSpec
+from mnist_assets.ml.data.tensors import SplitTensors
+from mnist_assets.ml.models import finetuning
+from mnist_assets.ml.models.architectures import build_model
+from mnist_assets.ml.models.checkpoints import checkpoint_payload
 
 
 def coloured_squares(count: int, classes: int, seed: int) -> SplitTensors:
@@ -74,11 +74,11 @@ def load_script():
 
 def test_the_asset_and_the_strategy_study_fine_tune_fashion_mnist_with_one_function(make_settings, monkeypatch, tmp_path):
     """finetuned_model and `strategy_study.py --dataset fashion_mnist` both go through
-    ml/finetuning.finetune, with Fashion-MNIST's declaration (its recipe mirrors clothes), and each
+    ml/models/finetuning.finetune, with Fashion-MNIST's declaration (its recipe mirrors clothes), and each
     gets a classifier of its shape; the asset saves the state that step kept."""
-    from mnist_assets.ml.field_names import HARDNESS, UNIQUENESS
-    from mnist_assets.ml.fiftyone_store import usable_view, write_classifications, write_floats
-    from mnist_assets.ml.selection import scored_predictions
+    from mnist_assets.ml.core.field_names import HARDNESS, UNIQUENESS
+    from mnist_assets.ml.models.selection import scored_predictions
+    from mnist_assets.ml.store.fiftyone_store import usable_view, write_classifications, write_floats
 
     settings = make_settings(limit=60, epochs=1)
     for variable, value in {"HOME": settings.home, "NAMESPACE": settings.namespace, "LIMIT": "60", "EPOCHS": "1", "DEVICE": "cpu"}.items():

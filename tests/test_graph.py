@@ -14,10 +14,10 @@ from PIL import Image
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import split_tensors
 from mnist_assets.definitions import defs
-from mnist_assets.ml.checkpoints import load_models
-from mnist_assets.ml.dataset_spec import DIGITS
-from mnist_assets.ml.fiftyone_store import split_view
-from mnist_assets.ml.review_order import review_priority
+from mnist_assets.ml.data.dataset_spec import DIGITS
+from mnist_assets.ml.models.checkpoints import load_models
+from mnist_assets.ml.quality.review_order import review_priority
+from mnist_assets.ml.store.fiftyone_store import split_view
 from mnist_assets.pipeline import declared_spec
 from mnist_assets.resources import Settings
 from mnist_assets.run_all import materialize_stage, stages
@@ -187,7 +187,7 @@ def test_each_split_holds_its_samples_with_every_field(graph_run):
         assert np.allclose(quality, probabilities[np.arange(LIMIT), [int(t) for t in truth]], atol=1e-6)
         issues = dataset.load_saved_view(f"label-issues-{split}")
         assert 0 < len(issues) < LIMIT and issues.values("label_quality") == sorted(issues.values("label_quality"))
-        # review_priority: the chosen ranking (ml/review_order.py) of the same predictions, on every sample.
+        # review_priority: the chosen ranking (ml/quality/review_order.py) of the same predictions, on every sample.
         priority = np.asarray(view.values("review_priority"), dtype=float)
         assert np.allclose(priority, review_priority(np.asarray(logits), [int(t) for t in truth]), atol=1e-9)
         queue = dataset.load_saved_view(f"review-queue-{split}")
@@ -294,7 +294,7 @@ def test_checkpoints_are_complete_and_safe(graph_run):
         assert payload["epoch"] == 1 and isinstance(payload["model"]["fc2.weight"], torch.Tensor)
         assert payload["settings"]["seed"] == 51 and payload["settings"]["training_seconds"] > 0
     cnn = saved_payload(settings.store("mnist").artifact_path("checkpoints", "cnn_checkpoint.pt"))
-    # The CNN's recipe (ml/recipes.py): digits get the affine, not mirror images.
+    # The CNN's recipe (ml/models/recipes.py): digits get the affine, not mirror images.
     assert cnn["arch"] == "vgg_small" and (cnn["settings"]["ema"], cnn["settings"]["label_smoothing"]) == (0.0, 0.1)
     assert (cnn["settings"]["batch_augmentation"], cnn["settings"]["horizontal_flip"]) == ("affine", False)
     lenet = saved_payload(settings.store("mnist").artifact_path("checkpoints", "lenet_checkpoint.pt"))["settings"]
@@ -352,8 +352,8 @@ def test_rematerializing_an_unchanged_split_keeps_every_sample_and_field(graph_r
 
 def test_a_changed_label_replaces_exactly_that_sample(make_settings, mnist):
     """Re-ingest keeps what is still true: one changed label, one new and one vanished sample."""
-    from mnist_assets.ml.fiftyone_store import sync_split
-    from mnist_assets.ml.sources import pixel_hashes
+    from mnist_assets.ml.data.sources import pixel_hashes
+    from mnist_assets.ml.store.fiftyone_store import sync_split
 
     settings = make_settings()
     dataset = settings.store("mnist").dataset()
@@ -455,8 +455,8 @@ def test_the_release_is_the_best_on_validation_and_ships_as_onnx(graph_run):
 
 def test_a_weaker_candidate_loses_and_a_tie_goes_to_the_cheaper_model(graph_run):
     from mnist_assets.assets.data import load_models_for
-    from mnist_assets.ml import release
-    from mnist_assets.ml.models import build_model
+    from mnist_assets.ml.models.architectures import build_model
+    from mnist_assets.ml.release import export as release
 
     settings, _, _ = graph_run
     p = Pipeline(declared_spec("mnist"))
@@ -481,7 +481,7 @@ def test_a_weaker_candidate_loses_and_a_tie_goes_to_the_cheaper_model(graph_run)
 def test_a_tampered_or_failed_export_keeps_the_previous_release(graph_run, monkeypatch):
     import onnx
 
-    from mnist_assets.ml import release
+    from mnist_assets.ml.release import export as release
 
     settings, instance, _ = graph_run
     folder = settings.store("mnist").dir / "release"
@@ -516,7 +516,7 @@ def test_a_tampered_or_failed_export_keeps_the_previous_release(graph_run, monke
     # A retrained model worse than the release in place (the champion, re-scored on the labels in
     # use) does not replace it: the run succeeds, a warning check says by how much, nothing changes.
     from mnist_assets.assets import release as release_asset
-    from mnist_assets.ml.models import build_model
+    from mnist_assets.ml.models.architectures import build_model
 
     def weaker(*_):
         return [release.Candidate("lenet_checkpoint", release.Probabilities([build_model("lenet5", 7)], 0.13, 0.31), "untrained")]

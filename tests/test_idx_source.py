@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mnist_assets.ml.idx_source import (
+from mnist_assets.ml.data.idx_source import (
     FILES,
     IdxSourceError,
     load_from_folder,

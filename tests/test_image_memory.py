@@ -22,9 +22,9 @@ MEASURE = r"""
 import json, sys
 from pathlib import Path
 from PIL import Image
-from mnist_assets.ml import image_conversion
-from mnist_assets.ml.folder_source import load_folder
-from mnist_assets.ml.image_conversion import Conversion, convert_image
+from mnist_assets.ml.data import image_conversion
+from mnist_assets.ml.data.folder_source import load_folder
+from mnist_assets.ml.data.image_conversion import Conversion, convert_image
 
 def resident(field):
     with open("/proc/self/status") as status:

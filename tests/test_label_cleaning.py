@@ -13,7 +13,7 @@ import sys
 import numpy as np
 from processes import run_ok
 
-from mnist_assets.ml.label_cleaning import next_to_review, prune_by_noise_rate, review_curve, reviewer_rows
+from mnist_assets.ml.quality.label_cleaning import next_to_review, prune_by_noise_rate, review_curve, reviewer_rows
 from mnist_assets.resources import Settings
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mnist_assets.ml.dataset_spec import DatasetSpec
-from mnist_assets.ml.label_noise import noisy_labels
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
+from mnist_assets.ml.data.label_noise import noisy_labels
 
 NOISY = {"name": "noisy_mnist", "source": "mnist", "label_noise": {"rate": 0.3, "sparsity": 0.6, "splits": ["train"], "seed": 1}}
 
@@ -45,7 +45,7 @@ def test_bad_noise_declarations_are_refused(noise, message):
 def test_a_noisy_declaration_ingests_the_same_noise_keeps_the_truth_beside_and_trains_on_the_noise(make_settings, mnist):
     from mnist_assets.assets.common import Pipeline
     from mnist_assets.assets.data import split_tensors
-    from mnist_assets.ml.fiftyone_store import split_view
+    from mnist_assets.ml.store.fiftyone_store import split_view
     from mnist_assets.pipeline import build_pipeline_defs
 
     spec = DatasetSpec(**NOISY)
@@ -79,7 +79,7 @@ def test_a_noisy_declaration_ingests_the_same_noise_keeps_the_truth_beside_and_t
 
 
 def test_rankings_find_the_declared_wrong_labels_and_the_metrics_count_them():
-    from mnist_assets.ml.review_order import CHOSEN, ranking_metrics, rankings, review_priority
+    from mnist_assets.ml.quality.review_order import CHOSEN, ranking_metrics, rankings, review_priority
 
     rng = np.random.default_rng(1)
     truth = rng.integers(0, 10, 4000)

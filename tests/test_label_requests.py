@@ -1,4 +1,4 @@
-"""Which images to label next (ml/label_requests.py) on real MNIST digits, the few-labels recipe, and
+"""Which images to label next (ml/quality/label_requests.py) on real MNIST digits, the few-labels recipe, and
 the active-learning benchmark's quick mode: a sweep answered through the decision log, and one round
 through the review sensor and the Dagster daemon."""
 
@@ -11,10 +11,10 @@ import torch
 from processes import run_ok
 from sklearn.linear_model import LogisticRegression
 
-from mnist_assets.ml import recipes
-from mnist_assets.ml.label_requests import ASSET_STRATEGIES, STRATEGIES, margins, pixel_embedding, request_labels
-from mnist_assets.ml.tensors import SplitTensors
-from mnist_assets.ml.training import MAX_VALIDATIONS, TrainConfig, fit
+from mnist_assets.ml.data.tensors import SplitTensors
+from mnist_assets.ml.models import recipes
+from mnist_assets.ml.models.training import MAX_VALIDATIONS, TrainConfig, fit
+from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, STRATEGIES, margins, pixel_embedding, request_labels
 from mnist_assets.pipeline import declared_spec
 
 POOL = 3000

@@ -10,7 +10,7 @@ import time
 import pytest
 from processes import REPO, mongod_server, run_ok
 
-from mnist_assets.ml.locks import LeaseLock, LockTimeout, _held
+from mnist_assets.ml.store.locks import LeaseLock, LockTimeout, _held
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_a_crashed_holder_blocks_only_until_its_lease_ends(collection):
 
 WRITER = textwrap.dedent("""
     import sys
-    from mnist_assets.ml.fiftyone_store import declare_field, get_dataset, save_view
+    from mnist_assets.ml.store.fiftyone_store import declare_field, get_dataset, save_view
     import fiftyone as fo
     name, worker = sys.argv[1], sys.argv[2]
     dataset = get_dataset(name)
@@ -108,7 +108,7 @@ def test_two_machines_without_a_shared_lock_folder_lose_no_write(shared_mongodb,
 def test_a_warm_process_sees_the_fields_another_process_declared(tmp_path):
     """A Celery worker keeps its process from task to task: a dataset it loaded before must show the
     fields another worker declared since (zero_shot_predictions once found no `clip_embeddings`)."""
-    from mnist_assets.ml.fiftyone_store import get_dataset
+    from mnist_assets.ml.store.fiftyone_store import get_dataset
 
     name = f"warm-{tmp_path.name[-20:].replace('_', '-')}"
     assert not get_dataset(name).has_sample_field("declared_elsewhere")
@@ -120,7 +120,7 @@ def test_a_warm_process_sees_the_fields_another_process_declared(tmp_path):
 HOLDER = textwrap.dedent("""
     import sys
     import pymongo
-    from mnist_assets.ml.locks import LeaseLock, LockLost
+    from mnist_assets.ml.store.locks import LeaseLock, LockLost
     lock = LeaseLock("review-x", pymongo.MongoClient(sys.argv[1])["locks_test"]["stopped"], lease=2)
     try:
         with lock:
@@ -163,8 +163,8 @@ def test_a_lost_lock_stops_a_saved_view_and_a_field_declaration(tmp_path):
     written into its document, as a takeover does), neither a view nor a field lands."""
     import fiftyone as fo
 
-    from mnist_assets.ml.fiftyone_store import declare_field, get_dataset, save_view
-    from mnist_assets.ml.locks import LockLost, exclusive
+    from mnist_assets.ml.store.fiftyone_store import declare_field, exclusive, get_dataset, save_view
+    from mnist_assets.ml.store.locks import LockLost
 
     dataset = get_dataset(f"fenced-{tmp_path.name[-20:].replace('_', '-')}")
     lock = exclusive(f"dataset-{dataset.name}")
@@ -195,7 +195,7 @@ class FailingRenewals:
 
 
 def test_a_renewal_that_keeps_failing_reaches_the_holder(collection):
-    from mnist_assets.ml.locks import LockLost
+    from mnist_assets.ml.store.locks import LockLost
 
     lock = LeaseLock("renewed", FailingRenewals(collection), lease=1)
     with pytest.raises(LockLost, match=r"could not be renewed for 1 s \(database unreachable\)"):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from processes import REPO
 
-from mnist_assets.ml.image_conversion import Conversion, ImageConversionError, convert_image, pad, read_image
+from mnist_assets.ml.data.image_conversion import Conversion, ImageConversionError, convert_image, pad, read_image
 
 MNIST_LIKE = Conversion(32, 1, "pad", source_size=28, background=0)
 FOLDER_LIKE = Conversion(32, 3, "bilinear", background=255)
@@ -31,8 +31,8 @@ def digit(size=28) -> np.ndarray:
 
 
 def test_the_idx_conversion_centres_as_ingest_and_resizes_other_sizes_first(tmp_path):
-    from mnist_assets.ml.dataset_spec import DatasetSpec
-    from mnist_assets.ml.sources import centred
+    from mnist_assets.ml.data.dataset_spec import DatasetSpec
+    from mnist_assets.ml.data.sources import centred
 
     spec = DatasetSpec(name="fashion_mnist", source="fashion-mnist", image_size=32)
     assert spec.conversion() == MNIST_LIKE
@@ -126,7 +126,7 @@ def test_bombs_pipes_and_folders_are_refused_by_name(tmp_path):
 
 def test_a_folder_ingest_names_the_bomb(tmp_path):
     """A bomb is left out and reported like any unreadable file; `strict: true` refuses the ingest."""
-    from mnist_assets.ml.folder_source import FolderSourceError, load_folder
+    from mnist_assets.ml.data.folder_source import FolderSourceError, load_folder
 
     for name in ("cat", "dog"):
         (tmp_path / name).mkdir()
@@ -147,8 +147,8 @@ def export_release(folder: Path, conversion: Conversion = MNIST_LIKE, **override
     """A LeNet-5 (random weights) exported as model_release exports, with its metadata."""
     import torch
 
-    from mnist_assets.ml import release
-    from mnist_assets.ml.models import build_model
+    from mnist_assets.ml.models.architectures import build_model
+    from mnist_assets.ml.release import export as release
 
     torch.manual_seed(0)
     model = release.Probabilities(
@@ -221,7 +221,7 @@ def test_a_bomb_a_pipe_and_a_good_file_in_one_call_are_each_answered(tmp_path):
 
 
 def test_a_release_switches_as_one_unit_and_every_release_is_kept(tmp_path, monkeypatch):
-    from mnist_assets.ml import release_folder
+    from mnist_assets.ml.release import folder as release_folder
 
     folder = tmp_path / "release"
     folder.mkdir()
@@ -267,7 +267,7 @@ def test_a_release_switches_as_one_unit_and_every_release_is_kept(tmp_path, monk
 def test_the_champion_is_rescored_and_a_worse_challenger_loses(tmp_path):
     import torch
 
-    from mnist_assets.ml import release
+    from mnist_assets.ml.release import export as release
 
     model_file = export_release(tmp_path / "versions" / "v1")
     (tmp_path / "versions" / "v1" / "model_card.json").write_text(json.dumps({"model": "fold_ensemble", "version": "v1"}))
@@ -292,7 +292,7 @@ def test_predict_imports_no_platform(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, mnist_assets.predict, mnist_assets.ml.release_folder; print(sorted({m.split('.')[0] for m in sys.modules}))",
+            "import sys, mnist_assets.predict, mnist_assets.ml.release.folder; print(sorted({m.split('.')[0] for m in sys.modules}))",
         ],
         cwd=REPO,
         capture_output=True,
@@ -309,7 +309,7 @@ def test_compositing_and_resizing_band_by_band_give_the_pixels_of_the_whole_imag
     """What the memory-bounded conversion must keep (tests/test_image_memory.py measures the memory): every colour at
     every opacity composited as `rint(colour * alpha + background * (1 - alpha))`, and a large photo turned by its
     EXIF tag and shrunk band by band equal to Pillow shrinking the whole upright image."""
-    from mnist_assets.ml.image_conversion import BAND_PIXELS, EXACT_PIXELS
+    from mnist_assets.ml.data.image_conversion import BAND_PIXELS, EXACT_PIXELS
 
     colour, alpha = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
     rgba = np.concatenate([np.stack([colour, 255 - colour, colour // 2, alpha], -1)] * 2).astype(np.uint8)  # 2 bands
@@ -339,7 +339,7 @@ def test_a_file_name_that_is_not_utf8_is_left_out_and_named(tmp_path):
     """FiftyOne and the logs store names as text: a name with bytes that are not UTF-8 (Python keeps them as lone
     surrogates, which stopped the whole ingest with UnicodeEncodeError) is left out and reported like an unreadable
     file, its bad bytes written as `\\xff`; `strict: true` refuses the ingest."""
-    from mnist_assets.ml.folder_source import FolderSourceError, file_keys, load_folder
+    from mnist_assets.ml.data.folder_source import FolderSourceError, file_keys, load_folder
 
     for name in ("cat", "dog"):
         (tmp_path / name).mkdir()
@@ -353,6 +353,6 @@ def test_a_file_name_that_is_not_utf8_is_left_out_and_named(tmp_path):
     with pytest.raises(FolderSourceError, match=r"dog/bad\\xff.png: its name is not UTF-8 text.*strict: true refuses"):
         load_folder(tmp_path, ["cat", "dog"], FOLDER_LIKE, strict=True)
     # raw_dataset's fingerprint of the folder (what the source sensor compares) reads such a name too.
-    from mnist_assets.ml.sources import source_fingerprint
+    from mnist_assets.ml.data.sources import source_fingerprint
 
     assert len(source_fingerprint(tmp_path, recursive=True)) == 64

@@ -4,9 +4,9 @@ import fiftyone as fo
 import fiftyone.brain as fob
 import numpy as np
 
-from mnist_assets.ml import quality_scores
-from mnist_assets.ml.dataset_spec import DIGITS
-from mnist_assets.ml.fiftyone_store import write_classifications, write_vectors
+from mnist_assets.ml.data.dataset_spec import DIGITS
+from mnist_assets.ml.quality import quality_scores
+from mnist_assets.ml.store.fiftyone_store import write_classifications, write_vectors
 
 COUNT = 2000
 

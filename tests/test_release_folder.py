@@ -14,8 +14,8 @@ import pytest
 from processes import REPO
 from pydantic import ValidationError
 
-from mnist_assets.ml import release_folder
-from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
+from mnist_assets.ml.release import folder as release_folder
 
 
 def version(day: int, tag: str = "") -> str:
@@ -133,9 +133,9 @@ def mnist_model() -> bytes:
     """A LeNet-5 (random weights) exported as model_release exports MNIST's, with its metadata."""
     import torch
 
-    from mnist_assets.ml import release
-    from mnist_assets.ml.image_conversion import Conversion
-    from mnist_assets.ml.models import build_model
+    from mnist_assets.ml.data.image_conversion import Conversion
+    from mnist_assets.ml.models.architectures import build_model
+    from mnist_assets.ml.release import export as release
 
     torch.manual_seed(0)
     conversion = Conversion(32, 1, "pad", source_size=28, background=0)

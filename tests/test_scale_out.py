@@ -101,7 +101,7 @@ def test_the_bench_follow_up_reads_the_database_its_end_to_end_run_wrote(externa
     script = (
         "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks')\n"
         "from run_all import use_e2e_database; use_e2e_database(Path(sys.argv[1]))\n"
-        "from mnist_assets.ml.fiftyone_store import split_view\n"
+        "from mnist_assets.ml.store.fiftyone_store import split_view\n"
         "from mnist_assets.resources import Settings\n"
         "print('test samples:', len(split_view(Settings.from_env().store('mnist').dataset(), 'test')))\n"
     )

@@ -8,7 +8,7 @@ import pytest
 from processes import REPO
 
 from mnist_assets.metadata import png
-from mnist_assets.ml import plots
+from mnist_assets.ml.figures import plots
 
 
 def script(name: str):

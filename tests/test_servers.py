@@ -284,7 +284,7 @@ TEST_DECISION = (
 
 # What the App's label editor does to the first test sample, in the servers' own database.
 CORRECT_A_LABEL = """
-from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.ml.store.fiftyone_store import split_view
 from mnist_assets.resources import Settings
 sample = split_view(Settings.from_env().store("mnist").dataset(), "test").first()
 sample.ground_truth.label = str((int(sample.ground_truth.label) + 1) % 10)

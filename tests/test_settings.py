@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mnist_assets.ml.names import check_safe_name
+from mnist_assets.ml.core.names import check_safe_name
 from mnist_assets.resources import Settings, SettingsError
 
 
@@ -48,8 +48,8 @@ def test_code_location_refuses_a_bad_setting_at_load():
 
 
 def test_each_recipe_field_comes_from_config_then_environment_then_declaration_then_defaults():
-    from mnist_assets.ml.dataset_spec import DatasetSpec
-    from mnist_assets.ml.recipes import MIN_STEPS, resolve
+    from mnist_assets.ml.data.dataset_spec import DatasetSpec
+    from mnist_assets.ml.models.recipes import MIN_STEPS, resolve
 
     digits = DatasetSpec(name="digits", source="mnist", epochs=8, checkpoint_epochs=20, batch_augmentation="affine")
     checkpoint, folds, finetune = (resolve(role, digits, {}) for role in ("checkpoint", "folds", "finetune"))
@@ -93,7 +93,7 @@ def test_the_launchpad_configs_leave_the_recipe_to_the_recipe(make_settings):
     from mnist_assets.assets.augmentation import FinetuneConfig
     from mnist_assets.assets.common import Pipeline
     from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, train_config
-    from mnist_assets.ml.dataset_spec import DatasetSpec
+    from mnist_assets.ml.data.dataset_spec import DatasetSpec
 
     assert "arch" not in FinetuneConfig.model_fields and "arch" in TrainingConfig.model_fields
     assert all(value is None for name, value in TrainingConfig().model_dump().items())

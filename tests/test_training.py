@@ -5,12 +5,12 @@ import pytest
 import torch
 from scipy.special import softmax
 
-from mnist_assets.ml.checkpoints import CheckpointError, checkpoint_payload, load_models, save_checkpoint_set, save_payload
-from mnist_assets.ml.cross_validation import out_of_fold_logits, stratified_folds
-from mnist_assets.ml.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
-from mnist_assets.ml.models import ARCHITECTURES, ModernLeNet5, SmallResNet, SmallVGG, build_model, parameter_count
-from mnist_assets.ml.tensors import SplitTensors, iterate_batches, normalize, on_device
-from mnist_assets.ml.training import TrainConfig, ensemble_logits, evaluate, fit, predict
+from mnist_assets.ml.data.idx_source import MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
+from mnist_assets.ml.data.tensors import SplitTensors, iterate_batches, normalize, on_device
+from mnist_assets.ml.models.architectures import ARCHITECTURES, ModernLeNet5, SmallResNet, SmallVGG, build_model, parameter_count
+from mnist_assets.ml.models.checkpoints import CheckpointError, checkpoint_payload, load_models, save_checkpoint_set, save_payload
+from mnist_assets.ml.models.cross_validation import out_of_fold_logits, stratified_folds
+from mnist_assets.ml.models.training import TrainConfig, ensemble_logits, evaluate, fit, predict
 
 MEAN, STD = MNIST_PIXEL_MEAN, MNIST_PIXEL_STD
 
@@ -281,10 +281,10 @@ def test_the_default_recipe_trains_a_small_folder_to_nearly_always_right(tmp_pat
     steps, the batch affine a folder gets by default) gets them right."""
     from image_folders import write_shapes_folder
 
-    from mnist_assets.ml.dataset_spec import DatasetSpec
-    from mnist_assets.ml.recipes import resolve
-    from mnist_assets.ml.sources import load_source, split_of
-    from mnist_assets.ml.tensors import channels_first
+    from mnist_assets.ml.data.dataset_spec import DatasetSpec
+    from mnist_assets.ml.data.sources import load_source, split_of
+    from mnist_assets.ml.data.tensors import channels_first
+    from mnist_assets.ml.models.recipes import resolve
 
     spec = DatasetSpec(name="shapes", source="folder", path=str(write_shapes_folder(tmp_path / "shapes")), image_size=32, channels=3)
     source = load_source(spec, None, tmp_path)
@@ -333,7 +333,7 @@ def test_the_moving_average_is_what_is_validated_and_kept(small_mnist):
 def test_a_stronger_candidate_wins_the_release_and_every_architecture_exports_with_parity(small_mnist):
     """The release judges candidates on validation alone: the CNN, trained with its recipe, beats a
     LeNet trained one epoch, and wins; each architecture's ONNX export agrees with PyTorch on test."""
-    from mnist_assets.ml import release
+    from mnist_assets.ml.release import export as release
 
     train, validation, test = small_mnist
     lenet = build_model("lenet5", seed=1)
@@ -366,7 +366,7 @@ def test_a_stronger_candidate_wins_the_release_and_every_architecture_exports_wi
 def test_a_tie_goes_to_the_model_with_fewer_multiply_adds_measured_on_the_model_itself():
     """A fixed table by candidate name ranked every cnn_checkpoint above five LeNets, whatever its
     `cnn_arch`, and ignored the mirrored pass; the cost is now counted on the model."""
-    from mnist_assets.ml import release
+    from mnist_assets.ml.release import export as release
 
     image = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
     lenet = build_model("lenet5", seed=1)
@@ -394,7 +394,7 @@ def test_each_keep_rule_keeps_the_state_it_names(small_mnist, monkeypatch):
     """`best`: the lowest validation loss; `accuracy`: the highest validation accuracy (the later epoch
     on a tie); `last`: the final epoch. Validation is scripted so the three differ; the weights kept
     are exactly the ones evaluated at that epoch."""
-    from mnist_assets.ml import training
+    from mnist_assets.ml.models import training
 
     train, validation, _ = small_mnist
     scripted = [(0.5, 0.80), (0.3, 0.85), (0.6, 0.90), (0.7, 0.90), (0.4, 0.70)]  # (loss, accuracy) per epoch

@@ -9,9 +9,9 @@ import pytest
 from fiftyone import ViewField as F
 from graph_runs import failed_checks, materialize_every_asset
 
-from mnist_assets.ml.dataset_spec import DatasetSpec
-from mnist_assets.ml.fiftyone_store import split_view, usable_view
-from mnist_assets.ml.sources import hidden_labels
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
+from mnist_assets.ml.data.sources import hidden_labels
+from mnist_assets.ml.store.fiftyone_store import split_view, usable_view
 from mnist_assets.pipeline import declared_spec
 from mnist_assets.run_all import materialize_stage
 
@@ -174,7 +174,7 @@ def test_a_half_unlabeled_folder_goes_through_every_asset(make_settings, tmp_pat
 
     from image_folders import folder_declaration, write_image_folder
 
-    from mnist_assets.ml.idx_source import load_fashion_mnist
+    from mnist_assets.ml.data.idx_source import load_fashion_mnist
 
     labeled = write_image_folder(tmp_path / "clothes", load_fashion_mnist(None, tmp_path / "downloads"), per_class=60)
     pool = tmp_path / "new_photos"
@@ -212,8 +212,8 @@ def test_new_images_in_the_unlabeled_folder_change_what_the_source_sensor_compar
 
     from image_folders import folder_declaration, write_image_folder
 
-    from mnist_assets.ml.idx_source import load_fashion_mnist
-    from mnist_assets.ml.sources import source_fingerprint, watched_fingerprint
+    from mnist_assets.ml.data.idx_source import load_fashion_mnist
+    from mnist_assets.ml.data.sources import source_fingerprint, watched_fingerprint
 
     labeled = write_image_folder(tmp_path / "clothes", load_fashion_mnist(None, tmp_path / "downloads"), per_class=20)
     pool = tmp_path / "new_photos"

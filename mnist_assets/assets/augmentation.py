@@ -11,8 +11,7 @@ from mnist_assets.assets.release import candidate_costs
 from mnist_assets.assets.training import RecipeConfig, training_results
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
-from mnist_assets.ml.decisions import accuracy_side_by_side
-from mnist_assets.ml.field_names import (
+from mnist_assets.ml.core.field_names import (
     EVAL_FINETUNED,
     FINETUNED_PREDICTIONS,
     FOLD_ENSEMBLE_PREDICTIONS,
@@ -22,6 +21,7 @@ from mnist_assets.ml.field_names import (
     MODEL_FIELDS,
     SOURCE_INDEX,
 )
+from mnist_assets.ml.decisions import accuracy_side_by_side
 from mnist_assets.partitions import TRAINING_SPLITS
 from mnist_assets.resources import Settings
 
@@ -43,7 +43,7 @@ class AugmentationConfig(dg.Config):
 
 
 class FinetuneConfig(RecipeConfig):
-    """Fine-tuning's settings: each field left empty takes the fine-tuning recipe's (ml/recipes.py:
+    """Fine-tuning's settings: each field left empty takes the fine-tuning recipe's (ml/models/recipes.py:
     15 epochs from the LeNet checkpoint, one-cycle to 1e-3, a random affine on every training batch,
     the last state kept). The architecture is always the checkpoint's.
 
@@ -56,7 +56,7 @@ class FinetuneConfig(RecipeConfig):
 
 def recipe_settings(config: RecipeConfig) -> dict:
     """The training settings a person set in the Launchpad (None: the recipe's), without the gate's threshold."""
-    from mnist_assets.ml.training import TrainConfig
+    from mnist_assets.ml.models.training import TrainConfig
 
     return {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
 
@@ -79,11 +79,11 @@ def build(p: Pipeline) -> list:
         description="Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples.",
     )
     def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig, settings: Settings):
-        from mnist_assets.ml import plots
-        from mnist_assets.ml.augmentation import augment_chosen, check_copies_settings
-        from mnist_assets.ml.fiftyone_store import replace_split, write_pngs
-        from mnist_assets.ml.selection import read_scores
-        from mnist_assets.ml.tensors import channels_last
+        from mnist_assets.ml.data.tensors import channels_last
+        from mnist_assets.ml.figures import plots
+        from mnist_assets.ml.models.augmentation import augment_chosen, check_copies_settings
+        from mnist_assets.ml.models.selection import read_scores
+        from mnist_assets.ml.store.fiftyone_store import replace_split, write_pngs
 
         check_copies_settings(config.strategy, config.budget, config.copies)  # refused before any work
         store = p.store(settings)
@@ -149,9 +149,9 @@ def build(p: Pipeline) -> list:
         description="LeNet fine-tuned on train plus the augmented set (atomic checkpoint); finetuned_predictions uses it.",
     )
     def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, settings: Settings):
-        from mnist_assets.ml.fiftyone_store import split_view
-        from mnist_assets.ml.finetuning import finetune
-        from mnist_assets.ml.tensors import load_view_tensors
+        from mnist_assets.ml.data.tensors import load_view_tensors
+        from mnist_assets.ml.models.finetuning import finetune
+        from mnist_assets.ml.store.fiftyone_store import split_view
 
         settings.configure_torch()
         store = p.store(settings)
@@ -213,10 +213,10 @@ def build(p: Pipeline) -> list:
         ),
     )
     def model_comparison(context: dg.AssetExecutionContext, settings: Settings):
-        from mnist_assets.ml import plots
-        from mnist_assets.ml.comparison import PAIR_ENSEMBLE, compare_models, rank_label_errors
-        from mnist_assets.ml.fiftyone_store import read_vectors, split_view, usable_view
-        from mnist_assets.ml.tensors import class_positions
+        from mnist_assets.ml.data.tensors import class_positions
+        from mnist_assets.ml.figures import plots
+        from mnist_assets.ml.release.comparison import PAIR_ENSEMBLE, compare_models, rank_label_errors
+        from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view, usable_view
 
         dataset = p.store(settings).dataset()
         everything = split_view(dataset, "test")

@@ -13,15 +13,15 @@ from mnist_assets.assets.data import split_tensors
 from mnist_assets.assets.evaluation import evaluation_metadata
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
-from mnist_assets.ml.dataset_spec import DatasetSpec
-from mnist_assets.ml.field_names import (
+from mnist_assets.ml.core.field_names import (
     CLIP_EMBEDDINGS,
     CLIP_ZERO_SHOT,
     EVAL_CLIP,
     GROUND_TRUTH,
     clip_projection_keys,
 )
-from mnist_assets.ml.files import atomic_write_bytes
+from mnist_assets.ml.core.files import atomic_write_bytes
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
@@ -54,7 +54,7 @@ def weights_metadata(info: dict) -> dict:
 
 def resolve_prompts(spec: DatasetSpec, config: ZeroShotConfig) -> tuple[list[str], list[str]]:
     """The templates and class names a config asks for, refused with the choices when unknown."""
-    from mnist_assets.ml.zero_shot import CLASS_NAME_SETS, OBJECT_TEMPLATES, TEMPLATE_SETS, validate_templates
+    from mnist_assets.ml.models.zero_shot import CLASS_NAME_SETS, OBJECT_TEMPLATES, TEMPLATE_SETS, validate_templates
 
     digits = spec.source == "mnist"
     default_templates = spec.clip_templates or (TEMPLATE_SETS["ensemble"] if digits else OBJECT_TEMPLATES)
@@ -84,8 +84,8 @@ def build(p: Pipeline) -> list:
         description="L2-normalized open_clip image embeddings per sample, in FiftyOne and as an array file.",
     )
     def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConfig, settings: Settings):
-        from mnist_assets.ml.clip_models import autocast_dtype, embed_images, load_clip, validate_clip_settings
-        from mnist_assets.ml.fiftyone_store import write_vectors
+        from mnist_assets.ml.models.clip_models import autocast_dtype, embed_images, load_clip, validate_clip_settings
+        from mnist_assets.ml.store.fiftyone_store import write_vectors
 
         split = context.partition_key
         validate_clip_settings(settings.clip_model, settings.clip_pretrained)
@@ -147,10 +147,10 @@ def build(p: Pipeline) -> list:
         description="UMAP and PCA of the CLIP embeddings as FiftyOne brain runs (the App's embeddings panel), plotted by label in use.",
     )
     def umap_projection(context: dg.AssetExecutionContext, settings: Settings):
-        from mnist_assets.ml import plots
-        from mnist_assets.ml.fiftyone_store import split_view
-        from mnist_assets.ml.tensors import class_positions
-        from mnist_assets.ml.visualization import compute_projection
+        from mnist_assets.ml.data.tensors import class_positions
+        from mnist_assets.ml.figures import plots
+        from mnist_assets.ml.figures.visualization import compute_projection
+        from mnist_assets.ml.store.fiftyone_store import split_view
 
         split = context.partition_key
         store = p.store(settings)
@@ -187,9 +187,9 @@ def build(p: Pipeline) -> list:
         description="CLIP zero-shot label, confidence and logits per sample from a prompt-template ensemble.",
     )
     def zero_shot_predictions(context: dg.AssetExecutionContext, config: ZeroShotConfig, settings: Settings):
-        from mnist_assets.ml.clip_models import load_clip
-        from mnist_assets.ml.fiftyone_store import read_vectors, split_view, write_classifications
-        from mnist_assets.ml.zero_shot import text_classifier, zero_shot_logits
+        from mnist_assets.ml.models.clip_models import load_clip
+        from mnist_assets.ml.models.zero_shot import text_classifier, zero_shot_logits
+        from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view, write_classifications
 
         split = context.partition_key
         templates, class_names = resolve_prompts(p.spec, config)  # refused before any work

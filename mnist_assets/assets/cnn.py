@@ -20,8 +20,8 @@ def build(p: Pipeline) -> list:
         automation_condition=follows_lineage(),
         check_specs=[p.check("accuracy_gate", "cnn_checkpoint", blocking=True)],
         description=(
-            "A VGG-style CNN with batch norm (ml/models.py, `vgg_small` by default) trained on train for the release: "
-            "the augmentation the classes allow, label smoothing, a one-cycle schedule (ml/recipes.py, role `cnn`; "
+            "A VGG-style CNN with batch norm (ml/models/architectures.py, `vgg_small` by default) trained on train for the release: "
+            "the augmentation the classes allow, label smoothing, a one-cycle schedule (ml/models/recipes.py, role `cnn`; "
             "docs/recipes.md). A candidate of model_release beside the LeNets."
         ),
     )

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from mnist_assets.ml.dataset_spec import DatasetSpec
-from mnist_assets.ml.errors import MissingInputError
+from mnist_assets.ml.core.errors import MissingInputError
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
 from mnist_assets.resources import DatasetStore, Settings
 
 # Training, embedding and UMAP run in this concurrency pool so that concurrent

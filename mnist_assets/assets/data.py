@@ -10,7 +10,7 @@ from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.resources import DatasetStore, Settings
 
 if TYPE_CHECKING:  # for annotations only: imported where used, at run time
-    from mnist_assets.ml.tensors import SplitTensors
+    from mnist_assets.ml.data.tensors import SplitTensors
 
 
 def pixel_statistics(images) -> tuple[float, float]:
@@ -33,8 +33,8 @@ def split_tensors(
     `statistics`, by default the train split's pixel mean and std (unless `standardize` is off: pixels
     only). The samples a person excluded are left out unless `with_excluded` (pixels every sample
     needs: embeddings, predictions), those no one has labeled unless `with_unlabeled` or `with_excluded`."""
-    from mnist_assets.ml.fiftyone_store import split_view, usable_view
-    from mnist_assets.ml.tensors import SplitTensors, load_view_tensors
+    from mnist_assets.ml.data.tensors import SplitTensors, load_view_tensors
+    from mnist_assets.ml.store.fiftyone_store import split_view, usable_view
 
     store = store or p.store(settings)
     dataset = store.dataset()
@@ -62,10 +62,10 @@ def load_model_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitTe
 
 
 def load_models_for(p: Pipeline, store: DatasetStore, name: str, tensors: SplitTensors):
-    """The models and payloads of a checkpoint or checkpoint set (ml/checkpoints.py), and the tensors
+    """The models and payloads of a checkpoint or checkpoint set (ml/models/checkpoints.py), and the tensors
     standardized as they were trained (the members of a set share the train split's statistics)."""
-    from mnist_assets.ml.checkpoints import load_models
-    from mnist_assets.ml.tensors import SplitTensors
+    from mnist_assets.ml.data.tensors import SplitTensors
+    from mnist_assets.ml.models.checkpoints import load_models
 
     with materialize_first(p, name):
         models, payloads = zip(*load_models(checkpoint_path(store, name)))

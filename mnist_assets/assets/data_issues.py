@@ -1,5 +1,5 @@
 """Every kind of data issue, not only wrong labels: CleanVision's image checks and cleanlab's outliers
-and class imbalance (ml/data_issues.py), per split, judged against the train split."""
+and class imbalance (ml/quality/data_issues.py), per split, judged against the train split."""
 
 import dataclasses
 import json
@@ -11,10 +11,10 @@ import numpy as np
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
-from mnist_assets.ml.data_issues import ISSUE_TYPES, issue_field
-from mnist_assets.ml.dataset_spec import SPLITS
-from mnist_assets.ml.field_names import DATA_ISSUES, GROUND_TRUTH, SOURCE_HEIGHT, SOURCE_WIDTH, issues_view_name
-from mnist_assets.ml.files import atomic_write_bytes
+from mnist_assets.ml.core.field_names import DATA_ISSUES, GROUND_TRUTH, ISSUE_TYPES, SOURCE_HEIGHT, SOURCE_WIDTH, issues_view_name
+from mnist_assets.ml.core.files import atomic_write_bytes
+from mnist_assets.ml.data.dataset_spec import SPLITS
+from mnist_assets.ml.quality.data_issues import issue_field
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
@@ -63,9 +63,9 @@ def build(p: Pipeline) -> list:
         ),
     )
     def data_issues(context: dg.AssetExecutionContext, settings: Settings):
-        from mnist_assets.ml import data_issues as issues
-        from mnist_assets.ml import image_issues
-        from mnist_assets.ml.fiftyone_store import save_view
+        from mnist_assets.ml.quality import data_issues as issues
+        from mnist_assets.ml.quality import image_issues
+        from mnist_assets.ml.store.fiftyone_store import save_view
 
         started = time.perf_counter()
         split = context.partition_key
@@ -160,15 +160,15 @@ def build(p: Pipeline) -> list:
 
 
 def underperforming_groups(p: Pipeline, view, split: str, labels: np.ndarray):
-    """underperforming_group of the split (ml/data_issues.py) from the out-of-sample predictions
+    """underperforming_group of the split (ml/quality/data_issues.py) from the out-of-sample predictions
     hardness_scores scores (on train the out-of-fold models', elsewhere the fold ensemble's) and
     LeNet's embeddings, in the view's order."""
     from scipy.special import softmax
 
     from mnist_assets.assets.common import materialize_first
-    from mnist_assets.ml import data_issues as issues
-    from mnist_assets.ml.field_names import LENET_EMBEDDINGS, scored_predictions
-    from mnist_assets.ml.fiftyone_store import read_vectors
+    from mnist_assets.ml.core.field_names import LENET_EMBEDDINGS, scored_predictions
+    from mnist_assets.ml.quality import data_issues as issues
+    from mnist_assets.ml.store.fiftyone_store import read_vectors
 
     predictions = scored_predictions(split)
     known = np.flatnonzero(labels >= 0)  # out-of-sample predictions, and a label to judge, exist on labeled samples
@@ -189,8 +189,8 @@ def clip_embeddings_of(context, p: Pipeline, views: dict) -> dict[str, np.ndarra
     random weights (no space to judge outliers in) or with other weights for train than for the split."""
     from mnist_assets.assets.clip import clip_info
     from mnist_assets.assets.common import materialize_first
-    from mnist_assets.ml.field_names import CLIP_EMBEDDINGS
-    from mnist_assets.ml.fiftyone_store import read_vectors
+    from mnist_assets.ml.core.field_names import CLIP_EMBEDDINGS
+    from mnist_assets.ml.store.fiftyone_store import read_vectors
 
     infos = {part: clip_info(context, p, part) for part in views}
     if any(info["weights"] == "random" for info in infos.values()):
@@ -236,8 +236,8 @@ def write_issues(view, sample_ids: list[str], found) -> None:
     """issue_<type> (floats) and data_issues (names) of every sample, in one bulk write each."""
     import fiftyone as fo
 
-    from mnist_assets.ml.bulk_writes import set_fields
-    from mnist_assets.ml.fiftyone_store import declare_field, write_floats
+    from mnist_assets.ml.store.bulk_writes import set_fields
+    from mnist_assets.ml.store.fiftyone_store import declare_field, write_floats
 
     spaces = {issue_field(f"outlier_{name}"): scores for name, (scores, _) in found.outliers.items()} if len(found.outliers) > 1 else {}
     write_floats(view, {**{issue_field(issue): scores for issue, scores in found.scores.items()}, **spaces}, sample_ids)
@@ -247,7 +247,7 @@ def write_issues(view, sample_ids: list[str], found) -> None:
 
 def worst_grid(images: np.ndarray, found) -> bytes:
     """Up to WORST_SHOWN of the worst flagged samples of each flagged type, titled with type and score."""
-    from mnist_assets.ml import plots
+    from mnist_assets.ml.figures import plots
 
     shown, titles = [], []
     for issue in ISSUE_TYPES:

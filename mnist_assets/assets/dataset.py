@@ -10,8 +10,8 @@ from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import pixel_statistics, split_tensors
 from mnist_assets.automation import follows_lineage, weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
-from mnist_assets.ml.field_names import GROUND_TRUTH
-from mnist_assets.ml.sources import load_source, split_of, watched_fingerprint
+from mnist_assets.ml.core.field_names import GROUND_TRUTH
+from mnist_assets.ml.data.sources import load_source, split_of, watched_fingerprint
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
@@ -44,9 +44,9 @@ def build(p: Pipeline) -> list:
         ),
     )
     def raw_dataset(context: dg.AssetExecutionContext, settings: Settings):
-        from mnist_assets.ml import plots
-        from mnist_assets.ml.fiftyone_store import split_view
+        from mnist_assets.ml.figures import plots
         from mnist_assets.ml.ingest import ingest_split
+        from mnist_assets.ml.store.fiftyone_store import split_view
 
         split = context.partition_key
         started = time.perf_counter()
@@ -127,8 +127,8 @@ def build(p: Pipeline) -> list:
         description="FiftyOne image metadata, file-size and pixel statistics, and class counts (labels in use) of a split.",
     )
     def dataset_metadata(context: dg.AssetExecutionContext, settings: Settings):
-        from mnist_assets.ml import plots
-        from mnist_assets.ml.fiftyone_store import usable_view
+        from mnist_assets.ml.figures import plots
+        from mnist_assets.ml.store.fiftyone_store import usable_view
 
         split = context.partition_key
         dataset, view, tensors = split_tensors(p, settings, split, standardize=False, with_excluded=True)

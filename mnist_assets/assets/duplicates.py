@@ -10,9 +10,9 @@ from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml.dataset_spec import SPLITS
-from mnist_assets.ml.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks
-from mnist_assets.ml.field_names import DUPLICATES_VIEW, GROUND_TRUTH, SPLIT, leaks_view_name
+from mnist_assets.ml.core.field_names import DUPLICATES_VIEW, GROUND_TRUTH, SPLIT, leaks_view_name
+from mnist_assets.ml.data.dataset_spec import SPLITS
+from mnist_assets.ml.quality.duplicates import NEAR_DUPLICATE_THRESHOLD, find_duplicates_and_leaks
 from mnist_assets.resources import Settings
 
 PAIRS_SHOWN = 10
@@ -46,7 +46,7 @@ def build(p: Pipeline) -> list:
         ),
     )
     def duplicates_and_leaks(context: dg.AssetExecutionContext, config: DuplicatesConfig, settings: Settings):
-        from mnist_assets.ml.fiftyone_store import save_view
+        from mnist_assets.ml.store.fiftyone_store import save_view
 
         started = time.perf_counter()
         store = p.store(settings)
@@ -97,7 +97,7 @@ def build(p: Pipeline) -> list:
 
 def _pairs_grid(dataset, parts, groups: list[list[str]], split_of: dict[str, str]) -> bytes:
     """Each leaking test image followed by its twins, titled with split and label."""
-    from mnist_assets.ml import plots
+    from mnist_assets.ml.figures import plots
 
     pixels = {sid: image for _, _, tensors in parts for sid, image in zip(tensors.sample_ids, tensors.images)}
     ids = [sid for group in groups for sid in group]

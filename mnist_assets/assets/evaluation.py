@@ -13,7 +13,7 @@ import numpy as np
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import load_models_for, split_tensors
 from mnist_assets.metadata import png
-from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, eval_key
+from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, eval_key
 from mnist_assets.resources import Settings
 
 
@@ -21,8 +21,8 @@ def prediction_metadata(truth: list[str], predicted: list[str], classes: list[st
     """Accuracy, per-class recall and a confusion-matrix plot."""
     from sklearn.metrics import confusion_matrix
 
-    from mnist_assets.ml import plots
-    from mnist_assets.ml.comparison import per_class_recall
+    from mnist_assets.ml.figures import plots
+    from mnist_assets.ml.release.comparison import per_class_recall
 
     matrix = confusion_matrix(truth, predicted, labels=classes)
     recall = per_class_recall(truth, predicted, classes)
@@ -40,7 +40,7 @@ def evaluation_metadata(dataset, split: str, field: str, eval_prefix: str, class
     """Evaluate a split's `field` predictions (the App's `<eval_prefix>_<split>`) against the labels
     in use, leaving out the samples a person excluded; and, beside it, the accuracy on every sample
     against the source's labels (what published numbers compare with)."""
-    from mnist_assets.ml.fiftyone_store import evaluate, split_view, usable_view
+    from mnist_assets.ml.store.fiftyone_store import evaluate, split_view, usable_view
 
     usable = usable_view(dataset, split)
     evaluate(dataset, usable, field, eval_key(eval_prefix, split), classes)
@@ -60,8 +60,8 @@ def evaluation_metadata(dataset, split: str, field: str, eval_prefix: str, class
 def predict_split(context, p: Pipeline, settings: Settings, checkpoint: str, field: str, eval_prefix: str) -> dict:
     """Write `field` predictions of a checkpoint on every sample of the context's split and evaluate
     them; returns metadata, and the logits under "logits" for the caller's check."""
-    from mnist_assets.ml.fiftyone_store import write_classifications
-    from mnist_assets.ml.training import ensemble_logits
+    from mnist_assets.ml.models.training import ensemble_logits
+    from mnist_assets.ml.store.fiftyone_store import write_classifications
 
     settings.configure_torch()
     split = context.partition_key

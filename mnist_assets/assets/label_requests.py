@@ -1,4 +1,4 @@
-"""Which unlabeled images to label next (ml/label_requests.py): for datasets with samples no one has labeled."""
+"""Which unlabeled images to label next (ml/quality/label_requests.py): for datasets with samples no one has labeled."""
 
 import csv
 import io
@@ -11,7 +11,7 @@ from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
-from mnist_assets.ml.field_names import LABEL_PRIORITY, LENET_PREDICTIONS, REVIEW_DECISION, SOURCE_INDEX, TO_LABEL_VIEW
+from mnist_assets.ml.core.field_names import LABEL_PRIORITY, LENET_PREDICTIONS, REVIEW_DECISION, SOURCE_INDEX, TO_LABEL_VIEW
 from mnist_assets.resources import Settings
 
 POOL_SPLIT = "train"  # where unlabeled samples live (docs/decisions.md): a label makes them train on the spot
@@ -19,7 +19,7 @@ REQUEST_COLUMNS = ("rank", "split", "source_index", "sample_id", "file", "predic
 
 
 class LabelRequestsConfig(dg.Config):
-    """The strategy (default: chosen by what is known, ml/label_requests.choose_strategy) and batch size."""
+    """The strategy (default: chosen by what is known, ml/quality/label_requests.choose_strategy) and batch size."""
 
     strategy: str | None = None  # typiclust | probcover | margin_clusters | random
     batch: int | None = Field(None, ge=1)  # default: the declaration's label_batch
@@ -59,16 +59,16 @@ def build(p: Pipeline) -> list:
         description=(
             "Which unlabeled train samples to label next: label_priority on each (higher: sooner), the saved view "
             "`to-label` (the next batch, in that order) and a file of the batch with the model's guess "
-            "(`make label-requests`); the strategy chosen by what is known (ml/label_requests.py)."
+            "(`make label-requests`); the strategy chosen by what is known (ml/quality/label_requests.py)."
         ),
     )
     def label_requests(context: dg.AssetExecutionContext, config: LabelRequestsConfig, settings: Settings):
         from scipy.special import softmax
 
-        from mnist_assets.ml.dataset_spec import label_names
-        from mnist_assets.ml.fiftyone_store import labeled, read_vectors, save_view, usable_view, write_floats
-        from mnist_assets.ml.files import atomic_write_bytes
-        from mnist_assets.ml.label_requests import ASSET_STRATEGIES, check_strategy, pixel_embedding, request_labels
+        from mnist_assets.ml.core.files import atomic_write_bytes
+        from mnist_assets.ml.data.dataset_spec import label_names
+        from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, check_strategy, pixel_embedding, request_labels
+        from mnist_assets.ml.store.fiftyone_store import labeled, read_vectors, save_view, usable_view, write_floats
 
         check_strategy(config.strategy, ASSET_STRATEGIES)  # refused before any work
         store = p.store(settings)

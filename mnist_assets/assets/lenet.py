@@ -9,7 +9,7 @@ from mnist_assets.assets.evaluation import prediction_asset
 from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, fit_payload, train_checkpoint, train_config
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml.field_names import (
+from mnist_assets.ml.core.field_names import (
     EVAL_FOLD_ENSEMBLE,
     EVAL_LENET,
     FOLD_ENSEMBLE_PREDICTIONS,
@@ -57,9 +57,9 @@ def build(p: Pipeline) -> list:
         ),
     )
     def lenet_oof_predictions(context: dg.AssetExecutionContext, config: OutOfFoldConfig, settings: Settings):
-        from mnist_assets.ml.checkpoints import save_checkpoint_set
-        from mnist_assets.ml.cross_validation import train_fold_models
-        from mnist_assets.ml.fiftyone_store import write_classifications
+        from mnist_assets.ml.models.checkpoints import save_checkpoint_set
+        from mnist_assets.ml.models.cross_validation import train_fold_models
+        from mnist_assets.ml.store.fiftyone_store import write_classifications
 
         settings.configure_torch()
         train_cfg = train_config(config, p, settings, "folds")
@@ -123,10 +123,10 @@ def build(p: Pipeline) -> list:
         description="LeNet's 84-d fc1 activations per sample, with a UMAP of them as a FiftyOne brain run.",
     )
     def lenet_embeddings(context: dg.AssetExecutionContext, settings: Settings):
-        from mnist_assets.ml import plots
-        from mnist_assets.ml.fiftyone_store import write_vectors
-        from mnist_assets.ml.training import predict
-        from mnist_assets.ml.visualization import compute_umap
+        from mnist_assets.ml.figures import plots
+        from mnist_assets.ml.figures.visualization import compute_umap
+        from mnist_assets.ml.models.training import predict
+        from mnist_assets.ml.store.fiftyone_store import write_vectors
 
         settings.configure_torch()
         split = context.partition_key

@@ -8,8 +8,7 @@ import numpy as np
 from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
-from mnist_assets.ml.decisions import review_order, review_queue
-from mnist_assets.ml.field_names import (
+from mnist_assets.ml.core.field_names import (
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
     LABEL_QUALITY,
@@ -24,12 +23,13 @@ from mnist_assets.ml.field_names import (
     saved_view_names,
     scored_predictions,
 )
-from mnist_assets.ml.label_errors import ranking_rows, ranks_of_known_errors
+from mnist_assets.ml.data.label_errors import ranking_rows, ranks_of_known_errors
+from mnist_assets.ml.decisions import review_order, review_queue
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
 if TYPE_CHECKING:  # for annotations only: imported where used, at run time
-    from mnist_assets.ml import quality_scores
+    from mnist_assets.ml.quality import split_scores
 
 SAVED_VIEW_SIZE = 200
 # Candidates for review: the lowest label qualities (the confident-learning study had people look at
@@ -37,12 +37,12 @@ SAVED_VIEW_SIZE = 200
 REVIEW_CANDIDATES = 100
 
 
-def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitScores", sample_ids) -> None:
+def save_quality_views(dataset, view, split: str, scores: "split_scores.SplitScores", sample_ids) -> None:
     """The split's saved views: the SAVED_VIEW_SIZE highest of each score, cleanlab's label issues
     (lowest label quality first), and the review queue: the review candidates and the samples flagged
     for an image issue no one has decided on yet, highest review priority first (a saved view is a
     query, so a decided sample leaves it at once)."""
-    from mnist_assets.ml.fiftyone_store import save_view
+    from mnist_assets.ml.store.fiftyone_store import save_view
 
     for name, (field, highest_first) in saved_view_names(split).items():
         save_view(dataset, name, view.sort_by(field, reverse=highest_first).limit(SAVED_VIEW_SIZE))
@@ -55,7 +55,7 @@ def save_quality_views(dataset, view, split: str, scores: "quality_scores.SplitS
 
 def label_error_metadata(source_index, mistakenness, label_quality, issues, known: list[int]) -> dict:
     """Where mistakenness and cleanlab rank the test labels human reviewers confirmed wrong
-    (ml/label_errors.py): top 20 / 50 / 100 of each (as keys and a table), the rank of each by
+    (ml/data/label_errors.py): top 20 / 50 / 100 of each (as keys and a table), the rank of each by
     cleanlab's label quality (the likely-mislabeled view's order), and how many of them cleanlab flags."""
     rankings = {
         "confirmed_label_errors": ("mistakenness (brain's formula)", mistakenness),
@@ -78,9 +78,9 @@ def source_label_rankings(view, predictions: str, classes: list[str], known: lis
     """label_error_metadata on every sample of the view against the source's labels: published
     label errors are ranked by the labels they were found in, whatever a person decided since
     (so the figures stay comparable after someone fixes those very samples)."""
-    from mnist_assets.ml import quality_scores
-    from mnist_assets.ml.fiftyone_store import read_vectors
-    from mnist_assets.ml.tensors import class_positions
+    from mnist_assets.ml.data.tensors import class_positions
+    from mnist_assets.ml.quality import quality_scores
+    from mnist_assets.ml.store.fiftyone_store import read_vectors
 
     source_index, source_labels = view.values([SOURCE_INDEX, f"{GROUND_TRUTH_ORIGINAL}.label"])
     logits = read_vectors(view, f"{predictions}.logits")
@@ -121,9 +121,10 @@ def build(p: Pipeline) -> list:
         import fiftyone as fo
         from fiftyone import ViewField as F
 
-        from mnist_assets.ml import plots, quality_scores
-        from mnist_assets.ml.fiftyone_store import read_vectors, split_view, usable_view, write_floats
-        from mnist_assets.ml.tensors import class_positions
+        from mnist_assets.ml.data.tensors import class_positions
+        from mnist_assets.ml.figures import plots
+        from mnist_assets.ml.quality import split_scores
+        from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view, usable_view, write_floats
 
         split = context.partition_key
         dataset = p.store(settings).dataset()
@@ -136,7 +137,7 @@ def build(p: Pipeline) -> list:
         logits = read_vectors(view, f"{predictions}.logits")
         with materialize_first(p, "lenet_embeddings", split):
             embeddings = read_vectors(view, LENET_EMBEDDINGS)
-        scores = quality_scores.score_split(logits, class_positions(truth, p.classes()), embeddings, settings.torch_device())
+        scores = split_scores.score_split(logits, class_positions(truth, p.classes()), embeddings, settings.torch_device())
         values, quality, issues = scores.fields(), scores.label_quality, scores.label_issues
         write_floats(view, values, sample_ids)  # the five fields in one bulk write
         decided = split_view(dataset, split).match(F(REVIEW_DECISION) == "exclude")

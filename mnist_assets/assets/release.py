@@ -10,13 +10,13 @@ from mnist_assets.assets.common import Pipeline, materialize_first, parent_data_
 from mnist_assets.assets.data import checkpoint_path, load_models_for, split_tensors
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
-from mnist_assets.ml.dataset_spec import SPLITS
+from mnist_assets.ml.core.field_names import EVAL_RELEASE, GROUND_TRUTH_ORIGINAL, RELEASE_PREDICTIONS, SOURCE_INDEX, eval_key
+from mnist_assets.ml.data.dataset_spec import SPLITS
 from mnist_assets.ml.decisions import KINDS
-from mnist_assets.ml.field_names import EVAL_RELEASE, GROUND_TRUTH_ORIGINAL, RELEASE_PREDICTIONS, SOURCE_INDEX, eval_key
 from mnist_assets.resources import Settings
 
 if TYPE_CHECKING:  # for annotations only: imported where used, at run time
-    from mnist_assets.ml import release
+    from mnist_assets.ml.release import export as release
 
 CODE_VERSION = "3"  # 2: champion and challenger, versioned release folders, the conversion in the metadata; 3: the CNN
 CANDIDATES = {  # candidate -> (the asset whose checkpoint file holds it, what it is)
@@ -33,8 +33,8 @@ MIRRORED = {"cnn_checkpoint"}
 
 def candidates_for(p: Pipeline, store, pixels) -> "list[release.Candidate]":
     """Every classifier the graph trained, as a uint8 -> probabilities module with its standardization."""
-    from mnist_assets.ml import release
-    from mnist_assets.ml.models import parameter_count
+    from mnist_assets.ml.models.architectures import parameter_count
+    from mnist_assets.ml.release import export as release
 
     found = []
     for name, (asset, description) in CANDIDATES.items():
@@ -55,8 +55,8 @@ def candidates_for(p: Pipeline, store, pixels) -> "list[release.Candidate]":
 
 def candidate_costs(p: Pipeline, settings: Settings) -> list[dict]:
     """Every release candidate's accuracy (labels in use), parameters, training seconds, ONNX size and
-    images per second through onnxruntime on the test split (ml/release.costs), for model_comparison."""
-    from mnist_assets.ml import release
+    images per second through onnxruntime on the test split (ml/release/export.costs), for model_comparison."""
+    from mnist_assets.ml.release import export as release
 
     store = p.store(settings)
     _, _, validation = split_tensors(p, settings, "validation", store, standardize=False)
@@ -114,7 +114,8 @@ def build(p: Pipeline) -> list:
     def model_release(context: dg.AssetExecutionContext, settings: Settings):
         import hashlib
 
-        from mnist_assets.ml import release, release_folder
+        from mnist_assets.ml.release import export as release
+        from mnist_assets.ml.release import folder as release_folder
 
         settings.configure_torch()
         store = p.store(settings)
@@ -239,7 +240,7 @@ def build(p: Pipeline) -> list:
 
 def recipe_of(store, winner: "release.Candidate") -> dict:
     """The training settings the released model's checkpoint recorded (an ensemble's first member's)."""
-    from mnist_assets.ml.checkpoints import load_models
+    from mnist_assets.ml.models.checkpoints import load_models
 
     _, payload = load_models(checkpoint_path(store, CANDIDATES[winner.name][0]))[0]
     return {key: value for key, value in payload["settings"].items() if isinstance(value, (str, int, float, bool))}
@@ -248,9 +249,9 @@ def recipe_of(store, winner: "release.Candidate") -> dict:
 def label_error_figures(test, winner: "release.Candidate", classes: list[str], known: list[int]) -> dict | None:
     """How many of the dataset's confirmed test label errors the released model ranks in the top 20 /
     50 / 100 by its probability of the source's label, on every test sample (the published terms)."""
-    from mnist_assets.ml import release
-    from mnist_assets.ml.comparison import rank_label_errors
-    from mnist_assets.ml.tensors import class_positions
+    from mnist_assets.ml.data.tensors import class_positions
+    from mnist_assets.ml.release import export as release
+    from mnist_assets.ml.release.comparison import rank_label_errors
 
     if not known:
         return None
@@ -291,8 +292,8 @@ def limitations(p: Pipeline, settings: Settings, candidates) -> list[str]:
 def write_release_predictions(p: Pipeline, settings: Settings, store, dataset, model_file) -> None:
     """The released ONNX model's predictions on every sample of every split (`release_predictions`,
     logits = log probabilities), evaluated against the labels in use as `eval_release_<split>`."""
-    from mnist_assets.ml import release
-    from mnist_assets.ml.fiftyone_store import evaluate, usable_view, write_classifications
+    from mnist_assets.ml.release import export as release
+    from mnist_assets.ml.store.fiftyone_store import evaluate, usable_view, write_classifications
 
     for split in SPLITS:
         _, view, pixels = split_tensors(p, settings, split, store, standardize=False, with_excluded=True)

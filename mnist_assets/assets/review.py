@@ -7,8 +7,8 @@ import dagster as dg
 from mnist_assets.assets.common import Pipeline, parent_metadata
 from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
+from mnist_assets.ml.core.field_names import review_queue_view_name
 from mnist_assets.ml.decisions import KINDS, accuracy_side_by_side, import_decision_file, recent_yield, review_split
-from mnist_assets.ml.field_names import review_queue_view_name
 from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
@@ -54,7 +54,7 @@ def build(p: Pipeline) -> list:
         ),
     )
     def label_review(context: dg.AssetExecutionContext, config: LabelReviewConfig, settings: Settings):
-        from mnist_assets.ml.fiftyone_store import split_lock, split_view
+        from mnist_assets.ml.store.fiftyone_store import split_lock, split_view
 
         split = context.partition_key
         store = p.store(settings)

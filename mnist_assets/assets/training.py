@@ -13,12 +13,12 @@ from mnist_assets.metadata import markdown_table, png
 from mnist_assets.resources import Settings
 
 if TYPE_CHECKING:  # for annotations only: imported where used, at run time
-    from mnist_assets.ml.training import TrainConfig
+    from mnist_assets.ml.models.training import TrainConfig
 
 
 class RecipeConfig(dg.Config):
     """A training run's settings for the Launchpad. Each field left empty takes the recipe's value:
-    MNIST_ASSETS_EPOCHS, then the dataset's declaration, then the role's default (ml/recipes.py).
+    MNIST_ASSETS_EPOCHS, then the dataset's declaration, then the role's default (ml/models/recipes.py).
     A value out of its range fails the step before it starts, naming the field and its bounds."""
 
     recipe: Optional[str] = None  # onecycle (default) or series: Adam at a constant lr, the series' recipe
@@ -37,7 +37,7 @@ class RecipeConfig(dg.Config):
 
 
 class TrainingConfig(RecipeConfig):
-    arch: Optional[str] = None  # lenet5, resnet_small, vgg_small or vgg_wide (ml/models.py); default: the role's
+    arch: Optional[str] = None  # lenet5, resnet_small, vgg_small or vgg_wide (ml/models/architectures.py); default: the role's
 
 
 class OutOfFoldConfig(TrainingConfig):
@@ -49,10 +49,10 @@ class OutOfFoldConfig(TrainingConfig):
 def train_config(
     config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None, scarce: bool = False
 ) -> "TrainConfig":
-    """The recipe of `role` with what the config sets (ml/recipes.py says what wins); `scarce`: train
+    """The recipe of `role` with what the config sets (ml/models/recipes.py says what wins); `scarce`: train
     has few labels (recipes.few_labels)."""
-    from mnist_assets.ml import recipes
-    from mnist_assets.ml.training import TrainConfig
+    from mnist_assets.ml.models import recipes
+    from mnist_assets.ml.models.training import TrainConfig
 
     chosen = {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
     return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch, device=settings.torch_device(), scarce=scarce)
@@ -62,9 +62,9 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
     """Train one model of `role`'s recipe on train, selected on validation, and yield what a training
     asset yields (training_results): lenet_checkpoint and cnn_checkpoint."""
     from mnist_assets.assets.data import split_tensors
-    from mnist_assets.ml.models import build_model, parameter_count
-    from mnist_assets.ml.recipes import few_labels
-    from mnist_assets.ml.training import fit
+    from mnist_assets.ml.models.architectures import build_model, parameter_count
+    from mnist_assets.ml.models.recipes import few_labels
+    from mnist_assets.ml.models.training import fit
 
     settings.configure_torch()
     train_config(config, p, settings, role)  # a bad config fails before the tensors are read
@@ -106,7 +106,7 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
 
 
 def training_metadata(result, config: "TrainConfig", path, train_samples: int, parameters: int | None = None) -> dict:
-    from mnist_assets.ml import plots
+    from mnist_assets.ml.figures import plots
 
     best = result.best_metrics
     return {
@@ -129,8 +129,8 @@ def training_metadata(result, config: "TrainConfig", path, train_samples: int, p
 
 def fit_payload(result, train_cfg: "TrainConfig", train, **settings) -> dict:
     """The kept state of a fit as a checkpoint, with everything needed to use it again."""
-    from mnist_assets.ml.checkpoints import checkpoint_payload
-    from mnist_assets.ml.training import config_dict
+    from mnist_assets.ml.models.checkpoints import checkpoint_payload
+    from mnist_assets.ml.models.training import config_dict
 
     return checkpoint_payload(
         arch=train_cfg.arch,
@@ -144,7 +144,7 @@ def fit_payload(result, train_cfg: "TrainConfig", train, **settings) -> dict:
 
 def save_fit(path, result, train_cfg: "TrainConfig", train, **settings) -> None:
     """The kept state of a fit as an atomic checkpoint."""
-    from mnist_assets.ml.checkpoints import save_payload
+    from mnist_assets.ml.models.checkpoints import save_payload
 
     save_payload(path, fit_payload(result, train_cfg, train, **settings))
 

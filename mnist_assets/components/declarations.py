@@ -20,11 +20,10 @@ from pathlib import Path
 from types import ModuleType
 
 import dagster as dg
-import yaml
 
-from mnist_assets.declared import colliding, declared_name
-from mnist_assets.environment import REPO_ROOT
-from mnist_assets.ml.dataset_spec import NAME
+from mnist_assets.declared import colliding, declared_name, one_line_error
+from mnist_assets.ml.core.environment import REPO_ROOT
+from mnist_assets.ml.data.dataset_spec import NAME
 
 PLACEHOLDER = "declaration_error"  # the placeholder asset's key under `<name>/`
 PLACEHOLDER_TAG = "mnist_assets/declaration_error"  # tags the placeholders: `make run` leaves them out
@@ -72,30 +71,6 @@ class Declarations:
 
     defs: dg.Definitions
     broken: list[BrokenDeclaration]
-
-
-def one_line_error(error: BaseException) -> str:
-    """The user's part of an error in one line: pydantic's messages without their boilerplate, a
-    YAML error with its line, the innermost cause of Dagster's component-tree wrapper."""
-    from pydantic import ValidationError
-
-    while error.__cause__ is not None and type(error).__name__ == "ComponentTreeException":
-        error = error.__cause__
-    if isinstance(error, ValidationError):
-        parts = []
-        for item in error.errors():
-            message = item["msg"].removeprefix("Value error, ")
-            where = ".".join(str(part) for part in item.get("loc", ()))
-            parts.append(f"{where}: {message}" if where else message)
-        return "; ".join(parts).rstrip(" .")
-    if isinstance(error, yaml.MarkedYAMLError):
-        mark = error.problem_mark or error.context_mark
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        return f"not valid YAML: {error.problem or error.context}{at}"
-    text = " ".join(str(error).split())
-    if not isinstance(error, ValueError) or not text:
-        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return text.rstrip(" .") if len(text) <= 500 else text[:497] + "..."
 
 
 def load_declarations(defs_module: ModuleType | None = None, project_root: Path = REPO_ROOT) -> Declarations:

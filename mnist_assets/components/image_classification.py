@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mnist_assets.ml.dataset_spec import DatasetSpec
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
 
 
 class ImageClassificationPipeline(DatasetSpec, dg.Component, dg.Resolvable):
@@ -11,7 +11,7 @@ class ImageClassificationPipeline(DatasetSpec, dg.Component, dg.Resolvable):
     embeddings, quality scores, an augmented set, a fine-tuned model and the comparison, every
     asset under the key prefix `<name>/`, partitioned per split where it applies.
 
-    Attributes are those of `mnist_assets.ml.dataset_spec.DatasetSpec`: `name` and `source`
+    Attributes are those of `mnist_assets.ml.data.dataset_spec.DatasetSpec`: `name` and `source`
     (`mnist`, `fashion-mnist` or `folder`) are required, `path` too for a folder; `image_size`,
     `channels`, `class_names`, `validation_fraction`, `test_fraction`, `split_seed`,
     `horizontal_flip`, `clip_class_names`, `clip_templates`, `label_errors`, `epochs`,

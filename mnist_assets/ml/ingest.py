@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_assets.ml.dataset_spec import label_names
+from mnist_assets.ml.data.dataset_spec import label_names
+from mnist_assets.ml.data.sources import SplitArrays
 from mnist_assets.ml.decisions import DecisionLog, ReviewResult, review_split
-from mnist_assets.ml.fiftyone_store import (
+from mnist_assets.ml.store.fiftyone_store import (
     backfill_original_labels,
     split_fingerprint,
     split_lock,
@@ -17,7 +18,6 @@ from mnist_assets.ml.fiftyone_store import (
     write_pngs,
     write_source_files,
 )
-from mnist_assets.ml.sources import SplitArrays
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 from processes import REPO  # noqa: F401 - re-exported for the tests here
 
-from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.ml.store.fiftyone_store import split_view
 
 
 def split_snapshot(settings, split: str) -> tuple:

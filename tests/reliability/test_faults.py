@@ -12,7 +12,7 @@ import torch
 from graph import asset, op_config, saved_payload
 from processes import mongod_processes, run_ok
 
-from mnist_assets.ml.fiftyone_store import split_view
+from mnist_assets.ml.store.fiftyone_store import split_view
 
 from .helpers import REPO, dagster_cli, file_hash, run_cli, subprocess_env
 
@@ -92,7 +92,7 @@ def test_stopped_database_is_restarted_and_finds_everything(make_settings, tmp_p
         [
             str(REPO / ".venv" / "bin" / "python"),
             "-c",
-            f"import mnist_assets\nfrom mnist_assets.ml.fiftyone_store import get_dataset\nprint(len(get_dataset('{name}')))",
+            f"import mnist_assets\nfrom mnist_assets.ml.store.fiftyone_store import get_dataset\nprint(len(get_dataset('{name}')))",
         ],
         env=env,
         capture_output=True,
@@ -126,7 +126,7 @@ def test_database_folders_stay_isolated(make_settings, tmp_path):
     here.store("mnist").dataset()  # this process's database is up, and FiftyOne exported its port
     code = (
         "import mnist_assets, fiftyone as fo\n"
-        "from mnist_assets.ml.fiftyone_store import get_dataset\n"
+        "from mnist_assets.ml.store.fiftyone_store import get_dataset\n"
         "get_dataset('isolated-elsewhere')\n"
         "print(sorted(fo.list_datasets()))\n"
     )

@@ -2,7 +2,7 @@
 person did in the FiftyOne App (`app`), decision files (`files`), and the log applied to a split
 (`apply`). The names below are the package's public face; docs/review.md describes the whole."""
 
-from mnist_assets.ml.dataset_spec import SPLITS
+from mnist_assets.ml.data.dataset_spec import SPLITS
 from mnist_assets.ml.decisions.app import Collected, SplitSamples, collect, review_order, review_queue, review_tags, undecided
 from mnist_assets.ml.decisions.apply import (
     ApplyPlan,

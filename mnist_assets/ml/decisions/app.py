@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from mnist_assets.ml.decisions.model import KINDS, SOURCE_PART, Decision, SampleState, fold, now, step
-from mnist_assets.ml.field_names import (
+from mnist_assets.ml.core.field_names import (
     DATA_ISSUES,
     GROUND_TRUTH,
     GROUND_TRUTH_ORIGINAL,
@@ -27,6 +26,7 @@ from mnist_assets.ml.field_names import (
     TAG_EXCLUDE,
     review_queue_view_name,
 )
+from mnist_assets.ml.decisions.model import KINDS, SOURCE_PART, Decision, SampleState, fold, now, step
 
 
 @dataclass

@@ -11,11 +11,18 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
+from mnist_assets.ml.core.field_names import (
+    GROUND_TRUTH,
+    GROUND_TRUTH_ORIGINAL,
+    LENET_OOF_PREDICTIONS,
+    MODEL_FIELDS,
+    REVIEW_DECISION,
+    REVIEW_LABEL,
+)
 from mnist_assets.ml.decisions.app import SplitSamples, collect
 from mnist_assets.ml.decisions.log import DecisionLog
 from mnist_assets.ml.decisions.model import KINDS, SOURCE_PART, Decision, SampleState, fold
-from mnist_assets.ml.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, REVIEW_DECISION, REVIEW_LABEL
-from mnist_assets.ml.locks import fence_held_locks
+from mnist_assets.ml.store.locks import fence_held_locks
 
 
 @dataclass
@@ -71,7 +78,7 @@ def review_split(view, split: str, log: DecisionLog, classes: list[str]) -> Revi
     give every sample the label and decision the log says. Writes compare and set: a label a person
     changes while this runs is not overwritten, and a sample whose label collect rejected is left as
     the person set it (they fix it). The caller holds the split's lock."""
-    from mnist_assets.ml.bulk_writes import set_fields
+    from mnist_assets.ml.store.bulk_writes import set_fields
 
     samples = SplitSamples.read(view)
     collected = collect(samples, split, log.by_key(), classes)
@@ -142,8 +149,6 @@ def log_fingerprint(decisions: list[Decision], split: str) -> str:
 def accuracy_side_by_side(view) -> list[dict]:
     """Each model's accuracy on a split against the labels in use (excluded samples left out) and
     against the source's labels (every sample), for the prediction fields the split holds."""
-    from mnist_assets.ml.field_names import LENET_OOF_PREDICTIONS, MODEL_FIELDS
-
     schema = view.get_field_schema()
     models = {**MODEL_FIELDS, LENET_OOF_PREDICTIONS: "LeNet out of fold"}
     fields = [name for name in models if name in schema]

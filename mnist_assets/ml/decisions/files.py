@@ -17,7 +17,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from mnist_assets.ml.dataset_spec import SPLITS
+from mnist_assets.ml.data.dataset_spec import SPLITS
+from mnist_assets.ml.data.sources import decision_sources, load_source
 from mnist_assets.ml.decisions.log import DecisionLog
 from mnist_assets.ml.decisions.model import KINDS, LABELING, SOURCE_PART, Decision, DecisionError, fold, now
 
@@ -203,8 +204,6 @@ def record_rows(log: DecisionLog, rows: list[tuple[int, dict]], origin: str, spe
     declared class) and add them to the log: all of them, or none with every bad row named. The
     images' pixel hashes come from the source, so a decision about a sample not ingested yet (a
     limited run) applies when it is."""
-    from mnist_assets.ml.sources import decision_sources, load_source
-
     sources = decision_sources(load_source(spec, source_dir, downloads_dir), spec)
     earlier = log.by_key()
     in_use = {}  # the label each named sample has now, for the decisions' old_label

@@ -26,8 +26,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from mnist_assets.ml.core.files import atomic_write_bytes, is_temporary, remove_abandoned_temporaries, write_new_file
 from mnist_assets.ml.decisions.model import DECISION_FIELDS, Decision, DecisionError, superseded_removed
-from mnist_assets.ml.files import atomic_write_bytes, is_temporary, remove_abandoned_temporaries, write_new_file
 
 SEGMENTS = "log"
 LEGACY = "decisions.jsonl"
