@@ -35,9 +35,9 @@ def build(p: Pipeline) -> list:
         # out), train's, which every split is judged against, and the other splits' pixels (leaks); for underperforming groups the
         # out-of-sample predictions hardness_scores scores and LeNet's embeddings (hardness_scores
         # reads both: after it, one run follows each new model).
-        # With `outlier_spaces: [pixels, clip]` CLIP's embeddings too.
+        # With `outlier_spaces: [pixels, clip]` CLIP's embeddings too, train's as well as the split's.
         deps=[p.key("hardness_scores"), dg.AssetDep(p.key("label_review"), partition_mapping=dg.AllPartitionMapping())]
-        + ([p.key("clip_embeddings")] if "clip" in p.spec.outlier_spaces else []),
+        + ([dg.AssetDep(p.key("clip_embeddings"), partition_mapping=dg.AllPartitionMapping())] if "clip" in p.spec.outlier_spaces else []),
         group_name=p.group("quality"),
         kinds={"fiftyone"},
         code_version="4",  # 3: leak; 4: unlabeled samples judged on their pixels
