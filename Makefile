@@ -1,6 +1,6 @@
 # mnist_assets: the contract commands (see README.md).
 #
-# Values given on the command line (DATASET, DECISIONS, SPLIT, IMAGES, VIEW, WORKER, PORT, APP_PORT,
+# Values given on the command line (DATASET, DECISIONS, SPLIT, HERE, IMAGES, VIEW, WORKER, PORT, APP_PORT,
 # DATASETS) reach the commands as typed, through the environment, quoted there ("$$DATASET"), never
 # as text the shell or make parses: `make review DATASET='mnist; touch x'` names a dataset that does
 # not exist, DECISIONS='batch$1.csv' names that file, and a file name may hold spaces. IMAGES lists
@@ -18,7 +18,7 @@ WORKER := $(shell hostname)
 endif
 # make expands `$` in a command-line value whenever it reads it or hands it to a command
 # (`batch$1.csv` became batch.csv, `$(shell ...)` ran): keep each value as typed, exported where it was.
-USER_VALUES := DATASET DECISIONS SPLIT IMAGES VIEW WORKER PORT APP_PORT DATASETS
+USER_VALUES := DATASET DECISIONS SPLIT HERE IMAGES VIEW WORKER PORT APP_PORT DATASETS
 define as_typed
 override $(1) := $$(value $(1))
 $(if $(filter command environment,$(firstword $(origin $(1)))),export $(1))
@@ -63,13 +63,14 @@ worker: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml -n "$$WORKER" -- --concurrency=1 --loglevel=INFO
 
 # Record the label decisions of a CSV or JSON file and apply them (mnist_assets/review.py); SPLIT
-# names the split of rows that name none.
+# names the split of rows that name none; HERE=1 applies them in this process even when a daemon runs.
 review: export DECISIONS := $(DECISIONS)
 review: export DATASET := $(DATASET)
 review: export SPLIT := $(SPLIT)
+review: export HERE := $(HERE)
 review: setup
-	@test -n "$$DECISIONS" || { echo "usage: make review DECISIONS=<file.csv|file.json> [DATASET=mnist] [SPLIT=train|validation|test]" >&2; exit 2; }
-	$(PY) -m mnist_assets.review import --dataset "$$DATASET" $${SPLIT:+--split "$$SPLIT"} -- "$$DECISIONS"
+	@test -n "$$DECISIONS" || { echo "usage: make review DECISIONS=<file.csv|file.json> [DATASET=mnist] [SPLIT=train|validation|test] [HERE=1]" >&2; exit 2; }
+	$(PY) -m mnist_assets.review import --dataset "$$DATASET" $${SPLIT:+--split "$$SPLIT"} $${HERE:+--here} -- "$$DECISIONS"
 
 # The next batch of unlabeled samples to label (label_requests' file: sample, file, the model's guess).
 label-requests: export DATASET := $(DATASET)

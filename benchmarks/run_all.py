@@ -124,7 +124,7 @@ def main() -> None:
     print("== the released model through predict's onnxruntime session", flush=True)
     results["release_images_per_second"] = release_images_per_second(tensors.images.numpy())
 
-    print("== FiftyOne writes: bulk vs per-sample save()", flush=True)
+    print("== FiftyOne writes: bulk vs set_values vs per-sample save()", flush=True)
     results.update(bench_fiftyone_writes.run(dataset.view()))
 
     import bench_umap

@@ -6,9 +6,12 @@
 
 `import` checks every row of a CSV (`source_index,decision,label`, optional `split` and `note`; `#`
 lines are comments) or JSON file against the dataset's source, adds the decisions to the dataset's
-review log (all of them, or none with every bad row named), then materializes `label_review` for
-each split they touch in the Dagster instance the UI reads, so the labels in use change at once and
-automation re-runs what depends on them. `make review DECISIONS=FILE` runs it. When they cannot be
+review log (all of them, or none with every bad row named), then has `label_review` applied for
+each split they touch, so the labels in use change and automation re-runs what depends on them.
+When a Dagster daemon runs for the instance (`make ui`), its review sensor applies them within its
+interval (30 s): a run through the run queue and the `heavy` pool, as the UI's would be. Headless (no
+daemon), or with `--here`, this process materializes `label_review` itself, in process, and says so.
+`make review DECISIONS=FILE` runs it. When they cannot be
 applied (the code location does not load, or the dataset's declaration in it is broken) they stay
 recorded, it says why, and exits with status 3: they apply at the next materialization of
 `<dataset>/label_review`. Exit status 2: nothing recorded (a bad file, an unknown or unusable dataset).
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from mnist_assets.ml.decisions import SPLITS, DecisionError
 
 NOT_APPLIED = 3  # exit status: recorded, not applied
+DAEMON_HEARTBEAT_SECONDS = 120  # a sensor daemon heard from within this long counts as running
 
 
 class NotApplied(RuntimeError):
@@ -53,36 +58,60 @@ def _dataset(name: str, spec=None):
     return spec or declared_spec(name), settings, settings.store(name)
 
 
-def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: str = "python", spec=None):
+def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: str = "python", spec=None, here: bool = False):
     """Check and record decisions (dicts with split, source_index, decision, label) for a declared
-    dataset; with `apply`, materialize label_review for the splits they touch. Returns the decisions.
-    `spec` stands for the declaration of a dataset built outside the code location (a benchmark's)."""
+    dataset; with `apply`, have label_review applied for the splits they touch (by the running
+    daemon's review sensor, or `here`, in this process). Returns the decisions. `spec` stands for the
+    declaration of a dataset built outside the code location (a benchmark's)."""
     from mnist_assets.ml.decisions import record_rows
 
     spec, settings, store = _dataset(dataset, spec)
     decisions = record_rows(store.decision_log(), list(enumerate(rows, start=1)), via, spec, settings.source_dir, settings.downloads_dir)
     if apply:
-        _apply_recorded(dataset, decisions, store)
+        _apply_recorded(dataset, decisions, store, here)
     return decisions
 
 
-def import_file(dataset: str, path: str, split: str | None = None, apply: bool = True):
+def import_file(dataset: str, path: str, split: str | None = None, apply: bool = True, here: bool = False):
     """`record_decisions` for a decision file; `split` fills rows without one."""
     from mnist_assets.ml.decisions import import_decision_file
 
     spec, settings, store = _dataset(dataset)
     decisions = import_decision_file(store.decision_log(), path, spec, settings.source_dir, settings.downloads_dir, split)
     if apply:
-        _apply_recorded(dataset, decisions, store)
+        _apply_recorded(dataset, decisions, store, here)
     return decisions
 
 
-def _apply_recorded(dataset: str, decisions: list, store) -> None:
-    """apply_review for the splits `decisions` touch; NotApplied names what was recorded."""
+def _apply_recorded(dataset: str, decisions: list, store, here: bool) -> None:
+    """Leave the decisions to the running daemon's review sensor, or apply_review them here;
+    NotApplied names what was recorded."""
+    splits = sorted({d.split for d in decisions}, key=SPLITS.index)
     try:
-        apply_review(dataset, sorted({d.split for d in decisions}, key=SPLITS.index))
+        defs = _code_location(dataset)
+        if not here and daemon_running():
+            print(
+                f"a Dagster daemon runs for this instance: {dataset}_review_sensor applies them within 30 s, a run of "
+                f"{dataset}/label_review for {', '.join(splits)} through the run queue (with the sensor stopped, import with --here)"
+            )
+            return
+        print(f"no Dagster daemon runs for this instance{' (or --here)' if here else ''}: {dataset}/label_review applied in this process")
+        apply_review(dataset, splits, defs)
     except NotApplied as error:
         raise NotApplied(dataset, error.reason, decisions, store.decision_log().path) from None
+
+
+def daemon_running() -> bool:
+    """Whether a Dagster daemon's sensor loop has beaten for the instance (DAGSTER_HOME) lately."""
+    import os
+
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return False  # no instance named: no daemon can be running on it
+    with dg.DagsterInstance.get() as instance:
+        beat = instance.get_daemon_heartbeats().get("SENSOR")
+    return beat is not None and time.time() - beat.timestamp < DAEMON_HEARTBEAT_SECONDS
 
 
 def _code_location(dataset: str):
@@ -104,14 +133,15 @@ def _code_location(dataset: str):
     return defs
 
 
-def apply_review(dataset: str, splits: list[str]) -> None:
-    """Materialize `<dataset>/label_review[split]` for each split, in the instance the UI reads;
-    NotApplied when the code location cannot (it does not load, or the dataset's declaration is broken)."""
+def apply_review(dataset: str, splits: list[str], defs=None) -> None:
+    """Materialize `<dataset>/label_review[split]` for each split in this process, in the instance
+    the UI reads; NotApplied when the code location cannot (it does not load, or the dataset's
+    declaration is broken)."""
     import dagster as dg
 
     from mnist_assets.ml.core.environment import dagster_home
 
-    defs = _code_location(dataset)
+    defs = defs or _code_location(dataset)
     from mnist_assets.run_all import materialize_stage, summarize  # imports the code location: after the check
 
     dagster_home().mkdir(parents=True, exist_ok=True)
@@ -168,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     importing.add_argument("--dataset", default="mnist")
     importing.add_argument("--split", choices=SPLITS, help="the split of rows that name none")
     importing.add_argument("--no-apply", action="store_true", help="only record; label_review applies them later")
+    importing.add_argument("--here", action="store_true", help="apply in this process even when a daemon runs")
     showing = commands.add_parser("status", help="decisions in force, stale ones and pending reviews per split")
     showing.add_argument("--dataset", default="mnist")
     requesting = commands.add_parser("requests", help="the next batch of unlabeled samples to label (label_requests' file)")
@@ -175,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "import":
-            decisions = import_file(args.dataset, args.file, args.split, apply=not args.no_apply)
+            decisions = import_file(args.dataset, args.file, args.split, apply=not args.no_apply, here=args.here)
             print(f"recorded {len(decisions)} decisions from {args.file} in {_dataset(args.dataset)[2].decision_log().path}")
         elif args.command == "requests":
             print(label_requests(args.dataset), end="")

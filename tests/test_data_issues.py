@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from planted_issues import SIDEWAYS, plant_issues, recall_and_precision
 
+from mnist_assets.ml.core.field_names import ISSUE_TYPES, PIXEL_ISSUE_TYPES
 from mnist_assets.ml.quality import data_issues, image_issues
 
 
@@ -42,12 +43,12 @@ def test_every_planted_issue_type_is_found_with_few_false_flags(mnist, fashion):
     reference = data_issues.reference_from_train(properties, planted.widths, planted.heights, planted.images, planted.labels, channels=3)
     found = data_issues.split_issues(properties, planted.widths, planted.heights, planted.images, planted.labels, reference, is_train=True)
 
-    assert set(found.scores) == set(data_issues.PIXEL_ISSUE_TYPES)
+    assert set(found.scores) == set(PIXEL_ISSUE_TYPES)
     for name, scores in found.scores.items():
         assert scores.shape == (len(planted.images),) and (scores >= 0).all() and (scores <= 1).all(), name
     figures = {
         name: recall_and_precision(found.flags[name], planted.truth[name], planted.clean)
-        for name in data_issues.PIXEL_ISSUE_TYPES
+        for name in PIXEL_ISSUE_TYPES
         if name in planted.truth
     }
     for name, (recall, precision) in figures.items():
@@ -248,7 +249,7 @@ def test_a_planted_folder_through_the_asset_finds_each_issue_and_reports_corrupt
     assert len(dataset) == len(truth)  # everything readable was ingested
     paths, splits, flagged = dataset.values([SOURCE_PATH, SPLIT, DATA_ISSUES])
     split_of = dict(zip(paths, splits))
-    for issue in data_issues.ISSUE_TYPES:
+    for issue in ISSUE_TYPES:
         if issue == "grayscale" or issue not in next(iter(truth.values())):
             continue
         planted = np.array([truth[path][issue] for path in paths])

@@ -702,6 +702,7 @@ def test_the_shipped_mnist_review_applies_with_one_command(graph_run, tmp_path):
     shipped = REPO / "mnist_assets/defs/mnist/reviewed_test_labels.csv"
     done = run_ok([*command, str(shipped)], env=subprocess_env(settings), timeout=600)
     assert "recorded 15 decisions" in done.stdout and "mnist/label_review[test]" in done.stdout
+    assert "no Dagster daemon runs for this instance: mnist/label_review applied in this process" in done.stdout  # headless
     log = settings.store("mnist").decision_log().read()
     shipped_decisions = [d for d in log if d.via.startswith("file:reviewed_test_labels.csv")]
     assert sorted(d.source_index for d in shipped_decisions) == [

@@ -282,25 +282,45 @@ TEST_DECISION = (
 )
 
 
-# What the App's label editor does to the first test sample, in the servers' own database.
-CORRECT_A_LABEL = """
+# What the App's label editor does to the first test sample, in the servers' own database; and a
+# decision file (argv[1]) that relabels the second, for `review import`. Prints both new labels.
+CORRECT_TWO_LABELS = """
+import sys
 from mnist_assets.ml.store.fiftyone_store import split_view
 from mnist_assets.resources import Settings
-sample = split_view(Settings.from_env().store("mnist").dataset(), "test").first()
-sample.ground_truth.label = str((int(sample.ground_truth.label) + 1) % 10)
-sample.save()
+first, second = split_view(Settings.from_env().store("mnist").dataset(), "test").limit(2)
+first.ground_truth.label = str((int(first.ground_truth.label) + 1) % 10)
+first.save()
+relabel = str((int(second.ground_truth.label) + 1) % 10)
+open(sys.argv[1], "w").write(f"source_index,decision,label\\n{second.source_index},relabel,{relabel}\\n")
+print(first.ground_truth.label, relabel)
+"""
+
+LABELS_IN_USE = """
+from mnist_assets.ml.store.fiftyone_store import split_view
+from mnist_assets.resources import Settings
+print(*(sample.ground_truth.label for sample in split_view(Settings.from_env().store("mnist").dataset(), "test").limit(2)))
 """
 
 
 AUTOMATION_QUIET_SECONDS = 30  # six automation intervals without a new request
 
 
-def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagster_ui, environment):
-    """As the App writes a correction: the review sensor materializes label_review[test], and
-    automation re-runs exactly what reads test's labels, once each, and never trains."""
+def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagster_ui, environment, tmp_path):
+    """A correction as the App writes it, and one from a decision file through `review import`, which
+    leaves it to the running daemon: the review sensor materializes label_review[test] once, for both,
+    and automation re-runs exactly what reads test's labels, once each, and never trains. The sensor
+    is paused while both are written, so that one of its looks cannot fall between them."""
     wait_until_quiet(dagster_ui, seconds=AUTOMATION_QUIET_SECONDS)
-    started = time.time()
-    run_ok([sys.executable, "-c", CORRECT_A_LABEL], env=environment, timeout=300)
+    started, decisions = time.time(), tmp_path / "decisions.csv"
+    set_sensor(dagster_ui, "mnist_review_sensor", running=False)
+    try:
+        expected = run_ok([sys.executable, "-c", CORRECT_TWO_LABELS, str(decisions)], env=environment, timeout=300).stdout.split()
+        command = [sys.executable, "-m", "mnist_assets.review", "import", "--dataset", "mnist", "--split", "test", str(decisions)]
+        imported = run_ok(command, env=environment, timeout=300)
+    finally:
+        set_sensor(dagster_ui, "mnist_review_sensor", running=True)
+    assert "a Dagster daemon runs for this instance: mnist_review_sensor applies them" in imported.stdout, imported.stdout
     deadline, quiet_since, new = started + 900, None, []
     while time.time() < deadline:
         new = [m for m in materializations(dagster_ui) if m[2] >= started]
@@ -319,6 +339,7 @@ def test_a_label_corrected_on_test_is_picked_up_and_re_evaluates_test_once(dagst
         '{ runsOrError(filter: {tags: [{key: "mnist_assets/launched_by", value: "review sensor"}]}) { ... on Runs { count } } }',
     )
     assert review["runsOrError"]["count"] == 1
+    assert run_ok([sys.executable, "-c", LABELS_IN_USE], env=environment, timeout=300).stdout.split() == expected
 
 
 @pytest.fixture(scope="module")
@@ -394,21 +415,17 @@ def _stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[
     return status
 
 
-def set_lineage_automation(port: int, running: bool) -> None:
-    """Start or stop the daemon's automation sensor through the UI's GraphQL API."""
+def set_sensor(port: int, name: str, running: bool) -> None:
+    """Start or stop one of the daemon's sensors through the UI's GraphQL API."""
     nodes = graphql(
         port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } sensors { name id } } } } }"
     )
     (repository,) = nodes["repositoriesOrError"]["nodes"]
     if running:
-        selector = {
-            "repositoryLocationName": repository["location"]["name"],
-            "repositoryName": repository["name"],
-            "sensorName": "lineage_automation",
-        }
+        selector = {"repositoryLocationName": repository["location"]["name"], "repositoryName": repository["name"], "sensorName": name}
         graphql(port, "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename } }", {"s": selector})
     else:
-        sensor = next(s for s in repository["sensors"] if s["name"] == "lineage_automation")
+        sensor = next(s for s in repository["sensors"] if s["name"] == name)
         graphql(port, "mutation($id: String) { stopSensor(id: $id) { __typename } }", {"id": sensor["id"]})
 
 
@@ -418,11 +435,11 @@ def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environme
     with the new code, its new data version makes its children stale (data). raw_dataset stays fresh.
     Automation is paused meanwhile: the daemon of `make ui` would otherwise re-run the children (as
     it should) before the look, on a slow day (it did, once, on a machine running two suites)."""
-    set_lineage_automation(dagster_ui, running=False)
+    set_sensor(dagster_ui, "lineage_automation", running=False)
     try:
         check_code_version_staleness(environment, tmp_path)
     finally:
-        set_lineage_automation(dagster_ui, running=True)
+        set_sensor(dagster_ui, "lineage_automation", running=True)
 
 
 def check_code_version_staleness(environment, tmp_path):

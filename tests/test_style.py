@@ -103,3 +103,16 @@ def test_no_module_imports_itself_round_a_circle():
         if name not in state:
             visit(name, [name])
     assert not circles, "\n".join(circles)
+
+
+def test_asset_bodies_stay_short():
+    """Asset modules declare, step functions compute: no asset's body runs past 60 lines."""
+    long = []
+    for path in sorted((REPO / "mnist_assets" / "assets").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            decorators = node.decorator_list if isinstance(node, ast.FunctionDef) else []
+            if any(isinstance(d, ast.Call) and getattr(d.func, "attr", "") in ("asset", "multi_asset") for d in decorators):
+                lines = node.end_lineno - node.body[0].lineno + 1
+                if lines > 60:
+                    long.append(f"{path.name}:{node.name} {lines} lines")
+    assert not long, long

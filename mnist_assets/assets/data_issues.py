@@ -64,83 +64,71 @@ def build(p: Pipeline) -> list:
     )
     def data_issues(context: dg.AssetExecutionContext, settings: Settings):
         from mnist_assets.ml.quality import data_issues as issues
-        from mnist_assets.ml.quality import image_issues
+
+        started, split = time.perf_counter(), context.partition_key
+        judged = judge_split(context, p, settings, split)
+        context.log.info(f"{split}: {len(judged.labels)} samples; flagged {judged.found.counts()}")
+        judged.save(split)
+        labels_in_use = [x for x in judged.view.values(f"{GROUND_TRUTH}.label") if x is not None]
+        imbalance = issues.class_imbalance(class_counts(labels_in_use, p.classes()))
+        metadata = {**judged.metadata(split, gates, imbalance), "seconds": round(time.perf_counter() - started, 1)}
+        yield dg.MaterializeResult(metadata=metadata)
+        yield from judged.checks(p, split, gates, imbalance)
+
+    return [data_issues]
+
+
+@dataclasses.dataclass
+class Judged:
+    """A split judged for every data issue: its samples, pixels and labels, the issues found, and
+    the underperforming groups behind one of them."""
+
+    dataset: object
+    view: object
+    tensors: object
+    images: np.ndarray
+    labels: np.ndarray
+    found: object
+    groups: object
+
+    def save(self, split: str) -> None:
+        """Scores and flags on the samples, and a saved view per issue, worst first."""
         from mnist_assets.ml.store.fiftyone_store import save_view
 
-        started = time.perf_counter()
-        split = context.partition_key
-        store = p.store(settings)
-
-        def read(part: str):
-            from mnist_assets.assets.data import split_tensors
-
-            dataset, view, tensors = split_tensors(p, settings, part, store, standardize=False, with_unlabeled=True)
-            images = image_issues.channels_last(tensors.images.numpy())
-            widths, heights = file_sizes(view, p.spec.image_size)
-            return dataset, view, tensors, images, widths, heights
-
-        parts = {part: read(part) for part in SPLITS}  # every split: leaks are copies in the others
-        dataset, view, tensors, images, widths, heights = parts[split]
-        labels = tensors.labels.numpy()
-        properties = image_issues.image_properties(images)
-        views = {split: view}
-        if split == "train":
-            train = (images, widths, heights, labels, properties)
-        else:
-            _, views["train"], train_tensors, train_images, train_widths, train_heights = parts["train"]
-            train = (train_images, train_widths, train_heights, train_tensors.labels.numpy(), image_issues.image_properties(train_images))
-        clip = clip_embeddings_of(context, p, views) if "clip" in p.spec.outlier_spaces else {}
-        train_embeddings = {"clip": clip["train"]} if clip else {}
-        # train's outlier scale and fence per space, for the other splits: the key is what they depend on
-        cache = store.dir / "data_issues_reference.json"
-        keys = {name: issues.train_fingerprint(vectors, train[3]) for name, vectors in {"pixels": train[0], **train_embeddings}.items()}
-        cached = {} if split == "train" else cached_outlier_references(cache, keys)
-        reference = issues.reference_from_train(train[4], train[1], train[2], train[0], train[3], p.spec.channels, cached, train_embeddings)
-        if split == "train":
-            spaces = {name: {"train": keys[name], "outlier": list(space.cached)} for name, space in reference.outliers.items()}
-            atomic_write_bytes(cache, json.dumps(spaces).encode())
-        embeddings = {"clip": clip[split]} if clip else None
-        found = issues.split_issues(
-            properties, widths, heights, images, labels, reference, is_train=split == "train", embeddings=embeddings
-        )
-        found.scores["leak"], found.flags["leak"] = issues.leaks(
-            images, np.concatenate([parts[other][3] for other in parts if other != split])
-        )
-        groups = underperforming_groups(p, view, split, labels)
-        found.scores["underperforming_group"], found.flags["underperforming_group"] = groups.scores, groups.flags
-        context.log.info(f"{split}: {len(labels)} samples; flagged {found.counts()}")
-
-        write_issues(view, tensors.sample_ids, found)
+        write_issues(self.view, self.tensors.sample_ids, self.found)
         for issue in ISSUE_TYPES:
-            flagged = view.select([tensors.sample_ids[i] for i in np.flatnonzero(found.flags[issue])])
-            save_view(dataset, issues_view_name(issue, split), flagged.sort_by(issue_field(issue), reverse=True))
+            flagged = self.view.select([self.tensors.sample_ids[i] for i in np.flatnonzero(self.found.flags[issue])])
+            save_view(self.dataset, issues_view_name(issue, split), flagged.sort_by(issue_field(issue), reverse=True))
 
-        counts = found.counts()
-        imbalance = issues.class_imbalance(class_counts([x for x in view.values(f"{GROUND_TRUTH}.label") if x is not None], p.classes()))
+    def metadata(self, split: str, gates: dict, imbalance: dict) -> dict:
+        counts, total = self.found.counts(), max(len(self.labels), 1)
         rows = [
-            {"issue": issue, "flagged": counts[issue], "share": round(counts[issue] / max(len(labels), 1), 4), "gate": gates.get(issue, "")}
+            {"issue": issue, "flagged": counts[issue], "share": round(counts[issue] / total, 4), "gate": gates.get(issue, "")}
             for issue in ISSUE_TYPES
         ]
         metadata = {
-            "count": len(labels),
+            "count": len(self.labels),
             **{f"{issue}_flagged": counts[issue] for issue in ISSUE_TYPES},
-            "flagged_any": int(np.any(np.stack(list(found.flags.values())), axis=0).sum()),
+            "flagged_any": int(np.any(np.stack(list(self.found.flags.values())), axis=0).sum()),
             "issues": markdown_table(rows),
             "worst_groups": markdown_table(
-                [{"cluster": c, "samples": size, "self_confidence_over_split": ratio} for c, size, ratio in groups.clusters[:5]]
+                [{"cluster": c, "samples": size, "self_confidence_over_split": ratio} for c, size, ratio in self.groups.clusters[:5]]
             ),
             "smallest_class": str(imbalance["smallest_class"]),
             "smallest_class_over_median": imbalance["smallest_over_median"],
             "imbalanced_classes": ", ".join(imbalance["imbalanced_classes"]) or "none",
             "saved_views": ", ".join(issues_view_name(issue, split) for issue in ISSUE_TYPES),
-            "outlier_spaces": ", ".join(f"{name} {int(flags.sum())}" for name, (_, flags) in found.outliers.items()),
-            "seconds": round(time.perf_counter() - started, 1),
+            "outlier_spaces": ", ".join(f"{name} {int(flags.sum())}" for name, (_, flags) in self.found.outliers.items()),
         }
         if any(counts.values()):
-            metadata["worst_examples"] = png(worst_grid(images, found))
-        yield dg.MaterializeResult(metadata=metadata)
+            metadata["worst_examples"] = png(worst_grid(self.images, self.found))
+        return metadata
+
+    def checks(self, p: Pipeline, split: str, gates: dict, imbalance: dict):
+        """Per issue: blocking under its declared gate, else a warning when any sample is flagged; and class imbalance."""
+        counts = self.found.counts()
         for issue in ISSUE_TYPES:
-            share = counts[issue] / max(len(labels), 1)
+            share = counts[issue] / max(len(self.labels), 1)
             yield dg.AssetCheckResult(
                 asset_key=p.key("data_issues"),
                 check_name=check_name(issue),
@@ -148,15 +136,57 @@ def build(p: Pipeline) -> list:
                 severity=dg.AssetCheckSeverity.ERROR if issue in gates else dg.AssetCheckSeverity.WARN,
                 metadata={"flagged": counts[issue], "share": round(share, 4), "view": issues_view_name(issue, split)},
             )
+        imbalanced = ", ".join(imbalance["imbalanced_classes"]) or "none"
         yield dg.AssetCheckResult(
             asset_key=p.key("data_issues"),
             check_name="class_imbalance",
             passed=not imbalance["imbalanced_classes"],
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"imbalanced_classes": metadata["imbalanced_classes"], "smallest_over_median": imbalance["smallest_over_median"]},
+            metadata={"imbalanced_classes": imbalanced, "smallest_over_median": imbalance["smallest_over_median"]},
         )
 
-    return [data_issues]
+
+def judge_split(context, p: Pipeline, settings: Settings, split: str) -> Judged:
+    """Every data issue of `split`, judged against train (its outlier reference cached beside the
+    dataset for the other splits) and, for leaks, against the other splits' pixels."""
+    from mnist_assets.assets.data import split_tensors
+    from mnist_assets.ml.quality import data_issues as issues
+    from mnist_assets.ml.quality import image_issues
+
+    store = p.store(settings)
+
+    def read(part: str):
+        dataset, view, tensors = split_tensors(p, settings, part, store, standardize=False, with_unlabeled=True)
+        images = image_issues.channels_last(tensors.images.numpy())
+        widths, heights = file_sizes(view, p.spec.image_size)
+        return dataset, view, tensors, images, widths, heights
+
+    parts = {part: read(part) for part in SPLITS}  # every split: leaks are copies in the others
+    dataset, view, tensors, images, widths, heights = parts[split]
+    labels = tensors.labels.numpy()
+    properties = image_issues.image_properties(images)
+    views = {split: view}
+    if split == "train":
+        train = (images, widths, heights, labels, properties)
+    else:
+        _, views["train"], train_tensors, train_images, train_widths, train_heights = parts["train"]
+        train = (train_images, train_widths, train_heights, train_tensors.labels.numpy(), image_issues.image_properties(train_images))
+    clip = clip_embeddings_of(context, p, views) if "clip" in p.spec.outlier_spaces else {}
+    train_embeddings = {"clip": clip["train"]} if clip else {}
+    # train's outlier scale and fence per space, for the other splits: the key is what they depend on
+    cache = store.dir / "data_issues_reference.json"
+    keys = {name: issues.train_fingerprint(vectors, train[3]) for name, vectors in {"pixels": train[0], **train_embeddings}.items()}
+    cached = {} if split == "train" else cached_outlier_references(cache, keys)
+    reference = issues.reference_from_train(train[4], train[1], train[2], train[0], train[3], p.spec.channels, cached, train_embeddings)
+    if split == "train":
+        spaces = {name: {"train": keys[name], "outlier": list(space.cached)} for name, space in reference.outliers.items()}
+        atomic_write_bytes(cache, json.dumps(spaces).encode())
+    embeddings = {"clip": clip[split]} if clip else None
+    found = issues.split_issues(properties, widths, heights, images, labels, reference, is_train=split == "train", embeddings=embeddings)
+    found.scores["leak"], found.flags["leak"] = issues.leaks(images, np.concatenate([parts[other][3] for other in parts if other != split]))
+    groups = underperforming_groups(p, view, split, labels)
+    found.scores["underperforming_group"], found.flags["underperforming_group"] = groups.scores, groups.flags
+    return Judged(dataset, view, tensors, images, labels, found, groups)
 
 
 def underperforming_groups(p: Pipeline, view, split: str, labels: np.ndarray):

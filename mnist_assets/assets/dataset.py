@@ -44,7 +44,6 @@ def build(p: Pipeline) -> list:
         ),
     )
     def raw_dataset(context: dg.AssetExecutionContext, settings: Settings):
-        from mnist_assets.ml.figures import plots
         from mnist_assets.ml.ingest import ingest_split
         from mnist_assets.ml.store.fiftyone_store import split_view
 
@@ -59,54 +58,26 @@ def build(p: Pipeline) -> list:
 
         dataset = store.dataset()
         result = ingest_split(dataset, store.decision_log(), data, split, store.images_dir, classes)
-        changes, review, count = result.changes, result.review, result.changes["count"]
-        images_folder = (store.images_dir / data.image_files[0]).parent if data.image_files else store.images_dir
+        changes, review = result.changes, result.review
         context.log.info(
-            f"{split}: {result.new_png_files} new PNG files; {count} samples in dataset {dataset.name!r} (kept {changes['kept']}, "
-            f"replaced {changes['replaced']}, added {changes['added']}, removed {changes['removed']}); review log: "
-            f"{result.decisions_from_app} new decisions from the App, {review.plan.counts()} in force, {len(review.plan.stale)} stale"
+            f"{split}: {result.new_png_files} new PNG files; {changes['count']} samples in dataset {dataset.name!r} (kept "
+            f"{changes['kept']}, replaced {changes['replaced']}, added {changes['added']}, removed {changes['removed']}); review "
+            f"log: {result.decisions_from_app} new decisions from the App, {review.plan.counts()} in force, {len(review.plan.stale)} stale"
         )
-        # The train split's mean and std standardize training (computed where it trains, from the same pixels).
-        normalization = dict(zip(("mean", "std"), pixel_statistics(data.images))) if split == "train" else {}
-
         in_use = split_view(dataset, split).values(f"{GROUND_TRUTH}.label")
         stored_labels = [label for label in in_use if label is not None]  # not the samples no one has labeled yet
-        counts = class_counts(stored_labels, classes)
-        examples = [int(np.flatnonzero(data.labels == c)[0]) for c in range(len(classes)) if (data.labels == c).any()]
+        metadata = ingest_metadata(p, settings, split, source, data, result, dataset, stored_labels)
         yield dg.MaterializeResult(
             # Same source samples, labels and pixels give the same data version: the UI marks downstream
             # assets stale, and automation re-runs them, only when the source changed. (Decisions this
             # ingest applied change label_review's data version; the review sensor runs it for them.)
             data_version=dg.DataVersion(result.data_version),
-            metadata={
-                "count": count,
-                "available": data.available,
-                "limited": count < data.available,
-                "labeled": len(stored_labels),
-                "unlabeled": count - len(stored_labels),
-                **{f"samples_{change}": changes[change] for change in ("kept", "replaced", "added", "removed")},
-                **{f"decisions_{kind}": count for kind, count in review.plan.counts().items()},
-                "stale_decisions": len(review.plan.stale),
-                "source": source.source,
-                # what the source sensor compares with (sensors.py): the watched files as this ingest saw them
-                "source_fingerprint": watched_fingerprint(spec, settings.source_dir),
-                "dataset": dataset.name,
-                "images_dir": dg.MetadataValue.path(str(images_folder)),
-                "new_png_files": result.new_png_files,
-                **{f"pixel_{name}": value for name, value in normalization.items()},
-                "class_counts": markdown_table([counts]),
-                "examples": png(
-                    plots.image_grid(data.images[examples], [f"{classes[data.labels[i]]} (#{data.indices[i]})" for i in examples])
-                ),
-                "unreadable_files": len(source.unreadable),
-                **({"unreadable": markdown_table([{"file": f, "why": why} for f, why in source.unreadable])} if source.unreadable else {}),
-                "seconds": round(time.perf_counter() - started, 2),
-            },
+            metadata={**metadata, "seconds": round(time.perf_counter() - started, 2)},
         )
         expected = min(data.available, settings.limit or data.available)
-        yield checks.check_count(p.key("raw_dataset"), count, expected, settings.limit)
+        yield checks.check_count(p.key("raw_dataset"), changes["count"], expected, settings.limit)
         yield checks.check_labels_in_range(p.key("raw_dataset"), stored_labels, classes)
-        yield checks.check_class_balance(p.key("raw_dataset"), counts)
+        yield checks.check_class_balance(p.key("raw_dataset"), class_counts(stored_labels, classes))
         yield dg.AssetCheckResult(
             asset_key=p.key("raw_dataset"),
             check_name="files_readable",
@@ -161,3 +132,36 @@ def build(p: Pipeline) -> list:
         yield checks.check_images(p.key("dataset_metadata"), widths, heights, channels, missing, spec.image_size, spec.channels)
 
     return [raw_dataset, dataset_metadata]
+
+
+def ingest_metadata(p: Pipeline, settings: Settings, split: str, source, data, result, dataset, stored_labels: list) -> dict:
+    """What raw_dataset records of an ingest: counts, what changed, the decisions in force, where the
+    images are, train's pixel statistics, the classes and an example of each."""
+    from mnist_assets.ml.figures import plots
+
+    classes, changes, review, count = p.classes(), result.changes, result.review, result.changes["count"]
+    images_folder = (p.store(settings).images_dir / data.image_files[0]).parent if data.image_files else p.store(settings).images_dir
+    # The train split's mean and std standardize training (computed where it trains, from the same pixels).
+    normalization = dict(zip(("mean", "std"), pixel_statistics(data.images))) if split == "train" else {}
+    examples = [int(np.flatnonzero(data.labels == c)[0]) for c in range(len(classes)) if (data.labels == c).any()]
+    return {
+        "count": count,
+        "available": data.available,
+        "limited": count < data.available,
+        "labeled": len(stored_labels),
+        "unlabeled": count - len(stored_labels),
+        **{f"samples_{change}": changes[change] for change in ("kept", "replaced", "added", "removed")},
+        **{f"decisions_{kind}": count for kind, count in review.plan.counts().items()},
+        "stale_decisions": len(review.plan.stale),
+        "source": source.source,
+        # what the source sensor compares with (sensors.py): the watched files as this ingest saw them
+        "source_fingerprint": watched_fingerprint(p.spec, settings.source_dir),
+        "dataset": dataset.name,
+        "images_dir": dg.MetadataValue.path(str(images_folder)),
+        "new_png_files": result.new_png_files,
+        **{f"pixel_{name}": value for name, value in normalization.items()},
+        "class_counts": markdown_table([class_counts(stored_labels, classes)]),
+        "examples": png(plots.image_grid(data.images[examples], [f"{classes[data.labels[i]]} (#{data.indices[i]})" for i in examples])),
+        "unreadable_files": len(source.unreadable),
+        **({"unreadable": markdown_table([{"file": f, "why": why} for f, why in source.unreadable])} if source.unreadable else {}),
+    }

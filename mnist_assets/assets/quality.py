@@ -1,5 +1,6 @@
 """The series' step 6: hardness, mistakenness and uniqueness from LeNet's outputs."""
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -118,77 +119,105 @@ def build(p: Pipeline) -> list:
         ),
     )
     def hardness_scores(context: dg.AssetExecutionContext, settings: Settings):
-        import fiftyone as fo
-        from fiftyone import ViewField as F
-
-        from mnist_assets.ml.data.tensors import class_positions
-        from mnist_assets.ml.figures import plots
-        from mnist_assets.ml.quality import split_scores
-        from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view, usable_view, write_floats
+        from mnist_assets.ml.store.fiftyone_store import split_view, usable_view
 
         split = context.partition_key
         dataset = p.store(settings).dataset()
         view = usable_view(dataset, split)  # the labels in use; excluded samples are not scored
-        predictions = scored_predictions(split)
-        source = predictions if split == "train" else f"{predictions}[{split}]"  # the asset that writes them
-        sample_ids, truth, predicted, source_index = view.values(["id", f"{GROUND_TRUTH}.label", f"{predictions}.label", SOURCE_INDEX])
-        if not sample_ids or any(label is None for label in predicted):
-            raise ValueError(f"samples of {split!r} lack {predictions}; materialize {p.name}/{source} first.")
-        logits = read_vectors(view, f"{predictions}.logits")
-        with materialize_first(p, "lenet_embeddings", split):
-            embeddings = read_vectors(view, LENET_EMBEDDINGS)
-        scores = split_scores.score_split(logits, class_positions(truth, p.classes()), embeddings, settings.torch_device())
-        values, quality, issues = scores.fields(), scores.label_quality, scores.label_issues
-        write_floats(view, values, sample_ids)  # the five fields in one bulk write
-        decided = split_view(dataset, split).match(F(REVIEW_DECISION) == "exclude")
-        if len(decided):  # every sample has a review priority: one a person excluded has nothing left to review
-            write_floats(decided, {REVIEW_PRIORITY: np.zeros(len(decided))}, decided.values("id"))
-        save_quality_views(dataset, view, split, scores, sample_ids)
-
-        top = np.argsort(quality, kind="stable")[:20]  # the likely-mislabeled view's order
-        top_rows = [
-            {
-                "source_index": source_index[i],
-                "ground_truth": truth[i],
-                predictions: predicted[i],
-                "label_quality": float(quality[i]),
-                "mistakenness": float(values[MISTAKENNESS][i]),
-            }
-            for i in top
-        ]
+        scored = score_and_store(p, settings, dataset, view, split)
         known = p.spec.known_label_errors
         known_label_errors = (
-            source_label_rankings(split_view(dataset, split), predictions, p.classes(), known) if split == "test" and known else {}
+            source_label_rankings(split_view(dataset, split), scored.predictions, p.classes(), known) if split == "test" and known else {}
         )
         if known_label_errors:
             context.log.info(
                 "confirmed test label errors in the top 20/50/100 by label quality: "
                 + ", ".join(str(known_label_errors[f"cleanlab_confirmed_label_errors_in_top{t}"]) for t in (20, 50, 100))
             )
-        context.log.info(f"{split}: scored {len(sample_ids)} samples; saved views {list(saved_view_names(split))}")
-        yield dg.MaterializeResult(
-            metadata={
-                "count": len(sample_ids),
-                "misclassified": int((np.array(truth) != np.array(predicted)).sum()),
-                **{f"{field}_mean": float(array.mean()) for field, array in values.items()},
-                "distributions": png(plots.histograms(values, f"{split}: quality scores")),
-                "top20_likely_mislabeled": markdown_table(top_rows),
-                "scored_predictions": predictions,
-                "saved_views": ", ".join(
-                    [*saved_view_names(split), label_issues_view_name(split), review_queue_view_name(split), REVIEW_QUEUE_VIEW]
-                ),
-                "review_queue": len(dataset.load_saved_view(review_queue_view_name(split))),
-                "label_issues": int(issues.sum()),
-                **known_label_errors,
+        context.log.info(f"{split}: scored {len(scored.sample_ids)} samples; saved views {list(saved_view_names(split))}")
+        yield dg.MaterializeResult(metadata={**scored.metadata(dataset, split), **known_label_errors})
+        yield scored.check(p, view)
+
+    return [hardness_scores]
+
+
+@dataclasses.dataclass
+class Scored:
+    """A split's samples as hardness_scores scored them, in the view's order."""
+
+    predictions: str  # the out-of-sample predictions field scored
+    sample_ids: list
+    truth: list
+    predicted: list
+    source_index: list
+    scores: "split_scores.SplitScores"
+
+    def metadata(self, dataset, split: str) -> dict:
+        from mnist_assets.ml.figures import plots
+
+        values, quality = self.scores.fields(), self.scores.label_quality
+        top = np.argsort(quality, kind="stable")[:20]  # the likely-mislabeled view's order
+        top_rows = [
+            {
+                "source_index": self.source_index[i],
+                "ground_truth": self.truth[i],
+                self.predictions: self.predicted[i],
+                "label_quality": float(quality[i]),
+                "mistakenness": float(values[MISTAKENNESS][i]),
             }
-        )
+            for i in top
+        ]
+        return {
+            "count": len(self.sample_ids),
+            "misclassified": int((np.array(self.truth) != np.array(self.predicted)).sum()),
+            **{f"{field}_mean": float(array.mean()) for field, array in values.items()},
+            "distributions": png(plots.histograms(values, f"{split}: quality scores")),
+            "top20_likely_mislabeled": markdown_table(top_rows),
+            "scored_predictions": self.predictions,
+            "saved_views": ", ".join(
+                [*saved_view_names(split), label_issues_view_name(split), review_queue_view_name(split), REVIEW_QUEUE_VIEW]
+            ),
+            "review_queue": len(dataset.load_saved_view(review_queue_view_name(split))),
+            "label_issues": int(self.scores.label_issues.sum()),
+        }
+
+    def check(self, p: Pipeline, view) -> dg.AssetCheckResult:
+        """Every score stored on every scored sample, and finite."""
+        import fiftyone as fo
+
+        values = self.scores.fields()
         stored = view.aggregate([fo.Count(field) for field in values])  # what the database holds, in one pass
-        missing = {field: len(sample_ids) - count for field, count in zip(values, stored)}
-        yield dg.AssetCheckResult(
+        missing = {field: len(self.sample_ids) - count for field, count in zip(values, stored)}
+        return dg.AssetCheckResult(
             asset_key=p.key("hardness_scores"),
             check_name="scores_complete",
             passed=not any(missing.values()) and all(np.isfinite(array).all() for array in values.values()),
             metadata={"missing": str(missing)},
         )
 
-    return [hardness_scores]
+
+def score_and_store(p: Pipeline, settings: Settings, dataset, view, split: str) -> Scored:
+    """Every quality score of the split's samples from their out-of-sample predictions and LeNet's
+    embeddings, written in one bulk write (review priority 0 on excluded samples), and the split's
+    saved views."""
+    from fiftyone import ViewField as F
+
+    from mnist_assets.ml.data.tensors import class_positions
+    from mnist_assets.ml.quality import split_scores
+    from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view, write_floats
+
+    predictions = scored_predictions(split)
+    source = predictions if split == "train" else f"{predictions}[{split}]"  # the asset that writes them
+    sample_ids, truth, predicted, source_index = view.values(["id", f"{GROUND_TRUTH}.label", f"{predictions}.label", SOURCE_INDEX])
+    if not sample_ids or any(label is None for label in predicted):
+        raise ValueError(f"samples of {split!r} lack {predictions}; materialize {p.name}/{source} first.")
+    logits = read_vectors(view, f"{predictions}.logits")
+    with materialize_first(p, "lenet_embeddings", split):
+        embeddings = read_vectors(view, LENET_EMBEDDINGS)
+    scores = split_scores.score_split(logits, class_positions(truth, p.classes()), embeddings, settings.torch_device())
+    write_floats(view, scores.fields(), sample_ids)  # the five fields in one bulk write
+    decided = split_view(dataset, split).match(F(REVIEW_DECISION) == "exclude")
+    if len(decided):  # every sample has a review priority: one a person excluded has nothing left to review
+        write_floats(decided, {REVIEW_PRIORITY: np.zeros(len(decided))}, decided.values("id"))
+    save_quality_views(dataset, view, split, scores, sample_ids)
+    return Scored(predictions, sample_ids, truth, predicted, source_index, scores)

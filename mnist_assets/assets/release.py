@@ -1,6 +1,7 @@
 """The release: the model a dataset ships, chosen on validation, exported to ONNX, parity-checked."""
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -69,8 +70,6 @@ def candidate_costs(p: Pipeline, settings: Settings) -> list[dict]:
 
 
 def build(p: Pipeline) -> list:
-    classes, spec = p.classes(), p.spec
-
     @dg.asset(
         key=p.key("model_release"),
         deps=[
@@ -112,128 +111,12 @@ def build(p: Pipeline) -> list:
         ),
     )
     def model_release(context: dg.AssetExecutionContext, settings: Settings):
-        import hashlib
-
-        from mnist_assets.ml.release import export as release
-        from mnist_assets.ml.release import folder as release_folder
-
         settings.configure_torch()
         store = p.store(settings)
-        dataset, _, validation = split_tensors(p, settings, "validation", store, standardize=False)
-        _, _, test = split_tensors(p, settings, "test", store, standardize=False)
-        candidates = candidates_for(p, store, test)
-        for candidate in candidates:
-            release.score(candidate, (validation.images, validation.labels.numpy()), (test.images, test.labels.numpy()), classes)
-        winner, reason = release.choose(candidates)
-        context.log.info(f"{p.name}: challenger {reason}")
-
-        folder = store.dir / "release"
-        contest = release.duel(winner, release_folder.current(folder), validation.images.numpy(), validation.labels.numpy())
-        versions = {split: parent_data_version(context, p.key("label_review"), split) for split in SPLITS}
-        conversion = spec.conversion()
-        properties = {
-            "dataset": p.name,
-            "model": winner.name,
-            "classes": json.dumps(classes),
-            **conversion.metadata(),
-            "data_version": json.dumps(versions),
-            "code_version": CODE_VERSION,
-        }
-        graph = release.export_onnx(winner.model, spec.channels, spec.image_size, properties)
-        # Parity on every test image, those a person excluded too: they are images a user may send.
-        everything = split_tensors(p, settings, "test", store, standardize=False, with_excluded=True)
-        every_test = everything[2]
-        exported = release.onnx_probabilities(graph, every_test.images.numpy())
-        check = release.parity(release.probabilities(winner.model, every_test.images), exported, every_test.labels.numpy())
-        model_sha256 = hashlib.sha256(graph).hexdigest()
-        unchanged = contest.champion_sha256 == model_sha256  # the same model, labels and metadata: nothing new to release
-        promoted = check.passed and contest.challenger_wins and not unchanged
-        version = release_folder.new_version(model_sha256)
-        if not check.passed:
-            decision = f"{winner.name} failed ONNX parity; the release in place stays"
-        elif unchanged:
-            decision = f"the release in place, {contest.champion}, is this very model: kept"
-        else:
-            decision = contest.summary()
-        if promoted:
-            card, markdown = release.model_card(
-                dataset=p.name,
-                data_version=versions,
-                code_version=CODE_VERSION,
-                winner=winner,
-                reason=reason,
-                candidates=candidates,
-                classes=classes,
-                image_size=spec.image_size,
-                channels=spec.channels,
-                recipe=recipe_of(store, winner),
-                parity_result=check,
-                version=version,
-                model_sha256=model_sha256,
-                conversion=conversion.metadata(),
-                contest=contest,
-                label_errors=label_error_figures(everything, winner, classes, spec.known_label_errors),
-                review=review_counts(context, p),
-                limitations=limitations(p, settings, candidates),
-            )
-            release_folder.promote(folder, version, graph, card, markdown)
-            context.log.info(f"{p.name}: released {version}: {decision}")
-            pruned = release_folder.prune(folder, spec.keep_releases)  # after the switch: the new release is in place
-            for failure in pruned["failed"]:
-                context.log.warning(f"{p.name}: old release {failure}; it stays, and removing it is tried again at the next release")
-        else:
-            log = context.log.error if not check.passed else context.log.info if unchanged else context.log.warning
-            log(f"{p.name}: {decision}")
-        in_place = release_folder.current(folder)
-        kept = release_folder.list_releases(folder)
-        if in_place is not None:
-            write_release_predictions(p, settings, store, dataset, in_place / "model.onnx")
-        yield dg.MaterializeResult(
-            metadata={
-                "released": (version if promoted else (in_place.name if in_place else "(none)")),
-                "released_model": winner.name if promoted else (contest.champion_model or "(none)"),
-                "promoted": promoted,
-                "challenger": winner.name,
-                "reason": reason,
-                "decision": decision,
-                "champion_validation_accuracy": contest.champion_accuracy if contest.champion_accuracy is not None else "none",
-                "margin_points": round(contest.margin * 100, 4) if contest.margin is not None else "none",
-                "candidates": markdown_table(
-                    [{"model": c.name, "validation_accuracy": c.validation_accuracy, "test_accuracy": c.test_accuracy} for c in candidates]
-                ),
-                "releases": markdown_table(kept) if in_place else "none",
-                "releases_kept": len(kept),
-                "releases_removed": len(pruned["removed"]) if promoted else 0,
-                "validation_accuracy": winner.validation_accuracy,
-                "test_accuracy": winner.test_accuracy,
-                "onnx_test_accuracy": check.onnx_accuracy,
-                "onnx_max_abs_difference": check.max_abs_difference,
-                "onnx_bytes": len(graph),
-                "conversion": json.dumps(conversion.metadata()),
-                "model_file": dg.MetadataValue.path(str(folder / "model.onnx")),
-                "model_card": dg.MetadataValue.path(str(folder / "model_card.md")),
-            }
-        )
-        yield dg.AssetCheckResult(
-            asset_key=p.key("model_release"),
-            check_name="not_worse_than_champion",
-            passed=contest.challenger_wins,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=contest.summary(),
-            metadata={k: v for k, v in contest.as_dict().items() if v is not None and k != "summary"},
-        )
-        yield dg.AssetCheckResult(
-            asset_key=p.key("model_release"),
-            check_name="onnx_parity",
-            passed=check.passed,
-            metadata={
-                "samples": check.samples,
-                "argmax_agree": check.argmax_agree,
-                "max_abs_difference": check.max_abs_difference,
-                "onnx_accuracy": check.onnx_accuracy,
-                "model_accuracy": check.model_accuracy,
-            },
-        )
+        attempt = challenge(context, p, settings, store)
+        kept, pruned = publish(context, p, settings, store, attempt)
+        yield dg.MaterializeResult(metadata=release_metadata(p, attempt, store.dir / "release", kept, pruned))
+        yield from release_checks(p, attempt)
 
     return [model_release]
 
@@ -300,3 +183,170 @@ def write_release_predictions(p: Pipeline, settings: Settings, store, dataset, m
         probabilities = release.onnx_probabilities(model_file, pixels.images.numpy())
         write_classifications(view, RELEASE_PREDICTIONS, np.log(np.clip(probabilities, 1e-12, 1.0)), pixels.sample_ids, p.classes())
         evaluate(dataset, usable_view(dataset, split), RELEASE_PREDICTIONS, eval_key(EVAL_RELEASE, split), p.classes())
+
+
+@dataclass
+class Attempt:
+    """One model_release run: the candidates scored, the challenger, its export and its duel with the
+    release in place, and what follows (`promoted`, `decision`)."""
+
+    candidates: list
+    winner: "release.Candidate"
+    reason: str
+    contest: "release.Duel"
+    graph: bytes
+    parity: "release.Parity"
+    versions: dict
+    test_with_excluded: tuple
+    model_sha256: str
+    version: str
+
+    @property
+    def unchanged(self) -> bool:  # the same model, labels and metadata: nothing new to release
+        return self.contest.champion_sha256 == self.model_sha256
+
+    @property
+    def promoted(self) -> bool:
+        return self.parity.passed and self.contest.challenger_wins and not self.unchanged
+
+    @property
+    def decision(self) -> str:
+        if not self.parity.passed:
+            return f"{self.winner.name} failed ONNX parity; the release in place stays"
+        if self.unchanged:
+            return f"the release in place, {self.contest.champion}, is this very model: kept"
+        return self.contest.summary()
+
+
+def challenge(context, p: Pipeline, settings: Settings, store) -> Attempt:
+    """Score every candidate, choose the challenger on validation, export it to ONNX, check parity on
+    every test image and duel it with the release in place on the labels in use."""
+    import hashlib
+
+    from mnist_assets.ml.release import export as release
+    from mnist_assets.ml.release import folder as release_folder
+
+    _, _, validation = split_tensors(p, settings, "validation", store, standardize=False)
+    _, _, test = split_tensors(p, settings, "test", store, standardize=False)
+    candidates = candidates_for(p, store, test)
+    for candidate in candidates:
+        release.score(candidate, (validation.images, validation.labels.numpy()), (test.images, test.labels.numpy()), p.classes())
+    winner, reason = release.choose(candidates)
+    context.log.info(f"{p.name}: challenger {reason}")
+    contest = release.duel(winner, release_folder.current(store.dir / "release"), validation.images.numpy(), validation.labels.numpy())
+    versions = {split: parent_data_version(context, p.key("label_review"), split) for split in SPLITS}
+    properties = {
+        "dataset": p.name,
+        "model": winner.name,
+        "classes": json.dumps(p.classes()),
+        **p.spec.conversion().metadata(),
+        "data_version": json.dumps(versions),
+        "code_version": CODE_VERSION,
+    }
+    graph = release.export_onnx(winner.model, p.spec.channels, p.spec.image_size, properties)
+    # Parity on every test image, those a person excluded too: they are images a user may send.
+    everything = split_tensors(p, settings, "test", store, standardize=False, with_excluded=True)
+    every_test = everything[2]
+    exported = release.onnx_probabilities(graph, every_test.images.numpy())
+    parity = release.parity(release.probabilities(winner.model, every_test.images), exported, every_test.labels.numpy())
+    model_sha256 = hashlib.sha256(graph).hexdigest()
+    return Attempt(
+        candidates, winner, reason, contest, graph, parity, versions, everything, model_sha256, release_folder.new_version(model_sha256)
+    )
+
+
+def publish(context, p: Pipeline, settings: Settings, store, attempt: Attempt) -> tuple[list, dict]:
+    """Promote the challenger when it won (its model card written, old releases pruned), and write the
+    predictions of the release in place on every split. Returns the releases kept and what pruning did."""
+    from mnist_assets.ml.release import export as release
+    from mnist_assets.ml.release import folder as release_folder
+
+    folder, pruned = store.dir / "release", {"removed": [], "failed": []}
+    if attempt.promoted:
+        card, markdown = release.model_card(
+            dataset=p.name,
+            data_version=attempt.versions,
+            code_version=CODE_VERSION,
+            winner=attempt.winner,
+            reason=attempt.reason,
+            candidates=attempt.candidates,
+            classes=p.classes(),
+            image_size=p.spec.image_size,
+            channels=p.spec.channels,
+            recipe=recipe_of(store, attempt.winner),
+            parity_result=attempt.parity,
+            version=attempt.version,
+            model_sha256=attempt.model_sha256,
+            conversion=p.spec.conversion().metadata(),
+            contest=attempt.contest,
+            label_errors=label_error_figures(attempt.test_with_excluded, attempt.winner, p.classes(), p.spec.known_label_errors),
+            review=review_counts(context, p),
+            limitations=limitations(p, settings, attempt.candidates),
+        )
+        release_folder.promote(folder, attempt.version, attempt.graph, card, markdown)
+        context.log.info(f"{p.name}: released {attempt.version}: {attempt.decision}")
+        pruned = release_folder.prune(folder, p.spec.keep_releases)  # after the switch: the new release is in place
+        for failure in pruned["failed"]:
+            context.log.warning(f"{p.name}: old release {failure}; it stays, and removing it is tried again at the next release")
+    else:
+        log = context.log.error if not attempt.parity.passed else context.log.info if attempt.unchanged else context.log.warning
+        log(f"{p.name}: {attempt.decision}")
+    in_place = release_folder.current(folder)
+    if in_place is not None:
+        write_release_predictions(p, settings, store, attempt.test_with_excluded[0], in_place / "model.onnx")
+    return release_folder.list_releases(folder), pruned
+
+
+def release_metadata(p: Pipeline, attempt: Attempt, folder, kept: list, pruned: dict) -> dict:
+    from mnist_assets.ml.release import folder as release_folder
+
+    in_place, contest, winner, parity = release_folder.current(folder), attempt.contest, attempt.winner, attempt.parity
+    return {
+        "released": (attempt.version if attempt.promoted else (in_place.name if in_place else "(none)")),
+        "released_model": winner.name if attempt.promoted else (contest.champion_model or "(none)"),
+        "promoted": attempt.promoted,
+        "challenger": winner.name,
+        "reason": attempt.reason,
+        "decision": attempt.decision,
+        "champion_validation_accuracy": contest.champion_accuracy if contest.champion_accuracy is not None else "none",
+        "margin_points": round(contest.margin * 100, 4) if contest.margin is not None else "none",
+        "candidates": markdown_table(
+            [{"model": c.name, "validation_accuracy": c.validation_accuracy, "test_accuracy": c.test_accuracy} for c in attempt.candidates]
+        ),
+        "releases": markdown_table(kept) if in_place else "none",
+        "releases_kept": len(kept),
+        "releases_removed": len(pruned["removed"]),
+        "validation_accuracy": winner.validation_accuracy,
+        "test_accuracy": winner.test_accuracy,
+        "onnx_test_accuracy": parity.onnx_accuracy,
+        "onnx_max_abs_difference": parity.max_abs_difference,
+        "onnx_bytes": len(attempt.graph),
+        "conversion": json.dumps(p.spec.conversion().metadata()),
+        "model_file": dg.MetadataValue.path(str(folder / "model.onnx")),
+        "model_card": dg.MetadataValue.path(str(folder / "model_card.md")),
+    }
+
+
+def release_checks(p: Pipeline, attempt: Attempt):
+    """The duel with the release in place (a warning when the challenger lost) and ONNX parity."""
+    contest, parity = attempt.contest, attempt.parity
+    yield dg.AssetCheckResult(
+        asset_key=p.key("model_release"),
+        check_name="not_worse_than_champion",
+        passed=contest.challenger_wins,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=contest.summary(),
+        metadata={k: v for k, v in contest.as_dict().items() if v is not None and k != "summary"},
+    )
+    yield dg.AssetCheckResult(
+        asset_key=p.key("model_release"),
+        check_name="onnx_parity",
+        passed=parity.passed,
+        metadata={
+            "samples": parity.samples,
+            "argmax_agree": parity.argmax_agree,
+            "max_abs_difference": parity.max_abs_difference,
+            "onnx_accuracy": parity.onnx_accuracy,
+            "model_accuracy": parity.model_accuracy,
+        },
+    )
