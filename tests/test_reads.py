@@ -55,7 +55,8 @@ class Function:
             if isinstance(sub, ast.FunctionDef):
                 for decorator in sub.decorator_list:
                     if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", "") == "asset":
-                        key = next(kw.value for kw in decorator.keywords if kw.arg == "key")
+                        # `@p.asset("name", ...)` (common.Pipeline.asset), or `@dg.asset(key=p.key("name"), ...)`
+                        key = decorator.args[0] if decorator.args else next(kw.value for kw in decorator.keywords if kw.arg == "key")
                         if sub is node or _named(key)[0] == "param":  # its own asset, or a factory's (key from a parameter)
                             self.asset = _named(key)
 

@@ -4,12 +4,11 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first
+from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.assets.data import load_model_for, split_tensors
 from mnist_assets.assets.evaluation import prediction_asset
 from mnist_assets.assets.release import candidate_costs
 from mnist_assets.assets.training import RecipeConfig, training_results
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.core.field_names import (
     EVAL_FINETUNED,
@@ -64,18 +63,18 @@ def recipe_settings(config: RecipeConfig) -> dict:
 def build(p: Pipeline) -> list:
     classes = p.classes()
 
-    @dg.asset(
-        key=p.key("augmented_set"),
-        deps=[
+    @p.asset(
+        "augmented_set",
+        stage="augmentation",
+        per_split=False,
+        parents=[
             dg.AssetDep(p.key("hardness_scores"), partition_mapping=TRAIN_ONLY),
-            p.key("lenet_oof_predictions"),  # "misclassified" means out of sample
+            "lenet_oof_predictions",  # "misclassified" means out of sample
             dg.AssetDep(p.key("label_review"), partition_mapping=TRAIN_ONLY),  # the copies take the labels in use
         ],
-        group_name=p.group("augmentation"),
+        checks=[p.check("sample_count", "augmented_set")],
         kinds={"pytorch", "fiftyone"},
         code_version="5",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("sample_count", "augmented_set")],
         description="Augmented copies of training samples chosen by a strategy, as PNGs and linked FiftyOne samples.",
     )
     def augmented_set(context: dg.AssetExecutionContext, config: AugmentationConfig, settings: Settings):
@@ -137,15 +136,15 @@ def build(p: Pipeline) -> list:
             metadata={"count": count, "expected": len(chosen) * config.copies},
         )
 
-    @dg.asset(
-        key=p.key("finetuned_model"),
-        deps=[p.key("lenet_checkpoint"), augmented_set, dg.AssetDep(p.key("label_review"), partition_mapping=TRAINING_ONLY)],
-        group_name=p.group("augmentation"),
+    @p.asset(
+        "finetuned_model",
+        stage="augmentation",
+        per_split=False,
+        parents=["lenet_checkpoint", augmented_set, dg.AssetDep(p.key("label_review"), partition_mapping=TRAINING_ONLY)],
+        heavy=True,
+        checks=[p.check("accuracy_gate", "finetuned_model", blocking=True)],
         kinds={"pytorch"},
-        pool=HEAVY_POOL,
         code_version="4",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("accuracy_gate", "finetuned_model", blocking=True)],
         description="LeNet fine-tuned on train plus the augmented set (atomic checkpoint); finetuned_predictions uses it.",
     )
     def finetuned_model(context: dg.AssetExecutionContext, config: FinetuneConfig, settings: Settings):
@@ -192,20 +191,20 @@ def build(p: Pipeline) -> list:
 
     # CLIP zero-shot is compared when present but is not a dependency: without CLIP weights the
     # comparison of the two LeNets still runs (docs/decisions.md).
-    @dg.asset(
-        key=p.key("model_comparison"),
-        deps=[
+    @p.asset(
+        "model_comparison",
+        stage="augmentation",
+        per_split=False,
+        parents=[
             dg.AssetDep(p.key("lenet_predictions"), partition_mapping=TEST_ONLY),
             dg.AssetDep(finetuned_predictions, partition_mapping=TEST_ONLY),
             dg.AssetDep(p.key("fold_ensemble_predictions"), partition_mapping=TEST_ONLY),
             dg.AssetDep(p.key("label_review"), partition_mapping=dg.SpecificPartitionsPartitionMapping(["validation", "test"])),
-            p.key("cnn_checkpoint"),
+            "cnn_checkpoint",
         ],
-        group_name=p.group("augmentation"),
+        checks=[p.check("models_compared", "model_comparison")],
         kinds={"fiftyone", "onnx"},
         code_version="7",  # 7: the release candidates, with their costs
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("models_compared", "model_comparison")],
         description=(
             "Test-split accuracy (labels in use, and source labels beside it) and per-class recall of every model, "
             "what fine-tuning fixed and broke, and every release candidate's accuracy, parameters, training seconds, "

@@ -8,10 +8,9 @@ import numpy as np
 from pydantic import Field
 
 from mnist_assets import checks
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline, materialize_first, parent_metadata
+from mnist_assets.assets.common import Pipeline, materialize_first, parent_metadata
 from mnist_assets.assets.data import split_tensors
 from mnist_assets.assets.evaluation import evaluation_metadata
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import png
 from mnist_assets.ml.core.field_names import (
     CLIP_EMBEDDINGS,
@@ -22,7 +21,6 @@ from mnist_assets.ml.core.field_names import (
 )
 from mnist_assets.ml.core.files import atomic_write_bytes
 from mnist_assets.ml.data.dataset_spec import DatasetSpec
-from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
 
@@ -71,16 +69,15 @@ def resolve_prompts(spec: DatasetSpec, config: ZeroShotConfig) -> tuple[list[str
 def build(p: Pipeline) -> list:
     classes = p.classes()
 
-    @dg.asset(
-        key=p.key("clip_embeddings"),
-        partitions_def=split_partitions,
-        deps=[p.key("raw_dataset")],
-        group_name=p.group("clip"),
+    @p.asset(
+        "clip_embeddings",
+        stage="clip",
+        per_split=True,
+        parents=["raw_dataset"],
+        heavy=True,
+        checks=[p.check("embeddings_finite", "clip_embeddings")],
         kinds={"pytorch", "fiftyone"},
-        pool=HEAVY_POOL,
         code_version="3",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("embeddings_finite", "clip_embeddings")],
         description="L2-normalized open_clip image embeddings per sample, in FiftyOne and as an array file.",
     )
     def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConfig, settings: Settings):
@@ -134,16 +131,15 @@ def build(p: Pipeline) -> list:
         )
         yield checks.check_finite(p.key("clip_embeddings"), "embeddings", embeddings, (len(tensors), None))
 
-    @dg.asset(
-        key=p.key("umap_projection"),
-        partitions_def=split_partitions,
-        deps=[clip_embeddings, p.key("label_review")],  # the plots colour each point by its label in use
-        group_name=p.group("clip"),
+    @p.asset(
+        "umap_projection",
+        stage="clip",
+        per_split=True,
+        parents=[clip_embeddings, "label_review"],  # the plots colour each point by its label in use
+        heavy=True,
+        checks=[p.check("brain_runs_present", "umap_projection")],
         kinds={"fiftyone", "umap"},
-        pool=HEAVY_POOL,
         code_version="3",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("brain_runs_present", "umap_projection")],
         description="UMAP and PCA of the CLIP embeddings as FiftyOne brain runs (the App's embeddings panel), plotted by label in use.",
     )
     def umap_projection(context: dg.AssetExecutionContext, settings: Settings):
@@ -175,15 +171,14 @@ def build(p: Pipeline) -> list:
             metadata={"expected": str(sorted(keys.values())), "present": str(sorted(present))},
         )
 
-    @dg.asset(
-        key=p.key("zero_shot_predictions"),
-        partitions_def=split_partitions,
-        deps=[clip_embeddings, p.key("label_review")],
-        group_name=p.group("clip"),
+    @p.asset(
+        "zero_shot_predictions",
+        stage="clip",
+        per_split=True,
+        parents=[clip_embeddings, "label_review"],
+        checks=[p.check("logits_finite", "zero_shot_predictions")],
         kinds={"pytorch", "fiftyone"},
         code_version="3",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("logits_finite", "zero_shot_predictions")],
         description="CLIP zero-shot label, confidence and logits per sample from a prompt-template ensemble.",
     )
     def zero_shot_predictions(context: dg.AssetExecutionContext, config: ZeroShotConfig, settings: Settings):

@@ -2,23 +2,22 @@
 
 import dagster as dg
 
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline
+from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.training import TrainingConfig, train_checkpoint
-from mnist_assets.automation import follows_lineage
 from mnist_assets.partitions import TRAINING_SPLITS
 from mnist_assets.resources import Settings
 
 
 def build(p: Pipeline) -> list:
-    @dg.asset(
-        key=p.key("cnn_checkpoint"),
-        deps=[dg.AssetDep(p.key("label_review"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))],
-        group_name=p.group("release"),
+    @p.asset(
+        "cnn_checkpoint",
+        stage="release",
+        per_split=False,
+        parents=[dg.AssetDep(p.key("label_review"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))],
+        heavy=True,
+        checks=[p.check("accuracy_gate", "cnn_checkpoint", blocking=True)],
         kinds={"pytorch"},
-        pool=HEAVY_POOL,
         code_version="1",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("accuracy_gate", "cnn_checkpoint", blocking=True)],
         description=(
             "A VGG-style CNN with batch norm (ml/models/architectures.py, `vgg_small` by default) trained on train for the release: "
             "the augmentation the classes allow, label smoothing, a one-cycle schedule (ml/models/recipes.py, role `cnn`; "

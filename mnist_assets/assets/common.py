@@ -1,16 +1,19 @@
-"""What every asset module of a dataset's graph shares: its keys and groups, the heavy pool, and
-how an asset reads what its parents recorded."""
+"""What every asset module of a dataset's graph shares: the shape of an asset's declaration (its key,
+group, partitions, automation, pool), and how an asset reads what its parents recorded."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from mnist_assets.automation import follows_lineage
 from mnist_assets.ml.core.errors import MissingInputError
 from mnist_assets.ml.data.dataset_spec import DatasetSpec
+from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import DatasetStore, Settings
 
 # Training, embedding and UMAP run in this concurrency pool so that concurrent
@@ -42,6 +45,33 @@ class Pipeline:
 
     def check(self, name: str, asset: str, **kwargs) -> dg.AssetCheckSpec:
         return dg.AssetCheckSpec(name, asset=self.key(asset), **kwargs)
+
+    def asset(
+        self,
+        name: str,
+        *,
+        stage: str,
+        per_split: bool,
+        parents: Sequence[str | dg.AssetKey | dg.AssetDep] = (),
+        heavy: bool = False,
+        checks: Sequence[dg.AssetCheckSpec] = (),
+        automation_condition: dg.AutomationCondition | None = None,
+        **declared,
+    ):
+        """The decorator of one asset of the graph, in the shape every asset shares: key `<dataset>/<name>`,
+        group `<dataset>_<stage>`, one partition per split (or none), parents by name (or as an AssetDep
+        with its partition mapping), the `heavy` pool where it trains or embeds, and `follows_lineage()`
+        unless it says otherwise. The rest (`kinds`, `code_version`, `description`) as `dg.asset` takes it."""
+        return dg.asset(
+            key=self.key(name),
+            group_name=self.group(stage),
+            partitions_def=split_partitions if per_split else None,
+            deps=[self.key(parent) if isinstance(parent, str) else parent for parent in parents] or None,
+            pool=HEAVY_POOL if heavy else None,
+            check_specs=list(checks) or None,
+            automation_condition=automation_condition or follows_lineage(),
+            **declared,
+        )
 
 
 @contextlib.contextmanager

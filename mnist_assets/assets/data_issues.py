@@ -9,13 +9,11 @@ import dagster as dg
 import numpy as np
 
 from mnist_assets.assets.common import Pipeline
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.core.field_names import DATA_ISSUES, GROUND_TRUTH, ISSUE_TYPES, SOURCE_HEIGHT, SOURCE_WIDTH, issues_view_name
 from mnist_assets.ml.core.files import atomic_write_bytes
 from mnist_assets.ml.data.dataset_spec import SPLITS
 from mnist_assets.ml.quality.data_issues import issue_field
-from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
 WORST_SHOWN = 8  # per flagged type, in the metadata's grid
@@ -28,21 +26,18 @@ def check_name(issue: str) -> str:
 def build(p: Pipeline) -> list:
     gates = p.spec.issue_gates or {}
 
-    @dg.asset(
-        key=p.key("data_issues"),
-        partitions_def=split_partitions,
+    @p.asset(
+        "data_issues",
+        stage="quality",
+        per_split=True,
         # What it reads: the split's pixels, its files' sizes and the labels in use (excluded samples left
         # out), train's, which every split is judged against, and the other splits' pixels (leaks); for underperforming groups the
         # out-of-sample predictions hardness_scores scores and LeNet's embeddings (hardness_scores
         # reads both: after it, one run follows each new model).
         # With `outlier_spaces: [pixels, clip]` CLIP's embeddings too, train's as well as the split's.
-        deps=[p.key("hardness_scores"), dg.AssetDep(p.key("label_review"), partition_mapping=dg.AllPartitionMapping())]
+        parents=["hardness_scores", dg.AssetDep(p.key("label_review"), partition_mapping=dg.AllPartitionMapping())]
         + ([dg.AssetDep(p.key("clip_embeddings"), partition_mapping=dg.AllPartitionMapping())] if "clip" in p.spec.outlier_spaces else []),
-        group_name=p.group("quality"),
-        kinds={"fiftyone"},
-        code_version="4",  # 3: leak; 4: unlabeled samples judged on their pixels
-        automation_condition=follows_lineage(),
-        check_specs=[
+        checks=[
             p.check(
                 check_name(issue),
                 "data_issues",
@@ -56,6 +51,8 @@ def build(p: Pipeline) -> list:
             for issue in ISSUE_TYPES
         ]
         + [p.check("class_imbalance", "data_issues", description="Warns when a class holds under 0.1 / K of the split (cleanlab's rule).")],
+        kinds={"fiftyone"},
+        code_version="4",  # 3: leak; 4: unlabeled samples judged on their pixels
         description=(
             "Per sample a score per data issue (issue_<type>, in [0, 1], higher: worse) and the issues it is flagged for "
             f"(data_issues): {', '.join(ISSUE_TYPES)}, by CleanVision's and cleanlab's definitions judged against train; "

@@ -8,11 +8,10 @@ import numpy as np
 from mnist_assets import checks
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import pixel_statistics, split_tensors
-from mnist_assets.automation import follows_lineage, weekly_refresh
+from mnist_assets.automation import weekly_refresh
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.core.field_names import GROUND_TRUTH
 from mnist_assets.ml.data.sources import load_source, split_of, watched_fingerprint
-from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
 
@@ -20,14 +19,12 @@ def build(p: Pipeline) -> list:
     classes = p.classes()
     spec = p.spec
 
-    @dg.asset(
-        key=p.key("raw_dataset"),
-        partitions_def=split_partitions,
-        group_name=p.group("dataset"),
-        kinds={"fiftyone", "python"},
-        code_version="4",
+    @p.asset(
+        "raw_dataset",
+        stage="dataset",
+        per_split=True,
         automation_condition=weekly_refresh(),
-        check_specs=[
+        checks=[
             p.check("sample_count", "raw_dataset"),
             p.check("labels_in_range", "raw_dataset"),
             p.check("class_balance", "raw_dataset"),
@@ -37,6 +34,8 @@ def build(p: Pipeline) -> list:
                 description="Warns naming each file of the folder that is not a readable image (left out; `strict: true` refuses instead).",
             ),
         ],
+        kinds={"fiftyone", "python"},
+        code_version="4",
         description=(
             f"{spec.source} images, verified{' and converted' if spec.source == 'folder' else ''}, as PNG files and FiftyOne "
             "samples with ground_truth (the label in use), ground_truth_original and split; unchanged samples are kept, "
@@ -86,15 +85,14 @@ def build(p: Pipeline) -> list:
             metadata={"unreadable": ", ".join(f for f, _ in source.unreadable) or "none"},
         )
 
-    @dg.asset(
-        key=p.key("dataset_metadata"),
-        partitions_def=split_partitions,
-        deps=[p.key("label_review")],
-        group_name=p.group("dataset"),
+    @p.asset(
+        "dataset_metadata",
+        stage="dataset",
+        per_split=True,
+        parents=["label_review"],
+        checks=[p.check("images_match_declared_shape", "dataset_metadata")],
         kinds={"fiftyone", "python"},
         code_version="3",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("images_match_declared_shape", "dataset_metadata")],
         description="FiftyOne image metadata, file-size and pixel statistics, and class counts (labels in use) of a split.",
     )
     def dataset_metadata(context: dg.AssetExecutionContext, settings: Settings):

@@ -8,7 +8,6 @@ from pydantic import Field
 
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import split_tensors
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml.core.field_names import DUPLICATES_VIEW, GROUND_TRUTH, SPLIT, leaks_view_name
 from mnist_assets.ml.data.dataset_spec import SPLITS
@@ -24,14 +23,12 @@ class DuplicatesConfig(dg.Config):
 
 
 def build(p: Pipeline) -> list:
-    @dg.asset(
-        key=p.key("duplicates_and_leaks"),
-        deps=[p.key("label_review")],  # every split; the samples a person excluded are left out
-        group_name=p.group("quality"),
-        kinds={"fiftyone"},
-        code_version="3",  # 3: near copies by near_copies, the search data_issues flags with
-        automation_condition=follows_lineage(),
-        check_specs=[
+    @p.asset(
+        "duplicates_and_leaks",
+        stage="quality",
+        per_split=False,
+        parents=["label_review"],  # every split; the samples a person excluded are left out
+        checks=[
             p.check(
                 "no_test_leaks_into_train",
                 "duplicates_and_leaks",
@@ -39,6 +36,8 @@ def build(p: Pipeline) -> list:
                 description="Warns when a test image has a (near) copy in train: the test score then flatters the model.",
             ),
         ],
+        kinds={"fiftyone"},
+        code_version="3",  # 3: near copies by near_copies, the search data_issues flags with
         description=(
             "Exact duplicates (file hashes, FiftyOne Brain), near duplicates (pixel correlation, the search data_issues "
             "flags near_duplicate and leak with) and leaks between train, validation and test; saved views `duplicates` "

@@ -91,18 +91,15 @@ def prediction_asset(p: Pipeline, name: str, stage: str, checkpoint: str, eval_p
     """A per-split asset writing the `checkpoint` model's predictions into the field `name`, evaluated
     under `<eval_prefix>_<split>` (lenet_predictions and finetuned_predictions are two of these)."""
     from mnist_assets import checks
-    from mnist_assets.automation import follows_lineage
-    from mnist_assets.partitions import split_partitions
 
-    @dg.asset(
-        key=p.key(name),
-        partitions_def=split_partitions,
-        deps=[p.key(checkpoint), p.key("label_review")],
-        group_name=p.group(stage),
+    @p.asset(
+        name,
+        stage=stage,
+        per_split=True,
+        parents=[checkpoint, "label_review"],
+        checks=[p.check("logits_finite", name)],
         kinds={"pytorch", "fiftyone"},
         code_version="3",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("logits_finite", name)],
         description=description,
     )
     def predictions(context, settings: Settings):  # (no context annotation: this module has postponed annotations)

@@ -9,7 +9,6 @@ from pydantic import Field
 
 from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import split_tensors
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
 from mnist_assets.ml.core.field_names import LABEL_PRIORITY, LENET_PREDICTIONS, REVIEW_DECISION, SOURCE_INDEX, TO_LABEL_VIEW
 from mnist_assets.resources import Settings
@@ -46,16 +45,16 @@ def build(p: Pipeline) -> list:
         return []
     classes = p.classes()
 
-    @dg.asset(
-        key=p.key("label_requests"),
-        deps=[
+    @p.asset(
+        "label_requests",
+        stage="quality",
+        per_split=False,
+        parents=[
             dg.AssetDep(p.key("label_review"), partition_mapping=dg.SpecificPartitionsPartitionMapping([POOL_SPLIT])),
             dg.AssetDep(p.key("lenet_predictions"), partition_mapping=dg.SpecificPartitionsPartitionMapping([POOL_SPLIT])),
         ],
-        group_name=p.group("quality"),
         kinds={"fiftyone", "python"},
         code_version="2",  # 2: the default follows the model from a label per class on
-        automation_condition=follows_lineage(),
         description=(
             "Which unlabeled train samples to label next: label_priority on each (higher: sooner), the saved view "
             "`to-label` (the next batch, in that order) and a file of the batch with the model's guess "

@@ -3,11 +3,10 @@
 import dagster as dg
 
 from mnist_assets import checks
-from mnist_assets.assets.common import HEAVY_POOL, Pipeline
+from mnist_assets.assets.common import Pipeline
 from mnist_assets.assets.data import checkpoint_path, load_model_for, split_tensors
 from mnist_assets.assets.evaluation import prediction_asset
 from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, fit_payload, train_checkpoint, train_config
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml.core.field_names import (
     EVAL_FOLD_ENSEMBLE,
@@ -18,7 +17,7 @@ from mnist_assets.ml.core.field_names import (
     LENET_PREDICTIONS,
     lenet_umap_key,
 )
-from mnist_assets.partitions import TRAINING_SPLITS, split_partitions
+from mnist_assets.partitions import TRAINING_SPLITS
 from mnist_assets.resources import Settings
 
 
@@ -26,29 +25,29 @@ def build(p: Pipeline) -> list:
     # The labels in use of train and validation (a person's decisions applied, excluded samples left out).
     training_data = dg.AssetDep(p.key("label_review"), partition_mapping=dg.SpecificPartitionsPartitionMapping(TRAINING_SPLITS))
 
-    @dg.asset(
-        key=p.key("lenet_checkpoint"),
-        deps=[training_data],
-        group_name=p.group("lenet"),
+    @p.asset(
+        "lenet_checkpoint",
+        stage="lenet",
+        per_split=False,
+        parents=[training_data],
+        heavy=True,
+        checks=[p.check("accuracy_gate", "lenet_checkpoint", blocking=True)],
         kinds={"pytorch"},
-        pool=HEAVY_POOL,
         code_version="5",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("accuracy_gate", "lenet_checkpoint", blocking=True)],
         description="LeNet-5 trained on train, keeping the state with the highest validation accuracy (atomic checkpoint).",
     )
     def lenet_checkpoint(context: dg.AssetExecutionContext, config: TrainingConfig, settings: Settings):
         yield from train_checkpoint(context, p, settings, config, "checkpoint", "lenet_checkpoint")
 
-    @dg.asset(
-        key=p.key("lenet_oof_predictions"),
-        deps=[training_data],
-        group_name=p.group("lenet"),
+    @p.asset(
+        "lenet_oof_predictions",
+        stage="lenet",
+        per_split=False,
+        parents=[training_data],
+        heavy=True,
+        checks=[p.check("logits_finite", "lenet_oof_predictions")],
         kinds={"pytorch", "fiftyone"},
-        pool=HEAVY_POOL,
         code_version="4",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("logits_finite", "lenet_oof_predictions")],
         description=(
             "Out-of-sample LeNet predictions for every training sample: K-fold cross-validation (5 folds, seeded, "
             "stratified), each fold trained plain (the dataset's epochs, no batch augmentation); train's quality "
@@ -110,16 +109,15 @@ def build(p: Pipeline) -> list:
         "validation and test, where quality scores read it (on train each fold model saw 4 of 5 folds).",
     )
 
-    @dg.asset(
-        key=p.key("lenet_embeddings"),
-        partitions_def=split_partitions,
-        deps=[lenet_checkpoint, p.key("label_review")],  # its UMAP is coloured by the labels in use
-        group_name=p.group("lenet"),
+    @p.asset(
+        "lenet_embeddings",
+        stage="lenet",
+        per_split=True,
+        parents=[lenet_checkpoint, "label_review"],  # its UMAP is coloured by the labels in use
+        heavy=True,
+        checks=[p.check("embeddings_finite", "lenet_embeddings")],
         kinds={"pytorch", "fiftyone"},
-        pool=HEAVY_POOL,
         code_version="2",
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("embeddings_finite", "lenet_embeddings")],
         description="LeNet's 84-d fc1 activations per sample, with a UMAP of them as a FiftyOne brain run.",
     )
     def lenet_embeddings(context: dg.AssetExecutionContext, settings: Settings):

@@ -7,7 +7,6 @@ import dagster as dg
 import numpy as np
 
 from mnist_assets.assets.common import Pipeline, materialize_first
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml.core.field_names import (
     GROUND_TRUTH,
@@ -26,7 +25,6 @@ from mnist_assets.ml.core.field_names import (
 )
 from mnist_assets.ml.data.label_errors import ranking_rows, ranks_of_known_errors
 from mnist_assets.ml.decisions import review_order, review_queue
-from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
 if TYPE_CHECKING:  # for annotations only: imported where used, at run time
@@ -92,23 +90,22 @@ def source_label_rankings(view, predictions: str, classes: list[str], known: lis
 
 
 def build(p: Pipeline) -> list:
-    @dg.asset(
-        key=p.key("hardness_scores"),
-        partitions_def=split_partitions,
+    @p.asset(
+        "hardness_scores",
+        stage="quality",
+        per_split=True,
         # What it reads: the labels in use; out-of-sample predictions, lenet_oof_predictions on train
         # (an unpartitioned parent is every partition's; it changes with the checkpoint, so this costs
         # no extra run) and the fold ensemble elsewhere; LeNet's embeddings for uniqueness.
-        deps=[
-            p.key("label_review"),
-            p.key("lenet_embeddings"),
-            p.key("lenet_oof_predictions"),
-            p.key("fold_ensemble_predictions"),
+        parents=[
+            "label_review",
+            "lenet_embeddings",
+            "lenet_oof_predictions",
+            "fold_ensemble_predictions",
         ],
-        group_name=p.group("quality"),
+        checks=[p.check("scores_complete", "hardness_scores")],
         kinds={"fiftyone"},
         code_version="10",  # 10: the saved view review-queue, every split's queue with validation's first
-        automation_condition=follows_lineage(),
-        check_specs=[p.check("scores_complete", "hardness_scores")],
         description=(
             "Per-sample hardness, mistakenness and cleanlab's label quality and label issues (labels in use, excluded "
             "samples left out) from out-of-sample predictions (on train lenet_oof_predictions, elsewhere "

@@ -9,7 +9,6 @@ import numpy as np
 
 from mnist_assets.assets.common import Pipeline, materialize_first, parent_data_version, parent_metadata
 from mnist_assets.assets.data import checkpoint_path, load_models_for, split_tensors
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
 from mnist_assets.ml.core.field_names import EVAL_RELEASE, GROUND_TRUTH_ORIGINAL, RELEASE_PREDICTIONS, SOURCE_INDEX, eval_key
 from mnist_assets.ml.data.dataset_spec import SPLITS
@@ -70,20 +69,18 @@ def candidate_costs(p: Pipeline, settings: Settings) -> list[dict]:
 
 
 def build(p: Pipeline) -> list:
-    @dg.asset(
-        key=p.key("model_release"),
-        deps=[
-            p.key("lenet_checkpoint"),
-            p.key("finetuned_model"),
-            p.key("lenet_oof_predictions"),
-            p.key("cnn_checkpoint"),
+    @p.asset(
+        "model_release",
+        stage="release",
+        per_split=False,
+        parents=[
+            "lenet_checkpoint",
+            "finetuned_model",
+            "lenet_oof_predictions",
+            "cnn_checkpoint",
             dg.AssetDep(p.key("label_review"), partition_mapping=EVALUATED),
         ],
-        group_name=p.group("release"),
-        kinds={"pytorch", "onnx"},
-        code_version=CODE_VERSION,
-        automation_condition=follows_lineage(),
-        check_specs=[
+        checks=[
             p.check(
                 "not_worse_than_champion",
                 "model_release",
@@ -101,6 +98,8 @@ def build(p: Pipeline) -> list:
                 "probabilities within 1e-5.",
             ),
         ],
+        kinds={"pytorch", "onnx"},
+        code_version=CODE_VERSION,
         description=(
             "The model to ship: of the LeNet checkpoint, the fine-tuned LeNet, the fold ensemble and the CNN, the best on "
             "validation (the "

@@ -5,11 +5,9 @@ from typing import Optional
 import dagster as dg
 
 from mnist_assets.assets.common import Pipeline, parent_metadata
-from mnist_assets.automation import follows_lineage
 from mnist_assets.metadata import markdown_table
 from mnist_assets.ml.core.field_names import review_queue_view_name
 from mnist_assets.ml.decisions import KINDS, accuracy_side_by_side, import_decision_file, recent_yield, review_split
-from mnist_assets.partitions import split_partitions
 from mnist_assets.resources import Settings
 
 SHOWN = 20  # rows of the decision tables in the metadata
@@ -31,15 +29,12 @@ def decision_rows(decisions) -> list[dict]:
 def build(p: Pipeline) -> list:
     classes = p.classes()
 
-    @dg.asset(
-        key=p.key("label_review"),
-        partitions_def=split_partitions,
-        deps=[p.key("raw_dataset")],
-        group_name=p.group("quality"),
-        kinds={"fiftyone"},
-        code_version="1",
-        automation_condition=follows_lineage(),
-        check_specs=[
+    @p.asset(
+        "label_review",
+        stage="quality",
+        per_split=True,
+        parents=["raw_dataset"],
+        checks=[
             p.check(
                 "review_inputs_usable",
                 "label_review",
@@ -47,6 +42,8 @@ def build(p: Pipeline) -> list:
                 description="Every label and review tag a person set in the App names a declared class.",
             ),
         ],
+        kinds={"fiftyone"},
+        code_version="1",
         description=(
             "A person's label decisions (relabel, exclude, confirm, label) from the App (an edited ground_truth, or the tags "
             "review:exclude, review:ok, relabel:<class>) and decision files, recorded in the dataset's review log and "
