@@ -202,3 +202,60 @@ def test_a_renewal_that_keeps_failing_reaches_the_holder(collection):
         with lock:
             time.sleep(2.5)
             lock.fence()
+
+
+EVALUATOR = textwrap.dedent("""
+    import sys
+    import fiftyone as fo
+    import numpy as np
+    from mnist_assets.ml.figures.visualization import compute_projection
+    from mnist_assets.ml.store.fiftyone_store import evaluate, get_dataset
+    dataset = get_dataset(sys.argv[1])
+    for i in range(int(sys.argv[2])):
+        evaluate(dataset, dataset.view(), "predicted", "eval_predicted", ["0", "1"])
+        compute_projection(dataset, dataset.view(), "vector", f"projection_{i % 2}", method="pca")
+""")
+
+
+def test_evaluations_and_projections_beside_other_writers_keep_the_schema_whole(shared_mongodb, tmp_path):
+    """An evaluation and a projection rewrite the dataset's document (its schema, evaluations and brain
+    runs) while other splits' runs declare fields and save views on it: afterwards every sample still
+    loads (a stale copy once left samples with an `eval_*` field the schema had lost), and every field,
+    view, evaluation and brain run is there."""
+
+    name = f"evaluating-{tmp_path.name[-20:].replace('_', '-')}"
+    env = {**os.environ, "FIFTYONE_DATABASE_URI": shared_mongodb, "MNIST_ASSETS_HOME": str(tmp_path / "home")}
+    setup = textwrap.dedent("""
+        import sys
+        import fiftyone as fo
+        import numpy as np
+        from mnist_assets.ml.store.fiftyone_store import get_dataset
+        dataset = get_dataset(sys.argv[1])
+        rng = np.random.default_rng(0)
+        dataset.add_samples([
+            fo.Sample(filepath=f"/nowhere/{i}.png", ground_truth=fo.Classification(label=str(i % 2)),
+                      predicted=fo.Classification(label=str(rng.integers(2))), vector=rng.normal(size=4).tolist())
+            for i in range(200)
+        ])
+    """)
+    run_ok([sys.executable, "-c", setup, name], env=env, timeout=300)
+    options = dict(cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    writer = WRITER.replace("range(12)", "range(40)")
+    processes = [
+        subprocess.Popen([sys.executable, "-c", EVALUATOR, name, "20"], **options),
+        subprocess.Popen([sys.executable, "-c", writer, name, "w"], **options),
+    ]
+    for process in processes:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    check = textwrap.dedent("""
+        import sys
+        from mnist_assets.ml.store.fiftyone_store import get_dataset
+        dataset = get_dataset(sys.argv[1])
+        assert len(list(dataset.iter_samples())) == 200  # every sample document matches the schema
+        assert dataset.has_sample_field("eval_predicted") and "eval_predicted" in dataset.list_evaluations()
+        assert {"projection_0", "projection_1"} <= set(dataset.list_brain_runs()), dataset.list_brain_runs()
+        assert {f"field_w_{i}" for i in range(40)} <= set(dataset.get_field_schema())
+        assert {f"view-w-{i}" for i in range(40)} == set(dataset.list_saved_views())
+    """)
+    run_ok([sys.executable, "-c", check, name], env=env, timeout=300)

@@ -464,12 +464,24 @@ def read_vectors(view: fo.DatasetView, field: str) -> np.ndarray:
 
 
 def evaluate(dataset: fo.Dataset, view: fo.DatasetView, pred_field: str, eval_key: str, classes: list[str]):
-    """`evaluate_classifications` against ground truth (replacing an earlier run of the key)."""
-    if eval_key in dataset.list_evaluations():
-        dataset.delete_evaluation(eval_key)
-    return view.evaluate_classifications(pred_field, gt_field=GROUND_TRUTH, eval_key=eval_key, classes=classes)
+    """`evaluate_classifications` against ground truth (replacing an earlier run of the key), under
+    the dataset's lock, reloaded first: it rewrites the dataset's document (its evaluations and its
+    field schema), which other splits' runs rewrite in turn; a stale copy saved by one of them left
+    samples with an `eval_*` field the schema no longer had, and every later read of them failed."""
+    with exclusive(f"dataset-{dataset.name}"):
+        dataset.reload()
+        fence_held_locks()
+        if eval_key in dataset.list_evaluations():
+            dataset.delete_evaluation(eval_key)
+        return view.evaluate_classifications(pred_field, gt_field=GROUND_TRUTH, eval_key=eval_key, classes=classes)
 
 
-def delete_brain_run(dataset: fo.Dataset, brain_key: str) -> None:
-    if brain_key in dataset.list_brain_runs():
-        dataset.delete_brain_run(brain_key)
+def register_brain_run(dataset: fo.Dataset, brain_key: str, register) -> object:
+    """Replace the brain run `brain_key` with what `register()` records, under the dataset's lock and
+    reloaded first (brain runs live on the dataset's document, as evaluations do)."""
+    with exclusive(f"dataset-{dataset.name}"):
+        dataset.reload()
+        fence_held_locks()
+        if brain_key in dataset.list_brain_runs():
+            dataset.delete_brain_run(brain_key)
+        return register()
