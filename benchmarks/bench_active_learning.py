@@ -206,7 +206,7 @@ def daemon_round(work: Path, source: str = "mnist", labeled: int = 30, batch: in
     env = round_environment(work, limit)
     os.environ.update(env)  # before FiftyOne and Dagster read it
     import dagster as dg
-    from bench_label_cleaning import daemon, latest_metadata
+    from bench_label_cleaning import daemon, latest_metadata, wait_for_reruns
     from label_cleaning_location import loop_definitions
 
     from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, SOURCE_INDEX, TO_LABEL_VIEW
@@ -236,12 +236,7 @@ def daemon_round(work: Path, source: str = "mnist", labeled: int = 30, batch: in
         since = time.time()
         record_decisions(spec.name, rows, apply=False, via=VIA, spec=spec)
         progress(f"{spec.name}: {len(rows)} labels recorded as {VIA}; waiting for the review sensor and automation")
-        deadline = since + 1800
-        while not all(latest_metadata(instance, key(name), partition)[0] >= since for name, partition in reruns):
-            failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
-            if failed or time.time() > deadline:
-                raise RuntimeError(f"the daemon's round did not complete ({failed[:1]}); see {work}/daemon.log")
-            time.sleep(2)
+        wait_for_reruns(instance, [(key(name), partition) for name, partition in reruns], since, 1800, work / "daemon.log")
     answered = {index for index, _ in asked}
     dataset.reload()  # the daemon's runs wrote the labels and the view in other processes
     labels_now = dict(zip(*split_view(dataset, "train").values([SOURCE_INDEX, f"{GROUND_TRUTH}.label"])))

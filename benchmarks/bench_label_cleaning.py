@@ -216,29 +216,33 @@ class Loop:
 
     def retrain_through_daemon(self, since: float) -> None:
         """Wait for the daemon's review sensor and lineage automation to re-run the loop after `since`."""
-        import dagster as dg
-
-        expected = self.reruns(queue=True)
-        deadline, quiet_since = time.time() + TIMEOUT, None
-        while time.time() < deadline:
-            failed = self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=_utc(since)))
-            if failed:
-                raise RuntimeError(
-                    f"a run the daemon launched failed: {failed[0].run_id} ({failed[0].job_name}); see {self.work}/daemon.log"
-                )
-            fresh = all(latest_metadata(self.instance, self.key(name), partition)[0] >= since for name, partition in expected)
-            busy = self.instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in RUNNING]))
-            quiet_since = (quiet_since or time.time()) if fresh and not busy else None
-            if quiet_since and time.time() - quiet_since > 10:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"the daemon did not re-run the loop within {TIMEOUT} s; see {self.work}/daemon.log")
+        expected = [(self.key(name), partition) for name, partition in self.reruns(queue=True)]
+        wait_for_reruns(self.instance, expected, since, TIMEOUT, self.work / "daemon.log", quiet_seconds=10)
 
     def runs_by_daemon(self, since: float) -> list[str]:
         import dagster as dg
 
         runs = self.instance.get_runs(dg.RunsFilter(created_after=_utc(since)))
         return sorted(f"{run.tags.get('mnist_assets/launched_by') or run.tags.get('dagster/sensor_name') or 'automation'}" for run in runs)
+
+
+def wait_for_reruns(instance, expected: list, since: float, timeout: float, log_path: Path, quiet_seconds: float = 0) -> None:
+    """Until every (asset key, partition) in `expected` has materialized after `since` and no run has
+    been queued or running for `quiet_seconds`; a failed run since, or the timeout, raises naming the log."""
+    import dagster as dg
+
+    deadline, quiet_since = time.time() + timeout, None
+    while time.time() < deadline:
+        failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=_utc(since)))
+        if failed:
+            raise RuntimeError(f"a run the daemon launched failed: {failed[0].run_id} ({failed[0].job_name}); see {log_path}")
+        fresh = all(latest_metadata(instance, key, partition)[0] >= since for key, partition in expected)
+        busy = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in RUNNING]))
+        quiet_since = (quiet_since or time.time()) if fresh and not busy else None
+        if quiet_since and time.time() - quiet_since >= quiet_seconds:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the daemon did not re-run {len(expected)} assets within {timeout:.0f} s; see {log_path}")
 
 
 def _utc(stamp: float):
