@@ -4,11 +4,20 @@ This must run before anything imports fiftyone, which reads its database
 location once at import.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-SESSION_DIR = Path(tempfile.mkdtemp(prefix="mnist_assets_tests_"))
+# One folder for the whole run, removed when it ends: the process that makes it (xdist's controller,
+# or pytest itself with `-n 0`) outlives its workers, which inherit it. Runs that kept theirs (about
+# 330 MB each, mostly a FiftyOne database) once filled the shared /tmp and failed CI with ENOSPC.
+if "MNIST_ASSETS_TEST_RUN_DIR" not in os.environ:
+    os.environ["MNIST_ASSETS_TEST_RUN_DIR"] = tempfile.mkdtemp(prefix="mnist_assets_tests_")
+    atexit.register(shutil.rmtree, os.environ["MNIST_ASSETS_TEST_RUN_DIR"], ignore_errors=True)
+RUN_DIR = Path(os.environ["MNIST_ASSETS_TEST_RUN_DIR"])
+SESSION_DIR = Path(tempfile.mkdtemp(dir=RUN_DIR, prefix=os.environ.get("PYTEST_XDIST_WORKER", "main") + "_"))
 # One torch/OpenMP/BLAS thread pool per core, shared out among the pytest-xdist workers (and inherited
 # by every server, daemon and run they start): two workers' default pools on two cores wait on each
 # other, a LeNet epoch 3x slower side by side than with one thread each (docs/tests.md).
@@ -23,8 +32,7 @@ for name in ("MNIST_ASSETS_SOURCE_DIR", "MNIST_ASSETS_LIMIT", "MNIST_ASSETS_EPOC
     os.environ.pop(name, None)
 # UMAP's compiled code in one folder for the whole run, both xdist workers and every process they
 # start (each test has a data folder of its own, and compiling costs about 35 s of CPU per folder).
-RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", SESSION_DIR.name)
-os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"mnist_assets_numba_{RUN_ID}")
+os.environ["NUMBA_CACHE_DIR"] = str(RUN_DIR / "numba")
 os.environ["MNIST_ASSETS_CLIP_MODEL"] = "mnist-tiny"
 os.environ["MNIST_ASSETS_CLIP_PRETRAINED"] = "none"
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True)
