@@ -71,8 +71,8 @@ class Curve:
 
 def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) -> Pool:
     from mnist_assets.assets.data import pixel_statistics
+    from mnist_assets.ml.data.pixel_embedding import pixel_embedding
     from mnist_assets.ml.data.sources import decision_sources, load_source, split_of
-    from mnist_assets.ml.quality.label_requests import pixel_embedding
     from mnist_assets.pipeline import declared_spec
 
     spec = declared_spec(name)
@@ -103,13 +103,15 @@ def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) 
     )
 
 
-def as_tensors(images: np.ndarray, labels: np.ndarray, mean: float, std: float):
-    """uint8 images and class positions as the SplitTensors training reads, standardized by `mean` and `std`."""
+def as_tensors(images: np.ndarray, labels: np.ndarray, mean: float, std: float, ids: bool = False):
+    """uint8 images and class positions as the SplitTensors training reads, standardized by `mean` and
+    `std`; with `ids`, each sample's position as its id."""
     import torch
 
     from mnist_assets.ml.data.tensors import SplitTensors, channels_first
 
-    return SplitTensors(channels_first(torch.from_numpy(images)), torch.from_numpy(labels).long(), [], mean, std)
+    sample_ids = [str(position) for position in range(len(images))] if ids else []
+    return SplitTensors(channels_first(torch.from_numpy(images)), torch.from_numpy(labels).long(), sample_ids, mean, std)
 
 
 def annotate(log, pool: Pool, positions: np.ndarray) -> None:
@@ -142,27 +144,39 @@ def labels_from_log(log, pool: Pool) -> np.ndarray:
     return labels
 
 
-def train_and_score(pool: Pool, positions: np.ndarray, labels: np.ndarray, seed: int, scarce: bool = True, outputs: bool = True):
+def train_and_score(
+    pool: Pool, positions: np.ndarray, labels: np.ndarray, seed: int, scarce: bool = True, outputs: bool = True, pool_labels: bool = False
+):
     """LeNet with lenet_checkpoint's recipe on the given samples: test accuracy, and with `outputs` the
-    model's probabilities and penultimate features on the whole pool (for the arms that follow a model)."""
+    model's probabilities and penultimate features on the whole pool (for the arms that follow a model).
+    With few labels and `pool_labels`, the pool's spread labels train too, as in lenet_checkpoint
+    (ml/models/pseudo_labels.py)."""
     import torch
 
     from mnist_assets.ml.models import recipes
     from mnist_assets.ml.models.architectures import build_model
+    from mnist_assets.ml.models.pseudo_labels import pool_training
     from mnist_assets.ml.models.training import evaluate, fit, predict
 
-    config = recipes.resolve("checkpoint", pool.spec, {"seed": 51 + seed}, scarce=scarce)
+    train, pooled, note = as_tensors(pool.images[positions], labels, pool.mean, pool.std), False, {}
+    if scarce and pool_labels:
+        known = np.full(len(pool.images), -1, dtype=np.int64)
+        known[positions] = labels
+        whole = as_tensors(pool.images, known, pool.mean, pool.std, ids=True)
+        found = pool_training(whole, len(pool.spec.classes()), seed=pool.spec.split_seed, embedding=pool.embedding)
+        train, pooled, note = found.train, found.pseudo_labeled > 0, {"pseudo_labeled": found.pseudo_labeled}
+    config = recipes.resolve("checkpoint", pool.spec, {"seed": 51 + seed}, scarce=scarce, pooled=pooled)
     model = build_model(config.arch, config.seed, **pool.spec.model_shape())
-    fit(model, as_tensors(pool.images[positions], labels, pool.mean, pool.std), pool.validation, config)
+    fit(model, train, pool.validation, config)
     accuracy = evaluate(model, pool.test, "cpu")[1]
     if not outputs:
-        return accuracy, None, None
+        return accuracy, None, None, note
     logits, features = predict(model, as_tensors(pool.images, np.zeros(len(pool.images), dtype=np.int64), pool.mean, pool.std))
     probabilities = torch.softmax(torch.as_tensor(logits), 1).numpy()
-    return accuracy, probabilities, np.asarray(features)
+    return accuracy, probabilities, np.asarray(features), note
 
 
-def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Path, progress) -> Curve:
+def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Path, progress, pool_labels: bool = False) -> Curve:
     from mnist_assets.ml.decisions import DecisionLog
     from mnist_assets.ml.quality.label_requests import choose_strategy, request_labels
 
@@ -182,16 +196,20 @@ def run_arm(pool: Pool, arm: str, seed: int, budgets: tuple[int, ...], work: Pat
         given = np.flatnonzero(labels >= 0)
         assert len(given) == budget and (labels[given] == pool.truth[given]).all(), "the log holds exactly the answers given"
         follows = arm in FOLLOW_A_MODEL or (arm == "default" and choose_strategy(budget, classes)[0] in FOLLOW_A_MODEL)
-        accuracy, probabilities, features = train_and_score(pool, given, labels[given], seed, outputs=follows)
+        accuracy, probabilities, features, note = train_and_score(
+            pool, given, labels[given], seed, outputs=follows, pool_labels=pool_labels
+        )
         curve.points.append(
             {
                 "budget": budget,
                 "accuracy": round(accuracy, 4),
                 "strategy": request.strategy,
+                **note,
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
-        progress(f"{pool.name} {arm} seed {seed}: {budget} labels ({request.strategy}) -> {accuracy * 100:.1f}% test")
+        pooled = f", {note['pseudo_labeled']} spread labels" if note else ""
+        progress(f"{pool.name} {arm} seed {seed}: {budget} labels ({request.strategy}{pooled}) -> {accuracy * 100:.1f}% test")
     return curve
 
 
@@ -278,18 +296,21 @@ def mean_curve(curves: list[Curve]) -> list[tuple[int, float]]:
     ]
 
 
-def run(datasets, arms, seeds: int, budgets, slow_up_to: int, limit, test_limit, work: Path, progress=print) -> dict:
+def run(
+    datasets, arms, seeds: int, budgets, slow_up_to: int, limit, test_limit, work: Path, progress=print, pool_labels: str = "declared"
+) -> dict:
     results = {}
     for name in datasets:
         started = time.perf_counter()
         pool = load_pool(name, limit, test_limit, work)
         progress(f"{name}: a pool of {len(pool.images)} train images, every label hidden ({time.perf_counter() - started:.0f} s)")
-        full_accuracy, _, _ = train_and_score(pool, np.arange(len(pool.images)), pool.truth, 0, scarce=False, outputs=False)
+        full_accuracy, *_ = train_and_score(pool, np.arange(len(pool.images)), pool.truth, 0, scarce=False, outputs=False)
         progress(f"{name}: LeNet on all {len(pool.images)} labels -> {full_accuracy * 100:.2f}% test")
         curves = {}
         for arm in arms:
             arm_budgets = tuple(b for b in budgets if arm in ("random", "default") or b <= slow_up_to)
-            curves[arm] = [run_arm(pool, arm, seed, arm_budgets, work, progress) for seed in range(seeds)]
+            spread = pool.spec.pool_labels if pool_labels == "declared" else pool_labels == "on"
+            curves[arm] = [run_arm(pool, arm, seed, arm_budgets, work, progress, spread) for seed in range(seeds)]
         results[name] = {
             "pool": len(pool.images),
             "test": len(pool.test),
@@ -356,6 +377,12 @@ def main() -> None:
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N validation and test images")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "active_learning.json")
     parser.add_argument("--no-daemon-round", action="store_true", help="skip the round through the review sensor and the daemon")
+    parser.add_argument(
+        "--pool-labels",
+        choices=("declared", "on", "off"),
+        default="declared",
+        help="train on the pool's spread labels too (default: as declared)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.datasets, args.arms, args.seeds, args.budgets = ["mnist"], ["random", "default"], 1, args.budgets or "10,20,50,100"
@@ -368,7 +395,17 @@ def main() -> None:
         found = {} if args.no_daemon_round else {"daemon_round": daemon_round(Path(work) / "round")}
         if found:
             print(f"one round through the review sensor and the daemon: {found['daemon_round']}", flush=True)
-        results = run(args.datasets, args.arms, args.seeds, budgets, args.slow_arms_up_to, args.limit, args.test_limit, Path(work))
+        results = run(
+            args.datasets,
+            args.arms,
+            args.seeds,
+            budgets,
+            args.slow_arms_up_to,
+            args.limit,
+            args.test_limit,
+            Path(work),
+            pool_labels=args.pool_labels,
+        )
     results = {
         "command": " ".join(sys.argv),
         "seconds": round(time.perf_counter() - started),

@@ -13,7 +13,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from mnist_assets.ml.data.idx_source import load_mnist
-from mnist_assets.ml.quality.label_requests import STRATEGIES, pixel_embedding, request_labels
+from mnist_assets.ml.data.pixel_embedding import pixel_embedding
+from mnist_assets.ml.quality.label_requests import STRATEGIES, request_labels
 
 BUDGETS = (20, 50, 100, 200)
 

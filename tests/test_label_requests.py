@@ -11,10 +11,13 @@ import torch
 from processes import run_ok
 from sklearn.linear_model import LogisticRegression
 
+from mnist_assets.ml.data.dataset_spec import UNLABELED
+from mnist_assets.ml.data.pixel_embedding import pixel_embedding
 from mnist_assets.ml.data.tensors import SplitTensors
 from mnist_assets.ml.models import recipes
+from mnist_assets.ml.models.pseudo_labels import pool_training
 from mnist_assets.ml.models.training import MAX_VALIDATIONS, TrainConfig, fit
-from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, STRATEGIES, margins, pixel_embedding, request_labels
+from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, STRATEGIES, margins, request_labels
 from mnist_assets.pipeline import declared_spec
 
 POOL = 3000
@@ -76,6 +79,38 @@ def test_few_labels_keep_the_last_state_and_train_with_the_affine():
     declared = mnist.model_copy(update={"batch_augmentation": "flip"})
     assert recipes.resolve("checkpoint", declared, {}, scarce=True).batch_augmentation == "flip"  # so does the declaration
     assert recipes.resolve("folds", mnist, {}, scarce=True) == recipes.resolve("folds", mnist, {})  # folds validate on train
+
+
+def test_the_pool_trains_with_labels_spread_from_the_given_ones(mnist):
+    images, truth = mnist.train_images[:POOL], mnist.train_labels[:POOL].astype(np.int64)
+    given = np.full(POOL, UNLABELED)
+    asked = np.sort(np.random.default_rng(0).choice(POOL, 100, replace=False))
+    given[asked] = truth[asked]
+
+    def pool(labels):
+        return SplitTensors(torch.from_numpy(images[:, None].copy()), torch.from_numpy(labels), [str(i) for i in range(POOL)], 0.13, 0.31)
+
+    found = pool_training(pool(given.copy()), 10)
+    # the surest half of the unlabeled pool, every class, mostly right (what LeNet alone reaches from 100 labels: about 85%)
+    pseudo = found.train.labels[-found.pseudo_labeled :].numpy()
+    pseudo_ids = np.array([int(i) for i in found.train.sample_ids[-found.pseudo_labeled :]])
+    assert found.pseudo_labeled == pytest.approx(0.5 * (POOL - 100), abs=10) and set(pseudo) == set(range(10))
+    assert (given[pseudo_ids] == UNLABELED).all() and (pseudo == truth[pseudo_ids]).mean() > 0.85
+    # the given labels first, repeated to a tenth of the set at least
+    copies = (len(found.train) - found.pseudo_labeled) // 100
+    assert copies * 100 >= 0.1 * found.pseudo_labeled and (found.train.labels[:100].numpy() == truth[asked]).all()
+    assert [int(i) for i in found.train.sample_ids[:100]] == asked.tolist()
+    # nothing to spread from one class, or to a pool without unlabeled samples: the labeled samples alone
+    assert pool_training(pool(np.where(given == UNLABELED, UNLABELED, 0)), 10).pseudo_labeled == 0
+    alone = pool_training(pool(truth.copy()), 10)
+    assert alone.pseudo_labeled == 0 and len(alone.train) == POOL
+
+    pooled = recipes.resolve("checkpoint", declared_spec("mnist"), {}, scarce=True, pooled=True)
+    assert (pooled.epochs, pooled.min_steps) == (1, recipes.MIN_STEPS)  # the few-labels fit's steps over the larger set
+    assert (
+        recipes.resolve("checkpoint", declared_spec("mnist"), {"epochs": 3}, scarce=True, pooled=True).epochs == 3
+    )  # a person's epochs win
+    assert declared_spec("mnist").pool_labels and not declared_spec("fashion_mnist").pool_labels  # as measured
 
 
 def test_keeping_the_last_state_validates_a_few_epochs_only(mnist):

@@ -87,7 +87,9 @@ def test_unlabeled_samples_are_ingested_predicted_and_counted_but_never_trained_
     assert (raw["labeled"], raw["unlabeled"]) == (LABELED, LIMIT - LABELED)
     info = metadata(instance, "dataset_metadata", "train")
     assert (info["labeled"], info["unlabeled"], info["excluded"]) == (LABELED, LIMIT - LABELED, 0)
-    assert metadata(instance, "lenet_checkpoint")["train_samples"] == LABELED
+    checkpoint = metadata(instance, "lenet_checkpoint")
+    assert checkpoint["train_samples"] == LABELED  # labels; spread labels of the pool (never stored) counted apart
+    assert 0 < checkpoint["pseudo_labeled"] <= LIMIT - LABELED and "spread from the 60 given" in checkpoint["pool_labels"]  # MNIST: on
     assert metadata(instance, "lenet_oof_predictions")["count"] == LABELED  # the fold models too
     queue = dataset.load_saved_view("review-queue-train")  # nothing to review on a sample with no label
     assert len(queue) and all(label is not None for label in queue.values("ground_truth.label"))

@@ -66,7 +66,8 @@ def build(p: Pipeline) -> list:
 
         from mnist_assets.ml.core.files import atomic_write_bytes
         from mnist_assets.ml.data.dataset_spec import label_names
-        from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, check_strategy, pixel_embedding, request_labels
+        from mnist_assets.ml.data.pixel_embedding import pixel_embedding
+        from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, check_strategy, request_labels
         from mnist_assets.ml.store.fiftyone_store import labeled, read_vectors, save_view, usable_view, write_floats
 
         check_strategy(config.strategy, ASSET_STRATEGIES)  # refused before any work

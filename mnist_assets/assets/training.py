@@ -38,6 +38,9 @@ class RecipeConfig(dg.Config):
 
 class TrainingConfig(RecipeConfig):
     arch: Optional[str] = None  # lenet5, resnet_small, vgg_small or vgg_wide (ml/models/architectures.py); default: the role's
+    # lenet_checkpoint on few labels: the unlabeled pool trains too, with labels spread from the given
+    # ones (ml/models/pseudo_labels.py; never stored as labels); default: the declaration's `pool_labels`
+    pool_labels: Optional[bool] = None
 
 
 class OutOfFoldConfig(TrainingConfig):
@@ -47,15 +50,17 @@ class OutOfFoldConfig(TrainingConfig):
 
 
 def train_config(
-    config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None, scarce: bool = False
+    config: RecipeConfig, p: Pipeline, settings: Settings, role: str, arch: str | None = None, scarce: bool = False, pooled: bool = False
 ) -> "TrainConfig":
     """The recipe of `role` with what the config sets (ml/models/recipes.py says what wins); `scarce`: train
-    has few labels (recipes.few_labels)."""
+    has few labels (recipes.few_labels); `pooled`: the pool's spread labels train too."""
     from mnist_assets.ml.models import recipes
     from mnist_assets.ml.models.training import TrainConfig
 
     chosen = {name: value for name, value in config.model_dump().items() if name in TrainConfig.__dataclass_fields__}
-    return recipes.resolve(role, p.spec, chosen, env_epochs=settings.epochs, arch=arch, device=settings.torch_device(), scarce=scarce)
+    return recipes.resolve(
+        role, p.spec, chosen, env_epochs=settings.epochs, arch=arch, device=settings.torch_device(), scarce=scarce, pooled=pooled
+    )
 
 
 def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingConfig, role: str, name: str):
@@ -71,10 +76,13 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
     store = p.store(settings)
     _, _, train = split_tensors(p, settings, "train", store)
     _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
-    scarce = few_labels(len(train), len(validation))
-    train_cfg = train_config(config, p, settings, role, scarce=scarce)
+    labeled = len(train)
+    scarce, pooled = few_labels(labeled, len(validation)), {}
     if scarce and role == "checkpoint":
-        context.log.info(f"{p.name}: {len(train)} train labels, fewer than validation's {len(validation)}: the few-labels recipe")
+        context.log.info(f"{p.name}: {labeled} train labels, fewer than validation's {len(validation)}: the few-labels recipe")
+        if p.spec.pool_labels if config.pool_labels is None else config.pool_labels:
+            train, pooled = with_pool_labels(context, p, settings, store, train)
+    train_cfg = train_config(config, p, settings, role, scarce=scarce, pooled=bool(pooled.get("pseudo_labeled")))
     device = settings.torch_device()
     epochs = train_cfg.planned_epochs(len(train))
     model = build_model(train_cfg.arch, train_cfg.seed, **p.spec.model_shape())
@@ -100,9 +108,22 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
         config,
         train,
         parameters=parameter_count(model),
-        train_count=len(train),
+        train_count=labeled,
         validation_count=len(validation),
+        **pooled,
     )
+
+
+def with_pool_labels(context, p: Pipeline, settings: Settings, store, train):
+    """Train's labeled samples with the pool's spread labels (ml/models/pseudo_labels.py), and what
+    the metadata says of them."""
+    from mnist_assets.assets.data import split_tensors
+    from mnist_assets.ml.models.pseudo_labels import pool_training
+
+    _, _, pool = split_tensors(p, settings, "train", store, with_unlabeled=True, statistics=(train.mean, train.std))
+    found = pool_training(pool, len(p.classes()), seed=p.spec.split_seed)
+    context.log.info(f"{p.name}: {found.why}")
+    return found.train, {"pseudo_labeled": found.pseudo_labeled, "pool_labels": found.why}
 
 
 def training_metadata(result, config: "TrainConfig", path, train_samples: int, parameters: int | None = None) -> dict:
@@ -154,6 +175,8 @@ def training_results(context, p: Pipeline, settings: Settings, name: str, result
     blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
     path = checkpoint_path(p.store(settings), name)
     save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
-    yield dg.MaterializeResult(metadata=training_metadata(result, train_cfg, path, len(train), extra.get("parameters")))
+    metadata = training_metadata(result, train_cfg, path, extra.get("train_count", len(train)), extra.get("parameters"))
+    pooled = {name: extra[name] for name in ("pseudo_labeled", "pool_labels") if name in extra}
+    yield dg.MaterializeResult(metadata={**metadata, **pooled})
     threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
     yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(context, p, settings))

@@ -115,6 +115,10 @@ class DatasetSpec(BaseModel):
     unlabeled: Optional[str] = None
     # How many unlabeled samples label_requests proposes at a time (the to-label view, the requests file).
     label_batch: int = Field(100, ge=1)
+    # lenet_checkpoint on few labels: the unlabeled pool trains too, with labels spread from the given
+    # ones along its pixels (ml/models/pseudo_labels.py; never stored as labels). On where it was
+    # measured to help (MNIST: docs/active-learning.md); off by default, as on Fashion-MNIST, where it did not.
+    pool_labels: bool = False
     # data_issues' blocking checks: issue type -> the largest share of a split that may be flagged
     # (e.g. {dark: 0.05}); the types not named only warn.
     issue_gates: Optional[dict[str, float]] = None

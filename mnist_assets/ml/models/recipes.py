@@ -92,11 +92,14 @@ def resolve(
     arch: str | None = None,
     device: str = "cpu",
     scarce: bool = False,
+    pooled: bool = False,
 ) -> TrainConfig:
     """The TrainConfig of `role` for `spec`: `chosen` holds the fields a person set (None values are
     ignored), `env_epochs` MNIST_ASSETS_EPOCHS, `arch` an architecture the role must keep (fine-tuning
     continues the checkpoint's), `device` where it trains (the budget: scaled_for_device), `scarce`
-    whether train has few labels (`few_labels`: the checkpoint's FEW_LABELS recipe)."""
+    whether train has few labels (`few_labels`: the checkpoint's FEW_LABELS recipe), `pooled` whether
+    the pool's spread labels train too (ml/models/pseudo_labels.py): a set of tens of thousands, so the
+    few-labels fit's MIN_STEPS steps rather than epochs of it."""
     if role not in ROLES:
         raise ValueError(f"unknown training role {role!r}; one of {ROLES}")
     chosen = {name: value for name, value in chosen.items() if value is not None}
@@ -115,5 +118,7 @@ def resolve(
     if arch is not None:
         values["arch"] = arch
     explicit_epochs = "epochs" in chosen or bool(env_epochs)
+    if pooled and not explicit_epochs:
+        values.update(epochs=1, min_steps=MIN_STEPS)
     values.setdefault("min_steps", 0 if explicit_epochs else MIN_STEPS)
     return TrainConfig(**values).validate()

@@ -40,7 +40,6 @@ PROBCOVER_POOL = 10_000  # its dense distance matrix: 10,000 candidates are 800 
 # clusters from 10 labels on reached 72.7 / 91.7 / 94.4 / 96.2% at 20 / 50 / 100 / 200 labels,
 # TypiClust 67.1 / 87.8 / 92.0 / 93.3, random 62.3 / 83.2 / 91.7 / 94.6 (docs/active-learning.md).
 COLD_START_PER_CLASS = 1
-PCA_COMPONENTS = 50
 
 
 @dataclass(frozen=True)
@@ -66,15 +65,6 @@ def choose_strategy(labeled: int, classes: int) -> tuple[str, str]:
             f"{labeled} labels, fewer than {cold} ({COLD_START_PER_CLASS} per class): cold start, typical samples of uncovered clusters",
         )
     return "margin_clusters", f"{labeled} labels, at least {cold}: the model's least sure sample in each of the batch's clusters"
-
-
-def pixel_embedding(images: np.ndarray, components: int = PCA_COMPONENTS, seed: int = 0) -> np.ndarray:
-    """What the pool itself offers without CLIP weights: its pixels' principal components (not whitened:
-    whitening lost 5-13 points of a linear probe at 20-200 labels, TypiClust and random alike)."""
-    from sklearn.decomposition import PCA
-
-    flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    return PCA(n_components=min(components, *flat.shape), whiten=False, random_state=seed).fit_transform(flat)
 
 
 def request_labels(
