@@ -104,6 +104,13 @@ def test_the_pool_trains_with_labels_spread_from_the_given_ones(mnist):
     assert pool_training(pool(np.where(given == UNLABELED, UNLABELED, 0)), 10).pseudo_labeled == 0
     alone = pool_training(pool(truth.copy()), 10)
     assert alone.pseudo_labeled == 0 and len(alone.train) == POOL
+    # past 50 labels per class the pool's labels stopped helping: 500 labels spread, 501 do not
+    many = np.full(POOL, UNLABELED)
+    many[:500] = truth[:500]
+    assert pool_training(pool(many.copy()), 10).pseudo_labeled > 0
+    many[500] = truth[500]
+    refused = pool_training(pool(many.copy()), 10)
+    assert refused.pseudo_labeled == 0 and len(refused.train) == 501 and "more than 50 per class" in refused.why
 
     pooled = recipes.resolve("checkpoint", declared_spec("mnist"), {}, scarce=True, pooled=True)
     assert (pooled.epochs, pooled.min_steps) == (1, recipes.MIN_STEPS)  # the few-labels fit's steps over the larger set
