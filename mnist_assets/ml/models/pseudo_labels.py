@@ -18,8 +18,9 @@ from mnist_assets.ml.models.cross_validation import subset
 
 KEEP = 0.5  # the share of the unlabeled pool kept: the surest half, evenly over the classes
 NEIGHBOURS = 10
-# Past this many labels per class the pool's labels stop paying (MNIST, LeNet, 2-3 seeds: +2.5 to
-# +12 points up to 200 labels, level at 500, 0.3-0.5 points lost at 1,000 and 2,000).
+# Past this many labels per class the pool's labels stop paying (MNIST, LeNet, 2-3 seeds: random
+# +2.2 to +7.5 points from 10 to 200 labels, the default +2.4 to +9.0 from 10 to 100 and level at
+# 200; both level at 500; 0.2-0.4 points lost at 1,000 and 2,000).
 MAX_LABELS_PER_CLASS = 50
 
 
