@@ -66,6 +66,27 @@ def resolve_prompts(spec: DatasetSpec, config: ZeroShotConfig) -> tuple[list[str
     return templates, name_sets[config.class_names]
 
 
+def embed_stale(p: Pipeline, settings: Settings, split: str, view, reuse, clip, config: ClipEmbeddingConfig, log) -> float:
+    """Embed the samples `reuse` marks stale, store each vector with its key; the images per second."""
+    from mnist_assets.ml.models.clip_models import embed_images
+    from mnist_assets.ml.store.fiftyone_store import write_vectors
+
+    _, _, tensors = split_tensors(p, settings, split, standardize=False, with_excluded=True)
+    position = {sample_id: index for index, sample_id in enumerate(tensors.sample_ids)}
+    images = tensors.images[[position[sample_id] for sample_id in reuse.stale_ids()]]
+
+    def log_progress(done, total):
+        if done == total or done % (config.batch_size * 20) == 0:
+            log.info(f"{p.name}/clip_embeddings[{split}]: {done}/{total} images")
+
+    device = settings.torch_device()
+    vectors, images_per_second = embed_images(
+        clip, images, config.batch_size, device, config.invert, config.pad, on_progress=log_progress, precision=settings.clip_precision
+    )
+    write_vectors(view, CLIP_EMBEDDINGS, vectors, reuse.stale_ids(), keys=reuse.stale_keys())
+    return images_per_second
+
+
 def build(p: Pipeline) -> list:
     classes = p.classes()
 
@@ -78,11 +99,15 @@ def build(p: Pipeline) -> list:
         checks=[p.check("embeddings_finite", "clip_embeddings")],
         kinds={"pytorch", "fiftyone"},
         code_version="3",
-        description="L2-normalized open_clip image embeddings per sample, in FiftyOne and as an array file.",
+        description=(
+            "L2-normalized open_clip image embeddings per sample, in FiftyOne and as an array file; only samples whose "
+            "pixels, model or preprocessing changed are embedded again (metadata: computed, reused)."
+        ),
     )
     def clip_embeddings(context: dg.AssetExecutionContext, config: ClipEmbeddingConfig, settings: Settings):
-        from mnist_assets.ml.models.clip_models import autocast_dtype, embed_images, load_clip, validate_clip_settings
-        from mnist_assets.ml.store.fiftyone_store import write_vectors
+        from mnist_assets.ml.models.clip_models import autocast_dtype, load_clip, validate_clip_settings, weights_identity
+        from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view
+        from mnist_assets.ml.store.sample_cache import plan_reuse, settings_fingerprint
 
         split = context.partition_key
         validate_clip_settings(settings.clip_model, settings.clip_pretrained)
@@ -94,24 +119,17 @@ def build(p: Pipeline) -> list:
                 f"CLIP {clip.name} has RANDOM weights (MNIST_ASSETS_CLIP_PRETRAINED=none): embeddings and zero-shot "
                 "predictions are meaningless, for tests and smoke runs only."
             )
+        precision = "bf16" if autocast_dtype(settings.clip_precision, device) else "fp32"
         store = p.store(settings)
-        _, view, tensors = split_tensors(p, settings, split, store, standardize=False, with_excluded=True)
-
-        def log_progress(done, total):
-            if done == total or done % (config.batch_size * 20) == 0:
-                context.log.info(f"{p.name}/clip_embeddings[{split}]: {done}/{total} images")
-
-        embeddings, images_per_second = embed_images(
-            clip,
-            tensors.images,
-            config.batch_size,
-            device,
-            config.invert,
-            config.pad,
-            on_progress=log_progress,
-            precision=settings.clip_precision,
+        view = split_view(store.dataset(), split)
+        # Only samples whose pixels, model, weights or preprocessing changed are embedded again.
+        fingerprint = settings_fingerprint(
+            model=clip.name, weights=weights_identity(settings.clip_pretrained), invert=config.invert, pad=config.pad, precision=precision
         )
-        write_vectors(view, CLIP_EMBEDDINGS, embeddings, tensors.sample_ids)
+        reuse = plan_reuse(view, CLIP_EMBEDDINGS, fingerprint)
+        context.log.info(f"{p.name}/clip_embeddings[{split}]: {reuse.computed} to embed, {reuse.reused} kept from earlier runs")
+        images_per_second = embed_stale(p, settings, split, view, reuse, clip, config, context.log) if reuse.computed else None
+        embeddings = read_vectors(view, CLIP_EMBEDDINGS)  # the split's, kept and new, in view order
         array_path = store.artifact_path("clip", f"{split}-{clip.name}-{clip.weights}.npy")
         buffer = io.BytesIO()
         np.save(buffer, embeddings)
@@ -120,16 +138,19 @@ def build(p: Pipeline) -> list:
         yield dg.MaterializeResult(
             metadata={
                 "count": len(embeddings),
+                "computed": reuse.computed,
+                "reused": reuse.reused,
+                "fingerprint": fingerprint,
                 "shape": str(embeddings.shape),
                 **info,  # what umap_projection and zero_shot_predictions read back
                 "preprocessing": f"invert={config.invert}, pad={config.pad}",
-                "images_per_second": round(images_per_second, 1),
+                **({"images_per_second": round(images_per_second, 1)} if images_per_second else {}),
                 "device": device,
-                "precision": "bf16" if autocast_dtype(settings.clip_precision, device) else "fp32",
+                "precision": precision,
                 "array_file": dg.MetadataValue.path(str(array_path)),
             }
         )
-        yield checks.check_finite(p.key("clip_embeddings"), "embeddings", embeddings, (len(tensors), None))
+        yield checks.check_finite(p.key("clip_embeddings"), "embeddings", embeddings, (len(view), None))
 
     @p.asset(
         "umap_projection",
@@ -185,6 +206,7 @@ def build(p: Pipeline) -> list:
         from mnist_assets.ml.models.clip_models import load_clip
         from mnist_assets.ml.models.zero_shot import text_classifier, zero_shot_logits
         from mnist_assets.ml.store.fiftyone_store import read_vectors, split_view, write_classifications
+        from mnist_assets.ml.store.sample_cache import plan_reuse, settings_fingerprint
 
         split = context.partition_key
         templates, class_names = resolve_prompts(p.spec, config)  # refused before any work
@@ -199,17 +221,26 @@ def build(p: Pipeline) -> list:
                 f"clip_embeddings[{split}] used weights {info['weights']!r} but the settings now give {clip.weights!r}; "
                 f"re-materialize {p.name}/clip_embeddings first."
             )
-        classifier = text_classifier(clip, class_names, templates, device)
-        with materialize_first(p, "clip_embeddings", split):
-            embeddings = read_vectors(view, CLIP_EMBEDDINGS)
-        logits = zero_shot_logits(clip, embeddings, classifier)
-        sample_ids = view.values("id")
-        write_classifications(view, CLIP_ZERO_SHOT, logits, sample_ids, classes)
+        # Only samples whose embedding, prompts or class names changed are predicted again.
+        fingerprint = settings_fingerprint(embeddings=info.get("fingerprint"), templates=templates, class_names=class_names)
+        reuse = plan_reuse(view, CLIP_ZERO_SHOT, fingerprint)
+        logits = np.zeros((0, len(classes)), np.float32)
+        if reuse.computed:
+            classifier = text_classifier(clip, class_names, templates, device)
+            with materialize_first(p, "clip_embeddings", split):
+                embeddings = read_vectors(view.select(reuse.stale_ids(), ordered=True), CLIP_EMBEDDINGS)
+            logits = zero_shot_logits(clip, embeddings, classifier)
+            write_classifications(view, CLIP_ZERO_SHOT, logits, reuse.stale_ids(), classes, keys=reuse.stale_keys())
         metadata = evaluation_metadata(dataset, split, CLIP_ZERO_SHOT, EVAL_CLIP, classes)
-        context.log.info(f"{p.name}/clip_zero_shot[{split}]: accuracy {metadata['accuracy']:.4f} ({len(templates)} templates)")
+        context.log.info(
+            f"{p.name}/clip_zero_shot[{split}]: accuracy {metadata['accuracy']:.4f} ({len(templates)} templates; "
+            f"{reuse.computed} predicted, {reuse.reused} kept)"
+        )
         yield dg.MaterializeResult(
             metadata={
                 "count": len(view),
+                "computed": reuse.computed,
+                "reused": reuse.reused,
                 **weights_metadata(info),
                 "templates": "\n".join(templates),
                 "class_names": ", ".join(class_names),
@@ -217,6 +248,6 @@ def build(p: Pipeline) -> list:
                 **metadata,
             }
         )
-        yield checks.check_finite(p.key("zero_shot_predictions"), "logits", logits, (len(view), len(classes)))
+        yield checks.check_finite(p.key("zero_shot_predictions"), "logits", logits, (reuse.computed, len(classes)))
 
     return [clip_embeddings, umap_projection, zero_shot_predictions]

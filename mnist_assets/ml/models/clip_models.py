@@ -66,6 +66,16 @@ def weights_label(pretrained: str) -> str:
     return pretrained
 
 
+def weights_identity(pretrained: str) -> str:
+    """What tells one set of weights from another: the label, and for a file also its size and
+    modification time (a file replaced at the same path gives other embeddings)."""
+    label = weights_label(pretrained)
+    if looks_like_path(pretrained) and Path(pretrained).is_file():
+        stat = Path(pretrained).stat()
+        return f"{label}-{stat.st_size}-{stat.st_mtime_ns}"
+    return label
+
+
 def weights_help(model_name: str) -> str:
     return (
         "Provide weights in one of two ways: (1) run once on a machine with internet access so open_clip "
@@ -157,7 +167,11 @@ def load_clip(model_name: str, pretrained: str, device: str = "cpu") -> LoadedCl
     else:
         source, options = _resolve_tag(model_name, pretrained)
     try:
-        model = open_clip.create_model(model_name, pretrained=source, device=device, weights_only=True, **options)
+        # Random weights from a fixed seed: every run builds the same model, so embeddings kept from
+        # an earlier run (ml/store/sample_cache.py) and new ones are of one model.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = open_clip.create_model(model_name, pretrained=source, device=device, weights_only=True, **options)
     except Exception as error:  # noqa: BLE001 - any download or load failure means "no weights"
         raise ClipWeightsError(
             f"could not load CLIP weights {pretrained!r} for {model_name}: {type(error).__name__}: {str(error)[:300]}. "

@@ -51,6 +51,7 @@ from mnist_assets.ml.store.bulk_writes import (
     vectors_from_stored,
 )
 from mnist_assets.ml.store.locks import COLLECTION, LeaseLock, fence_held_locks, lease_lock, local_file_lock
+from mnist_assets.ml.store.sample_cache import key_field
 
 
 def _has_running_mongod(service_process: psutil.Process) -> bool:
@@ -420,8 +421,10 @@ def save_view(dataset: fo.Dataset, name: str, view) -> None:
         dataset.save_view(name, view(dataset) if callable(view) else view, overwrite=True)
 
 
-def write_classifications(view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str]) -> None:
-    """Store predictions (label, max-softmax confidence, logits) in bulk."""
+def write_classifications(
+    view: fo.DatasetView, field: str, logits: np.ndarray, sample_ids: list[str], classes: list[str], keys: list[str] | None = None
+) -> None:
+    """Store predictions (label, max-softmax confidence, logits) in bulk; `keys` as write_vectors'."""
     logits = np.asarray(logits, dtype=np.float64)
     if not np.isfinite(logits).all():
         raise ValueError(f"refusing to write {field}: logits contain NaN or infinite values")
@@ -430,16 +433,26 @@ def write_classifications(view: fo.DatasetView, field: str, logits: np.ndarray, 
     labels = [classes[p] for p in predicted.tolist()]
     confidences = probabilities[np.arange(len(predicted)), predicted]
     declare_field(view._dataset, field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
-    set_fields(view._dataset, sample_ids, {field: classification_documents(labels, confidences, logits)})
+    _set_with_keys(view, sample_ids, {field: classification_documents(labels, confidences, logits)}, keys)
 
 
-def write_vectors(view: fo.DatasetView, field: str, vectors: np.ndarray, sample_ids: list[str]) -> None:
-    """Store one vector per sample in bulk."""
+def _set_with_keys(view: fo.DatasetView, sample_ids: list[str], columns: dict, keys: list[str] | None) -> None:
+    """`columns` (one result field) and, given `keys`, the key each result was computed under
+    (ml/store/sample_cache.py) in the same update: a result is never stored under another's key."""
+    if keys is not None:
+        (field,) = columns
+        declare_field(view._dataset, key_field(field), fo.StringField)
+        columns = {**columns, key_field(field): keys}
+    set_fields(view._dataset, sample_ids, columns)
+
+
+def write_vectors(view: fo.DatasetView, field: str, vectors: np.ndarray, sample_ids: list[str], keys: list[str] | None = None) -> None:
+    """Store one vector per sample in bulk; `keys`: with each, the key it was computed under."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if not np.isfinite(vectors).all():
         raise ValueError(f"refusing to write {field}: vectors contain NaN or infinite values")
     declare_field(view._dataset, field, fo.VectorField)
-    set_fields(view._dataset, sample_ids, {field: stored_vectors(vectors)})
+    _set_with_keys(view, sample_ids, {field: stored_vectors(vectors)}, keys)
 
 
 def write_floats(view: fo.DatasetView, columns: dict[str, np.ndarray], sample_ids: list[str]) -> None:
