@@ -13,7 +13,9 @@ import importlib
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 UMAP_MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.sparse", "umap.spectral")
 
 _enabled_for: set[str] = set()
@@ -30,27 +32,27 @@ def cache_umap_compilation(cache_dir: Path | str) -> int:
         return 0
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     numba.config.CACHE_DIR = cache_dir  # read when each dispatcher's cache is created, just below
-    enabled = []
-    compile_once(
+    return compile_once(
         Path(cache_dir) / f"compiled-umap-{version('umap-learn')}-numba-{numba.__version__}",
-        before=lambda: enabled.append(_enable(cache_dir)),
+        before=lambda: _enable(cache_dir),
         compile=_compile_common_path,
     )
-    return enabled[0]
 
 
-def compile_once(marker: Path, before: Callable[[], None], compile: Callable[[], None]) -> None:
-    """`before()`, then `compile()` unless `marker` says some process did: the first process to find
-    it missing compiles under a lock beside it while the others wait, then they only run `before`."""
+def compile_once(marker: Path, before: Callable[[], T], compile: Callable[[], None]) -> T:
+    """`before()` (its value is returned), then `compile()` unless `marker` says some process did: the
+    first process to find it missing compiles under a lock beside it while the others wait, then they
+    only run `before`."""
     from filelock import FileLock
 
     if marker.exists():
         return before()
     with FileLock(str(marker.parent / ".compiling.lock")):
-        before()
+        result = before()
         if not marker.exists():
             compile()
             marker.touch()
+    return result
 
 
 def _enable(cache_dir: str) -> int:
