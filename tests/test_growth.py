@@ -8,6 +8,7 @@ from image_folders import folder_declaration, write_shapes_folder
 from PIL import Image
 
 from mnist_assets.ml.data.dataset_spec import DatasetSpec
+from mnist_assets.ml.figures.projection_growth import load_fitted
 from mnist_assets.ml.store.fiftyone_store import split_view
 from mnist_assets.pipeline import build_pipeline_defs
 from mnist_assets.run_all import materialize_stage
@@ -19,7 +20,7 @@ def embed(spec, settings, instance, configs=None, read="clip_embeddings") -> dic
     """raw_dataset, label_review, clip_embeddings and zero_shot_predictions of every split, as a
     refresh runs them: each split's metadata of `read`, or of both CLIP assets (`read` None)."""
     defs = build_pipeline_defs(spec)
-    names = ("raw_dataset", "label_review", "clip_embeddings", "zero_shot_predictions")
+    names = ("raw_dataset", "label_review", "clip_embeddings", "zero_shot_predictions", "umap_projection")
     keys = [dg.AssetKey([spec.name, name]) for name in names]
     found = {}
     for split in SPLITS:
@@ -50,8 +51,11 @@ def test_one_new_image_is_embedded_and_no_other_and_a_changed_setting_embeds_all
     first = embed(spec, settings, instance)
     count = sum(first[split]["count"] for split in SPLITS)
     assert count == 84 and computed(first) == count
-    dataset = settings.store(spec.name).dataset()
+    store = settings.store(spec.name)
+    dataset = store.dataset()
     before = vectors(dataset)
+    projected = load_fitted(store.artifact_path("projections", "train-umap.npz"))
+    assert len(projected.sample_ids) == first["train"]["count"] and not projected.placed.any()
 
     # Nothing changed: every embedding is kept.
     again = embed(spec, settings, instance)
@@ -62,6 +66,16 @@ def test_one_new_image_is_embedded_and_no_other_and_a_changed_setting_embeds_all
     Image.open(original).rotate(90).save(root / "train" / "circle" / "zz_new.png")
     grown = embed(spec, settings, instance)
     assert computed(grown) == 1
+    # The new image is placed into the split's UMAP, not refitted: every other point stays where it was.
+    umap = embed(spec, settings, instance, read="umap_projection")  # (nothing new this time: the points are kept)
+    split = next(split for split in SPLITS if grown[split]["computed"])
+    now = load_fitted(store.artifact_path("projections", f"{split}-umap.npz"))
+    assert umap[split]["umap_placed"] == 1 and "placed into the fit" in umap[split]["umap_fit"]
+    if split == "train":
+        earlier = dict(zip(projected.sample_ids.tolist(), projected.points))
+        assert all(np.array_equal(earlier[i], point) for i, point in zip(now.sample_ids.tolist(), now.points) if i in earlier)
+    (new_point,) = now.points[now.placed]
+    assert np.isfinite(new_point).all()
     assert sum(grown[split]["reused"] for split in SPLITS) == count
     dataset.reload()
     after = vectors(dataset)
@@ -72,12 +86,16 @@ def test_one_new_image_is_embedded_and_no_other_and_a_changed_setting_embeds_all
 
     # Another preprocessing setting: every sample embedded again, with other vectors.
     config = {dg.AssetKey([spec.name, "clip_embeddings"]): {"invert": True}}
-    inverted = embed(spec, settings, instance, configs=config)
+    both = embed(spec, settings, instance, configs=config, read=None)
+    inverted, refitted = both["clip_embeddings"], both["umap_projection"]
     assert computed(inverted) == count + 1
     assert len({inverted[split]["fingerprint"] for split in SPLITS}) == 1 != first["train"]["fingerprint"]
     dataset.reload()
     assert not any(np.array_equal(after[path], vector) for path, vector in vectors(dataset).items())
     assert len(split_view(dataset, "train").exists("clip_embeddings_key")) == len(split_view(dataset, "train"))
+    assert all(
+        refitted[split]["umap_placed"] == 0 and "fitted on" in refitted[split]["umap_fit"] for split in SPLITS
+    )  # every embedding changed
     # The zero-shot predictions followed: each one's key names the embedding it was predicted from.
     predicted = embed(spec, settings, instance, configs=config, read="zero_shot_predictions")
     assert computed(predicted) == 0 and all(predicted[split]["count"] == inverted[split]["count"] for split in SPLITS)
@@ -86,3 +104,64 @@ def test_one_new_image_is_embedded_and_no_other_and_a_changed_setting_embeds_all
     prompts = {**config, dg.AssetKey([spec.name, "zero_shot_predictions"]): {"templates": ["a drawing of a {}."]}}
     found = embed(spec, settings, instance, configs=prompts, read=None)
     assert computed(found["clip_embeddings"]) == 0 and computed(found["zero_shot_predictions"]) == count + 1
+
+
+def logits(dataset) -> np.ndarray:
+    return np.array(split_view(dataset, "test").values("lenet_predictions.logits"))
+
+
+def test_predictions_of_a_model_that_did_not_change_are_kept_and_a_retrained_model_predicts_all(make_settings, tmp_path):
+    root = write_shapes_folder(tmp_path / "shapes", per_class=20, test_per_class=8, size=32)
+    spec = DatasetSpec(**folder_declaration(root, name="kept_predictions"))
+    settings, instance = make_settings(epochs=1), dg.DagsterInstance.ephemeral()
+    assets, resources = build_pipeline_defs(spec).assets, {"settings": settings}
+    key = lambda name: dg.AssetKey([spec.name, name])  # noqa: E731
+
+    def run(names, partition=None, configs=None):
+        result = materialize_stage(instance, [key(name) for name in names], partition, resources, assets, configs)
+        assert result.success, names
+        return result
+
+    for split in SPLITS:
+        run(["raw_dataset", "label_review"], split)
+
+    def predict() -> dict:
+        result = run(["lenet_predictions"], "test")
+        (event,) = result.asset_materializations_for_node(f"{spec.name}__lenet_predictions")
+        return {name: value.value for name, value in event.metadata.items()}
+
+    run(["lenet_checkpoint"])
+    first = predict()
+    assert first["count"] == 24 and first["computed"] == 24
+    dataset = settings.store(spec.name).dataset()
+    before = logits(dataset)
+
+    # The same model again (a label decision on test re-runs its predictions to evaluate them): nothing predicted, all kept.
+    again = predict()
+    assert (again["computed"], again["reused"]) == (0, 24) and again["accuracy"] == first["accuracy"]
+    assert np.array_equal(logits(dataset), before)
+
+    # A retrained model (another seed): every sample predicted again.
+    run(["lenet_checkpoint"], configs={key("lenet_checkpoint"): {"seed": 7}})
+    retrained = predict()
+    assert retrained["computed"] == 24 and not np.allclose(logits(dataset), before)
+
+
+def test_a_new_point_lands_among_its_neighbours_and_a_refit_comes_past_five_percent():
+    from mnist_assets.ml.figures.projection_growth import Fitted, place_points, plan_projection
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0] * 8, [5.0] * 8])
+    reference = np.concatenate([centre + rng.normal(0, 0.3, (50, 8)) for centre in centres])
+    reference_points = np.concatenate([np.full((50, 2), -10.0), np.full((50, 2), 10.0)]) + rng.normal(0, 0.5, (100, 2))
+    placed = place_points(reference, reference_points, centres + rng.normal(0, 0.3, (2, 8)))
+    assert np.abs(placed[0] + 10).max() < 1.5 and np.abs(placed[1] - 10).max() < 1.5  # each among its own cluster's points
+
+    ids, keys = [str(i) for i in range(100)], ["k"] * 100
+    fitted = Fitted(np.array(ids), np.array(keys), reference_points, np.zeros(100, bool), 100)
+    assert plan_projection(None, ids, keys).refit == "no earlier projection"
+    five_new = plan_projection(fitted, ids + ["a", "b", "c", "d", "e"], keys + ["k"] * 5)
+    assert five_new.refit is None and five_new.new == 5 and five_new.kept[:100].tolist() == list(range(100))
+    assert "6 new or changed" in plan_projection(fitted, ids + list("abcdef"), keys + ["k"] * 6).refit
+    changed = plan_projection(fitted, ids, ["other"] * 6 + keys[6:])  # another embedding counts as new
+    assert changed.refit is not None and (changed.kept[:6] == -1).all()

@@ -161,12 +161,15 @@ def build(p: Pipeline) -> list:
         checks=[p.check("brain_runs_present", "umap_projection")],
         kinds={"fiftyone", "umap"},
         code_version="3",
-        description="UMAP and PCA of the CLIP embeddings as FiftyOne brain runs (the App's embeddings panel), plotted by label in use.",
+        description=(
+            "UMAP and PCA of the CLIP embeddings as FiftyOne brain runs (the App's embeddings panel), plotted by label in use; "
+            "the UMAP is fitted again only past 5% new samples, new ones placed into it until then (marked in the plot)."
+        ),
     )
     def umap_projection(context: dg.AssetExecutionContext, settings: Settings):
         from mnist_assets.ml.data.tensors import class_positions
         from mnist_assets.ml.figures import plots
-        from mnist_assets.ml.figures.visualization import compute_projection
+        from mnist_assets.ml.figures.visualization import compute_projection, grow_umap
         from mnist_assets.ml.store.fiftyone_store import split_view
 
         split = context.partition_key
@@ -178,9 +181,15 @@ def build(p: Pipeline) -> list:
         keys = clip_projection_keys(split)
         plots_md = {}
         for method, key in keys.items():
+            placed = None
+            if method == "umap":  # refitted when due, new samples placed into it until then
+                saved = store.artifact_path("projections", f"{split}-umap.npz")
+                points, placed, done = grow_umap(dataset, view, CLIP_EMBEDDINGS, key, saved, settings.numba_cache_dir)
+                plots_md.update(umap_fit=done, umap_placed=int(placed.sum()))
+            else:  # PCA: one SVD, fitted every time
+                points = compute_projection(dataset, view, CLIP_EMBEDDINGS, key, method=method, numba_cache_dir=settings.numba_cache_dir)
             context.log.info(f"{method} of {len(view)} CLIP embeddings ({split}) as brain run {key}")
-            points = compute_projection(dataset, view, CLIP_EMBEDDINGS, key, method=method, numba_cache_dir=settings.numba_cache_dir)
-            plots_md[f"{method}_plot"] = png(plots.scatter_by_label(points, labels, f"CLIP {method.upper()}, {split}"))
+            plots_md[f"{method}_plot"] = png(plots.scatter_by_label(points, labels, f"CLIP {method.upper()}, {split}", marked=placed))
         yield dg.MaterializeResult(
             metadata={"count": len(view), "brain_keys": ", ".join(keys.values()), **weights_metadata(info), **plots_md}
         )

@@ -58,27 +58,38 @@ def evaluation_metadata(dataset, split: str, field: str, eval_prefix: str, class
 
 
 def predict_split(context, p: Pipeline, settings: Settings, checkpoint: str, field: str, eval_prefix: str) -> dict:
-    """Write `field` predictions of a checkpoint on every sample of the context's split and evaluate
-    them; returns metadata, and the logits under "logits" for the caller's check."""
+    """Write `field` predictions of a checkpoint on the context's split (only samples whose pixels or
+    whose model changed since: ml/store/sample_cache.py) and evaluate them all; returns metadata,
+    and the new logits under "logits" for the caller's check."""
+    from mnist_assets.ml.models.checkpoints import weights_fingerprint
+    from mnist_assets.ml.models.cross_validation import subset
     from mnist_assets.ml.models.training import ensemble_logits
     from mnist_assets.ml.store.fiftyone_store import write_classifications
+    from mnist_assets.ml.store.sample_cache import plan_reuse
 
     settings.configure_torch()
     split = context.partition_key
     store = p.store(settings)
+    classes = p.classes()
     dataset, view, tensors = split_tensors(p, settings, split, store, with_excluded=True)
     models, payloads, tensors = load_models_for(p, store, checkpoint, tensors)
+    reuse = plan_reuse(view, field, weights_fingerprint(models, payloads))
     started = time.perf_counter()
-    logits = ensemble_logits(models, tensors, settings.torch_device())  # one model: its own logits
-    classes = p.classes()
-    write_classifications(view, field, logits, tensors.sample_ids, classes)
+    logits = np.zeros((0, len(classes)), np.float32)
+    if reuse.computed:
+        position = {sample_id: index for index, sample_id in enumerate(tensors.sample_ids)}
+        stale = subset(tensors, np.array([position[sample_id] for sample_id in reuse.stale_ids()]))
+        logits = ensemble_logits(models, stale, settings.torch_device())  # one model: its own logits
+        write_classifications(view, field, logits, stale.sample_ids, classes, keys=reuse.stale_keys())
     metadata = evaluation_metadata(dataset, split, field, eval_prefix, classes)
     context.log.info(
         f"{p.name}/{field}[{split}]: accuracy {metadata['accuracy']:.4f} (labels in use), "
-        f"{metadata['accuracy_source_labels']:.4f} (source labels)"
+        f"{metadata['accuracy_source_labels']:.4f} (source labels); {reuse.computed} predicted, {reuse.reused} kept"
     )
     return {
         "count": len(tensors),
+        "computed": reuse.computed,
+        "reused": reuse.reused,
         # the kept epoch (of each member, for a set)
         "checkpoint_epoch": payloads[0]["epoch"] if len(payloads) == 1 else ", ".join(str(payload["epoch"]) for payload in payloads),
         "seconds": round(time.perf_counter() - started, 2),
@@ -106,6 +117,6 @@ def prediction_asset(p: Pipeline, name: str, stage: str, checkpoint: str, eval_p
         metadata = predict_split(context, p, settings, checkpoint, name, eval_prefix)
         logits = metadata.pop("logits")
         yield dg.MaterializeResult(metadata=metadata)
-        yield checks.check_finite(p.key(name), "logits", logits, (metadata["count"], len(p.classes())))
+        yield checks.check_finite(p.key(name), "logits", logits, (metadata["computed"], len(p.classes())))
 
     return predictions

@@ -72,14 +72,32 @@ def training_curves(history: list[dict]) -> bytes:
     return _png(figure)
 
 
-def scatter_by_label(points: np.ndarray, labels: np.ndarray, title: str, max_points: int = 10000) -> bytes:
-    """A 2-d scatter coloured by class position (subsampled, seeded, to keep the PNG small)."""
+def scatter_by_label(
+    points: np.ndarray, labels: np.ndarray, title: str, max_points: int = 10000, marked: np.ndarray | None = None
+) -> bytes:
+    """A 2-d scatter coloured by class position (subsampled, seeded, to keep the PNG small);
+    `marked` points (placed into an earlier projection) drawn on top, ringed in black."""
+    marked = np.zeros(len(points), bool) if marked is None else np.asarray(marked, bool)
     if len(points) > max_points:
         keep = np.random.default_rng(0).choice(len(points), max_points, replace=False)
-        points, labels = points[keep], labels[keep]
+        keep = np.union1d(keep, np.flatnonzero(marked))
+        points, labels, marked = points[keep], labels[keep], marked[keep]
     figure, axis = plt.subplots(figsize=(5, 4.5))
     top = max(int(labels.max(initial=0)), 9)
-    scatter = axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10" if top < 10 else "tab20", s=2, vmin=-0.5, vmax=top + 0.5)
+    style = {"cmap": "tab10" if top < 10 else "tab20", "vmin": -0.5, "vmax": top + 0.5}
+    scatter = axis.scatter(points[~marked, 0], points[~marked, 1], c=labels[~marked], s=2, **style)
+    if marked.any():
+        axis.scatter(
+            points[marked, 0],
+            points[marked, 1],
+            c=labels[marked],
+            s=18,
+            edgecolors="black",
+            linewidths=0.6,
+            label="placed, not fitted",
+            **style,
+        )
+        axis.legend(loc="best", fontsize=7)
     figure.colorbar(scatter, ax=axis, ticks=range(top + 1))
     axis.set_title(title)
     return _png(figure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import zipfile
@@ -90,3 +91,16 @@ def _model(payload: dict, path: Path) -> tuple[torch.nn.Module, dict]:
     except RuntimeError as error:
         raise CheckpointError(f"checkpoint {path} does not fit architecture {payload['arch']!r}: {error}") from error
     return model, payload
+
+
+def weights_fingerprint(models: list[torch.nn.Module], payloads: list[dict]) -> str:
+    """A short hash of the models' weights and the standardization they were trained with: a
+    prediction kept from an earlier run is reused only while both are the same."""
+    digest = hashlib.sha1()
+    for model in models:
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    settings = payloads[0]["settings"]
+    digest.update(repr((settings.get("mean"), settings.get("std"))).encode())
+    return digest.hexdigest()[:12]
