@@ -16,9 +16,9 @@ from mnist_assets.run_all import materialize_stage
 SPLITS = ("train", "validation", "test")
 
 
-def embed(spec, settings, instance, configs=None, read="clip_embeddings") -> dict[str, dict]:
-    """raw_dataset, label_review, clip_embeddings and zero_shot_predictions of every split, as a
-    refresh runs them: each split's metadata of `read`, or of both CLIP assets (`read` None)."""
+def embed(spec, settings, instance, configs=None) -> dict[str, dict]:
+    """raw_dataset, label_review, clip_embeddings, zero_shot_predictions and umap_projection of every
+    split, as a refresh runs them: the metadata of the last three, by asset and split."""
     defs = build_pipeline_defs(spec)
     names = ("raw_dataset", "label_review", "clip_embeddings", "zero_shot_predictions", "umap_projection")
     keys = [dg.AssetKey([spec.name, name]) for name in names]
@@ -29,11 +29,11 @@ def embed(spec, settings, instance, configs=None, read="clip_embeddings") -> dic
         for name in names[2:]:
             (event,) = result.asset_materializations_for_node(f"{spec.name}__{name}")
             found.setdefault(name, {})[split] = {entry: value.value for entry, value in event.metadata.items()}
-    return found[read] if read else found
+    return found
 
 
-def computed(found: dict) -> int:
-    return sum(found[split]["computed"] for split in SPLITS)
+def computed(found: dict, name: str) -> int:
+    return sum(found[name][split]["computed"] for split in SPLITS)
 
 
 def vectors(dataset) -> dict[str, np.ndarray]:
@@ -49,61 +49,58 @@ def test_one_new_image_is_embedded_and_no_other_and_a_changed_setting_embeds_all
     instance = dg.DagsterInstance.ephemeral()
 
     first = embed(spec, settings, instance)
-    count = sum(first[split]["count"] for split in SPLITS)
-    assert count == 84 and computed(first) == count
+    count = sum(first["clip_embeddings"][split]["count"] for split in SPLITS)
+    assert count == 84 and computed(first, "clip_embeddings") == count == computed(first, "zero_shot_predictions")
     store = settings.store(spec.name)
     dataset = store.dataset()
     before = vectors(dataset)
     projected = load_fitted(store.artifact_path("projections", "train-umap.npz"))
-    assert len(projected.sample_ids) == first["train"]["count"] and not projected.placed.any()
+    assert len(projected.sample_ids) == first["clip_embeddings"]["train"]["count"] and not projected.placed.any()
 
-    # Nothing changed: every embedding is kept.
-    again = embed(spec, settings, instance)
-    assert [again[split]["computed"] for split in SPLITS] == [0, 0, 0] and sum(again[s]["reused"] for s in SPLITS) == count
-
-    # One new file: that image is embedded, every other vector is bit for bit the one kept.
+    # One new file: that image is embedded and predicted, every other vector is bit for bit the one kept.
     original = next((root / "train" / "circle").glob("*.png"))
     Image.open(original).rotate(90).save(root / "train" / "circle" / "zz_new.png")
     grown = embed(spec, settings, instance)
-    assert computed(grown) == 1
-    # The new image is placed into the split's UMAP, not refitted: every other point stays where it was.
-    umap = embed(spec, settings, instance, read="umap_projection")  # (nothing new this time: the points are kept)
-    split = next(split for split in SPLITS if grown[split]["computed"])
-    now = load_fitted(store.artifact_path("projections", f"{split}-umap.npz"))
-    assert umap[split]["umap_placed"] == 1 and "placed into the fit" in umap[split]["umap_fit"]
-    if split == "train":
-        earlier = dict(zip(projected.sample_ids.tolist(), projected.points))
-        assert all(np.array_equal(earlier[i], point) for i, point in zip(now.sample_ids.tolist(), now.points) if i in earlier)
-    (new_point,) = now.points[now.placed]
-    assert np.isfinite(new_point).all()
-    assert sum(grown[split]["reused"] for split in SPLITS) == count
+    assert computed(grown, "clip_embeddings") == 1 == computed(grown, "zero_shot_predictions")
+    assert sum(grown["clip_embeddings"][split]["reused"] for split in SPLITS) == count
     dataset.reload()
     after = vectors(dataset)
     assert len(after) == count + 1 and set(before) < set(after)
     assert all(np.array_equal(before[path], after[path]) for path in before)
     (new_path,) = set(after) - set(before)
     assert new_path.endswith(".png") and after[new_path].shape == (64,) and abs(np.linalg.norm(after[new_path]) - 1) < 1e-5
+    # ... and placed into its split's UMAP, not refitted: every other point stays where it was.
+    split = next(split for split in SPLITS if grown["clip_embeddings"][split]["computed"])
+    umap = grown["umap_projection"][split]
+    assert umap["umap_placed"] == 1 and umap["umap_fit"].startswith("1 new samples placed into the fit")
+    now = load_fitted(store.artifact_path("projections", f"{split}-umap.npz"))
+    if split == "train":
+        earlier = dict(zip(projected.sample_ids.tolist(), projected.points))
+        assert all(np.array_equal(earlier[i], point) for i, point in zip(now.sample_ids.tolist(), now.points) if i in earlier)
+    (new_point,) = now.points[now.placed]
+    assert np.isfinite(new_point).all()
 
-    # Another preprocessing setting: every sample embedded again, with other vectors.
+    # Nothing changed since: nothing computed, every point kept.
+    again = embed(spec, settings, instance)
+    assert computed(again, "clip_embeddings") == 0 == computed(again, "zero_shot_predictions")
+    assert again["umap_projection"][split]["umap_fit"].startswith("0 new samples placed")
+
+    # Another preprocessing setting: every sample embedded and predicted again, every UMAP refitted.
     config = {dg.AssetKey([spec.name, "clip_embeddings"]): {"invert": True}}
-    both = embed(spec, settings, instance, configs=config, read=None)
-    inverted, refitted = both["clip_embeddings"], both["umap_projection"]
-    assert computed(inverted) == count + 1
-    assert len({inverted[split]["fingerprint"] for split in SPLITS}) == 1 != first["train"]["fingerprint"]
+    inverted = embed(spec, settings, instance, configs=config)
+    assert computed(inverted, "clip_embeddings") == count + 1 == computed(inverted, "zero_shot_predictions")
+    fingerprints = {inverted["clip_embeddings"][split]["fingerprint"] for split in SPLITS}
+    assert len(fingerprints) == 1 and fingerprints != {first["clip_embeddings"]["train"]["fingerprint"]}
+    assert all(inverted["umap_projection"][split]["umap_placed"] == 0 for split in SPLITS)
+    assert all(inverted["umap_projection"][split]["umap_fit"].startswith("fitted on") for split in SPLITS)
     dataset.reload()
     assert not any(np.array_equal(after[path], vector) for path, vector in vectors(dataset).items())
     assert len(split_view(dataset, "train").exists("clip_embeddings_key")) == len(split_view(dataset, "train"))
-    assert all(
-        refitted[split]["umap_placed"] == 0 and "fitted on" in refitted[split]["umap_fit"] for split in SPLITS
-    )  # every embedding changed
-    # The zero-shot predictions followed: each one's key names the embedding it was predicted from.
-    predicted = embed(spec, settings, instance, configs=config, read="zero_shot_predictions")
-    assert computed(predicted) == 0 and all(predicted[split]["count"] == inverted[split]["count"] for split in SPLITS)
 
     # Other prompts: every sample predicted again, no image embedded again.
     prompts = {**config, dg.AssetKey([spec.name, "zero_shot_predictions"]): {"templates": ["a drawing of a {}."]}}
-    found = embed(spec, settings, instance, configs=prompts, read=None)
-    assert computed(found["clip_embeddings"]) == 0 and computed(found["zero_shot_predictions"]) == count + 1
+    found = embed(spec, settings, instance, configs=prompts)
+    assert computed(found, "clip_embeddings") == 0 and computed(found, "zero_shot_predictions") == count + 1
 
 
 def logits(dataset) -> np.ndarray:
