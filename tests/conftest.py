@@ -90,6 +90,7 @@ LONGEST_FIRST = (
     "test_training.py",
     "test_datasets.py",
     "test_automation.py",
+    "test_growth.py",
 )
 
 

@@ -30,6 +30,10 @@ class PseudoLabels:
     labels: np.ndarray  # their spread class positions
     confidence: np.ndarray  # the spread distribution's top probability, per kept sample
 
+    @classmethod
+    def none(cls) -> "PseudoLabels":
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
 
 @dataclass(frozen=True)
 class PoolTraining:
@@ -50,7 +54,7 @@ def spread_labels(embedding: np.ndarray, labels: np.ndarray, classes: int, keep:
         raise ValueError(f"keep must be in (0, 1], not {keep}")
     unlabeled = np.flatnonzero(labels == UNLABELED)
     if len(unlabeled) == 0 or len(np.unique(labels[labels != UNLABELED])) < 2:
-        return PseudoLabels(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+        return PseudoLabels.none()
     model = LabelSpreading(kernel="knn", n_neighbors=min(NEIGHBOURS, len(labels) - 1), alpha=0.2, max_iter=50)
     model.fit(embedding, labels)
     distributions = model.label_distributions_[unlabeled]
@@ -78,7 +82,7 @@ def pool_training(pool: SplitTensors, classes: int, keep: float = KEEP, seed: in
     if len(labeled) > MAX_LABELS_PER_CLASS * classes:
         why = f"{len(labeled)} labels, more than {MAX_LABELS_PER_CLASS} per class: the labeled samples alone (spread labels no longer help)"
         return PoolTraining(subset(pool, labeled), 0, why)
-    spread = PseudoLabels(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    spread = PseudoLabels.none()
     if len(labeled) < len(labels):
         embedding = pixel_embedding(pool.images.numpy(), seed=seed) if embedding is None else embedding
         spread = spread_labels(embedding, labels, classes, keep)
