@@ -162,3 +162,91 @@ def test_a_new_point_lands_among_its_neighbours_and_a_refit_comes_past_five_perc
     assert "6 new or changed" in plan_projection(fitted, ids + list("abcdef"), keys + ["k"] * 6).refit
     changed = plan_projection(fitted, ids, ["other"] * 6 + keys[6:])  # another embedding counts as new
     assert changed.refit is not None and (changed.kept[:6] == -1).all()
+
+
+AUTOMATION = {"dagster/from_automation_condition": "true"}  # the tag automation's runs carry
+
+
+def test_models_retrain_by_the_policy_and_always_after_a_persons_decision(make_settings, tmp_path):
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+    root = write_shapes_folder(tmp_path / "shapes", per_class=20, test_per_class=8, size=32)
+    spec = DatasetSpec(**folder_declaration(root, name="policy_shapes"))
+    settings, instance = make_settings(epochs=1), dg.DagsterInstance.ephemeral()
+    assets, resources = build_pipeline_defs(spec).assets, {"settings": settings}
+    models = [dg.AssetKey([spec.name, name]) for name in ("lenet_checkpoint", "lenet_oof_predictions")]
+    store = settings.store(spec.name)
+
+    def ingest():
+        for split in SPLITS:
+            keys = [dg.AssetKey([spec.name, name]) for name in ("raw_dataset", "label_review")]
+            assert materialize_stage(instance, keys, split, resources, assets).success
+
+    def train(tags=None) -> dict:
+        result = dg.materialize(assets, selection=models, instance=instance, resources=resources, tags=tags or {}, raise_on_error=False)
+        assert result.success
+        found = {}
+        for key in models:
+            (event,) = result.asset_materializations_for_node("__".join(key.path))
+            version = instance.get_latest_materialization_event(key).asset_materialization.tags[DATA_VERSION_TAG]
+            found[key.path[1]] = {**{name: value.value for name, value in event.metadata.items()}, "version": version}
+        return found
+
+    ingest()
+    first = train(AUTOMATION)  # no model yet: trains under automation too
+    assert all(found["retrained"] for found in first.values()) and first["lenet_checkpoint"]["retrain"] == "no model yet"
+    checkpoint = (store.dir / "checkpoints" / "lenet_checkpoint.pt").read_bytes()
+
+    # One new image (1 of 61 train and validation samples): automation keeps both models.
+    original = next((root / "train" / "square").glob("*.png"))
+    Image.open(original).rotate(90).save(root / "train" / "square" / "zz_new.png")
+    ingest()
+    kept = train(AUTOMATION)
+    for name, found in kept.items():
+        assert found["retrained"] is False and found["retrain"].startswith("kept: 1 new samples"), found["retrain"]
+        assert found["version"] == first[name]["version"]  # nothing downstream re-runs for the model's sake
+    assert (store.dir / "checkpoints" / "lenet_checkpoint.pt").read_bytes() == checkpoint
+    dataset = store.dataset()
+    train_view = split_view(dataset, "train")
+    assert len(train_view.exists("lenet_oof_predictions", False)) == 0  # a new train sample got the fold ensemble's prediction
+    assert kept["lenet_oof_predictions"]["count"] == len(train_view)
+
+    # A person's decision in the App (an exclusion on train) retrains both, under automation too.
+    sample = train_view.first()
+    sample.tags.append("review:exclude")
+    sample.save()
+    assert materialize_stage(instance, [dg.AssetKey([spec.name, "label_review"])], "train", resources, assets).success
+    decided = train(AUTOMATION)
+    for name, found in decided.items():
+        assert found["retrained"] is True and "a person's decisions" in found["retrain"], found["retrain"]
+        assert found["version"] != first[name]["version"]
+
+    # A run a person starts always trains.
+    assert all(found["retrained"] and found["retrain"].startswith("asked for") for found in train().values())
+
+
+def test_the_retrain_policy_names_why_it_trains_or_keeps():
+    from mnist_assets.ml.data.dataset_spec import RetrainPolicy
+    from mnist_assets.ml.models.retrain_policy import TrainedOn, retrain_due
+
+    ids = np.array([str(i) for i in range(100)])
+    labels = np.array(["a"] * 90 + [""] * 10)  # 90 trained on, 10 unlabeled
+    before = TrainedOn(ids, labels, "5", trained_at=0.0)
+    policy = RetrainPolicy()
+
+    def now(ids=ids, labels=labels, built_from="5", days=1.0):
+        return TrainedOn(np.asarray(ids), np.asarray(labels), built_from, trained_at=days * 86400)
+
+    assert retrain_due(None, now(), policy) == (True, "no record of what the model trained on")
+    assert retrain_due(before, now(built_from="6"), policy)[0]
+    four_new = now(np.concatenate([ids, ["n1", "n2", "n3", "n4"]]), np.concatenate([labels, ["a"] * 4]))
+    due, why = retrain_due(before, four_new, policy)
+    assert not due and why.startswith("kept: 4 new samples, 4.4% of the 90")
+    assert retrain_due(before, four_new, RetrainPolicy(new_fraction=0.0))[0]  # every new sample retrains
+    five_new = now(np.concatenate([ids, [f"n{i}" for i in range(5)]]), np.concatenate([labels, ["a"] * 5]))
+    assert "5 new samples, more than 5%" in retrain_due(before, five_new, policy)[1]
+    relabelled, labelled = labels.copy(), labels.copy()
+    relabelled[0], labelled[95] = "b", "a"  # a person's relabel; a label given to an unlabeled sample
+    assert all("a person's decisions" in retrain_due(before, now(labels=changed), policy)[1] for changed in (relabelled, labelled))
+    assert "3 samples it trained on are gone" in retrain_due(before, now(ids[3:], labels[3:]), policy)[1]
+    assert "days ago" in retrain_due(before, now(days=7.5), policy)[1]

@@ -8,7 +8,8 @@ from mnist_assets.assets.common import Pipeline, materialize_first
 from mnist_assets.assets.data import load_model_for, split_tensors
 from mnist_assets.assets.evaluation import prediction_asset
 from mnist_assets.assets.release import candidate_costs
-from mnist_assets.assets.training import RecipeConfig, training_results
+from mnist_assets.assets.retraining import kept_model_result, retrain_decision
+from mnist_assets.assets.training import RecipeConfig, kept_accuracy_gate, training_results
 from mnist_assets.metadata import class_counts, markdown_table, png
 from mnist_assets.ml.core.field_names import (
     EVAL_FINETUNED,
@@ -153,6 +154,11 @@ def build(p: Pipeline) -> list:
         from mnist_assets.ml.store.fiftyone_store import split_view
 
         settings.configure_torch()
+        trains, why, training_set = retrain_decision(context, p, settings, "finetuned_model", base="lenet_checkpoint")
+        if not trains:  # automation, and the policy keeps the model
+            yield kept_model_result(context, p, "finetuned_model", why)
+            yield kept_accuracy_gate(context, p, settings, "finetuned_model", config)
+            return
         store = p.store(settings)
         _, _, train = split_tensors(p, settings, "train", store)
         _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
@@ -177,7 +183,16 @@ def build(p: Pipeline) -> list:
             log=context.log.info,
         )
         yield from training_results(
-            context, p, settings, "finetuned_model", tuned.result, tuned.config, config, tuned.train, augmented_count=len(augmented)
+            context,
+            p,
+            settings,
+            "finetuned_model",
+            tuned.result,
+            tuned.config,
+            config,
+            tuned.train,
+            retrain=(why, training_set),
+            augmented_count=len(augmented),
         )
 
     finetuned_predictions = prediction_asset(

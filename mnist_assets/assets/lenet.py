@@ -1,11 +1,13 @@
 """The series' steps 4-5: train LeNet-5 on train (model selection on validation), predict every split."""
 
 import dagster as dg
+import numpy as np
 
 from mnist_assets import checks
 from mnist_assets.assets.common import Pipeline
-from mnist_assets.assets.data import checkpoint_path, load_model_for, split_tensors
+from mnist_assets.assets.data import checkpoint_path, load_model_for, load_models_for, split_tensors
 from mnist_assets.assets.evaluation import prediction_asset
+from mnist_assets.assets.retraining import kept_model_result, record_training_set, retrain_decision
 from mnist_assets.assets.training import OutOfFoldConfig, TrainingConfig, fit_payload, train_checkpoint, train_config
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.ml.core.field_names import (
@@ -19,6 +21,25 @@ from mnist_assets.ml.core.field_names import (
 )
 from mnist_assets.partitions import TRAINING_SPLITS
 from mnist_assets.resources import Settings
+
+
+def kept_fold_models(context, p: Pipeline, settings: Settings, why: str):
+    """The fold models kept: train's samples that have no out-of-fold prediction yet (new since they
+    trained, so out of sample for every fold model) get the fold ensemble's."""
+    from mnist_assets.ml.models.cross_validation import subset
+    from mnist_assets.ml.models.training import ensemble_logits
+    from mnist_assets.ml.store.fiftyone_store import write_classifications
+
+    store = p.store(settings)
+    _, view, train = split_tensors(p, settings, "train", store)
+    models, _, train = load_models_for(p, store, "lenet_oof_predictions", train)
+    missing = set(view.exists(LENET_OOF_PREDICTIONS, False).values("id"))
+    new = subset(train, np.array([position for position, sample_id in enumerate(train.sample_ids) if sample_id in missing], dtype=np.int64))
+    logits = ensemble_logits(models, new, settings.torch_device()) if len(new) else np.zeros((0, len(p.classes())), np.float32)
+    if len(new):
+        write_classifications(view, LENET_OOF_PREDICTIONS, logits, new.sample_ids, p.classes())
+    yield kept_model_result(context, p, "lenet_oof_predictions", why, count=len(train), predicted_new=len(new))
+    yield checks.check_finite(p.key("lenet_oof_predictions"), "logits", logits, (len(new), len(p.classes())))
 
 
 def build(p: Pipeline) -> list:
@@ -62,6 +83,10 @@ def build(p: Pipeline) -> list:
 
         settings.configure_torch()
         train_cfg = train_config(config, p, settings, "folds")
+        trains, why, training_set = retrain_decision(context, p, settings, "lenet_oof_predictions")
+        if not trains:  # automation, and the policy keeps the fold models: only new samples are predicted
+            yield from kept_fold_models(context, p, settings, why)
+            return
         store = p.store(settings)
         _, view, train = split_tensors(p, settings, "train", store)
         _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
@@ -76,8 +101,11 @@ def build(p: Pipeline) -> list:
         shape = p.spec.model_shape()
         save_checkpoint_set(path, [fit_payload(fold_fit, train_cfg, train, **shape) for fold_fit in result.fits])
         write_classifications(view, LENET_OOF_PREDICTIONS, result.logits, train.sample_ids, p.classes())
+        record_training_set(p, settings, "lenet_oof_predictions", training_set)
         yield dg.MaterializeResult(
             metadata={
+                "retrained": True,
+                "retrain": why,
                 "count": len(train),
                 "folds": config.folds,
                 "accuracy": round(result.accuracy, 5),

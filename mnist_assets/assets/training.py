@@ -9,6 +9,7 @@ from pydantic import Field
 from mnist_assets import checks
 from mnist_assets.assets.common import Pipeline, limited_run
 from mnist_assets.assets.data import checkpoint_path
+from mnist_assets.assets.retraining import kept_model_result, record_training_set, retrain_decision
 from mnist_assets.metadata import markdown_table, png
 from mnist_assets.resources import Settings
 
@@ -73,6 +74,11 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
 
     settings.configure_torch()
     train_config(config, p, settings, role)  # a bad config fails before the tensors are read
+    trains, why, training_set = retrain_decision(context, p, settings, name)
+    if not trains:  # automation, and the policy keeps the model: nothing downstream re-runs for it
+        yield kept_model_result(context, p, name, why)
+        yield kept_accuracy_gate(context, p, settings, name, config)
+        return
     store = p.store(settings)
     _, _, train = split_tensors(p, settings, "train", store)
     _, _, validation = split_tensors(p, settings, "validation", store, statistics=(train.mean, train.std))
@@ -111,6 +117,7 @@ def train_checkpoint(context, p: Pipeline, settings: Settings, config: TrainingC
         train_count=labeled,
         validation_count=len(validation),
         **pooled,
+        retrain=(why, training_set),
     )
 
 
@@ -170,13 +177,31 @@ def save_fit(path, result, train_cfg: "TrainConfig", train, **settings) -> None:
     save_payload(path, fit_payload(result, train_cfg, train, **settings))
 
 
-def training_results(context, p: Pipeline, settings: Settings, name: str, result, train_cfg: "TrainConfig", config, train, **extra):
+def training_results(
+    context, p: Pipeline, settings: Settings, name: str, result, train_cfg: "TrainConfig", config, train, retrain=None, **extra
+):
     """What a training asset yields: the kept state saved as `<name>.pt`, its metadata, and the
-    blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs)."""
+    blocking accuracy gate (the dataset's, unless the config sets one; skipped on limited runs).
+    `retrain`: (why it trained, what it trained on), recorded for the next retrain decision."""
     path = checkpoint_path(p.store(settings), name)
     save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
     metadata = training_metadata(result, train_cfg, path, extra.get("train_count", len(train)), extra.get("parameters"))
     pooled = {name: extra[name] for name in ("pseudo_labeled", "pool_labels") if name in extra}
+    if retrain is not None:
+        record_training_set(p, settings, name, retrain[1])
+        pooled.update(retrained=True, retrain=retrain[0])
     yield dg.MaterializeResult(metadata={**metadata, **pooled})
+    yield accuracy_gate(context, p, settings, name, config, result.best_metrics["val_accuracy"])
+
+
+def accuracy_gate(context, p: Pipeline, settings: Settings, name: str, config, val_accuracy: float) -> dg.AssetCheckResult:
     threshold = p.spec.gate if config.accuracy_threshold is None else config.accuracy_threshold
-    yield checks.check_accuracy_gate(p.key(name), result.best_metrics["val_accuracy"], threshold, limited_run(context, p, settings))
+    return checks.check_accuracy_gate(p.key(name), val_accuracy, threshold, limited_run(context, p, settings))
+
+
+def kept_accuracy_gate(context, p: Pipeline, settings: Settings, name: str, config) -> dg.AssetCheckResult:
+    """The gate on a kept model: its recorded validation accuracy."""
+    from mnist_assets.ml.models.checkpoints import load_models
+
+    (_, payload), *_ = load_models(checkpoint_path(p.store(settings), name))
+    return accuracy_gate(context, p, settings, name, config, payload["metrics"]["val_accuracy"])

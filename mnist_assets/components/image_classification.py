@@ -16,8 +16,8 @@ class ImageClassificationPipeline(DatasetSpec, dg.Component, dg.Resolvable):
     `channels`, `class_names`, `validation_fraction`, `test_fraction`, `split_seed`,
     `horizontal_flip`, `clip_class_names`, `clip_templates`, `label_errors`, `epochs`,
     `checkpoint_epochs`, `batch_augmentation`, `cnn_arch`, `cnn_epochs`, `accuracy_gate`, `issue_gates`,
-    `outlier_spaces`, `strict`, `keep_releases`, `label_noise`, `label_budget`, `unlabeled`, `label_batch` and
-    `pool_labels` are optional.
+    `outlier_spaces`, `strict`, `keep_releases`, `label_noise`, `label_budget`, `unlabeled`, `label_batch`,
+    `pool_labels` and `retrain` are optional.
     """
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

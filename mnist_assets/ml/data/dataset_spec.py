@@ -67,6 +67,16 @@ class LabelBudget(BaseModel):
     seed: int = Field(0, ge=0, lt=SEEDS)
 
 
+class RetrainPolicy(BaseModel):
+    """When automation trains a model again (ml/models/retrain_policy.py): past `new_fraction` new
+    samples, after `max_age_days`, and always after a person's label decisions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    new_fraction: float = Field(0.05, ge=0)  # 0: every new sample retrains
+    max_age_days: float = Field(7.0, gt=0)
+
+
 class DatasetSpec(BaseModel):
     """One dataset: where its images come from, the shape the pipeline works at, and its classes.
 
@@ -129,6 +139,8 @@ class DatasetSpec(BaseModel):
     strict: bool = False
     # model_release keeps the release in use and the newest `keep_releases` versions, removing older ones.
     keep_releases: int = Field(KEEP_RELEASES, ge=1)
+    # When automation retrains the models: `{new_fraction, max_age_days}` (RetrainPolicy; default 5%, 7 days).
+    retrain: Optional[dict] = None
 
     @field_validator("name")
     @classmethod
@@ -149,6 +161,15 @@ class DatasetSpec(BaseModel):
     @classmethod
     def _label_budget(cls, value: dict | None) -> dict | None:
         return None if value is None else LabelBudget(**value).model_dump()
+
+    @field_validator("retrain")
+    @classmethod
+    def _retrain(cls, value: dict | None) -> dict | None:
+        return None if value is None else RetrainPolicy(**value).model_dump()
+
+    @property
+    def retrain_policy(self) -> RetrainPolicy:
+        return RetrainPolicy(**(self.retrain or {}))
 
     @field_validator("issue_gates")
     @classmethod
