@@ -107,7 +107,7 @@ def logits(dataset) -> np.ndarray:
     return np.array(split_view(dataset, "test").values("lenet_predictions.logits"))
 
 
-def test_predictions_of_a_model_that_did_not_change_are_kept_and_a_retrained_model_predicts_all(make_settings, tmp_path):
+def test_predictions_and_embeddings_of_a_model_that_did_not_change_are_kept_and_a_retrained_model_redoes_all(make_settings, tmp_path):
     root = write_shapes_folder(tmp_path / "shapes", per_class=20, test_per_class=8, size=32)
     spec = DatasetSpec(**folder_declaration(root, name="kept_predictions"))
     settings, instance = make_settings(epochs=1), dg.DagsterInstance.ephemeral()
@@ -123,13 +123,17 @@ def test_predictions_of_a_model_that_did_not_change_are_kept_and_a_retrained_mod
         run(["raw_dataset", "label_review"], split)
 
     def predict() -> dict:
-        result = run(["lenet_predictions"], "test")
-        (event,) = result.asset_materializations_for_node(f"{spec.name}__lenet_predictions")
-        return {name: value.value for name, value in event.metadata.items()}
+        """lenet_predictions[test]'s metadata, and lenet_embeddings[test]'s under "embeddings"."""
+        result = run(["lenet_predictions", "lenet_embeddings"], "test")
+        found = {}
+        for name in ("lenet_predictions", "lenet_embeddings"):
+            (event,) = result.asset_materializations_for_node(f"{spec.name}__{name}")
+            found[name] = {entry: value.value for entry, value in event.metadata.items()}
+        return {**found["lenet_predictions"], "embeddings": found["lenet_embeddings"]}
 
     run(["lenet_checkpoint"])
     first = predict()
-    assert first["count"] == 24 and first["computed"] == 24
+    assert first["count"] == 24 and first["computed"] == 24 == first["embeddings"]["computed"]
     dataset = settings.store(spec.name).dataset()
     before = logits(dataset)
 
@@ -137,11 +141,13 @@ def test_predictions_of_a_model_that_did_not_change_are_kept_and_a_retrained_mod
     again = predict()
     assert (again["computed"], again["reused"]) == (0, 24) and again["accuracy"] == first["accuracy"]
     assert np.array_equal(logits(dataset), before)
+    assert again["embeddings"]["computed"] == 0 and again["embeddings"]["umap_fit"].startswith("0 new samples placed")
 
     # A retrained model (another seed): every sample predicted again.
     run(["lenet_checkpoint"], configs={key("lenet_checkpoint"): {"seed": 7}})
     retrained = predict()
     assert retrained["computed"] == 24 and not np.allclose(logits(dataset), before)
+    assert retrained["embeddings"]["computed"] == 24 and retrained["embeddings"]["umap_fit"].startswith("fitted on 24")
 
 
 def test_a_new_point_lands_among_its_neighbours_and_a_refit_comes_past_five_percent():
@@ -250,3 +256,23 @@ def test_the_retrain_policy_names_why_it_trains_or_keeps():
     assert all("a person's decisions" in retrain_due(before, now(labels=changed), policy)[1] for changed in (relabelled, labelled))
     assert "3 samples it trained on are gone" in retrain_due(before, now(ids[3:], labels[3:]), policy)[1]
     assert "days ago" in retrain_due(before, now(days=7.5), policy)[1]
+
+
+def test_a_release_of_the_same_weights_on_grown_data_is_the_same_model():
+    """model_release compares the network and weights, not the file: the ONNX file records the data's
+    version, so a kept model on grown data would otherwise be released again."""
+    import hashlib
+
+    from mnist_assets.ml.models.architectures import build_model
+    from mnist_assets.ml.release.export import Probabilities, export_onnx, weights_sha256
+
+    def lenet(seed):
+        return Probabilities([build_model("lenet5", seed, num_classes=10, in_channels=1, image_size=28)], 0.13, 0.31)
+
+    model = lenet(0)
+    before = export_onnx(model, 1, 28, {"data_version": '{"train": "a"}'})
+    grown = export_onnx(model, 1, 28, {"data_version": '{"train": "b"}'})
+    assert hashlib.sha256(before).hexdigest() != hashlib.sha256(grown).hexdigest()
+    assert weights_sha256(before) == weights_sha256(grown)
+    other = export_onnx(lenet(1), 1, 28, {"data_version": '{"train": "a"}'})
+    assert weights_sha256(other) != weights_sha256(before)

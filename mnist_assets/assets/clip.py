@@ -72,8 +72,7 @@ def embed_stale(p: Pipeline, settings: Settings, split: str, view, reuse, clip, 
     from mnist_assets.ml.store.fiftyone_store import write_vectors
 
     _, _, tensors = split_tensors(p, settings, split, standardize=False, with_excluded=True)
-    position = {sample_id: index for index, sample_id in enumerate(tensors.sample_ids)}
-    images = tensors.images[[position[sample_id] for sample_id in reuse.stale_ids()]]
+    images = tensors.images[reuse.stale_positions(tensors.sample_ids)]
 
     def log_progress(done, total):
         if done == total or done % (config.batch_size * 20) == 0:

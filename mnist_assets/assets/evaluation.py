@@ -77,8 +77,7 @@ def predict_split(context, p: Pipeline, settings: Settings, checkpoint: str, fie
     started = time.perf_counter()
     logits = np.zeros((0, len(classes)), np.float32)
     if reuse.computed:
-        position = {sample_id: index for index, sample_id in enumerate(tensors.sample_ids)}
-        stale = subset(tensors, np.array([position[sample_id] for sample_id in reuse.stale_ids()]))
+        stale = subset(tensors, reuse.stale_positions(tensors.sample_ids))
         logits = ensemble_logits(models, stale, settings.torch_device())  # one model: its own logits
         write_classifications(view, field, logits, stale.sample_ids, classes, keys=reuse.stale_keys())
     metadata = evaluation_metadata(dataset, split, field, eval_prefix, classes)

@@ -146,28 +146,44 @@ def build(p: Pipeline) -> list:
         checks=[p.check("embeddings_finite", "lenet_embeddings")],
         kinds={"pytorch", "fiftyone"},
         code_version="2",
-        description="LeNet's 84-d fc1 activations per sample, with a UMAP of them as a FiftyOne brain run.",
+        description=(
+            "LeNet's 84-d fc1 activations per sample (only samples whose pixels or model changed), with a UMAP of them as a "
+            "FiftyOne brain run, refitted only past 5% new samples, new ones placed into it until then."
+        ),
     )
     def lenet_embeddings(context: dg.AssetExecutionContext, settings: Settings):
         from mnist_assets.ml.figures import plots
-        from mnist_assets.ml.figures.visualization import compute_umap
+        from mnist_assets.ml.figures.visualization import grow_umap
+        from mnist_assets.ml.models.checkpoints import weights_fingerprint
+        from mnist_assets.ml.models.cross_validation import subset
         from mnist_assets.ml.models.training import predict
-        from mnist_assets.ml.store.fiftyone_store import write_vectors
+        from mnist_assets.ml.store.fiftyone_store import read_vectors, write_vectors
+        from mnist_assets.ml.store.sample_cache import plan_reuse
 
         settings.configure_torch()
         split = context.partition_key
         store = p.store(settings)
         dataset, view, tensors = split_tensors(p, settings, split, store, with_excluded=True)
-        model, _, tensors = load_model_for(p, store, "lenet_checkpoint", tensors)
-        _, embeddings = predict(model, tensors, settings.torch_device())
-        write_vectors(view, LENET_EMBEDDINGS, embeddings, tensors.sample_ids)
-        points = compute_umap(dataset, view, LENET_EMBEDDINGS, lenet_umap_key(split), settings.numba_cache_dir)
+        model, payload, tensors = load_model_for(p, store, "lenet_checkpoint", tensors)
+        # Only samples whose pixels or model changed are embedded; the UMAP is refitted when due.
+        reuse = plan_reuse(view, LENET_EMBEDDINGS, weights_fingerprint([model], [payload]))
+        if reuse.computed:
+            stale = subset(tensors, reuse.stale_positions(tensors.sample_ids))
+            _, vectors = predict(model, stale, settings.torch_device())
+            write_vectors(view, LENET_EMBEDDINGS, vectors, stale.sample_ids, keys=reuse.stale_keys())
+        embeddings = read_vectors(view, LENET_EMBEDDINGS)
+        saved = store.artifact_path("projections", f"{split}-lenet-umap.npz")
+        points, placed, done = grow_umap(dataset, view, LENET_EMBEDDINGS, lenet_umap_key(split), saved, settings.numba_cache_dir)
         yield dg.MaterializeResult(
             metadata={
                 "count": len(tensors),
+                "computed": reuse.computed,
+                "reused": reuse.reused,
                 "dimensions": int(embeddings.shape[1]),
                 "brain_key": lenet_umap_key(split),
-                "umap": png(plots.scatter_by_label(points, tensors.labels.numpy(), f"LeNet fc1 UMAP, {split}")),
+                "umap_fit": done,
+                "umap_placed": int(placed.sum()),
+                "umap": png(plots.scatter_by_label(points, tensors.labels.numpy(), f"LeNet fc1 UMAP, {split}", marked=placed)),
             }
         )
         yield checks.check_finite(p.key("lenet_embeddings"), "embeddings", embeddings, (len(tensors), 84))

@@ -199,10 +199,14 @@ class Attempt:
     test_with_excluded: tuple
     model_sha256: str
     version: str
+    weights_sha256: str
 
     @property
-    def unchanged(self) -> bool:  # the same model, labels and metadata: nothing new to release
-        return self.contest.champion_sha256 == self.model_sha256
+    def unchanged(self) -> bool:
+        """The release in place is this very network and weights (the data may have grown since: a
+        model the retrain policy kept is not released again)."""
+        same_weights = self.contest.champion_weights_sha256 is not None and self.contest.champion_weights_sha256 == self.weights_sha256
+        return same_weights or self.contest.champion_sha256 == self.model_sha256
 
     @property
     def promoted(self) -> bool:
@@ -250,7 +254,17 @@ def challenge(context, p: Pipeline, settings: Settings, store) -> Attempt:
     parity = release.parity(release.probabilities(winner.model, every_test.images), exported, every_test.labels.numpy())
     model_sha256 = hashlib.sha256(graph).hexdigest()
     return Attempt(
-        candidates, winner, reason, contest, graph, parity, versions, everything, model_sha256, release_folder.new_version(model_sha256)
+        candidates,
+        winner,
+        reason,
+        contest,
+        graph,
+        parity,
+        versions,
+        everything,
+        model_sha256,
+        release_folder.new_version(model_sha256),
+        release.weights_sha256(graph),
     )
 
 
@@ -276,6 +290,7 @@ def publish(context, p: Pipeline, settings: Settings, store, attempt: Attempt) -
             parity_result=attempt.parity,
             version=attempt.version,
             model_sha256=attempt.model_sha256,
+            weights_sha256=attempt.weights_sha256,
             conversion=p.spec.conversion().metadata(),
             contest=attempt.contest,
             label_errors=label_error_figures(attempt.test_with_excluded, attempt.winner, p.classes(), p.spec.known_label_errors),

@@ -28,10 +28,6 @@ def compute_projection(
     return points
 
 
-def compute_umap(dataset, view, embeddings_field: str, brain_key: str, numba_cache_dir: Path | None = None) -> np.ndarray:
-    return compute_projection(dataset, view, embeddings_field, brain_key, method="umap", numba_cache_dir=numba_cache_dir)
-
-
 def grow_umap(dataset, view, embeddings_field: str, brain_key: str, saved: Path, numba_cache_dir: Path | None = None):
     """The UMAP of the view under `brain_key`, fitted again only when due, new samples placed into
     the earlier fit until then (ml/figures/projection_growth.py); `saved` keeps the points between

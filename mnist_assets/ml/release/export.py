@@ -141,6 +141,18 @@ def export_onnx(model: nn.Module, channels: int, size: int, metadata: dict[str, 
     return graph.SerializeToString()
 
 
+def weights_sha256(graph: bytes) -> str:
+    """The SHA-256 of the model without its metadata properties (which record the data's version):
+    the same network and weights give the same hash whatever data they were released on."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load_from_string(graph)
+    del model.metadata_props[:]
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+
+
 def onnx_session(graph: Path | bytes):
     """An onnxruntime session on the CPU with default options, as `python -m mnist_assets.predict` opens it."""
     import onnxruntime
@@ -228,6 +240,7 @@ class Duel:
     champion_accuracy: float | None = None  # None: none, or it cannot read the images as declared now
     champion_unusable: str | None = None  # why it could not be scored
     champion_sha256: str | None = None  # of its model.onnx, as its card says
+    champion_weights_sha256: str | None = None  # of its network and weights (cards since issue 47)
 
     @property
     def challenger_wins(self) -> bool:
@@ -278,6 +291,7 @@ def duel(challenger: Candidate, champion_folder: Path | None, validation_images:
     result.champion = card.get("version") or champion_folder.name
     result.champion_model = card.get("model")
     result.champion_sha256 = card.get("model_sha256")
+    result.champion_weights_sha256 = card.get("weights_sha256")
     try:
         predicted = onnx_probabilities(champion_folder / "model.onnx", validation_images).argmax(axis=1)
         result.champion_accuracy = float((predicted == validation_labels).mean()) if len(validation_labels) else 0.0
@@ -302,6 +316,7 @@ def model_card(
     version: str,
     model_sha256: str,
     conversion: dict,
+    weights_sha256: str | None = None,
     contest: Duel,
     label_errors: dict | None = None,
     review: dict | None = None,
@@ -313,6 +328,7 @@ def model_card(
         "version": version,
         "released_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model_sha256": model_sha256,
+        "weights_sha256": weights_sha256,
         "replaces": contest.as_dict(),
         "data_version": data_version,
         "code_version": code_version,

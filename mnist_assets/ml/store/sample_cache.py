@@ -50,6 +50,11 @@ class Reuse:
     def stale_keys(self) -> list[str]:
         return [key for key, stale in zip(self.keys, self.stale) if stale]
 
+    def stale_positions(self, sample_ids: list[str]) -> np.ndarray:
+        """Where the stale samples are in another ordering of the same samples (a split's tensors)."""
+        position = {sample_id: index for index, sample_id in enumerate(sample_ids)}
+        return np.array([position[sample_id] for sample_id in self.stale_ids()], dtype=np.int64)
+
 
 def plan_reuse(view: fo.DatasetView, result_field: str, fingerprint: str) -> Reuse:
     """Compare each sample's stored key with the key it would get now; a sample without the result
