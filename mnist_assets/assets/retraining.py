@@ -12,7 +12,7 @@ SPLITS_TRAINED_ON = ("train", "validation")  # validation chooses each model's k
 
 
 def trained_on_path(store, name: str):
-    return store.artifact_path("checkpoints", f"{name}.trained_on.npz")
+    return store.artifact_path("retrain", f"{name}.npz")  # beside, not in, the checkpoints folder
 
 
 def training_set(context, p: Pipeline, settings: Settings, base: str | None = None):
