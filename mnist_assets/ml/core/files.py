@@ -34,6 +34,27 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def atomic_write_arrays(path: Path, **arrays) -> None:
+    """NumPy arrays as one `.npz` file, written atomically; read back with `read_arrays`."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_arrays(path: Path) -> dict | None:
+    """The arrays of an `.npz` file (never unpickling anything), None when there is no file."""
+    import numpy as np
+
+    if not Path(path).is_file():
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
 def write_new_file(path: Path, data: bytes) -> bool:
     """Create `path` holding `data`, durably and whole, unless it exists: then nothing is written and
     the answer is False. A hard link of a complete temporary file never replaces an existing name,

@@ -9,7 +9,6 @@ batches straight from memory: no database reads or PNG decodes in a loader.
 from __future__ import annotations
 
 import hashlib
-import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from PIL import Image
 
 from mnist_assets.ml.core.errors import MissingInputError
 from mnist_assets.ml.core.field_names import GROUND_TRUTH
-from mnist_assets.ml.core.files import atomic_write_bytes
+from mnist_assets.ml.core.files import atomic_write_arrays
 from mnist_assets.ml.data.dataset_spec import UNLABELED
 
 
@@ -115,9 +114,7 @@ def load_view_tensors(
     else:
         images = decode_pngs(filepaths, channels, size)
         if cache_file is not None:
-            buffer = io.BytesIO()
-            np.savez(buffer, images=images)
-            atomic_write_bytes(cache_file, buffer.getvalue())
+            atomic_write_arrays(cache_file, images=images)
     return SplitTensors(
         images=torch.from_numpy(np.ascontiguousarray(images)),
         labels=torch.from_numpy(class_positions(labels, classes)),

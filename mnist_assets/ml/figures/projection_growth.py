@@ -9,13 +9,12 @@ disk). A sample that is gone is dropped; the others keep their points exactly.
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mnist_assets.ml.core.files import atomic_write_bytes
+from mnist_assets.ml.core.files import atomic_write_arrays, read_arrays
 
 REFIT_NEW_FRACTION = 0.05
 NEIGHBOURS = 15  # UMAP's default n_neighbors
@@ -35,16 +34,12 @@ class Fitted:
 
 
 def load_fitted(path: Path) -> Fitted | None:
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as saved:
-        return Fitted(saved["sample_ids"], saved["keys"], saved["points"], saved["placed"], int(saved["fitted"]))
+    saved = read_arrays(path)
+    return None if saved is None else Fitted(**{**saved, "fitted": int(saved["fitted"])})
 
 
 def save_fitted(path: Path, fitted: Fitted) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, sample_ids=fitted.sample_ids, keys=fitted.keys, points=fitted.points, placed=fitted.placed, fitted=fitted.fitted)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_arrays(path, **asdict(fitted))
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,13 @@ person's own materialization, a backfill and `make run` always train.
 
 from __future__ import annotations
 
-import io
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mnist_assets.ml.core.files import atomic_write_bytes
+from mnist_assets.ml.core.files import atomic_write_arrays, read_arrays
 from mnist_assets.ml.data.dataset_spec import RetrainPolicy
 
 
@@ -48,16 +47,14 @@ def current(sample_ids: list[str], labels_in_use: dict[str, str], built_from: st
 
 
 def load_trained_on(path: Path) -> TrainedOn | None:
-    if not path.is_file():
+    saved = read_arrays(path)
+    if saved is None:
         return None
-    with np.load(path, allow_pickle=False) as saved:
-        return TrainedOn(saved["sample_ids"], saved["labels"], str(saved["built_from"]), float(saved["trained_at"]))
+    return TrainedOn(saved["sample_ids"], saved["labels"], str(saved["built_from"]), float(saved["trained_at"]))
 
 
 def save_trained_on(path: Path, trained: TrainedOn) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, sample_ids=trained.sample_ids, labels=trained.labels, built_from=trained.built_from, trained_at=trained.trained_at)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_arrays(path, **asdict(trained))
 
 
 def retrain_due(previous: TrainedOn | None, now: TrainedOn, policy: RetrainPolicy) -> tuple[bool, str]:
