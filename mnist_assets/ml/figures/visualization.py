@@ -8,7 +8,7 @@ import numpy as np
 from mnist_assets.ml.figures.numba_cache import cache_umap_compilation
 from mnist_assets.ml.figures.projection_growth import Fitted, load_fitted, place_points, plan_projection, save_fitted
 from mnist_assets.ml.store.fiftyone_store import read_vectors, register_brain_run
-from mnist_assets.ml.store.sample_cache import key_field
+from mnist_assets.ml.store.sample_cache import stored_keys
 
 PROJECTION_SEED = 51
 
@@ -32,9 +32,8 @@ def grow_umap(dataset, view, embeddings_field: str, brain_key: str, saved: Path,
     """The UMAP of the view under `brain_key`, fitted again only when due, new samples placed into
     the earlier fit until then (ml/figures/projection_growth.py); `saved` keeps the points between
     runs. Returns the points (view order), which of them were placed, and what was done."""
-    field = key_field(embeddings_field)
     sample_ids = view.values("id")
-    keys = [key or "" for key in view.values(field)] if field in dataset.get_field_schema() else [""] * len(sample_ids)
+    keys = [key or "" for key in stored_keys(view, embeddings_field)]  # "": never projected from a known embedding
     previous = load_fitted(saved)
     plan = plan_projection(previous, sample_ids, keys)
     if plan.refit:

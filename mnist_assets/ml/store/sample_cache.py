@@ -56,13 +56,19 @@ class Reuse:
         return np.array([position[sample_id] for sample_id in self.stale_ids()], dtype=np.int64)
 
 
+def stored_keys(view: fo.DatasetView, result_field: str) -> list[str | None]:
+    """The key each sample's result was stored under, in view order (None: none yet)."""
+    if key_field(result_field) not in view._dataset.get_field_schema():
+        return [None] * len(view)
+    return view.values(key_field(result_field))
+
+
 def plan_reuse(view: fo.DatasetView, result_field: str, fingerprint: str) -> Reuse:
     """Compare each sample's stored key with the key it would get now; a sample without the result
     (or without a pixel hash) is computed whatever its key says."""
     sample_ids, hashes = view.values(["id", IMAGE_HASH])
-    schema = view._dataset.get_field_schema()
-    stored = view.values(key_field(result_field)) if key_field(result_field) in schema else [None] * len(sample_ids)
-    present = set(view.exists(result_field).values("id")) if result_field in schema else set()
+    stored = stored_keys(view, result_field)
+    present = set(view.exists(result_field).values("id")) if result_field in view._dataset.get_field_schema() else set()
     keys = [f"{fingerprint}:{image_hash}" for image_hash in hashes]
     stale = np.array(
         [
