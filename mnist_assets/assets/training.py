@@ -186,11 +186,11 @@ def training_results(
     path = checkpoint_path(p.store(settings), name)
     save_fit(path, result, train_cfg, train, **p.spec.model_shape(), **extra)
     metadata = training_metadata(result, train_cfg, path, extra.get("train_count", len(train)), extra.get("parameters"))
-    pooled = {name: extra[name] for name in ("pseudo_labeled", "pool_labels") if name in extra}
+    metadata.update({key: extra[key] for key in ("pseudo_labeled", "pool_labels") if key in extra})
     if retrain is not None:
         record_training_set(p, settings, name, retrain[1])
-        pooled.update(retrained=True, retrain=retrain[0])
-    yield dg.MaterializeResult(metadata={**metadata, **pooled})
+        metadata.update(retrained=True, retrain=retrain[0])
+    yield dg.MaterializeResult(metadata=metadata)
     yield accuracy_gate(context, p, settings, name, config, result.best_metrics["val_accuracy"])
 
 
