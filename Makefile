@@ -41,6 +41,7 @@ run: setup
 	$(PY) -m mnist_assets.run_all
 
 test: setup
+	bash scripts/test_packages.sh
 	$(PY) -m pytest
 
 ui: export PORT := $(PORT)
