@@ -4,10 +4,11 @@ Runs, in one process tree on one machine: `make run` end to end on full data in
 fresh folders (CLIP as mnist-tiny, random weights), then on that dataset the
 LeNet epoch, CLIP throughput and FiftyOne write benchmarks, then the scaling
 runs, then the refresh latency runs (bench_refresh.py: a refresh and "Materialize all" through the
-daemon on limited data, against `make run` of the same data, on the default executor and on Celery).
+daemon on limited data, against `make run` of the same data, on the default executor and on Celery),
+then batches of new train images (bench_growth.py).
 Prints a table and writes benchmarks/results.json.
 
-    .venv/bin/python benchmarks/run_all.py [--limit N] [--no-scaling] [--no-refresh] [--refresh-only] [--vit-images N]
+    .venv/bin/python benchmarks/run_all.py [--limit N] [--no-scaling] [--no-refresh] [--no-growth] [--refresh-only] [--vit-images N]
 """
 
 import argparse
@@ -28,6 +29,7 @@ TARGETS = {
     "e2e_over_training": ("<=", 3.0),
     "hardness_over_training": ("<=", 0.25),
     "data_issues_over_training": ("<=", 0.5),  # data_issues, 3 splits / lenet_checkpoint (issue 35)
+    "growth_batch_over_make_run": ("<=", 0.05),  # 1% new train images, models kept (issue 47)
     "graph_over_lenet_only_graph": ("<=", 1.5),  # the graph with cnn_checkpoint / without it (issue 36)
     "release_images_per_second": (">=", 2000.0),  # the released ONNX model through predict's session (issue 36)
     "umap_first_over_later": (">=", 2.0),
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
     parser.add_argument("--no-refresh", action="store_true", help="skip the refresh and backfill latency runs")
     parser.add_argument("--refresh-only", action="store_true", help="only the refresh and backfill runs, merged into --out")
+    parser.add_argument("--no-growth", action="store_true", help="skip the batches of new images (bench_growth.py)")
     parser.add_argument("--no-label-cleaning", action="store_true", help="skip the label-cleaning loop (about an hour)")
     parser.add_argument("--no-active-learning", action="store_true", help="skip which-images-to-label-next (about an hour)")
     args = parser.parse_args()
@@ -154,6 +157,14 @@ def main() -> None:
 
         print("== refresh latency and Materialize all through the daemon, default executor and Celery", flush=True)
         results.update(bench_refresh.run(_fresh(work / "refresh")))
+
+    if not args.no_growth:
+        import bench_growth
+
+        print("== data that grows: batches of new train images through the daemon (bench_growth.py)", flush=True)
+        arrivals = bench_growth.arrivals(_fresh(work / "growth"), limit=2000, batches=5, fraction=0.01, epochs=1)
+        results["growth_arrivals"] = arrivals
+        results.update(bench_growth.summary(arrivals))
 
     if not args.no_label_cleaning:
         print("== does fixing pay? the label-cleaning loop on five noisy declarations (bench_label_cleaning.py)", flush=True)
@@ -267,6 +278,7 @@ def print_table(results: dict) -> None:
         "clip_vit_b_32_pipeline_over_raw",
         "clip_mnist_tiny_pipeline_over_peer",
         "clip_vit_b_32_pipeline_over_peer",
+        "growth_retrain_batch_over_make_run",
     ):
         print(f"| {key} | {results.get(key)} | | |")
     if "scaling" in results:
