@@ -36,9 +36,12 @@ TIMEOUT = 7200
 # has been queued or running for this long after train's re-ingest (six automation intervals).
 QUIET_SECONDS = 30
 
-METADATA = """{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { partition timestamp
-  metadataEntries { label ... on IntMetadataEntry { intValue } ... on BoolMetadataEntry { boolValue }
-  ... on TextMetadataEntry { text } } } } }"""
+ENTRIES = """metadataEntries { label ... on IntMetadataEntry { intValue } ... on BoolMetadataEntry { boolValue }
+  ... on TextMetadataEntry { text } }"""
+# Each asset's last materialization of train (per-split assets) and its last one (the models).
+METADATA = """{ assetNodes { assetKey { path } partitionKeys
+  train: assetMaterializations(partitions: ["train"], limit: 1) { %s }
+  last: assetMaterializations(limit: 1) { %s } } }""" % (ENTRIES, ENTRIES)
 
 
 def settle(port: int, since: float) -> tuple[float, dict]:
@@ -55,13 +58,12 @@ def settle(port: int, since: float) -> tuple[float, dict]:
 
 
 def latest_metadata(port: int) -> dict[str, dict]:
-    """Each mnist asset's last materialization's metadata (the entries a batch report reads)."""
+    """Each asset's metadata: of its last materialization of train where it is per split, else of its last."""
     found = {}
     for node in graphql(port, METADATA)["assetNodes"]:
         name = "/".join(node["assetKey"]["path"])
-        for event in node["assetMaterializations"]:
-            values = {e["label"]: e.get("intValue", e.get("boolValue", e.get("text"))) for e in event["metadataEntries"]}
-            found[name] = values
+        for event in node["train" if node["partitionKeys"] else "last"]:
+            found[name] = {e["label"]: e.get("intValue", e.get("boolValue", e.get("text"))) for e in event["metadataEntries"]}
     return found
 
 
@@ -89,6 +91,7 @@ def batch_report(port: int, started: float, baseline: float) -> dict:
 def arrivals(root: Path, limit: int, batches: int, fraction: float, epochs: int) -> dict:
     env = quick_run_env(root, "growth")
     env.update(MNIST_ASSETS_LIMIT=str(limit), MNIST_ASSETS_EPOCHS=str(epochs), DATASETS="mnist")
+    env.pop("MNIST_ASSETS_EXECUTOR")  # the daemon's runs on a user's default executor (multiprocess)
     print(f"== make run: mnist, {limit} per split, {epochs} epoch(s)", flush=True)
     baseline = make_run(env)
     print(f"make run {baseline:.1f} s", flush=True)
