@@ -12,13 +12,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 PORT ?= 3000
 APP_PORT ?= 5151
+LABEL_STUDIO_PORT ?= 8080
 DATASET ?= mnist
 ifeq ($(origin WORKER),undefined)
 WORKER := $(shell hostname)
 endif
 # make expands `$` in a command-line value whenever it reads it or hands it to a command
 # (`batch$1.csv` became batch.csv, `$(shell ...)` ran): keep each value as typed, exported where it was.
-USER_VALUES := DATASET DECISIONS SPLIT HERE IMAGES VIEW WORKER PORT APP_PORT DATASETS
+USER_VALUES := DATASET DECISIONS SPLIT HERE IMAGES VIEW WORKER PORT APP_PORT DATASETS LABEL_STUDIO_PORT
 define as_typed
 override $(1) := $$(value $(1))
 $(if $(filter command environment,$(firstword $(origin $(1)))),export $(1))
@@ -27,7 +28,7 @@ $(foreach name,$(USER_VALUES),$(eval $(call as_typed,$(name))))
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup run test ui app bench clean review worker predict label-requests
+.PHONY: setup run test ui app bench clean review worker predict label-requests label-studio annotate annotate-pull
 
 setup: $(STAMP)
 
@@ -42,6 +43,7 @@ run: setup
 
 test: setup
 	bash scripts/test_packages.sh
+	bash scripts/label_studio_setup.sh
 	$(PY) -m pytest
 
 ui: export PORT := $(PORT)
@@ -53,6 +55,23 @@ app: export DATASET := $(DATASET)
 app: export VIEW := $(VIEW)
 app: setup
 	$(PY) -m mnist_assets.app --port "$$APP_PORT" --dataset "$$DATASET" $${VIEW:+--view "$$VIEW"}
+
+# Label Studio (docs/review.md#label-studio): its own environment, 127.0.0.1 only, offline.
+label-studio: export LABEL_STUDIO_PORT := $(LABEL_STUDIO_PORT)
+label-studio: setup
+	bash scripts/label_studio_setup.sh
+	$(PY) -m mnist_assets.annotation.server --port "$$LABEL_STUDIO_PORT"
+
+# A saved view's samples out to the dataset's Label Studio project (VIEW, default review-queue), and
+# the finished annotations back into its review log.
+annotate: export DATASET := $(DATASET)
+annotate: export VIEW := $(VIEW)
+annotate: setup
+	$(PY) -m mnist_assets.annotate send --dataset "$$DATASET" --view "$${VIEW:-review-queue}"
+
+annotate-pull: export DATASET := $(DATASET)
+annotate-pull: setup
+	$(PY) -m mnist_assets.annotate pull --dataset "$$DATASET"
 
 # One Celery worker in the foreground, one step at a time (docs/scale-out.md): it needs the same
 # environment as the launcher (DAGSTER_HOME, DAGSTER_CELERY_*, DAGSTER_PG_*, MNIST_ASSETS_*, FIFTYONE_DATABASE_URI).
@@ -100,7 +119,7 @@ predict: setup
 bench: setup
 	$(PY) benchmarks/run_all.py
 
-# Keeps .mnist_assets/reviews: the review logs hold people's decisions, which nothing rebuilds.
+# Keeps .mnist_assets/reviews and label-studio: the review logs and the annotators' answers are people's work, which nothing rebuilds.
 clean:
-	find .mnist_assets -mindepth 1 -maxdepth 1 ! -name reviews -exec rm -rf {} + 2>/dev/null || true
+	find .mnist_assets -mindepth 1 -maxdepth 1 ! -name reviews ! -name label-studio -exec rm -rf {} + 2>/dev/null || true
 	rm -rf .dagster_home/storage .dagster_home/history .dagster_home/logs .dagster_home/schedules

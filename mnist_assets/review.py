@@ -68,7 +68,7 @@ def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: st
     spec, settings, store = _dataset(dataset, spec)
     decisions = record_rows(store.decision_log(), list(enumerate(rows, start=1)), via, spec, settings.source_dir, settings.downloads_dir)
     if apply:
-        _apply_recorded(dataset, decisions, store, here)
+        apply_recorded(dataset, decisions, store, here)
     return decisions
 
 
@@ -79,11 +79,11 @@ def import_file(dataset: str, path: str, split: str | None = None, apply: bool =
     spec, settings, store = _dataset(dataset)
     decisions = import_decision_file(store.decision_log(), path, spec, settings.source_dir, settings.downloads_dir, split)
     if apply:
-        _apply_recorded(dataset, decisions, store, here)
+        apply_recorded(dataset, decisions, store, here)
     return decisions
 
 
-def _apply_recorded(dataset: str, decisions: list, store, here: bool) -> None:
+def apply_recorded(dataset: str, decisions: list, store, here: bool) -> None:
     """Leave the decisions to the running daemon's review sensor, or apply_review them here;
     NotApplied names what was recorded."""
     splits = sorted({d.split for d in decisions}, key=SPLITS.index)

@@ -91,6 +91,7 @@ LONGEST_FIRST = (
     "test_datasets.py",
     "test_automation.py",
     "test_growth.py",
+    "test_label_studio.py",
 )
 
 

@@ -1,0 +1,181 @@
+"""Label in Label Studio: send a saved view's samples out, bring finished annotations back as decisions.
+
+    python -m mnist_assets.annotate send [--dataset mnist] [--view review-queue-train] [--json]
+    python -m mnist_assets.annotate pull [--dataset mnist] [--here] [--json]
+
+`send` (`make annotate`) puts the view's samples, in its order, into the dataset's Label Studio
+project (`mnist_assets <dataset>`, created on first use): the image (served from disk), the label in
+use, the platform's prediction as a pre-annotation. A sample already waiting there unanswered is not
+sent twice.
+
+`pull` (`make annotate-pull`) reads every task's latest finished answer and records it in the
+dataset's one review log, `via: label-studio:<project>:<task>`, matched by split, source index and
+pixel hash (never by position): a class is a relabel (or a confirm of the source's label, or a label
+for an unlabeled sample), the "exclude" box an exclusion. Then `label_review` applies them as for any
+decision (the daemon's review sensor, or this process when none runs). An answer recorded before is
+not recorded again, so a pull repeated after a failure records nothing twice; a changed answer is
+recorded anew (the latest decision wins). Answers that cannot be recorded are listed with why: a
+skipped task, a class the dataset does not declare (renamed in the tool), a sample gone or whose
+pixels changed since it was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from mnist_assets.annotation import tasks as ls_tasks
+from mnist_assets.annotation.client import LabelStudio, LabelStudioError
+from mnist_assets.review import NOT_APPLIED, NotApplied, apply_recorded
+
+PREDICTION_FIELDS = ("release_predictions", "lenet_predictions", "clip_zero_shot")  # the first one present is sent
+
+
+def project_title(dataset: str) -> str:
+    return f"mnist_assets {dataset}"
+
+
+def _connect() -> LabelStudio:
+    from mnist_assets.annotation import server
+
+    return LabelStudio(server.url(), server.credentials().token)
+
+
+def _store(dataset: str):
+    from mnist_assets.pipeline import declared_spec
+    from mnist_assets.resources import Settings
+
+    settings = Settings.from_env()
+    return declared_spec(dataset), settings, settings.store(dataset)
+
+
+def view_samples(view) -> list[ls_tasks.Sample]:
+    """The view's samples, in its order, as tasks name them."""
+    from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_ORIGINAL, IMAGE_HASH, SOURCE_INDEX, SPLIT
+
+    schema = view.get_field_schema()
+    predicted_field = next((name for name in PREDICTION_FIELDS if name in schema), None)
+    fields = [SPLIT, SOURCE_INDEX, IMAGE_HASH, "filepath", f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_ORIGINAL}.label"]
+    columns = view.values(fields + ([f"{predicted_field}.label"] if predicted_field else []))
+    predicted = columns[6] if predicted_field else [None] * len(columns[0])
+    return [ls_tasks.Sample(*values, p) for *values, p in zip(*columns[:6], predicted)]
+
+
+def send(dataset: str, view_name: str) -> dict:
+    from mnist_assets.annotation import server
+
+    spec, _, store = _store(dataset)
+    data = store.dataset()
+    saved = data.list_saved_views()
+    if view_name not in saved:
+        raise SystemExit(f"no saved view {view_name!r} in {data.name!r}; saved views: {', '.join(saved) or 'none yet (make run)'}.")
+    samples = view_samples(data.load_saved_view(view_name))
+    root = server.document_root()
+    outside = [s.filepath for s in samples if not _under(s.filepath, root)]
+    if outside:
+        raise SystemExit(
+            f"{len(outside)} images are outside the folder Label Studio serves ({root}), e.g. {outside[0]}: "
+            "start it with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to a folder above them."
+        )
+    client = _connect()
+    title = project_title(dataset)
+    config = ls_tasks.label_config(spec.classes())
+    project = client.project(title) or client.create_project(title, config, f"{dataset}: sent by mnist_assets")
+    # The server serves a project's file only from under one of its storages, and refuses a storage
+    # at the document root itself: the storage is the folder that holds these images.
+    folder = os.path.commonpath([os.path.dirname(os.path.realpath(s.filepath)) for s in samples]) if samples else str(root)
+    if Path(folder) == root:
+        raise SystemExit(f"the images lie directly in {root}: set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to a folder above it.")
+    client.connect_local_files(project["id"], folder)
+    waiting = {_sample_key(task["data"]) for task in client.export(project["id"]) if not task.get("annotations")}
+    new = [s for s in samples if (s.split, s.source_index, s.image_hash) not in waiting]
+    sent = client.import_tasks(project["id"], [ls_tasks.task(s, dataset, root) for s in new])
+    url = f"{client.url}/projects/{project['id']}"
+    return {"project": project["id"], "sent": sent, "already_waiting": len(samples) - len(new), "url": url}
+
+
+def pull(dataset: str, here: bool = False) -> dict:
+    from mnist_assets.ml.core.field_names import IMAGE_HASH, SOURCE_INDEX, SPLIT
+    from mnist_assets.ml.decisions import record_rows
+
+    spec, settings, store = _store(dataset)
+    client = _connect()
+    project = client.project(project_title(dataset))
+    if project is None:
+        title = project_title(dataset)
+        raise LabelStudioError(f"Label Studio has no project {title!r} (deleted in the tool?): send samples first (make annotate)")
+    exported = [task for task in client.export(project["id"]) if task.get("data", {}).get("dataset") == dataset]
+    origin = f"label-studio:{project['id']}"
+    log = store.decision_log()
+    # The whole history, not the folded log: a person's later decision elsewhere must not make a
+    # task's old answer look new (and be recorded over it).
+    recorded = {d.via: (d.decision, d.label) for d in log.history() if d.via.startswith(origin + ":")}
+    present = set(zip(*store.dataset().values([SPLIT, SOURCE_INDEX, IMAGE_HASH]))) if store.exists() else set()
+    rows, refused, latest = [], Counter(), {}
+    for task in exported:
+        found = ls_tasks.answer(task, spec.classes())
+        if found.row is None:
+            refused[found.why] += 1
+            continue
+        if _sample_key(task["data"]) not in present:
+            refused["the sample is gone, or its pixels changed since it was sent"] += 1
+            continue
+        if recorded.get(f"{origin}:{found.task_id}") == (found.row["decision"], found.row.get("label")):
+            refused["recorded by an earlier pull"] += 1
+            continue
+        key = (found.row["split"], found.row["source_index"])
+        if key not in latest or found.at > latest[key][0]:  # one sample in two tasks: the later answer
+            latest[key] = (found.at, found.task_id, found.row)
+    rows = [(task_id, row) for _, task_id, row in sorted(latest.values(), key=lambda item: item[1])]
+    decisions = record_rows(log, rows, origin, spec, settings.source_dir, settings.downloads_dir) if rows else []
+    if decisions:
+        apply_recorded(dataset, decisions, store, here)
+    return {"project": project["id"], "recorded": dict(Counter(d.decision for d in decisions)), "not_recorded": dict(refused)}
+
+
+def _sample_key(data: dict) -> tuple:
+    return data.get("split"), data.get("source_index"), data.get("image_hash")
+
+
+def _under(path: str, root: Path) -> bool:
+    return Path(path).resolve().is_relative_to(root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    out = commands.add_parser("send", help="a saved view's samples to the dataset's Label Studio project")
+    out.add_argument("--dataset", default="mnist")
+    out.add_argument("--view", default="review-queue", help="a saved view (review-queue, review-queue-<split>, to-label, ...)")
+    back = commands.add_parser("pull", help="finished annotations into the review log, then applied")
+    back.add_argument("--dataset", default="mnist")
+    back.add_argument("--here", action="store_true", help="apply in this process even when a daemon runs")
+    for command in (out, back):
+        command.add_argument("--json", action="store_true", help="end with what was done as one JSON line (for scripts)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "send":
+            done = send(args.dataset, args.view)
+            print(f"sent {done['sent']} samples ({done['already_waiting']} already waiting unanswered) to {done['url']}")
+        else:
+            done = pull(args.dataset, args.here)
+            print(f"recorded {sum(done['recorded'].values())} decisions from Label Studio project {done['project']}: {done['recorded']}")
+            if done["not_recorded"]:
+                print("not recorded: " + "; ".join(f"{count} {why}" for why, count in done["not_recorded"].items()))
+        if args.json:
+            print(json.dumps(done))
+    except NotApplied as error:  # recorded; label_review applies them at its next materialization
+        print(error, file=sys.stderr)
+        return NOT_APPLIED
+    except (LabelStudioError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
