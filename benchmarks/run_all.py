@@ -5,10 +5,11 @@ fresh folders (CLIP as mnist-tiny, random weights), then on that dataset the
 LeNet epoch, CLIP throughput and FiftyOne write benchmarks, then the scaling
 runs, then the refresh latency runs (bench_refresh.py: a refresh and "Materialize all" through the
 daemon on limited data, against `make run` of the same data, on the default executor and on Celery),
-then batches of new train images (bench_growth.py).
+then batches of new train images (bench_growth.py), then Label Studio out and back (bench_annotation.py).
 Prints a table and writes benchmarks/results.json.
 
-    .venv/bin/python benchmarks/run_all.py [--limit N] [--no-scaling] [--no-refresh] [--no-growth] [--refresh-only] [--vit-images N]
+    .venv/bin/python benchmarks/run_all.py [--limit N] [--no-scaling] [--no-refresh] [--no-growth] [--no-annotation]
+        [--refresh-only] [--vit-images N]
 """
 
 import argparse
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--no-refresh", action="store_true", help="skip the refresh and backfill latency runs")
     parser.add_argument("--refresh-only", action="store_true", help="only the refresh and backfill runs, merged into --out")
     parser.add_argument("--no-growth", action="store_true", help="skip the batches of new images (bench_growth.py)")
+    parser.add_argument("--no-annotation", action="store_true", help="skip Label Studio out and back (bench_annotation.py)")
     parser.add_argument("--no-label-cleaning", action="store_true", help="skip the label-cleaning loop (about an hour)")
     parser.add_argument("--no-active-learning", action="store_true", help="skip which-images-to-label-next (about an hour)")
     args = parser.parse_args()
@@ -166,6 +168,10 @@ def main() -> None:
         results["growth_arrivals"] = arrivals
         results.update(bench_growth.summary(arrivals))
 
+    if not args.no_annotation:
+        print("== Label Studio out and back, 10,000 images (bench_annotation.py)", flush=True)
+        results["annotation"] = annotation(work / "annotation")
+
     if not args.no_label_cleaning:
         print("== does fixing pay? the label-cleaning loop on five noisy declarations (bench_label_cleaning.py)", flush=True)
         results.update(label_cleaning(work / "label_cleaning", quick=bool(args.limit)))
@@ -189,6 +195,16 @@ def label_cleaning(work: Path, quick: bool) -> dict:
     command += ["--quick"] if quick else ["--plots", str(REPO / "docs" / "label-cleaning")]
     subprocess.run(command, cwd=REPO, check=True)
     return {key: value for key, value in json.loads(out.read_text()).items() if key.startswith("label_cleaning_")}
+
+
+def annotation(work: Path) -> dict:
+    """bench_annotation.py in its own process (its own settings, database and Label Studio)."""
+    import subprocess
+
+    out = REPO / "benchmarks" / "annotation.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_annotation.py"), "--work", str(_fresh(work)), "--out", str(out)]
+    subprocess.run(command, cwd=REPO, check=True)
+    return json.loads(out.read_text())
 
 
 def active_learning(work: Path, quick: bool) -> dict:

@@ -97,7 +97,7 @@ def test_a_round_trip_puts_every_answer_on_its_own_sample(label_studio, test_spl
 
     exported = call("GET", f"/api/projects/{sent['project']}/export", params={"exportType": "JSON", "download_all_tasks": "true"}).json()
     assert len(exported) == LIMIT
-    by_index = dict(zip(*test_split.match({"split": "test"}).values([SOURCE_INDEX, f"{GROUND_TRUTH}.label"])))
+    by_index = dict(zip(*split_view(test_split, "test").values([SOURCE_INDEX, f"{GROUND_TRUTH}.label"])))
     hashes = dict(zip(*test_split.values([SOURCE_INDEX, IMAGE_HASH])))
     for task in exported:
         data = task["data"]
@@ -127,7 +127,7 @@ def test_a_round_trip_puts_every_answer_on_its_own_sample(label_studio, test_spl
     assert len(log) == LIMIT - 1
     assert {d.via for d in log} == {f"label-studio:{sent['project']}:{task['id']}" for task in tasks[:21] + tasks[22:]}
     test_split.reload()
-    in_use = dict(zip(*test_split.match({"split": "test"}).values([SOURCE_INDEX, f"{GROUND_TRUTH}.label"])))
+    in_use = dict(zip(*split_view(test_split, "test").values([SOURCE_INDEX, f"{GROUND_TRUTH}.label"])))
     assert all(in_use[index] == label for index, label in relabelled.items())  # applied: the labels in use
     assert sum(in_use[i] != by_index[i] for i in in_use) == 20
 
