@@ -30,7 +30,7 @@ from pathlib import Path
 
 from mnist_assets.annotation import tasks as ls_tasks
 from mnist_assets.annotation.client import LabelStudio, LabelStudioError
-from mnist_assets.review import NOT_APPLIED, NotApplied, apply_recorded
+from mnist_assets.review import NOT_APPLIED, NotApplied, apply_recorded, declared_store
 
 PREDICTION_FIELDS = ("release_predictions", "lenet_predictions", "clip_zero_shot")  # the first one present is sent
 
@@ -43,14 +43,6 @@ def _connect() -> LabelStudio:
     from mnist_assets.annotation import server
 
     return LabelStudio(server.url(), server.credentials().token)
-
-
-def _store(dataset: str):
-    from mnist_assets.pipeline import declared_spec
-    from mnist_assets.resources import Settings
-
-    settings = Settings.from_env()
-    return declared_spec(dataset), settings, settings.store(dataset)
 
 
 def view_samples(view) -> list[ls_tasks.Sample]:
@@ -68,7 +60,7 @@ def view_samples(view) -> list[ls_tasks.Sample]:
 def send(dataset: str, view_name: str) -> dict:
     from mnist_assets.annotation import server
 
-    spec, _, store = _store(dataset)
+    spec, _, store = declared_store(dataset)
     data = store.dataset()
     saved = data.list_saved_views()
     if view_name not in saved:
@@ -102,11 +94,11 @@ def pull(dataset: str, here: bool = False) -> dict:
     from mnist_assets.ml.core.field_names import IMAGE_HASH, SOURCE_INDEX, SPLIT
     from mnist_assets.ml.decisions import record_rows
 
-    spec, settings, store = _store(dataset)
+    spec, settings, store = declared_store(dataset)
     client = _connect()
-    project = client.project(project_title(dataset))
+    title = project_title(dataset)
+    project = client.project(title)
     if project is None:
-        title = project_title(dataset)
         raise LabelStudioError(f"Label Studio has no project {title!r} (deleted in the tool?): send samples first (make annotate)")
     exported = [task for task in client.export(project["id"]) if task.get("data", {}).get("dataset") == dataset]
     origin = f"label-studio:{project['id']}"
@@ -115,7 +107,7 @@ def pull(dataset: str, here: bool = False) -> dict:
     # task's old answer look new (and be recorded over it).
     recorded = {d.via: (d.decision, d.label) for d in log.history() if d.via.startswith(origin + ":")}
     present = set(zip(*store.dataset().values([SPLIT, SOURCE_INDEX, IMAGE_HASH]))) if store.exists() else set()
-    rows, refused, latest = [], Counter(), {}
+    refused, latest = Counter(), {}
     for task in exported:
         found = ls_tasks.answer(task, spec.classes())
         if found.row is None:

@@ -50,7 +50,8 @@ class NotApplied(RuntimeError):
         )
 
 
-def _dataset(name: str, spec=None):
+def declared_store(name: str, spec=None):
+    """A declared dataset's (declaration, settings, store); `spec` stands for one built outside the code location."""
     from mnist_assets.pipeline import declared_spec
     from mnist_assets.resources import Settings
 
@@ -65,7 +66,7 @@ def record_decisions(dataset: str, rows: list[dict], apply: bool = True, via: st
     declaration of a dataset built outside the code location (a benchmark's)."""
     from mnist_assets.ml.decisions import record_rows
 
-    spec, settings, store = _dataset(dataset, spec)
+    spec, settings, store = declared_store(dataset, spec)
     decisions = record_rows(store.decision_log(), list(enumerate(rows, start=1)), via, spec, settings.source_dir, settings.downloads_dir)
     if apply:
         apply_recorded(dataset, decisions, store, here)
@@ -76,7 +77,7 @@ def import_file(dataset: str, path: str, split: str | None = None, apply: bool =
     """`record_decisions` for a decision file; `split` fills rows without one."""
     from mnist_assets.ml.decisions import import_decision_file
 
-    spec, settings, store = _dataset(dataset)
+    spec, settings, store = declared_store(dataset)
     decisions = import_decision_file(store.decision_log(), path, spec, settings.source_dir, settings.downloads_dir, split)
     if apply:
         apply_recorded(dataset, decisions, store, here)
@@ -160,7 +161,7 @@ def status(dataset: str) -> list[dict]:
     from mnist_assets.ml.decisions import SplitSamples, plan_apply
     from mnist_assets.ml.store.fiftyone_store import split_view
 
-    _, _, store = _dataset(dataset)
+    _, _, store = declared_store(dataset)
     if not store.exists():
         raise SystemExit(f"dataset {store.name!r} does not exist yet; materialize {dataset}/raw_dataset first (`make run`).")
     data, decisions = store.dataset(), store.decision_log().by_key()
@@ -178,7 +179,7 @@ def label_requests(dataset: str) -> str:
     answer it; a ValueError with the fix when the dataset has no unlabeled samples or none proposed yet."""
     from mnist_assets.assets.label_requests import requests_file
 
-    spec, _, store = _dataset(dataset)
+    spec, _, store = declared_store(dataset)
     path = requests_file(store)
     if not spec.has_unlabeled:
         raise ValueError(f"{dataset} declares no unlabeled samples (label_budget), so nothing is proposed for labeling.")
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "import":
             decisions = import_file(args.dataset, args.file, args.split, apply=not args.no_apply, here=args.here)
-            print(f"recorded {len(decisions)} decisions from {args.file} in {_dataset(args.dataset)[2].decision_log().path}")
+            print(f"recorded {len(decisions)} decisions from {args.file} in {declared_store(args.dataset)[2].decision_log().path}")
         elif args.command == "requests":
             print(label_requests(args.dataset), end="")
         else:
