@@ -8,15 +8,13 @@ project (`mnist_assets <dataset>`, created on first use): the image (served from
 use, the platform's prediction as a pre-annotation. A sample already waiting there unanswered is not
 sent twice.
 
-`pull` (`make annotate-pull`) reads every task's latest finished answer and records it in the
-dataset's one review log, `via: label-studio:<project>:<task>`, matched by split, source index and
-pixel hash (never by position): a class is a relabel (or a confirm of the source's label, or a label
-for an unlabeled sample), the "exclude" box an exclusion. Then `label_review` applies them as for any
-decision (the daemon's review sensor, or this process when none runs). An answer recorded before is
-not recorded again, so a pull repeated after a failure records nothing twice; a changed answer is
-recorded anew (the latest decision wins). Answers that cannot be recorded are listed with why: a
-skipped task, a class the dataset does not declare (renamed in the tool), a sample gone or whose
-pixels changed since it was sent.
+`pull` (`make annotate-pull`) records every task's latest finished answer in the dataset's one
+review log (mnist_assets/annotation/answers.py: matched by split, source index and pixel hash,
+`via: label-studio:<project>:<task>`, nothing recorded twice): a class is a relabel (or a confirm of
+the source's label, or a label for an unlabeled sample), the "exclude" box an exclusion. Then
+`label_review` applies them as for any decision (the daemon's review sensor, or this process when
+none runs). `<dataset>_label_studio_sensor` does the same every minute once turned on. Answers that
+cannot be recorded are listed with why.
 """
 
 from __future__ import annotations
@@ -25,24 +23,14 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 from mnist_assets.annotation import tasks as ls_tasks
-from mnist_assets.annotation.client import LabelStudio, LabelStudioError
+from mnist_assets.annotation.answers import record_answers, sample_key
+from mnist_assets.annotation.client import LabelStudioError, connect
 from mnist_assets.review import NOT_APPLIED, NotApplied, apply_recorded, declared_store
 
 PREDICTION_FIELDS = ("release_predictions", "lenet_predictions", "clip_zero_shot")  # the first one present is sent
-
-
-def project_title(dataset: str) -> str:
-    return f"mnist_assets {dataset}"
-
-
-def _connect() -> LabelStudio:
-    from mnist_assets.annotation import server
-
-    return LabelStudio(server.url(), server.credentials().token)
 
 
 def view_samples(view) -> list[ls_tasks.Sample]:
@@ -57,10 +45,11 @@ def view_samples(view) -> list[ls_tasks.Sample]:
     return [ls_tasks.Sample(*values, p) for *values, p in zip(*columns[:6], predicted)]
 
 
-def send(dataset: str, view_name: str) -> dict:
+def send(dataset: str, view_name: str, spec=None) -> dict:
+    """`spec` stands for the declaration of a dataset built outside the code location (a test's)."""
     from mnist_assets.annotation import server
 
-    spec, _, store = declared_store(dataset)
+    spec, _, store = declared_store(dataset, spec)
     data = store.dataset()
     saved = data.list_saved_views()
     if view_name not in saved:
@@ -73,8 +62,8 @@ def send(dataset: str, view_name: str) -> dict:
             f"{len(outside)} images are outside the folder Label Studio serves ({root}), e.g. {outside[0]}: "
             "start it with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to a folder above them."
         )
-    client = _connect()
-    title = project_title(dataset)
+    client = connect()
+    title = ls_tasks.project_title(dataset)
     config = ls_tasks.label_config(spec.classes())
     project = client.project(title) or client.create_project(title, config, f"{dataset}: sent by mnist_assets")
     # The server serves a project's file only from under one of its storages, and refuses a storage
@@ -83,7 +72,7 @@ def send(dataset: str, view_name: str) -> dict:
     if Path(folder) == root:
         raise SystemExit(f"the images lie directly in {root}: set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to a folder above it.")
     client.connect_local_files(project["id"], folder)
-    waiting = {_sample_key(task["data"]) for task in client.export(project["id"]) if not task.get("annotations")}
+    waiting = {sample_key(task["data"]) for task in client.export(project["id"]) if not task.get("annotations")}
     new = [s for s in samples if (s.split, s.source_index, s.image_hash) not in waiting]
     sent = client.import_tasks(project["id"], [ls_tasks.task(s, dataset, root) for s in new])
     url = f"{client.url}/projects/{project['id']}"
@@ -91,46 +80,11 @@ def send(dataset: str, view_name: str) -> dict:
 
 
 def pull(dataset: str, here: bool = False) -> dict:
-    from mnist_assets.ml.core.field_names import IMAGE_HASH, SOURCE_INDEX, SPLIT
-    from mnist_assets.ml.decisions import record_rows
-
     spec, settings, store = declared_store(dataset)
-    client = _connect()
-    title = project_title(dataset)
-    project = client.project(title)
-    if project is None:
-        raise LabelStudioError(f"Label Studio has no project {title!r} (deleted in the tool?): send samples first (make annotate)")
-    exported = [task for task in client.export(project["id"]) if task.get("data", {}).get("dataset") == dataset]
-    origin = f"label-studio:{project['id']}"
-    log = store.decision_log()
-    # The whole history, not the folded log: a person's later decision elsewhere must not make a
-    # task's old answer look new (and be recorded over it).
-    recorded = {d.via: (d.decision, d.label) for d in log.history() if d.via.startswith(origin + ":")}
-    present = set(zip(*store.dataset().values([SPLIT, SOURCE_INDEX, IMAGE_HASH]))) if store.exists() else set()
-    refused, latest = Counter(), {}
-    for task in exported:
-        found = ls_tasks.answer(task, spec.classes())
-        if found.row is None:
-            refused[found.why] += 1
-            continue
-        if _sample_key(task["data"]) not in present:
-            refused["the sample is gone, or its pixels changed since it was sent"] += 1
-            continue
-        if recorded.get(f"{origin}:{found.task_id}") == (found.row["decision"], found.row.get("label")):
-            refused["recorded by an earlier pull"] += 1
-            continue
-        key = (found.row["split"], found.row["source_index"])
-        if key not in latest or found.at > latest[key][0]:  # one sample in two tasks: the later answer
-            latest[key] = (found.at, found.task_id, found.row)
-    rows = [(task_id, row) for _, task_id, row in sorted(latest.values(), key=lambda item: item[1])]
-    decisions = record_rows(log, rows, origin, spec, settings.source_dir, settings.downloads_dir) if rows else []
-    if decisions:
-        apply_recorded(dataset, decisions, store, here)
-    return {"project": project["id"], "recorded": dict(Counter(d.decision for d in decisions)), "not_recorded": dict(refused)}
-
-
-def _sample_key(data: dict) -> tuple:
-    return data.get("split"), data.get("source_index"), data.get("image_hash")
+    pulled = record_answers(connect(), spec, store, settings.source_dir, settings.downloads_dir)
+    if pulled.decisions:
+        apply_recorded(dataset, pulled.decisions, store, here)
+    return pulled.summary()
 
 
 def _under(path: str, root: Path) -> bool:

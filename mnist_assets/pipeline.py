@@ -11,7 +11,7 @@ from mnist_assets.assets.common import Pipeline
 from mnist_assets.automation import with_same_run_parents
 from mnist_assets.ml.data.dataset_spec import DatasetSpec, DatasetSpecError
 from mnist_assets.partitions import split_partitions
-from mnist_assets.sensors import build_review_sensor, build_source_sensor
+from mnist_assets.sensors import build_label_studio_sensor, build_review_sensor, build_source_sensor
 
 STAGES = (dataset, review, clip, lenet, quality, label_requests, data_issues, duplicates, augmentation, cnn, release)
 DEFS_FOLDER = declared.DEFS_FOLDER
@@ -81,5 +81,5 @@ def build_pipeline_defs(spec: DatasetSpec) -> dg.Definitions:
         raw_job,
     ]
     raw, review = p.key("raw_dataset"), p.key("label_review")
-    sensors = [build_source_sensor(spec, raw_job, raw), build_review_sensor(spec, review, raw)]
+    sensors = [build_source_sensor(spec, raw_job, raw), build_review_sensor(spec, review, raw), build_label_studio_sensor(spec)]
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors)

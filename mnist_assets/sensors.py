@@ -1,4 +1,5 @@
-"""Re-runs from outside the graph: sensors on a dataset's source folder and on its human review.
+"""Re-runs from outside the graph: sensors on a dataset's source folder, on its human review, and
+on its Label Studio project.
 
 The weekly refresh is raw_dataset's cron automation condition (automation.py);
 everything downstream follows by lineage.
@@ -134,3 +135,35 @@ def build_review_sensor(spec: DatasetSpec, review_key: dg.AssetKey, raw_key: dg.
         return requests or dg.SkipReason(f"{spec.name}: no new decisions.")
 
     return review_sensor
+
+
+def build_label_studio_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{spec.name}_label_studio_sensor",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.STOPPED,  # a person turns it on where a Label Studio runs
+        description=(
+            f"Records the finished answers of {spec.name}'s Label Studio project (`make annotate`) in its review log, "
+            f"as `make annotate-pull` does, every minute; {spec.name}_review_sensor then applies them. Off by default."
+        ),
+    )
+    def label_studio_sensor(context: dg.SensorEvaluationContext, settings: Settings):
+        from mnist_assets.annotation.answers import record_answers
+        from mnist_assets.annotation.client import LabelStudioError, connect
+
+        store = settings.store(spec.name)
+        if not store.exists():
+            return dg.SkipReason(f"no FiftyOne dataset {store.name!r} yet.")
+        try:
+            pulled = record_answers(connect(settings.home_path), spec, store, settings.source_dir, settings.downloads_dir)
+        except LabelStudioError as error:
+            return dg.SkipReason(f"{spec.name}: {error}.")
+        done = pulled.summary()
+        if pulled.decisions:
+            context.log.info(f"{spec.name}: recorded {done['recorded']} from Label Studio project {pulled.project}")
+        return dg.SkipReason(
+            f"{spec.name}: recorded {sum(done['recorded'].values())} decisions from Label Studio project {pulled.project} "
+            f"({spec.name}_review_sensor applies them); not recorded: {done['not_recorded'] or 'none'}."
+        )
+
+    return label_studio_sensor

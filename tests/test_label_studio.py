@@ -3,7 +3,9 @@ for the module): 300 MNIST test samples sent from a saved view with CLIP's zero-
 pre-annotation, answered by a simulated annotator through Label Studio's own API, and pulled back
 into the dataset's review log, each decision on the sample it was made for; then the failure cases:
 a repeated pull, a changed answer, a class renamed in the tool, a skipped task, a task made for
-pixels the sample no longer has, a project deleted in the tool."""
+pixels the sample no longer has, a project deleted in the tool. Then the next batch to label of a
+dataset with hidden labels (its `to-label` view) goes out and comes back as label decisions through
+the Label Studio sensor, and trains from there."""
 
 import json
 import os
@@ -16,16 +18,19 @@ import pytest
 import requests
 from processes import make_server, run_ok
 
-from mnist_assets.annotate import project_title, send
+from mnist_assets.annotate import send
 from mnist_assets.annotation import server
-from mnist_assets.ml.core.field_names import GROUND_TRUTH, IMAGE_HASH, SOURCE_INDEX
-from mnist_assets.ml.store.fiftyone_store import split_view
+from mnist_assets.annotation.tasks import project_title
+from mnist_assets.ml.core.field_names import GROUND_TRUTH, GROUND_TRUTH_CLEAN, IMAGE_HASH, SOURCE_INDEX, TO_LABEL_VIEW
+from mnist_assets.ml.data.dataset_spec import DatasetSpec
+from mnist_assets.ml.store.fiftyone_store import split_view, usable_view
 from mnist_assets.pipeline import build_pipeline_defs, declared_spec
 from mnist_assets.resources import Settings
-from mnist_assets.run_all import materialize_stage
+from mnist_assets.run_all import materialize_stage, materialize_upstream
 
 LIMIT = 300
 VIEW = "to-annotate"
+LABELED, BATCH = 60, 25  # the pool dataset's labels kept, and the batch it asks for
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +38,11 @@ def label_studio(tmp_path_factory):
     """Label Studio on a free port, its data and credentials under this module's MNIST_ASSETS_HOME;
     yields the port. The same environment reaches the code under test in this process."""
     home = tmp_path_factory.mktemp("label_studio_home")
-    names = ("MNIST_ASSETS_HOME", "MNIST_ASSETS_LIMIT", "MNIST_ASSETS_NAMESPACE", "LABEL_STUDIO_URL")
+    names = ("MNIST_ASSETS_HOME", "MNIST_ASSETS_LIMIT", "MNIST_ASSETS_NAMESPACE", "MNIST_ASSETS_EPOCHS", "LABEL_STUDIO_URL")
     saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(MNIST_ASSETS_HOME=str(home), MNIST_ASSETS_LIMIT=str(LIMIT), MNIST_ASSETS_NAMESPACE="annotate")
+    os.environ.update(
+        MNIST_ASSETS_HOME=str(home), MNIST_ASSETS_LIMIT=str(LIMIT), MNIST_ASSETS_NAMESPACE="annotate", MNIST_ASSETS_EPOCHS="1"
+    )
     try:
         with make_server("label-studio", "LABEL_STUDIO_PORT", dict(os.environ), "/health", home / "label-studio.log") as port:
             os.environ["LABEL_STUDIO_URL"] = f"http://127.0.0.1:{port}"
@@ -56,6 +63,25 @@ def test_split(label_studio):
     dataset = settings.store("mnist").dataset()
     dataset.save_view(VIEW, split_view(dataset, "test"))
     return dataset
+
+
+@pytest.fixture(scope="module")
+def pool(label_studio):
+    """mnist with all but 60 of train's labels hidden (`mnist_pool`, declared here), materialized up to
+    label_requests: its `to-label` view holds the next 25 to label."""
+    spec = DatasetSpec(
+        **{
+            **declared_spec("mnist").model_dump(),
+            "name": "mnist_pool",
+            "label_budget": {"labeled": LABELED, "seed": 0},
+            "label_batch": BATCH,
+        }
+    )
+    settings, instance = Settings.from_env(), dg.DagsterInstance.ephemeral()
+    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources={"settings": settings}))
+    requests_key = dg.AssetKey(["mnist_pool", "label_requests"])
+    materialize_upstream(defs, [requests_key], instance, {"settings": settings}, partitions=("train", "validation"), log=lambda *_: None)
+    return spec, settings, defs, instance
 
 
 def pull(**_) -> dict:
@@ -164,6 +190,59 @@ def test_a_round_trip_puts_every_answer_on_its_own_sample(label_studio, test_spl
     )
     assert deleted.returncode == 2 and "has no project 'mnist_assets mnist' (deleted in the tool?)" in deleted.stderr
     assert len(log.history()) == LIMIT
+
+
+def test_the_next_batch_to_label_goes_out_and_comes_back_through_the_sensor_as_labels_that_train(label_studio, pool):
+    spec, settings, defs, instance = pool
+    call = api(label_studio)
+    dataset = settings.store("mnist_pool").dataset()
+    sent = send("mnist_pool", TO_LABEL_VIEW, spec=spec)
+    assert sent["sent"] == BATCH
+    exported = call("GET", f"/api/projects/{sent['project']}/export", params={"exportType": "JSON", "download_all_tasks": "true"}).json()
+    asked = dict(zip(*dataset.load_saved_view(TO_LABEL_VIEW).values([SOURCE_INDEX, "lenet_predictions.label"])))
+    truth = dict(zip(*split_view(dataset, "train").values([SOURCE_INDEX, f"{GROUND_TRUTH_CLEAN}.label"])))  # hidden, kept to measure
+    assert sorted(task["data"]["source_index"] for task in exported) == sorted(asked)
+    for task in exported:
+        data = task["data"]
+        assert data["label_in_use"] == data["source_label"] == "(none)" and data["split"] == "train"
+        (prediction,) = call("GET", "/api/predictions", params={"task": task["id"]}).json()
+        assert prediction["result"][0]["value"]["choices"] == [asked[data["source_index"]]]  # LeNet's guess, pre-annotated
+        annotate(call, task["id"], truth[data["source_index"]])
+
+    def tick(name: str):
+        context = dg.build_sensor_context(instance=instance, resources={"settings": settings}, definitions=defs)
+        return defs.resolve_sensor_def(name).evaluate_tick(context)
+
+    sensor = defs.resolve_sensor_def("mnist_pool_label_studio_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # a person turns it on
+    first = tick("mnist_pool_label_studio_sensor")
+    assert first.run_requests == [] and f"recorded {BATCH} decisions" in first.skip_message
+    log = settings.store("mnist_pool").decision_log().read()
+    assert len(log) == BATCH and {d.decision for d in log} == {"label"}
+    assert {(d.source_index, d.label) for d in log} == {(index, truth[index]) for index in asked}
+    assert all(d.via.startswith(f"label-studio:{sent['project']}:") for d in log)
+    assert "recorded 0 decisions" in tick("mnist_pool_label_studio_sensor").skip_message  # nothing twice
+
+    # The review sensor takes it from there, as for any decision: the 25 become labeled train samples.
+    assert "train" in [request.partition_key for request in tick("mnist_pool_review_sensor").run_requests]
+    assert materialize_stage(instance, [dg.AssetKey(["mnist_pool", "label_review"])], "train", {"settings": settings}, defs.assets).success
+    dataset.reload()
+    usable = dict(zip(*usable_view(dataset, "train").values([SOURCE_INDEX, f"{GROUND_TRUTH}.label"])))
+    assert len(usable) == LABELED + BATCH and all(usable[index] == truth[index] for index in asked)
+
+
+def test_the_sensor_skips_and_says_why_when_no_label_studio_answers(make_settings):
+    from mnist_assets.sensors import build_label_studio_sensor
+
+    settings, spec, instance = make_settings(), declared_spec("mnist"), dg.DagsterInstance.ephemeral()
+    settings.store("mnist").dataset()  # made, empty: the sensor goes as far as the server
+    os.environ["LABEL_STUDIO_URL"], saved = "http://127.0.0.1:9", os.environ.get("LABEL_STUDIO_URL")
+    try:
+        context = dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        skipped = build_label_studio_sensor(spec).evaluate_tick(context)
+    finally:
+        os.environ.pop("LABEL_STUDIO_URL") if saved is None else os.environ.__setitem__("LABEL_STUDIO_URL", saved)
+    assert skipped.run_requests == [] and "no Label Studio answers at http://127.0.0.1:9" in skipped.skip_message
 
 
 def test_project_title_names_the_dataset():

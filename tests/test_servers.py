@@ -99,6 +99,8 @@ def test_ui_graphql_shows_assets_lineage_partitions_checks_and_schedule(dagster_
         "fashion_mnist_source_sensor",
         "mnist_review_sensor",
         "fashion_mnist_review_sensor",
+        "mnist_label_studio_sensor",
+        "fashion_mnist_label_studio_sensor",
     } == {s["name"] for s in repository["sensors"]}
 
 

@@ -6,6 +6,8 @@ project's, and these are five documented endpoints (docs/decisions.md).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 
 IMPORT_BATCH = 1000  # tasks per import request: well under the server's request-size limit
@@ -69,3 +71,10 @@ class LabelStudio:
     def export(self, project_id: int) -> list[dict]:
         """Every task of the project with its annotations (Label Studio's JSON export)."""
         return self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON", "download_all_tasks": "true"})
+
+
+def connect(home: Path | None = None) -> LabelStudio:
+    """The server `make label-studio` runs for this home (LABEL_STUDIO_URL, else 127.0.0.1:8080), with its token."""
+    from mnist_assets.annotation import server
+
+    return LabelStudio(server.url(), server.credentials(home).token)

@@ -26,6 +26,11 @@ PREDICTION_VERSION = "mnist_assets"
 NONE = "(none)"  # a task's label for a sample without one
 
 
+def project_title(dataset: str) -> str:
+    """The dataset's one Label Studio project."""
+    return f"mnist_assets {dataset}"
+
+
 def label_config(classes: list[str]) -> str:
     """The labeling interface: the image, one class to choose, and an optional exclusion."""
     choices = "\n    ".join(f"<Choice value={quoteattr(name)}/>" for name in classes)
