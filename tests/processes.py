@@ -316,6 +316,20 @@ LAUNCH_BACKFILL = """
     __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
+def set_sensor(port: int, name: str, running: bool) -> None:
+    """Start or stop one of the daemon's sensors through the UI's GraphQL API."""
+    nodes = graphql(
+        port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } sensors { name id } } } } }"
+    )
+    (repository,) = nodes["repositoriesOrError"]["nodes"]
+    if running:
+        selector = {"repositoryLocationName": repository["location"]["name"], "repositoryName": repository["name"], "sensorName": name}
+        graphql(port, "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename } }", {"s": selector})
+    else:
+        sensor = next(s for s in repository["sensors"] if s["name"] == name)
+        graphql(port, "mutation($id: String) { stopSensor(id: $id) { __typename } }", {"id": sensor["id"]})
+
+
 def launch_materialize_all(port: int, dataset: str) -> tuple[str, list[list[str]]]:
     """What the UI's "Materialize all" launches for one dataset: a backfill of its every asset and
     partition. Returns the backfill's id and the asset keys it selected."""

@@ -21,7 +21,18 @@ import dagster as dg
 import psutil
 import pytest
 from graph_runs import NINE
-from processes import REPO, graphql, installed_with_apt, make_server, quick_run_env, run_ok, runs_in_flight, stop_mongod, wait_until_quiet
+from processes import (
+    REPO,
+    graphql,
+    installed_with_apt,
+    make_server,
+    quick_run_env,
+    run_ok,
+    runs_in_flight,
+    set_sensor,
+    stop_mongod,
+    wait_until_quiet,
+)
 
 ARTIFACTS = REPO / "test-artifacts"
 SPLITS = ["train", "validation", "test"]
@@ -426,20 +437,6 @@ def _stale_status(definitions_file: Path, dagster_home: str) -> dict[str, tuple[
     finally:
         instance.dispose()
     return status
-
-
-def set_sensor(port: int, name: str, running: bool) -> None:
-    """Start or stop one of the daemon's sensors through the UI's GraphQL API."""
-    nodes = graphql(
-        port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } sensors { name id } } } } }"
-    )
-    (repository,) = nodes["repositoriesOrError"]["nodes"]
-    if running:
-        selector = {"repositoryLocationName": repository["location"]["name"], "repositoryName": repository["name"], "sensorName": name}
-        graphql(port, "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename } }", {"s": selector})
-    else:
-        sensor = next(s for s in repository["sensors"] if s["name"] == name)
-        graphql(port, "mutation($id: String) { stopSensor(id: $id) { __typename } }", {"id": sensor["id"]})
 
 
 def test_changed_code_version_marks_the_asset_and_its_downstream_stale(environment, dagster_ui, tmp_path):
