@@ -28,7 +28,7 @@ from pathlib import Path
 from mnist_assets.annotation import tasks as ls_tasks
 from mnist_assets.annotation.answers import record_answers, sample_key
 from mnist_assets.annotation.client import LabelStudioError, connect
-from mnist_assets.review import NOT_APPLIED, NotApplied, apply_recorded, declared_store
+from mnist_assets.review import apply_recorded, declared_store, exit_status
 
 PREDICTION_FIELDS = ("release_predictions", "lenet_predictions", "clip_zero_shot")  # the first one present is sent
 
@@ -42,6 +42,7 @@ def view_samples(view) -> list[ls_tasks.Sample]:
     fields = [SPLIT, SOURCE_INDEX, IMAGE_HASH, "filepath", f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_ORIGINAL}.label"]
     columns = view.values(fields + ([f"{predicted_field}.label"] if predicted_field else []))
     predicted = columns[6] if predicted_field else [None] * len(columns[0])
+    columns[3] = [os.path.realpath(path) for path in columns[3]]  # resolved once: what the server serves is the real file
     return [ls_tasks.Sample(*values, p) for *values, p in zip(*columns[:6], predicted)]
 
 
@@ -56,7 +57,7 @@ def send(dataset: str, view_name: str, spec=None) -> dict:
         raise SystemExit(f"no saved view {view_name!r} in {data.name!r}; saved views: {', '.join(saved) or 'none yet (make run)'}.")
     samples = view_samples(data.load_saved_view(view_name))
     root = server.document_root()
-    outside = [s.filepath for s in samples if not _under(s.filepath, root)]
+    outside = [s.filepath for s in samples if not Path(s.filepath).is_relative_to(root)]
     if outside:
         raise SystemExit(
             f"{len(outside)} images are outside the folder Label Studio serves ({root}), e.g. {outside[0]}: "
@@ -68,7 +69,7 @@ def send(dataset: str, view_name: str, spec=None) -> dict:
     project = client.project(title) or client.create_project(title, config, f"{dataset}: sent by mnist_assets")
     # The server serves a project's file only from under one of its storages, and refuses a storage
     # at the document root itself: the storage is the folder that holds these images.
-    folder = os.path.commonpath([os.path.dirname(os.path.realpath(s.filepath)) for s in samples]) if samples else str(root)
+    folder = os.path.commonpath([os.path.dirname(s.filepath) for s in samples]) if samples else str(root)
     if Path(folder) == root:
         raise SystemExit(f"the images lie directly in {root}: set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to a folder above it.")
     client.connect_local_files(project["id"], folder)
@@ -87,10 +88,6 @@ def pull(dataset: str, here: bool = False) -> dict:
     return pulled.summary()
 
 
-def _under(path: str, root: Path) -> bool:
-    return Path(path).resolve().is_relative_to(root)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     for command in (out, back):
         command.add_argument("--json", action="store_true", help="end with what was done as one JSON line (for scripts)")
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> None:
         if args.command == "send":
             done = send(args.dataset, args.view)
             print(f"sent {done['sent']} samples ({done['already_waiting']} already waiting unanswered) to {done['url']}")
@@ -114,13 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("not recorded: " + "; ".join(f"{count} {why}" for why, count in done["not_recorded"].items()))
         if args.json:
             print(json.dumps(done))
-    except NotApplied as error:  # recorded; label_review applies them at its next materialization
-        print(error, file=sys.stderr)
-        return NOT_APPLIED
-    except (LabelStudioError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(command, LabelStudioError)
 
 
 if __name__ == "__main__":

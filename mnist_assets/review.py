@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     requesting = commands.add_parser("requests", help="the next batch of unlabeled samples to label (label_requests' file)")
     requesting.add_argument("--dataset", default="mnist")
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> None:
         if args.command == "import":
             decisions = import_file(args.dataset, args.file, args.split, apply=not args.no_apply, here=args.here)
             print(f"recorded {len(decisions)} decisions from {args.file} in {declared_store(args.dataset)[2].decision_log().path}")
@@ -214,10 +215,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for row in status(args.dataset):
                 print("  ".join(f"{key}={value}" for key, value in row.items()))
-    except NotApplied as error:
+
+    return exit_status(command, DecisionError)
+
+
+def exit_status(command, *errors: type[Exception]) -> int:
+    """Run a command line's work: 0 when done, NOT_APPLIED when decisions were recorded but not
+    applied now, 2 with a one-line error (no traceback) for `errors` and ValueError."""
+    try:
+        command()
+    except NotApplied as error:  # recorded; label_review applies them at its next materialization
         print(error, file=sys.stderr)
         return NOT_APPLIED
-    except (DecisionError, ValueError) as error:
+    except (*errors, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

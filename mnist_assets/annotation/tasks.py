@@ -49,9 +49,9 @@ def label_config(classes: list[str]) -> str:
 
 
 def local_file_url(path: str, document_root: Path) -> str:
-    """The link Label Studio serves a local file under (its local-files mode); refuses a file outside
-    the root, which the server would not serve."""
-    relative = Path(path).resolve().relative_to(document_root.resolve())  # ValueError outside the root
+    """The link Label Studio serves a local file under (its local-files mode), for a resolved `path`
+    (no link left in it); refuses a file outside the root, which the server would not serve."""
+    relative = Path(path).relative_to(document_root.resolve())  # ValueError outside the root
     return "/data/local-files/?d=" + urllib.parse.quote(relative.as_posix())
 
 
