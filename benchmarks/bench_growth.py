@@ -133,8 +133,14 @@ def arrivals(root: Path, limit: int, batches: int, fraction: float, epochs: int,
 def scales(root: Path, limits: list[int], epochs: int) -> dict:
     """The whole graph at each limit per split: per asset (summed over splits) seconds and peak RSS,
     and the exponent of its time in data size."""
+    import os
+
     import bench_e2e
 
+    # One numba cache for every size, filled by an untimed small run first: otherwise each size's
+    # fresh folder compiles UMAP's functions again (10-30 s of noise in the UMAP steps).
+    os.environ["NUMBA_CACHE_DIR"] = str(root / "numba")
+    bench_e2e.run(root / "warm-up", 200, epochs=epochs)
     runs = {}
     for limit in limits:
         print(f"== make run: mnist, {limit} per split, {epochs} epoch(s)", flush=True)
