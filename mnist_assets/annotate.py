@@ -40,7 +40,7 @@ def view_samples(view) -> list[ls_tasks.Sample]:
     schema = view.get_field_schema()
     predicted_field = next((name for name in PREDICTION_FIELDS if name in schema), None)
     fields = [SPLIT, SOURCE_INDEX, IMAGE_HASH, "filepath", f"{GROUND_TRUTH}.label", f"{GROUND_TRUTH_ORIGINAL}.label"]
-    columns = view.values(fields + ([f"{predicted_field}.label"] if predicted_field else []))
+    columns = list(view.values(fields + ([f"{predicted_field}.label"] if predicted_field else [])))
     predicted = columns[6] if predicted_field else [None] * len(columns[0])
     columns[3] = [os.path.realpath(path) for path in columns[3]]  # resolved once: what the server serves is the real file
     return [ls_tasks.Sample(*values, p) for *values, p in zip(*columns[:6], predicted)]
