@@ -231,17 +231,14 @@ def test_the_next_batch_to_label_goes_out_and_comes_back_through_the_sensor_as_l
     assert len(usable) == LABELED + BATCH and all(usable[index] == truth[index] for index in asked)
 
 
-def test_the_sensor_skips_and_says_why_when_no_label_studio_answers(make_settings):
+def test_the_sensor_skips_and_says_why_when_no_label_studio_answers(make_settings, monkeypatch):
     from mnist_assets.sensors import build_label_studio_sensor
 
     settings, spec, instance = make_settings(), declared_spec("mnist"), dg.DagsterInstance.ephemeral()
     settings.store("mnist").dataset()  # made, empty: the sensor goes as far as the server
-    os.environ["LABEL_STUDIO_URL"], saved = "http://127.0.0.1:9", os.environ.get("LABEL_STUDIO_URL")
-    try:
-        context = dg.build_sensor_context(instance=instance, resources={"settings": settings})
-        skipped = build_label_studio_sensor(spec).evaluate_tick(context)
-    finally:
-        os.environ.pop("LABEL_STUDIO_URL") if saved is None else os.environ.__setitem__("LABEL_STUDIO_URL", saved)
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")
+    context = dg.build_sensor_context(instance=instance, resources={"settings": settings})
+    skipped = build_label_studio_sensor(spec).evaluate_tick(context)
     assert skipped.run_requests == [] and "no Label Studio answers at http://127.0.0.1:9" in skipped.skip_message
 
 
