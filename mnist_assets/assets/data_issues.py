@@ -2,6 +2,7 @@
 and class imbalance (ml/quality/data_issues.py), per split, judged against the train split."""
 
 import dataclasses
+import functools
 import json
 import time
 
@@ -97,8 +98,13 @@ class Judged:
             flagged = self.view.select([self.tensors.sample_ids[i] for i in np.flatnonzero(self.found.flags[issue])])
             save_view(self.dataset, issues_view_name(issue, split), flagged.sort_by(issue_field(issue), reverse=True))
 
+    @functools.cached_property
+    def counts(self) -> dict[str, int]:
+        """Flagged samples per issue, counted once for the metadata and the checks."""
+        return self.found.counts()
+
     def metadata(self, split: str, gates: dict, imbalance: dict) -> dict:
-        counts, total = self.found.counts(), max(len(self.labels), 1)
+        counts, total = self.counts, max(len(self.labels), 1)
         rows = [
             {"issue": issue, "flagged": counts[issue], "share": round(counts[issue] / total, 4), "gate": gates.get(issue, "")}
             for issue in ISSUE_TYPES
@@ -123,7 +129,7 @@ class Judged:
 
     def checks(self, p: Pipeline, split: str, gates: dict, imbalance: dict):
         """Per issue: blocking under its declared gate, else a warning when any sample is flagged; and class imbalance."""
-        counts = self.found.counts()
+        counts = self.counts
         for issue in ISSUE_TYPES:
             share = counts[issue] / max(len(self.labels), 1)
             yield dg.AssetCheckResult(

@@ -138,7 +138,8 @@ def ingest_metadata(p: Pipeline, settings: Settings, split: str, source, data, r
     from mnist_assets.ml.figures import plots
 
     classes, changes, review, count = p.classes(), result.changes, result.review, result.changes["count"]
-    images_folder = (p.store(settings).images_dir / data.image_files[0]).parent if data.image_files else p.store(settings).images_dir
+    images_dir = p.store(settings).images_dir
+    images_folder = (images_dir / data.image_files[0]).parent if data.image_files else images_dir
     # The train split's mean and std standardize training (computed where it trains, from the same pixels).
     normalization = dict(zip(("mean", "std"), pixel_statistics(data.images))) if split == "train" else {}
     examples = [int(np.flatnonzero(data.labels == c)[0]) for c in range(len(classes)) if (data.labels == c).any()]
