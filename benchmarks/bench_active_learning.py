@@ -69,9 +69,9 @@ class Curve:
     points: list[dict] = field(default_factory=list)  # budget, accuracy, strategy, seconds
 
 
-def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) -> Pool:
+def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path, embedding: str = "declared") -> Pool:
     from mnist_assets.assets.data import pixel_statistics
-    from mnist_assets.ml.data.pixel_embedding import pixel_embedding
+    from mnist_assets.ml.data.pixel_embedding import pool_embedding
     from mnist_assets.ml.data.sources import decision_sources, load_source, split_of
     from mnist_assets.pipeline import declared_spec
 
@@ -93,7 +93,7 @@ def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path) 
         images=images,
         truth=train.clean_labels,
         indices=train.indices,
-        embedding=pixel_embedding(images, seed=spec.split_seed),
+        embedding=pool_embedding(images, spec.pool_embedding if embedding == "declared" else embedding, seed=spec.split_seed),
         # keeping the last state, validation only draws the curve: a thousand samples draw it
         validation=tensors("validation", min(test_limit or WATCHED_VALIDATION, WATCHED_VALIDATION)),
         test=tensors("test", test_limit),
@@ -297,12 +297,22 @@ def mean_curve(curves: list[Curve]) -> list[tuple[int, float]]:
 
 
 def run(
-    datasets, arms, seeds: int, budgets, slow_up_to: int, limit, test_limit, work: Path, progress=print, pool_labels: str = "declared"
+    datasets,
+    arms,
+    seeds: int,
+    budgets,
+    slow_up_to: int,
+    limit,
+    test_limit,
+    work: Path,
+    progress=print,
+    pool_labels: str = "declared",
+    embedding: str = "declared",
 ) -> dict:
     results = {}
     for name in datasets:
         started = time.perf_counter()
-        pool = load_pool(name, limit, test_limit, work)
+        pool = load_pool(name, limit, test_limit, work, embedding)
         progress(f"{name}: a pool of {len(pool.images)} train images, every label hidden ({time.perf_counter() - started:.0f} s)")
         full_accuracy, *_ = train_and_score(pool, np.arange(len(pool.images)), pool.truth, 0, scarce=False, outputs=False)
         progress(f"{name}: LeNet on all {len(pool.images)} labels -> {full_accuracy * 100:.2f}% test")
@@ -313,6 +323,7 @@ def run(
             curves[arm] = [run_arm(pool, arm, seed, arm_budgets, work, progress, spread) for seed in range(seeds)]
         results[name] = {
             "pool": len(pool.images),
+            "embedding": pool.spec.pool_embedding if embedding == "declared" else embedding,
             "test": len(pool.test),
             "full_data_accuracy": round(full_accuracy, 4),
             "arms": {
@@ -383,6 +394,12 @@ def main() -> None:
         default="declared",
         help="train on the pool's spread labels too (default: as declared)",
     )
+    parser.add_argument(
+        "--embedding",
+        choices=("declared", "pixels", "hog"),
+        default="declared",
+        help="the pool's embedding for the arms and spread labels (default: as declared, `pool_embedding`)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.datasets, args.arms, args.seeds, args.budgets = ["mnist"], ["random", "default"], 1, args.budgets or "10,20,50,100"
@@ -405,6 +422,7 @@ def main() -> None:
             args.test_limit,
             Path(work),
             pool_labels=args.pool_labels,
+            embedding=args.embedding,
         )
     results = {
         "command": " ".join(sys.argv),

@@ -12,10 +12,10 @@ from processes import run_ok
 from sklearn.linear_model import LogisticRegression
 
 from mnist_assets.ml.data.dataset_spec import UNLABELED
-from mnist_assets.ml.data.pixel_embedding import pixel_embedding
+from mnist_assets.ml.data.pixel_embedding import hog_embedding, pixel_embedding
 from mnist_assets.ml.data.tensors import SplitTensors
 from mnist_assets.ml.models import recipes
-from mnist_assets.ml.models.pseudo_labels import pool_training
+from mnist_assets.ml.models.pseudo_labels import pool_training, spread_labels
 from mnist_assets.ml.models.training import MAX_VALIDATIONS, TrainConfig, fit
 from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, STRATEGIES, margins, request_labels
 from mnist_assets.pipeline import declared_spec
@@ -118,6 +118,26 @@ def test_the_pool_trains_with_labels_spread_from_the_given_ones(mnist):
         recipes.resolve("checkpoint", declared_spec("mnist"), {"epochs": 3}, scarce=True, pooled=True).epochs == 3
     )  # a person's epochs win
     assert declared_spec("mnist").pool_labels and not declared_spec("fashion_mnist").pool_labels  # as measured
+    assert (declared_spec("mnist").pool_embedding, declared_spec("fashion_mnist").pool_embedding) == ("hog", "pixels")
+
+
+def test_labels_spread_along_gradients_are_right_more_often_than_along_pixels(mnist):
+    """hog_embedding (the benchmark's `--embedding hog`): on 3,000 real digits with 100 random labels the
+    labels spread along it are right more often than along the pixels' principal components (92-94%
+    there, 96-97% here, three seeds); any channel layout gives the same vectors."""
+    images, truth = mnist.train_images[:POOL], mnist.train_labels[:POOL].astype(int)
+    given = np.full(POOL, UNLABELED)
+    asked = np.random.default_rng(0).choice(POOL, 100, replace=False)
+    given[asked] = truth[asked]
+    right = {}
+    for name, embed in (("pixels", pixel_embedding), ("hog", hog_embedding)):
+        spread = spread_labels(embed(images), given, 10)
+        right[name] = (spread.labels == truth[spread.positions]).mean()
+    assert right["hog"] > 0.95 and right["hog"] > right["pixels"] + 0.01, right
+    vectors = hog_embedding(images[:200])
+    assert vectors.shape == (200, 50)
+    assert np.allclose(hog_embedding(np.repeat(images[:200, None], 3, axis=1)), vectors, atol=1e-4)
+    assert np.allclose(hog_embedding(np.repeat(images[:200, ..., None], 3, axis=3)), vectors, atol=1e-4)
 
 
 def test_keeping_the_last_state_validates_a_few_epochs_only(mnist):

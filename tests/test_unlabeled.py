@@ -102,6 +102,7 @@ def test_unlabeled_samples_are_ingested_predicted_and_counted_but_never_trained_
         LIMIT - LABELED,
         BATCH,
     )
+    assert requests["embedding"] == "hog"  # as mnist declares (pool_embedding)
     failed = failed_checks(checks)
     assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name}, failed
 
@@ -203,7 +204,7 @@ def test_a_half_unlabeled_folder_goes_through_every_asset(make_settings, tmp_pat
             dg.AssetKey(["half_labeled", "label_requests"])
         ).asset_materialization.metadata.items()
     }
-    assert (requests["unlabeled"], requests["batch"]) == (moved, 20)
+    assert (requests["unlabeled"], requests["batch"]) == (moved, 20) and requests["embedding"] == "pixels"  # the default
     assert len(dataset.load_saved_view("to-label")) == 20
     failed = failed_checks(checks)
     assert not {name for name in failed if "labels_in_range" in name or "sample_count" in name or "class_balance" in name}, failed

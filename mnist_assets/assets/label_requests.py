@@ -66,7 +66,7 @@ def build(p: Pipeline) -> list:
 
         from mnist_assets.ml.core.files import atomic_write_bytes
         from mnist_assets.ml.data.dataset_spec import label_names
-        from mnist_assets.ml.data.pixel_embedding import pixel_embedding
+        from mnist_assets.ml.data.pixel_embedding import pool_embedding
         from mnist_assets.ml.quality.label_requests import ASSET_STRATEGIES, check_strategy, request_labels
         from mnist_assets.ml.store.fiftyone_store import labeled, read_vectors, save_view, usable_view, write_floats
 
@@ -82,7 +82,7 @@ def build(p: Pipeline) -> list:
         kept = np.flatnonzero(~excluded)  # a sample a person excluded is neither asked for nor counted
         batch_size = config.batch or p.spec.label_batch
         probabilities = softmax(read_vectors(view, f"{LENET_PREDICTIONS}.logits"), axis=1)
-        embedding = pixel_embedding(tensors.images.numpy()[kept], seed=p.spec.split_seed)
+        embedding = pool_embedding(tensors.images.numpy()[kept], p.spec.pool_embedding, seed=p.spec.split_seed)
         request = request_labels(
             embedding, labels[kept], batch_size, probabilities[kept], config.strategy, len(classes), seed=p.spec.split_seed
         )
@@ -109,6 +109,7 @@ def build(p: Pipeline) -> list:
         return dg.MaterializeResult(
             metadata={
                 "strategy": request.strategy,
+                "embedding": p.spec.pool_embedding,
                 "why": request.why,
                 "labeled": int((labels[kept] >= 0).sum()),
                 "unlabeled": int((labels[kept] < 0).sum()),

@@ -128,7 +128,7 @@ def with_pool_labels(context, p: Pipeline, settings: Settings, store, train):
     from mnist_assets.ml.models.pseudo_labels import pool_training
 
     _, _, pool = split_tensors(p, settings, "train", store, with_unlabeled=True, statistics=(train.mean, train.std))
-    found = pool_training(pool, len(p.classes()), seed=p.spec.split_seed)
+    found = pool_training(pool, len(p.classes()), seed=p.spec.split_seed, kind=p.spec.pool_embedding)
     context.log.info(f"{p.name}: {found.why}")
     return found.train, {"pseudo_labeled": found.pseudo_labeled, "pool_labels": found.why}
 

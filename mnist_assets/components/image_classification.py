@@ -17,7 +17,7 @@ class ImageClassificationPipeline(DatasetSpec, dg.Component, dg.Resolvable):
     `horizontal_flip`, `clip_class_names`, `clip_templates`, `label_errors`, `epochs`,
     `checkpoint_epochs`, `batch_augmentation`, `cnn_arch`, `cnn_epochs`, `accuracy_gate`, `issue_gates`,
     `outlier_spaces`, `strict`, `keep_releases`, `label_noise`, `label_budget`, `unlabeled`, `label_batch`,
-    `pool_labels` and `retrain` are optional.
+    `pool_labels`, `pool_embedding` and `retrain` are optional.
     """
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -129,6 +129,10 @@ class DatasetSpec(BaseModel):
     # ones along its pixels (ml/models/pseudo_labels.py; never stored as labels). On where it was
     # measured to help (MNIST: docs/active-learning.md); off by default, as on Fashion-MNIST, where it did not.
     pool_labels: bool = False
+    # What label_requests ranks the unlabeled pool on and pool_labels spread along (ml/data/pixel_embedding.py):
+    # the pixels' principal components, or their gradients' (HOG), chosen per dataset by measurement
+    # (docs/active-learning.md: HOG on MNIST, the pixels on Fashion-MNIST and by default).
+    pool_embedding: Literal["pixels", "hog"] = "pixels"
     # data_issues' blocking checks: issue type -> the largest share of a split that may be flagged
     # (e.g. {dark: 0.05}); the types not named only warn.
     issue_gates: Optional[dict[str, float]] = None

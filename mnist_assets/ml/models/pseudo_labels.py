@@ -1,4 +1,4 @@
-"""Labels for the unlabeled pool, for training only: label spreading on the pool's pixel embedding.
+"""Labels for the unlabeled pool, for training only: label spreading on the pool's declared embedding.
 
 Where train holds few labels and many unlabeled images, and the declaration asks for it
 (`pool_labels`, on where it was measured to help), the few-labels checkpoint also trains on the
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnist_assets.ml.data.dataset_spec import UNLABELED
-from mnist_assets.ml.data.pixel_embedding import pixel_embedding
+from mnist_assets.ml.data.pixel_embedding import pool_embedding
 from mnist_assets.ml.data.tensors import SplitTensors
 from mnist_assets.ml.models.cross_validation import subset
 
@@ -70,11 +70,19 @@ def spread_labels(embedding: np.ndarray, labels: np.ndarray, classes: int, keep:
     return PseudoLabels(unlabeled[order], spread[order].astype(np.int64), confidence[order].astype(np.float32))
 
 
-def pool_training(pool: SplitTensors, classes: int, keep: float = KEEP, seed: int = 0, embedding: np.ndarray | None = None) -> PoolTraining:
+def pool_training(
+    pool: SplitTensors,
+    classes: int,
+    keep: float = KEEP,
+    seed: int = 0,
+    embedding: np.ndarray | None = None,
+    kind: str = "pixels",
+) -> PoolTraining:
     """The training set of a checkpoint on few labels: `pool` (train's labeled and unlabeled samples,
     standardized as training reads them) with the surest `keep` of the pool's spread labels, the labeled
     samples repeated to a tenth of the set at least (the batch affine varies each copy). `embedding`:
-    the pool's pixel_embedding, where the caller has it already."""
+    the pool's embedding where the caller has it already, else the `kind` the dataset declares
+    (`pool_embedding`)."""
     import torch
 
     labels = pool.labels.numpy()
@@ -84,7 +92,7 @@ def pool_training(pool: SplitTensors, classes: int, keep: float = KEEP, seed: in
         return PoolTraining(subset(pool, labeled), 0, why)
     spread = PseudoLabels.none()
     if len(labeled) < len(labels):
-        embedding = pixel_embedding(pool.images.numpy(), seed=seed) if embedding is None else embedding
+        embedding = pool_embedding(pool.images.numpy(), kind, seed=seed) if embedding is None else embedding
         spread = spread_labels(embedding, labels, classes, keep)
     if len(spread.positions) == 0:
         return PoolTraining(subset(pool, labeled), 0, "no unlabeled samples, or labels of fewer than two classes: nothing to spread")
