@@ -76,7 +76,8 @@ def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path, 
     from mnist_assets.pipeline import declared_spec
 
     spec = declared_spec(name)
-    spec = spec.model_copy(update={"name": f"{spec.name}_active", "label_budget": {"labeled": 0, "seed": 0}})
+    chosen = {} if embedding == "declared" else {"pool_embedding": embedding}  # the run's choice, else the declaration's
+    spec = spec.model_copy(update={"name": f"{spec.name}_active", "label_budget": {"labeled": 0, "seed": 0}, **chosen})
     arrays = load_source(spec, None, work / "downloads")
     train = split_of(arrays, spec, "train", limit)
     assert (train.labels < 0).all() and train.clean_labels is not None, "every train label hidden, the truth kept"
@@ -93,7 +94,7 @@ def load_pool(name: str, limit: int | None, test_limit: int | None, work: Path, 
         images=images,
         truth=train.clean_labels,
         indices=train.indices,
-        embedding=pool_embedding(images, spec.pool_embedding if embedding == "declared" else embedding, seed=spec.split_seed),
+        embedding=pool_embedding(images, spec.pool_embedding, seed=spec.split_seed),
         # keeping the last state, validation only draws the curve: a thousand samples draw it
         validation=tensors("validation", min(test_limit or WATCHED_VALIDATION, WATCHED_VALIDATION)),
         test=tensors("test", test_limit),
@@ -323,7 +324,7 @@ def run(
             curves[arm] = [run_arm(pool, arm, seed, arm_budgets, work, progress, spread) for seed in range(seeds)]
         results[name] = {
             "pool": len(pool.images),
-            "embedding": pool.spec.pool_embedding if embedding == "declared" else embedding,
+            "embedding": pool.spec.pool_embedding,
             "test": len(pool.test),
             "full_data_accuracy": round(full_accuracy, 4),
             "arms": {

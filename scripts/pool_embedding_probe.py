@@ -39,7 +39,7 @@ def probe(embedding: np.ndarray, truth: np.ndarray, pool: int, labels: np.ndarra
     known = np.flatnonzero(labels[:pool] >= 0)
     model = LogisticRegression(max_iter=1000).fit(embedding[known], labels[known])
     probe_accuracy = model.score(embedding[pool:], truth[pool:])
-    spread = spread_labels(embedding[:pool], np.where(labels[:pool] >= 0, labels[:pool], -1), 10)
+    spread = spread_labels(embedding[:pool], labels[:pool], 10)
     spread_accuracy = float((spread.labels == truth[spread.positions]).mean()) if len(spread.positions) else float("nan")
     return probe_accuracy * 100, spread_accuracy * 100
 
@@ -72,10 +72,10 @@ def main() -> None:
                         if strategy == "random":
                             chosen = np.random.default_rng(seed).choice(args.pool, budget, replace=False)
                         else:
-                            chosen = request_labels(
+                            request = request_labels(
                                 embedding[: args.pool], labels[: args.pool], budget, None, "typiclust", 10, seed, rank_rest=False
                             )
-                            chosen = chosen.batch
+                            chosen = request.batch
                         labels[chosen] = truth[chosen]
                         results.append(probe(embedding, truth, args.pool, labels))
                     mean = np.mean(results, axis=0)
